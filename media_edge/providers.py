@@ -1,0 +1,55 @@
+"""Small interfaces the edge's speech providers implement.
+
+The embedded providers (Silero, Whisper, Piper, espeak-ng) and the production ones (Deepgram,
+Cartesia) are interchangeable by configuration because the call session sees only these.
+All audio crossing these interfaces is mono 16-bit PCM as numpy int16 arrays, with the sample
+rate stated where it can vary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+PCM = npt.NDArray[np.int16]
+
+
+class VoiceActivityDetector(Protocol):
+    """Per-call, stateful: speech probability of each window of 8 kHz audio."""
+
+    window_samples: int
+
+    def speech_probability(self, window: PCM) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    confidence: float | None = None
+
+
+class SpeechToText(Protocol):
+    async def transcribe(self, audio: PCM, sample_rate: int) -> Transcript:
+        """Final transcript of one caller segment; runs off the event loop."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """A piece of synthesized speech and the text it says (for heard-text from marks)."""
+
+    audio: PCM
+    sample_rate: int
+    text: str
+
+
+class TextToSpeech(Protocol):
+    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """Speech for `text`, phrase by phrase, first chunk as early as possible."""
+        ...

@@ -1,0 +1,88 @@
+"""Slot's configuration, read from the environment (prefix `SLOT_`) and never from files in the repo.
+
+Every delay the workflows wait on is configurable so tests can run days-long timers in seconds.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.messages import CallTimers
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLOT_", extra="ignore")
+
+    data_dir: Path = REPO_ROOT / ".slot-data"
+    playbooks_dir: Path = REPO_ROOT / "playbooks"
+    personas_dir: Path = REPO_ROOT / "personas"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue: str = "slot-calls"
+
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8080
+    edge_public_url: str | None = None
+    """URL Twilio reaches the edge at (https/wss in production); defaults to http://host:port."""
+
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = 8090
+    twilio_api_base: str | None = None
+    """Twilio REST base URL; defaults to the local phone simulator."""
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    agent_phone_number: str = "+15550100000"
+
+    default_script: str = "solar_survey"
+
+    stt_provider: Literal["whisper"] = "whisper"
+    tts_provider: Literal["piper", "espeak"] = "piper"
+    inference_threads: int = Field(default=2, ge=1)
+
+    vad_threshold: float = 0.5
+    endpoint_silence_ms: int = 600
+    speculative_stt_after_ms: int = 200
+    barge_in_min_speech_ms: int = 200
+    max_turn_s: float = 30.0
+
+    reprompt_after_s: float = 8.0
+    max_reprompts: int = 2
+    follow_up_delay_s: float = 24 * 3600.0
+    answer_timeout_s: float = 60.0
+
+    @property
+    def edge_url(self) -> str:
+        return self.edge_public_url or f"http://{self.edge_host}:{self.edge_port}"
+
+    @property
+    def twilio_base(self) -> str:
+        return self.twilio_api_base or f"http://{self.simulator_host}:{self.simulator_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    def workflow_url(self, workflow_id: str) -> str:
+        return f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+    def call_timers(self) -> CallTimers:
+        return CallTimers(
+            reprompt_after_s=self.reprompt_after_s,
+            max_reprompts=self.max_reprompts,
+            follow_up_delay_s=self.follow_up_delay_s,
+            answer_timeout_s=self.answer_timeout_s,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

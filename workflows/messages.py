@@ -1,0 +1,143 @@
+"""Messages that cross the boundary between the media edge and a call's workflow.
+
+They are pydantic models carried by Temporal's pydantic data converter, so a malformed
+payload fails loudly at the boundary instead of deep inside a workflow.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from workflows.script import DecisionTier, Outcome, Playbook
+
+TASK_QUEUE = "slot-calls"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class CallStatus(StrEnum):
+    """Lifecycle of one call; mirrored into the `CallStatus` search attribute."""
+
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    ENDED = "ended"
+    FOLLOW_UP_SCHEDULED = "follow_up_scheduled"
+    NO_ANSWER = "no_answer"
+    COMPLETED = "completed"
+
+
+class Lead(BaseModel):
+    name: str = ""
+    phone: str = ""
+
+
+class CallTimers(BaseModel):
+    """Durations the workflow waits on; from configuration so tests can use seconds."""
+
+    reprompt_after_s: float = 8.0
+    max_reprompts: int = 2
+    follow_up_delay_s: float = 24 * 3600.0
+    answer_timeout_s: float = 60.0
+
+
+class CallInput(BaseModel):
+    """Everything a call workflow needs, snapshotted at start so replay never reads files."""
+
+    call_id: str
+    direction: Direction = Direction.INBOUND
+    lead: Lead = Field(default_factory=Lead)
+    script_name: str
+    playbook: Playbook
+    timers: CallTimers = Field(default_factory=CallTimers)
+    campaign_id: str | None = None
+    follow_up_of: str | None = None
+    edge_url: str | None = None
+    """Base URL of the media edge serving this call; set when the media stream connects."""
+
+
+TurnKind = Literal["start", "speech", "dtmf"]
+
+
+class Turn(BaseModel):
+    """One caller turn sent by the edge as the Update `turn`.
+
+    `seq` increases by one per turn of a call; the validator rejects stale or repeated ones,
+    so a retried update after a worker crash never lands twice.
+    """
+
+    seq: int = Field(ge=0)
+    kind: TurnKind
+    text: str = ""
+    digits: str = ""
+    edge_url: str | None = None
+
+
+class Decision(BaseModel):
+    """What the agent says next, and why."""
+
+    utterance_id: str
+    text: str
+    state: str
+    end_call: bool = False
+    outcome: Outcome | None = None
+    tier: DecisionTier
+    reason: str
+    cacheable: bool = True
+    """Fixed script lines are cacheable audio; generated text is not."""
+
+
+class UtterancePlayed(BaseModel):
+    """Signal from the edge after an agent utterance finished or was cut off by barge-in."""
+
+    utterance_id: str
+    interrupted: bool = False
+    heard_text: str
+    played_ms: int
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Dtmf(BaseModel):
+    digits: str
+
+
+class CallStatusUpdate(BaseModel):
+    """Twilio-style call status (`ringing`, `in-progress`, `completed`, `busy`, `no-answer`...)."""
+
+    status: str
+    call_sid: str = ""
+
+
+class HangUp(BaseModel):
+    reason: str = "caller hung up"
+
+
+class TranscriptEntry(BaseModel):
+    speaker: Literal["agent", "caller"]
+    text: str
+    seq: int | None = None
+    utterance_id: str | None = None
+    state: str | None = None
+    tier: DecisionTier | None = None
+    reason: str | None = None
+    interrupted: bool = False
+    heard_text: str | None = None
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class CallSnapshot(BaseModel):
+    """Answer to the `snapshot` query: what a person inspecting a call wants to see."""
+
+    call_id: str
+    status: CallStatus
+    state: str
+    outcome: Outcome | None
+    slots: dict[str, str]
+    transcript: list[TranscriptEntry]
+    reprompts: int
+    follow_up_call_id: str | None = None
