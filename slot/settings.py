@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     speculative_stt_after_ms: int = 200
     barge_in_min_speech_ms: int = 200
     max_turn_s: float = 30.0
+    log_transcripts: bool = False
+    """Caller transcripts are personal data: logged only when this is switched on."""
 
     reprompt_after_s: float = 8.0
     max_reprompts: int = 2
