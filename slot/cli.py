@@ -1,0 +1,98 @@
+"""`slot`: the command line for running the dev stack, a demo call and the individual services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from slot.settings import get_settings
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from slot.devstack import run_dev
+
+    return asyncio.run(run_dev(get_settings(), headless=args.headless))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from slot.demo import run_demo
+
+    return asyncio.run(
+        run_demo(
+            get_settings(),
+            persona_path=args.persona,
+            script=args.script,
+            expect=args.expect,
+            report_path=args.report,
+        )
+    )
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import worker
+
+    asyncio.run(worker.main())
+    return 0
+
+
+def _cmd_edge(args: argparse.Namespace) -> int:
+    from media_edge.app import main
+
+    main()
+    return 0
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from slot.simulator.twilio_api import main
+
+    main()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slot", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run Temporal, the worker, the edge and the simulator")
+    dev.add_argument("--headless", action="store_true", help="no Temporal Web UI")
+    dev.set_defaults(func=_cmd_dev)
+
+    demo = commands.add_parser("demo", help="one simulated inbound call, end to end")
+    demo.add_argument("--persona", type=Path, default=None, help="caller persona YAML")
+    demo.add_argument("--script", default=None, help="playbook name (default: settings)")
+    demo.add_argument("--expect", default=None, help="outcome the call must reach")
+    demo.add_argument("--report", type=Path, default=None, help="write the call report as JSON")
+    demo.set_defaults(func=_cmd_demo)
+
+    for name, func, help_text in (
+        ("worker", _cmd_worker, "run a Temporal worker for call workflows"),
+        ("edge", _cmd_edge, "run the media edge (Twilio webhooks and Media Streams)"),
+        ("simulator", _cmd_simulator, "run the phone simulator (Twilio's REST API, locally)"),
+    ):
+        commands.add_parser(name, help=help_text).set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The embedded dev stack: Temporal dev server, worker, media edge and phone simulator on one machine.
+
+Each part is a child process with its own log file under the data folder, so a crash of one is
+visible and the others keep running. Parts that already answer at their configured address are
+reused, not started twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from slot.settings import REPO_ROOT, Settings
+from slot.temporal import TemporalDevServer, connect, ensure_search_attributes, temporal_is_running
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+
+
+class StackError(RuntimeError):
+    """A part of the stack did not come up; the message says which and where its log is."""
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as `SLOT_*` variables, so child processes see exactly this configuration."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        env[f"SLOT_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class ManagedProcess:
+    """One child process of the stack, with its log file and a readiness check."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    ready: ReadyCheck
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise StackError(
+                    f"{self.name} exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            if await self.ready():
+                return
+            await asyncio.sleep(0.1)
+        raise StackError(f"{self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: used by the durability test."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+async def _never() -> bool:
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def http_ok(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            response = await client.get(url)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+class Stack:
+    """Starts (or reuses) every part Slot needs for a call, and stops what it started."""
+
+    def __init__(
+        self, settings: Settings, *, headless: bool = False, with_simulator: bool = True
+    ) -> None:
+        self.settings = settings
+        self.headless = headless
+        self.with_simulator = with_simulator
+        self.logs_dir = settings.data_dir / "logs"
+        self.temporal: TemporalDevServer | None = None
+        self.processes: dict[str, ManagedProcess] = {}
+        self.reused: list[str] = []
+
+    def _python(self, *args: str) -> list[str]:
+        return [sys.executable, *args]
+
+    def _process(self, name: str, argv: list[str], ready: ReadyCheck) -> ManagedProcess:
+        return ManagedProcess(
+            name=name,
+            argv=argv,
+            log_path=self.logs_dir / f"{name}.log",
+            ready=ready,
+            env=settings_env(self.settings),
+        )
+
+    async def live_worker_pids(self) -> set[int]:
+        """Pids of workers on this host that poll the call task queue and are still alive.
+
+        The server remembers pollers for minutes, so a killed worker still shows up there:
+        its identity (`pid@host`, the SDK's default) tells a live one from a dead one.
+        """
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+        try:
+            client = await connect(self.settings)
+            response = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.settings.temporal_namespace,
+                    task_queue=TaskQueue(name=self.settings.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+        except Exception:
+            return set()
+        pids = set()
+        for poller in response.pollers:
+            pid_text, _, host = poller.identity.partition("@")
+            if host == socket.gethostname() and pid_text.isdigit() and _alive(int(pid_text)):
+                pids.add(int(pid_text))
+        return pids
+
+    def _worker(self) -> ManagedProcess:
+        worker = self._process("worker", self._python(str(REPO_ROOT / "worker.py")), _never)
+
+        async def polling() -> bool:
+            return worker.process is not None and worker.process.pid in await self.live_worker_pids()
+
+        worker.ready = polling
+        return worker
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if await temporal_is_running(settings.temporal_address):
+            self.reused.append("temporal")
+            await ensure_search_attributes(await connect(settings))
+        else:
+            self.temporal = TemporalDevServer(
+                address=settings.temporal_address,
+                ui_port=settings.temporal_ui_port,
+                db_path=settings.data_dir / "temporal.db",
+                log_path=self.logs_dir / "temporal.log",
+                headless=self.headless,
+            )
+            await self.temporal.start()
+
+        edge_health = f"http://{settings.edge_host}:{settings.edge_port}/healthz"
+        sim_health = f"http://{settings.simulator_host}:{settings.simulator_port}/healthz"
+        wanted: list[ManagedProcess] = [
+            self._worker(),
+            self._process("edge", self._python("-m", "media_edge.app"), lambda: http_ok(edge_health)),
+        ]
+        if self.with_simulator:
+            wanted.append(
+                self._process(
+                    "simulator",
+                    self._python("-m", "slot.simulator.twilio_api"),
+                    lambda: http_ok(sim_health),
+                )
+            )
+        for process in wanted:
+            if process.name == "worker":
+                if await self.live_worker_pids():
+                    self.reused.append("worker")
+                    continue
+            elif await process.ready():
+                self.reused.append(process.name)
+                continue
+            process.start()
+            self.processes[process.name] = process
+        try:
+            await asyncio.gather(*(p.wait_ready(timeout_s) for p in self.processes.values()))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def restart_worker(self, timeout_s: float = 60.0) -> None:
+        """Start a fresh worker process (after the old one was killed)."""
+        worker = self._worker()
+        worker.start()
+        self.processes["worker"] = worker
+        await worker.wait_ready(timeout_s)
+
+    async def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        self.processes.clear()
+        if self.temporal is not None:
+            await self.temporal.stop()
+            self.temporal = None
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()
+
+
+async def run_dev(settings: Settings, *, headless: bool = False) -> int:
+    """`slot dev`: bring the stack up, say where everything is, and stop it all on Ctrl-C."""
+    from rich.console import Console
+
+    console = Console()
+    stack = Stack(settings, headless=headless)
+    with console.status("starting Temporal, worker, media edge and phone simulator..."):
+        try:
+            await stack.start()
+        except StackError as error:
+            console.print(f"[red]error:[/] {error}")
+            return 1
+    for name in stack.reused:
+        console.print(f"[dim]reusing the {name} already running[/]")
+    console.print(f"Temporal      {settings.temporal_address}  (Web UI {settings.temporal_ui_url})")
+    console.print(f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)")
+    console.print(f"simulator     {settings.twilio_base}  (Twilio REST API, locally)")
+    console.print(f"logs          {stack.logs_dir}")
+    console.print("[bold]ready[/] — Ctrl-C stops everything")
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        while not stopping.is_set():
+            for process in stack.processes.values():
+                if process.process is not None and process.process.poll() is not None:
+                    console.print(
+                        f"[red]{process.name} exited ({process.process.returncode}); "
+                        f"see {process.log_path}[/]"
+                    )
+                    stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
+    finally:
+        with console.status("stopping..."):
+            await stack.stop()
+    console.print("stopped")
+    return 0
