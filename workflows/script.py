@@ -1,16 +1,25 @@
 """A sales script (playbook) as a strict, pure state machine.
 
-CONTRACT (to be implemented; signatures are fixed, bodies are not yet):
-- `Playbook` is the validated, compiled form of a YAML playbook; it travels inside the call
-  workflow's input as the script snapshot, so it must be a pydantic model of plain data.
-- `opening`, `respond`, `respond_dtmf`, `reprompt` are pure: no I/O, no clocks, no randomness.
+`Playbook` is the validated form of a YAML playbook. It travels inside the call workflow's
+input as the script snapshot, so it is plain pydantic data, and this module imports nothing
+that touches files, clocks or randomness: it runs inside Temporal's workflow sandbox.
+
+`opening`, `respond`, `respond_dtmf` and `reprompt` are pure. Each returns a `ScriptStep` that
+says which tier decided (built-in rule, intent match, slot filling, fallback) and why, in words a
+person reading the call's transcript understands.
 """
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from enum import StrEnum
+from string import Formatter
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workflows.intents import MATCH_THRESHOLD, best_guess, match_intent, normalize
 
 
 class Outcome(StrEnum):
@@ -21,6 +30,7 @@ class Outcome(StrEnum):
     TRANSFER = "transfer"
     NO_RESPONSE = "no_response"
     HUNG_UP = "hung_up"
+    WRONG_PERSON = "wrong_person"
 
 
 class DecisionTier(StrEnum):
@@ -30,13 +40,97 @@ class DecisionTier(StrEnum):
     FALLBACK = "fallback"
 
 
+CONTEXT_VARIABLES = frozenset({"agent_name", "company", "lead_name"})
+"""Placeholders every template may use without declaring a slot."""
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class Intent(BaseModel):
+    """A way out of a state: what the caller might say, and where the script goes then."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    examples: list[str] = Field(min_length=1)
+    next: str
+    set: dict[str, str] = Field(default_factory=dict)
+    """Slot values this answer implies ("either is fine" -> survey_time: morning)."""
+
+
+class SlotSpec(BaseModel):
+    """A value the script collects from the caller (or gets from the call's context)."""
+
+    model_config = _STRICT
+
+    kind: Literal["text", "choice", "pattern"] = "text"
+    choices: dict[str, list[str]] = Field(default_factory=dict)
+    """Canonical value -> synonyms; the canonical value itself always matches too."""
+    pattern: str | None = None
+    """Regular expression for `pattern` slots; group 1 (or the whole match) is the value."""
+    default: str = ""
+    """Rendered when the slot has no value yet, so a line never reads 'with ?'."""
+
+
+class State(BaseModel):
+    model_config = _STRICT
+
+    say: str = Field(min_length=1)
+    reprompt: str | None = None
+    intents: list[Intent] = Field(default_factory=list)
+    collect: str | None = None
+    """Slot filled from the caller's reply; on a valid value the script moves to `next`."""
+    next: str | None = None
+    dtmf: dict[str, str] = Field(default_factory=dict)
+    """Keys pressed -> next state."""
+    outcome: Outcome | None = None
+    """Set on terminal states: their `say` is the call's last line."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.outcome is not None
+
+
 class Playbook(BaseModel):
+    model_config = _STRICT
+
     name: str
+    description: str = ""
+    agent_name: str = "Alex"
+    company: str = ""
     start: str
+    follow_up_start: str | None = None
+    """Opening state for a follow-up call the script promised (a callback)."""
+    states: dict[str, State]
+    slots: dict[str, SlotSpec] = Field(default_factory=dict)
+    global_intents: list[Intent] = Field(default_factory=list)
+    """Intents recognised in every non-terminal state, after the state's own."""
+    fallback_line: str = "Sorry, could you say that again?"
+    no_input_goodbye: str = "I can't seem to hear you, so I'll try again another time. Goodbye!"
+    max_reprompts: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Playbook:
+        problem = next(iter(playbook_problems(self)), None)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def state(self, name: str) -> State:
+        try:
+            return self.states[name]
+        except KeyError:
+            raise ValueError(f"playbook '{self.name}' has no state '{name}'") from None
+
+    def state_with_outcome(self, outcome: Outcome) -> str | None:
+        return next((n for n, s in self.states.items() if s.outcome == outcome), None)
 
 
 class ScriptStep(BaseModel):
-    """The state machine's answer to one event: where it goes and what the agent says."""
+    """The state machine's answer to one event: where it goes and what the agent says.
+
+    `slots` is the complete slot map after this step (the input slots plus any collected now).
+    """
 
     state: str
     text: str
@@ -47,21 +141,537 @@ class ScriptStep(BaseModel):
     slots: dict[str, str] = {}
 
 
-def opening(playbook: Playbook, slots: dict[str, str]) -> ScriptStep:
-    """The agent's first line: the start state's `say`, rendered with `slots`."""
-    raise NotImplementedError
+# --- validation ------------------------------------------------------------------------------
+
+
+def _where(state: str | None, field: str | None) -> str:
+    parts = []
+    if state is not None:
+        parts.append(f"state '{state}'")
+    if field is not None:
+        parts.append(f"field '{field}'")
+    return ", ".join(parts)
+
+
+def placeholders(template: str) -> list[str]:
+    """Names used as `{name}` in a template; raises ValueError on malformed braces."""
+    names = []
+    for _, field, spec, conversion in Formatter().parse(template):
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            raise ValueError(f"placeholder '{{{field}}}' must be a plain name like {{lead_name}}")
+        names.append(field)
+    return names
+
+
+def playbook_problems(playbook: Playbook) -> list[str]:
+    """Every semantic problem, each as "state 'x', field 'y': what is wrong"."""
+    problems: list[str] = []
+    states = playbook.states
+    known_names = CONTEXT_VARIABLES | set(playbook.slots)
+
+    def check_target(target: str | None, state: str | None, field: str) -> None:
+        if target is not None and target not in states:
+            problems.append(f"{_where(state, field)}: unknown state '{target}'")
+
+    def check_template(template: str | None, state: str | None, field: str) -> None:
+        if template is None:
+            return
+        try:
+            names = placeholders(template)
+        except ValueError as error:
+            problems.append(f"{_where(state, field)}: {error}")
+            return
+        for name in names:
+            if name not in known_names:
+                problems.append(
+                    f"{_where(state, field)}: unknown placeholder '{{{name}}}' "
+                    f"(declare it under slots, or use one of {sorted(CONTEXT_VARIABLES)})"
+                )
+
+    if not states:
+        problems.append("field 'states': a playbook needs at least one state")
+    check_target(playbook.start, None, "start")
+    check_target(playbook.follow_up_start, None, "follow_up_start")
+    for field in ("fallback_line", "no_input_goodbye"):
+        check_template(getattr(playbook, field), None, field)
+
+    def check_intent(intent: Intent, state: str | None, field: str) -> None:
+        check_target(intent.next, state, f"{field}.next")
+        for slot in intent.set:
+            if slot not in playbook.slots:
+                problems.append(f"{_where(state, field + '.set')}: unknown slot '{slot}'")
+
+    for i, intent in enumerate(playbook.global_intents):
+        check_intent(intent, None, f"global_intents[{i}]")
+
+    for slot_name, slot in playbook.slots.items():
+        where = f"slot '{slot_name}'"
+        if slot.kind == "choice" and not slot.choices:
+            problems.append(f"{where}, field 'choices': a choice slot needs choices")
+        if slot.kind == "pattern":
+            if not slot.pattern:
+                problems.append(f"{where}, field 'pattern': a pattern slot needs a pattern")
+            else:
+                try:
+                    re.compile(slot.pattern)
+                except re.error as error:
+                    problems.append(
+                        f"{where}, field 'pattern': invalid regular expression: {error}"
+                    )
+
+    for name, state in states.items():
+        check_template(state.say, name, "say")
+        check_template(state.reprompt, name, "reprompt")
+        for i, intent in enumerate(state.intents):
+            check_intent(intent, name, f"intents[{i}]")
+        for digits, target in state.dtmf.items():
+            check_target(target, name, f"dtmf.{digits}")
+        check_target(state.next, name, "next")
+        if state.collect is not None and state.collect not in playbook.slots:
+            problems.append(f"{_where(name, 'collect')}: unknown slot '{state.collect}'")
+        if state.terminal:
+            for field, present in (
+                ("intents", bool(state.intents)),
+                ("collect", state.collect is not None),
+                ("next", state.next is not None),
+                ("dtmf", bool(state.dtmf)),
+            ):
+                if present:
+                    problems.append(
+                        f"{_where(name, field)}: a terminal state (outcome "
+                        f"'{state.outcome}') ends the call and cannot have {field}"
+                    )
+        else:
+            if state.collect is not None and state.next is None:
+                problems.append(f"{_where(name, 'next')}: required when the state collects a slot")
+            if state.next is not None and state.collect is None:
+                problems.append(f"{_where(name, 'next')}: only used with 'collect'")
+            if not state.intents and state.collect is None:
+                problems.append(
+                    f"{_where(name, 'intents')}: a state without an outcome needs intents or "
+                    "a slot to collect, or it can never be left"
+                )
+
+    if not problems:
+        reachable = reachable_states(playbook)
+        for name in states:
+            if name not in reachable:
+                problems.append(
+                    f"state '{name}': unreachable from the start state '{playbook.start}'"
+                )
+    return problems
+
+
+_RULE_OUTCOMES = (Outcome.DO_NOT_CALL, Outcome.TRANSFER, Outcome.HUNG_UP, Outcome.NO_RESPONSE)
+"""Terminal outcomes built-in rules reach from any state."""
+
+
+def reachable_states(playbook: Playbook) -> set[str]:
+    """States some conversation can reach, counting the built-in rules' targets."""
+    roots = [playbook.start, *([playbook.follow_up_start] if playbook.follow_up_start else [])]
+    roots += [n for n, s in playbook.states.items() if s.outcome in _RULE_OUTCOMES]
+    seen: set[str] = set()
+    queue = deque(r for r in roots if r in playbook.states)
+    while queue:
+        name = queue.popleft()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = playbook.states[name]
+        if state.terminal:
+            continue
+        targets = [i.next for i in state.intents] + [i.next for i in playbook.global_intents]
+        targets += list(state.dtmf.values()) + ([state.next] if state.next else [])
+        queue.extend(t for t in targets if t in playbook.states and t not in seen)
+    return seen
+
+
+def reachable_outcomes(playbook: Playbook) -> set[Outcome]:
+    return {
+        s.outcome
+        for n, s in playbook.states.items()
+        if s.outcome is not None and n in reachable_states(playbook)
+    }
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:])")
+
+
+def render(playbook: Playbook, template: str, slots: dict[str, str]) -> str:
+    """Fill `{name}` placeholders; a missing value renders as the slot's default, never raises."""
+    values = {"agent_name": playbook.agent_name, "company": playbook.company}
+    values.update({name: spec.default for name, spec in playbook.slots.items()})
+    values.update({k: v for k, v in slots.items() if v})
+    parts: list[str] = []
+    try:
+        parsed = list(Formatter().parse(template))
+    except ValueError:
+        return template
+    for literal, field, _, _ in parsed:
+        parts.append(literal)
+        if field is not None:
+            parts.append(values.get(field, ""))
+    text = " ".join("".join(parts).split())
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+
+# --- built-in rules --------------------------------------------------------------------------
+
+_DO_NOT_CALL = [
+    r"\bstop calling\b",
+    r"\b(take|remove|delete|scratch|cross) (me|us|my number|this number|my name) (off|from|out)\b",
+    r"\bdo not (ever )?call (me|us|here|this number)? ?(again|anymore|any more|ever)\b",
+    r"\bdo not call list\b",
+    r"^(please )?do not call( me| us)?( please)?$",
+    r"\bnever call (me|us|here|this number)\b",
+    r"\blose (my|this) number\b",
+    r"\bno more calls\b",
+]
+_HANG_UP = [
+    r"^(ok |okay |alright |well )?(bye|goodbye|bye bye)( now| then)?$",
+    r"\b(i am|i will be) hanging up\b",
+    r"\bhang(ing)? up( now)? (on you|bye|goodbye)\b",
+]
+_REPEAT = [
+    r"\b(can|could|would) you (please )?(repeat|say) (that|it|this)( again)?\b",
+    r"\bsay (that|it) again\b",
+    r"^(sorry |i am sorry )?(what|pardon|come again|excuse me)( was that)?( please)?$",
+    r"\bwhat did you (just )?say\b",
+    r"\bi (did not|could not|can not) (hear|catch|understand) (you|that)\b",
+]
+
+_BUILTIN_LINES = {
+    Outcome.DO_NOT_CALL: "Understood. I'll make sure we don't call you again. Goodbye.",
+    Outcome.HUNG_UP: "Okay, thanks for your time. Goodbye!",
+}
+
+
+def _first_rule(patterns: list[str], text: str) -> str | None:
+    for pattern in patterns:
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return None
+
+
+def _with_slots(slots: dict[str, str], new: dict[str, str] | None = None) -> dict[str, str]:
+    merged = dict(slots)
+    merged.update(new or {})
+    return merged
+
+
+def _goto(
+    playbook: Playbook,
+    target: str,
+    slots: dict[str, str],
+    tier: DecisionTier,
+    reason: str,
+) -> ScriptStep:
+    state = playbook.state(target)
+    return ScriptStep(
+        state=target,
+        text=render(playbook, state.say, slots),
+        tier=tier,
+        reason=reason,
+        end_call=state.terminal,
+        outcome=state.outcome,
+        slots=slots,
+    )
+
+
+def _end_with(
+    playbook: Playbook, outcome: Outcome, slots: dict[str, str], reason: str
+) -> ScriptStep:
+    """End the call with `outcome`: the playbook's own terminal state for it, or a built-in line."""
+    target = playbook.state_with_outcome(outcome)
+    if target is not None:
+        return _goto(playbook, target, slots, DecisionTier.RULE, reason)
+    text = (
+        playbook.no_input_goodbye
+        if outcome == Outcome.NO_RESPONSE
+        else _BUILTIN_LINES.get(outcome, "Thanks for your time. Goodbye!")
+    )
+    return ScriptStep(
+        state=outcome.value,
+        text=render(playbook, text, slots),
+        tier=DecisionTier.RULE,
+        reason=reason,
+        end_call=True,
+        outcome=outcome,
+        slots=slots,
+    )
+
+
+def _stay(
+    playbook: Playbook,
+    name: str,
+    template: str,
+    slots: dict[str, str],
+    tier: DecisionTier,
+    reason: str,
+) -> ScriptStep:
+    return ScriptStep(
+        state=name, text=render(playbook, template, slots), tier=tier, reason=reason, slots=slots
+    )
+
+
+def _ended(playbook: Playbook, name: str, slots: dict[str, str]) -> ScriptStep | None:
+    """The step for an event arriving after the call's last line, or None while it goes on."""
+    if name in playbook.states:
+        state = playbook.states[name]
+        if not state.terminal:
+            return None
+        text, outcome = render(playbook, state.say, slots), state.outcome
+    elif name in {o.value for o in Outcome}:
+        text, outcome = "", Outcome(name)
+    else:
+        raise ValueError(f"playbook '{playbook.name}' has no state '{name}'")
+    return ScriptStep(
+        state=name,
+        text=text,
+        tier=DecisionTier.RULE,
+        reason=f"the call already ended in state '{name}'",
+        end_call=True,
+        outcome=outcome,
+        slots=dict(slots),
+    )
+
+
+# --- slot filling ----------------------------------------------------------------------------
+
+
+def extract_slot(spec: SlotSpec, utterance: str) -> tuple[str, str] | None:
+    """(value, the words it came from) for a choice or pattern slot, if the utterance has one."""
+    if spec.kind == "choice":
+        text = f" {normalize(utterance)} "
+        best: tuple[int, str, str] | None = None
+        for canonical, synonyms in spec.choices.items():
+            for phrase in [canonical, *synonyms]:
+                needle = normalize(phrase)
+                if not needle:
+                    continue
+                at = text.find(f" {needle} ")
+                if at >= 0 and (best is None or at < best[0]):
+                    best = (at, canonical, needle)
+        return (best[1], best[2]) if best else None
+    if spec.kind == "pattern" and spec.pattern:
+        found = re.search(spec.pattern, utterance, re.IGNORECASE)
+        if found is None:
+            return None
+        value = found.group(1) if found.re.groups and found.group(1) else found.group(0)
+        return value.strip(), found.group(0).strip()
+    text = utterance.strip()
+    return (text, text) if text else None
+
+
+def _skip_filled(playbook: Playbook, target: str, filled_now: set[str], reasons: list[str]) -> str:
+    """Skip states asking for a slot the caller already gave in this same reply."""
+    seen = set()
+    while target not in seen:
+        seen.add(target)
+        state = playbook.states[target]
+        if state.terminal or state.collect not in filled_now or state.next is None:
+            return target
+        reasons.append(f"skipped '{target}': '{state.collect}' already given")
+        target = state.next
+    return target
+
+
+# --- the four entry points -------------------------------------------------------------------
+
+
+def opening(playbook: Playbook, slots: dict[str, str], *, follow_up: bool = False) -> ScriptStep:
+    """The agent's first line: the start state's `say`, rendered with `slots`.
+
+    A follow-up call (one the script promised) opens at `follow_up_start` when the playbook has it.
+    """
+    start = playbook.follow_up_start if follow_up and playbook.follow_up_start else playbook.start
+    kind = "follow-up call" if start != playbook.start else "call"
+    return _goto(
+        playbook,
+        start,
+        dict(slots),
+        DecisionTier.SCRIPT,
+        f"opening line of the {kind}: state '{start}'",
+    )
 
 
 def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: str) -> ScriptStep:
-    """Next step after the caller said `utterance` in `state` (rules, then intent match)."""
-    raise NotImplementedError
+    """Next step after the caller said `utterance` in `state`.
+
+    Order: built-in rules (do not call, hang-up, repeat), the slot the state collects, the
+    state's intents then the global ones, and finally a fallback that stays in the state.
+    """
+    ended = _ended(playbook, state, slots)
+    if ended is not None:
+        return ended
+    current = playbook.state(state)
+    slots = dict(slots)
+    text = normalize(utterance)
+    if not text:
+        return _stay(
+            playbook,
+            state,
+            current.reprompt or playbook.fallback_line,
+            slots,
+            DecisionTier.FALLBACK,
+            "empty transcript",
+        )
+
+    if (phrase := _first_rule(_DO_NOT_CALL, text)) is not None:
+        return _end_with(playbook, Outcome.DO_NOT_CALL, slots, f"rule do_not_call: '{phrase}'")
+    if (phrase := _first_rule(_HANG_UP, text)) is not None:
+        return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
+    if (phrase := _first_rule(_REPEAT, text)) is not None:
+        return _stay(
+            playbook, state, current.say, slots, DecisionTier.RULE, f"rule repeat: '{phrase}'"
+        )
+
+    filled_now: dict[str, str] = {}
+    evidence: dict[str, str] = {}
+    for name, spec in playbook.slots.items():
+        if spec.kind == "choice" or (name == current.collect and spec.kind == "pattern"):
+            found = extract_slot(spec, utterance)
+            if found is not None:
+                filled_now[name], evidence[name] = found
+    if current.collect is not None:
+        collect = current.collect
+        if collect in filled_now and current.next is not None:
+            reasons = [f"slot '{collect}' = '{filled_now[collect]}' from '{evidence[collect]}'"]
+            reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items() if n != collect]
+            target = _skip_filled(playbook, current.next, set(filled_now), reasons)
+            return _goto(
+                playbook,
+                target,
+                _with_slots(slots, filled_now),
+                DecisionTier.SCRIPT,
+                "; ".join(reasons),
+            )
+
+    candidates = current.intents + playbook.global_intents
+    match = match_intent(utterance, candidates)
+    if match is not None:
+        intent = candidates[match.index]
+        scope = "" if match.index < len(current.intents) else "global "
+        reasons = [
+            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {MATCH_THRESHOLD:.2f} "
+            f"(like '{match.example}')"
+        ]
+        reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items()]
+        filled_now.update(intent.set)
+        reasons += [f"sets '{n}' = '{v}'" for n, v in intent.set.items()]
+        target = _skip_filled(playbook, intent.next, set(filled_now), reasons)
+        return _goto(
+            playbook,
+            target,
+            _with_slots(slots, filled_now),
+            DecisionTier.INTENT,
+            "; ".join(reasons),
+        )
+
+    if current.collect is not None and playbook.slots[current.collect].kind == "text":
+        value = utterance.strip()
+        target = _skip_filled(playbook, current.next or state, set(), [])
+        return _goto(
+            playbook,
+            target,
+            _with_slots(slots, {current.collect: value}),
+            DecisionTier.SCRIPT,
+            f"slot '{current.collect}' = '{value}'",
+        )
+
+    guess = best_guess(utterance, candidates)
+    hint = f" (best '{guess.name}' {guess.score:.2f})" if guess else ""
+    if current.collect is not None:
+        return _stay(
+            playbook,
+            state,
+            current.reprompt or current.say,
+            slots,
+            DecisionTier.FALLBACK,
+            f"no value for slot '{current.collect}' and no intent ≥ {MATCH_THRESHOLD:.2f}{hint}",
+        )
+    return _stay(
+        playbook,
+        state,
+        playbook.fallback_line,
+        slots,
+        DecisionTier.FALLBACK,
+        f"no intent scored ≥ {MATCH_THRESHOLD:.2f}{hint}",
+    )
 
 
 def respond_dtmf(playbook: Playbook, state: str, slots: dict[str, str], digits: str) -> ScriptStep:
-    """Next step after the caller pressed keys."""
-    raise NotImplementedError
+    """Next step after the caller pressed keys: the state's own keys, then 0 for a person."""
+    ended = _ended(playbook, state, slots)
+    if ended is not None:
+        return ended
+    current = playbook.state(state)
+    slots = dict(slots)
+    digits = digits.strip()
+    if digits in current.dtmf:
+        return _goto(
+            playbook,
+            current.dtmf[digits],
+            slots,
+            DecisionTier.RULE,
+            f"rule dtmf: '{digits}' in state '{state}'",
+        )
+    if digits == "0":
+        transfer = playbook.state_with_outcome(Outcome.TRANSFER)
+        if transfer is not None:
+            return _goto(playbook, transfer, slots, DecisionTier.RULE, "rule dtmf: '0' -> transfer")
+        return _stay(
+            playbook,
+            state,
+            current.say,
+            slots,
+            DecisionTier.RULE,
+            "rule dtmf: '0' but the playbook has no transfer state, repeating",
+        )
+    return _stay(
+        playbook,
+        state,
+        current.say,
+        slots,
+        DecisionTier.RULE,
+        f"rule dtmf: '{digits}' means nothing in state '{state}', repeating",
+    )
 
 
-def reprompt(playbook: Playbook, state: str, slots: dict[str, str], attempt: int) -> ScriptStep:
-    """The caller said nothing: attempt 1..max_reprompts re-asks, beyond that a polite goodbye."""
-    raise NotImplementedError
+def reprompt(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    attempt: int,
+    *,
+    max_reprompts: int | None = None,
+) -> ScriptStep:
+    """The caller said nothing: attempt 1..max_reprompts re-asks, beyond that a polite goodbye.
+
+    `max_reprompts` overrides the playbook's (the workflow passes its configured timers).
+    """
+    ended = _ended(playbook, state, slots)
+    if ended is not None:
+        return ended
+    limit = playbook.max_reprompts if max_reprompts is None else max_reprompts
+    current = playbook.state(state)
+    if attempt <= limit:
+        return _stay(
+            playbook,
+            state,
+            current.reprompt or current.say,
+            dict(slots),
+            DecisionTier.RULE,
+            f"no input (reprompt {attempt} of {limit})",
+        )
+    return _end_with(
+        playbook,
+        Outcome.NO_RESPONSE,
+        dict(slots),
+        f"no input after {limit} reprompts: goodbye",
+    )
