@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.messages import CallTimers
@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     follow_up_delay_s: float = 24 * 3600.0
     answer_timeout_s: float = 60.0
 
+    database_url: str = ""
+    """SQLAlchemy URL for call records; defaults to `sqlite:///{data_dir}/slot.db`."""
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir}/slot.db"
+        return self
+
     @property
     def edge_url(self) -> str:
         return self.edge_public_url or f"http://{self.edge_host}:{self.edge_port}"
@@ -74,7 +83,9 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.temporal_ui_port}"
 
     def workflow_url(self, workflow_id: str) -> str:
-        return f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        )
 
     def call_timers(self) -> CallTimers:
         return CallTimers(

@@ -17,7 +17,13 @@ def load() -> dict[str, dict[str, object]]:
 
 def test_compose_has_the_production_services() -> None:
     assert set(load()) == {
-        "postgresql", "temporal", "temporal-ui", "redis", "qdrant", "worker", "edge",
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "redis",
+        "qdrant",
+        "worker",
+        "edge",
     }
 
 

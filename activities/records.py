@@ -1,0 +1,102 @@
+"""Call records: one SQL row per call, for reporting outside Temporal's history.
+
+SQL here is blocking, so the activity is a plain function run on the worker's thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlmodel import Field, Session, SQLModel, create_engine
+from temporalio import activity
+
+from workflows.messages import CallSnapshot, Direction
+
+
+class CallRecord(SQLModel, table=True):
+    __tablename__ = "call_records"
+
+    call_id: str = Field(primary_key=True)
+    direction: str
+    script_name: str
+    status: str
+    outcome: str | None = None
+    state: str
+    transcript_json: str
+    slots_json: str
+    follow_up_of: str | None = None
+    follow_up_call_id: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class SaveCallRecord(BaseModel):
+    """What the workflow knows about a call at the moment it saves it."""
+
+    snapshot: CallSnapshot
+    direction: Direction
+    script_name: str
+    follow_up_of: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return create_engine(database_url, connect_args={"check_same_thread": False})
+    return create_engine(database_url, pool_pre_ping=True)
+
+
+class RecordsActivities:
+    """Owns the database engine; the schema is created on first use."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                engine = make_engine(self.database_url)
+                SQLModel.metadata.create_all(engine)
+                self._engine = engine
+            return self._engine
+
+    @activity.defn(name="save_call_record")
+    def save_call_record(self, request: SaveCallRecord) -> None:
+        """Insert or update the call's row; saving twice (a retry, a follow-up) is harmless."""
+        snapshot = request.snapshot
+        record = CallRecord(
+            call_id=snapshot.call_id,
+            direction=request.direction.value,
+            script_name=request.script_name,
+            status=snapshot.status.value,
+            outcome=snapshot.outcome.value if snapshot.outcome else None,
+            state=snapshot.state,
+            transcript_json=json.dumps([e.model_dump(mode="json") for e in snapshot.transcript]),
+            slots_json=json.dumps(snapshot.slots),
+            follow_up_of=request.follow_up_of,
+            follow_up_call_id=snapshot.follow_up_call_id,
+            started_at=request.started_at,
+            ended_at=request.ended_at,
+        )
+        with Session(self.engine) as session:
+            session.merge(record)
+            session.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None

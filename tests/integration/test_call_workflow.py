@@ -1,0 +1,431 @@
+"""CallWorkflow against a real Temporal dev server and a real worker running in this process.
+
+The edge and Twilio are played by small local HTTP servers that only receive requests (the
+wire protocol's far end); every Slot component under test is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Replayer
+
+from activities.records import CallRecord, make_engine
+from activities.telephony import TWILIO_AUTH_TOKEN_ENV, PlaceCall, TelephonyActivities
+from slot.playbooks import load_playbook
+from slot.settings import Settings
+from slot.temporal import CALL_STATUS, OUTCOME, SCRIPT_NAME, SCRIPT_STATE, start_call_workflow
+from worker import ACTIVITY_SLOTS, build_worker
+from workflows.call import CallWorkflow
+from workflows.messages import (
+    CallInput,
+    CallSnapshot,
+    CallStatus,
+    CallStatusUpdate,
+    CallTimers,
+    Decision,
+    Direction,
+    Dtmf,
+    HangUp,
+    Lead,
+    Turn,
+    UtterancePlayed,
+)
+from workflows.script import Outcome
+
+T = TypeVar("T")
+WAIT_S = 30.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class WireRecorder:
+    """A loopback HTTP server that records every request and answers with `reply`."""
+
+    reply: Callable[[Request], tuple[int, dict[str, Any]]]
+    requests: asyncio.Queue[Request] = field(default_factory=asyncio.Queue)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                request = Request("POST", self.path, dict(self.headers), self.rfile.read(length))
+                status, body = recorder.reply(request)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                loop.call_soon_threadsafe(recorder.requests.put_nowait, request)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    async def next(self) -> Request:
+        return await asyncio.wait_for(self.requests.get(), WAIT_S)
+
+
+def edge_reply(request: Request) -> tuple[int, dict[str, Any]]:
+    return 200, {"queued": request.json()["utterance_id"]}
+
+
+def twilio_reply(request: Request) -> tuple[int, dict[str, Any]]:
+    return 201, {"sid": "CA" + uuid.uuid4().hex, "status": "queued"}
+
+
+@dataclass
+class Env:
+    client: Client
+    settings: Settings
+    edge: WireRecorder
+    twilio: WireRecorder
+
+
+@pytest.fixture
+async def env(
+    temporal_client: Client, temporal_settings: Settings, tmp_path: Path
+) -> AsyncIterator[Env]:
+    """A worker on its own task queue, with local stand-ins for the edge and for Twilio."""
+    edge = WireRecorder(edge_reply)
+    twilio = WireRecorder(twilio_reply)
+    edge.start()
+    twilio.start()
+    settings = temporal_settings.model_copy(
+        update={
+            "task_queue": f"calls-{uuid.uuid4().hex[:8]}",
+            "twilio_api_base": twilio.url,
+            "edge_public_url": edge.url,
+            "database_url": f"sqlite:///{tmp_path}/records.db",
+        }
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+            async with build_worker(temporal_client, settings, executor):
+                yield Env(temporal_client, settings, edge, twilio)
+    finally:
+        edge.stop()
+        twilio.stop()
+
+
+def call_input(
+    settings: Settings, timers: CallTimers | None = None, phone: str = "+15550001111"
+) -> CallInput:
+    return CallInput(
+        call_id=f"call-{uuid.uuid4().hex[:12]}",
+        direction=Direction.INBOUND,
+        lead=Lead(name="Jordan", phone=phone),
+        script_name="solar_survey",
+        playbook=load_playbook("solar_survey", settings.playbooks_dir),
+        timers=timers or CallTimers(),
+    )
+
+
+async def take_turn(
+    handle: WorkflowHandle[Any, CallSnapshot], turn: Turn, *, played: bool = True
+) -> Decision:
+    """What the edge does for one turn: the Update, then the signal that it was spoken."""
+    decision = await handle.execute_update(
+        CallWorkflow.turn, turn, id=f"{handle.id}-turn-{turn.seq}"
+    )
+    if played:
+        await handle.signal(
+            CallWorkflow.utterance_played,
+            UtterancePlayed(
+                utterance_id=decision.utterance_id, heard_text=decision.text, played_ms=1
+            ),
+        )
+    return decision
+
+
+async def assert_replays(handle: WorkflowHandle[Any, CallSnapshot]) -> None:
+    """The recorded history replays on today's code: what a worker restart depends on."""
+    history = await handle.fetch_history()
+    await Replayer(
+        workflows=[CallWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
+    """Poll an eventually consistent view (visibility) until it answers, with a deadline."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_call_walks_to_booked(env: Env) -> None:
+    call = call_input(env.settings)
+    handle = await start_call_workflow(env.client, call, env.settings)
+    greeting = await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    assert greeting.state == "greeting"
+    assert "Jordan" in greeting.text
+    caller = [
+        ("Yes, speaking.", "homeowner"),
+        ("Yes, I own my home.", "pitch"),
+        ("Sure, that sounds good.", "qualify"),
+        ("About 200 dollars a month.", "ask_day"),
+        ("Tuesday works for me.", "ask_time"),
+        ("In the morning, please.", "confirm"),
+        ("Yes, that works.", "booked"),
+    ]
+    for seq, (text, state) in enumerate(caller, start=1):
+        decision = await take_turn(handle, Turn(seq=seq, kind="speech", text=text))
+        assert decision.state == state, (text, decision.reason)
+        assert decision.utterance_id == f"{call.call_id}-u{seq + 1}"
+    assert decision.end_call and decision.outcome is Outcome.BOOKED
+
+    result = await handle.result()
+    assert result.status is CallStatus.ENDED
+    assert result.outcome is Outcome.BOOKED
+    assert result.slots["survey_day"] == "Tuesday"
+
+    snapshot = await handle.query(CallWorkflow.snapshot)
+    said_by_caller = [e.text for e in snapshot.transcript if e.speaker == "caller"]
+    assert said_by_caller == [text for text, _ in caller]
+    agent = [e for e in snapshot.transcript if e.speaker == "agent"]
+    assert len(agent) == len(caller) + 1
+    assert all(e.heard_text == e.text for e in agent)
+
+    description = await handle.describe()
+    attributes = description.typed_search_attributes
+    assert attributes.get(CALL_STATUS) == "ended"
+    assert attributes.get(OUTCOME) == "booked"
+    assert attributes.get(SCRIPT_STATE) == "booked"
+    assert attributes.get(SCRIPT_NAME) == "solar_survey"
+    summary = await description.static_summary()
+    assert summary == "Inbound call from Jordan +15550001111 · solar_survey"
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "state `booked`" in metadata.current_details
+    assert "**Caller:** Yes, that works." in metadata.current_details
+
+    query = (
+        f'WorkflowId = "{call.call_id}" AND CallStatus = "ended" AND Outcome = "booked" '
+        'AND ScriptName = "solar_survey"'
+    )
+
+    async def listed() -> list[str]:
+        return [w.id async for w in env.client.list_workflows(query)]
+
+    assert await eventually(listed, "the call in the visibility list") == [call.call_id]
+
+    await assert_replays(handle)
+
+    with Session(make_engine(env.settings.database_url)) as session:
+        record = session.exec(select(CallRecord).where(CallRecord.call_id == call.call_id)).one()
+    assert (record.status, record.outcome, record.direction) == ("ended", "booked", "inbound")
+    assert len(json.loads(record.transcript_json)) == len(snapshot.transcript)
+
+
+async def test_turn_validator_rejects_stale_gapped_and_malformed_turns(env: Env) -> None:
+    call = call_input(env.settings)
+    handle = await start_call_workflow(env.client, call, env.settings)
+
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update(CallWorkflow.turn, Turn(seq=0, kind="speech", text="hello"))
+    assert "only turn 0 may be kind 'start'" in str(error.value.cause)
+
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    first = Turn(seq=1, kind="speech", text="Yes, speaking.")
+    decision = await take_turn(handle, first)
+    again = await handle.execute_update(CallWorkflow.turn, first, id=f"{handle.id}-turn-1")
+    assert again == decision
+
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update(CallWorkflow.turn, first, id="another-update-id")
+    assert "stale turn 1" in str(error.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update(CallWorkflow.turn, Turn(seq=3, kind="speech", text="Yes."))
+    assert "skips ahead: expected 2" in str(error.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update(CallWorkflow.turn, Turn(seq=2, kind="speech", text="  "))
+    assert "has no text" in str(error.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update("turn", {"seq": "two", "kind": "speech"}, result_type=Decision)
+    decoding = error.value.cause
+    assert isinstance(decoding, ApplicationError)
+    assert "Failed decoding arguments" in str(decoding)
+    assert "seq" in str(decoding.cause)
+
+    snapshot = await handle.query(CallWorkflow.snapshot)
+    assert [e.seq for e in snapshot.transcript if e.speaker == "caller"] == [1]
+    assert len(snapshot.transcript) == 3
+
+    await handle.signal(CallWorkflow.hang_up, HangUp())
+    result = await handle.result()
+    assert (result.status, result.outcome) == (CallStatus.ENDED, Outcome.HUNG_UP)
+    with pytest.raises(RPCError, match="already completed"):
+        await handle.execute_update(CallWorkflow.turn, Turn(seq=2, kind="speech", text="Hi"))
+
+
+async def test_silent_caller_gets_two_reprompts_then_goodbye(env: Env) -> None:
+    call = call_input(env.settings, CallTimers(reprompt_after_s=0.5, max_reprompts=2))
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+
+    spoken: list[Decision] = []
+    while not (spoken and spoken[-1].end_call):
+        request = await env.edge.next()
+        assert request.path == f"/calls/{call.call_id}/say"
+        decision = Decision.model_validate(request.json())
+        spoken.append(decision)
+        await handle.signal(
+            CallWorkflow.utterance_played,
+            UtterancePlayed(
+                utterance_id=decision.utterance_id, heard_text=decision.text, played_ms=1
+            ),
+        )
+    assert len(spoken) == 3
+    assert [d.end_call for d in spoken] == [False, False, True]
+    assert spoken[-1].outcome is Outcome.NO_RESPONSE
+
+    result = await handle.result()
+    assert (result.status, result.outcome, result.reprompts) == (
+        CallStatus.ENDED,
+        Outcome.NO_RESPONSE,
+        2,
+    )
+
+
+async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:
+    call = call_input(env.settings, CallTimers(follow_up_delay_s=1.0, answer_timeout_s=600))
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    decision = await take_turn(
+        handle,
+        Turn(seq=1, kind="speech", text="Sorry, I'm busy right now. Can you call me back later?"),
+    )
+    assert decision.outcome is Outcome.CALL_BACK_LATER and decision.end_call
+
+    result = await handle.result()
+    child_id = f"{call.call_id}-followup"
+    assert result.status is CallStatus.COMPLETED
+    assert result.follow_up_call_id == child_id
+
+    request = await env.twilio.next()
+    sid = env.settings.twilio_account_sid
+    assert request.path == f"/2010-04-01/Accounts/{sid}/Calls.json"
+    form = request.form()
+    assert form["To"] == call.lead.phone
+    assert form["From"] == env.settings.agent_phone_number
+    assert form["Url"] == f"{env.edge.url}/twilio/voice?call_id={child_id}"
+    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status"
+    credentials = base64.b64decode(request.headers["Authorization"].split()[1]).decode()
+    assert credentials.startswith(f"{sid}:")
+
+    child = env.client.get_workflow_handle_for(CallWorkflow.run, child_id)
+    description = await child.describe()
+    assert description.parent_id == call.call_id
+    assert description.typed_search_attributes.get(SCRIPT_STATE) == "follow_up"
+    snapshot = await child.query(CallWorkflow.snapshot)
+    assert snapshot.status is CallStatus.RINGING
+
+    greeting = await take_turn(child, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    assert greeting.state == "follow_up"
+    await child.signal(CallWorkflow.hang_up, HangUp())
+    assert (await child.result()).status is CallStatus.ENDED
+    await assert_replays(handle)
+
+
+async def test_keys_pressed_outside_a_turn_are_answered_through_the_edge(env: Env) -> None:
+    call = call_input(env.settings)
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    await handle.signal(CallWorkflow.dtmf, Dtmf(digits="0"))
+    request = await env.edge.next()
+    decision = Decision.model_validate(request.json())
+    assert (decision.state, decision.outcome, decision.end_call) == (
+        "transfer",
+        Outcome.TRANSFER,
+        True,
+    )
+    await handle.signal(
+        CallWorkflow.utterance_played,
+        UtterancePlayed(utterance_id=decision.utterance_id, heard_text=decision.text, played_ms=1),
+    )
+    result = await handle.result()
+    assert (result.status, result.outcome) == (CallStatus.ENDED, Outcome.TRANSFER)
+    assert [e.text for e in result.transcript if e.speaker == "caller"] == ["[keys 0]"]
+
+
+async def test_outbound_call_never_answered_is_no_answer(env: Env) -> None:
+    call = call_input(env.settings, CallTimers(answer_timeout_s=0.5)).model_copy(
+        update={"direction": Direction.OUTBOUND}
+    )
+    handle = await start_call_workflow(env.client, call, env.settings)
+    result = await handle.result()
+    assert result.status is CallStatus.NO_ANSWER
+    assert result.transcript == []
+
+    busy = call_input(env.settings).model_copy(update={"direction": Direction.OUTBOUND})
+    handle = await start_call_workflow(env.client, busy, env.settings)
+    await handle.signal(CallWorkflow.call_status, CallStatusUpdate(status="busy", call_sid="CA1"))
+    assert (await handle.result()).status is CallStatus.NO_ANSWER
+
+
+async def test_real_twilio_without_auth_token_is_a_clear_non_retryable_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TWILIO_AUTH_TOKEN_ENV, raising=False)
+    telephony = TelephonyActivities(Settings(twilio_api_base="https://api.twilio.com"))
+    with pytest.raises(ApplicationError) as error:
+        await ActivityEnvironment().run(
+            telephony.place_call, PlaceCall(call_id="call-x", to="+15550001111")
+        )
+    assert TWILIO_AUTH_TOKEN_ENV in str(error.value)
+    assert error.value.non_retryable

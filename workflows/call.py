@@ -1,0 +1,441 @@
+"""CallWorkflow: one durable workflow per phone call, holding the script state and transcript.
+
+The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
+line with signals. The workflow's own timers cover what the edge cannot: a caller who stays
+silent (reprompt, then goodbye) and a follow-up call days later.
+
+A phone call's history is small (a few events per turn), so continue-as-new is not needed per
+call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever grow long.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordsActivities, SaveCallRecord
+    from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
+    from slot.temporal import (
+        CALL_STATUS,
+        OUTCOME,
+        SCRIPT_NAME,
+        SCRIPT_STATE,
+        call_summary,
+        initial_search_attributes,
+        opening_state,
+    )
+    from workflows import script
+    from workflows.messages import (
+        CallInput,
+        CallSnapshot,
+        CallStatus,
+        CallStatusUpdate,
+        Decision,
+        Direction,
+        Dtmf,
+        HangUp,
+        TranscriptEntry,
+        Turn,
+        UtterancePlayed,
+    )
+    from workflows.script import Outcome, ScriptStep
+
+ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
+END_CALL_GRACE = timedelta(minutes=2)
+"""How long a goodbye may take to play before the workflow ends the call anyway."""
+IDLE_LIMIT = timedelta(minutes=30)
+"""A call with no event at all for this long is treated as dropped."""
+DETAILS_TRANSCRIPT_LINES = 30
+DELIVER_TIMEOUT = timedelta(seconds=5)
+DELIVER_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
+RECORD_TIMEOUT = timedelta(seconds=30)
+PLACE_CALL_TIMEOUT = timedelta(seconds=30)
+PLACE_CALL_RETRY = RetryPolicy(
+    maximum_attempts=5,
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+@workflow.defn
+class CallWorkflow:
+    @workflow.init
+    def __init__(self, call: CallInput) -> None:
+        self._call = call
+        self._status = CallStatus.RINGING
+        self._state = opening_state(call)
+        self._slots: dict[str, str] = {}
+        if call.lead.name:
+            self._slots["lead_name"] = call.lead.name
+        self._outcome: Outcome | None = None
+        self._transcript: list[TranscriptEntry] = []
+        self._last_seq = -1
+        self._utterances = 0
+        self._last_utterance_id: str | None = None
+        self._end_utterance_id: str | None = None
+        self._edge_url = call.edge_url
+        self._ended = False
+        self._end_reason = ""
+        self._silence_clock = 0
+        """Bumped when an utterance finished playing and the caller's silence starts to count."""
+        self._silence_armed = False
+        self._silent_reprompts = 0
+        self._reprompts = 0
+        self._pending_dtmf: list[str] = []
+        self._events = 0
+        self._follow_up_call_id: str | None = None
+        self._published: dict[str, str | None] = {}
+
+    @workflow.run
+    async def run(self, call: CallInput) -> CallSnapshot:
+        started_at = workflow.now()
+        self._publish()
+        try:
+            await workflow.wait_condition(
+                lambda: self._last_seq >= 0 or self._ended,
+                timeout=call.timers.answer_timeout_s,
+                timeout_summary="answer timeout",
+            )
+        except TimeoutError:
+            self._end(CallStatus.NO_ANSWER, "not answered")
+        await self._converse()
+        await self._save_record(started_at)
+        if self._outcome is Outcome.CALL_BACK_LATER and self._status is CallStatus.ENDED:
+            await self._follow_up()
+            await self._save_record(started_at)
+        return self.snapshot()
+
+    async def _converse(self) -> None:
+        """Wait on the caller; reprompt a silent one; answer DTMF that came as a signal."""
+        while not self._ended:
+            await self._await_event()
+            if self._ended:
+                break
+            if self._end_utterance_id is not None:
+                await self._await_goodbye()
+            elif self._pending_dtmf:
+                digits = self._pending_dtmf.pop(0)
+                step = script.respond_dtmf(self._call.playbook, self._state, self._slots, digits)
+                await self._deliver(self._decide(step), f"answer to keys {digits}")
+            elif self._silence_armed:
+                await self._await_caller()
+
+    async def _await_event(self) -> None:
+        seen = self._events
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._ended
+                    or self._silence_armed
+                    or bool(self._pending_dtmf)
+                    or self._end_utterance_id is not None
+                    or self._events != seen
+                ),
+                timeout=IDLE_LIMIT,
+                timeout_summary="idle call",
+            )
+        except TimeoutError:
+            self._end(CallStatus.ENDED, "no activity on the call")
+
+    async def _await_caller(self) -> None:
+        clock = self._silence_clock
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._ended
+                    or not self._silence_armed
+                    or self._silence_clock != clock
+                    or bool(self._pending_dtmf)
+                ),
+                timeout=self._call.timers.reprompt_after_s,
+                timeout_summary="no-input reprompt",
+            )
+            return
+        except TimeoutError:
+            pass
+        self._silence_armed = False
+        self._silent_reprompts += 1
+        attempt = self._silent_reprompts
+        step = script.reprompt(
+            self._call.playbook,
+            self._state,
+            self._slots,
+            attempt,
+            max_reprompts=self._call.timers.max_reprompts,
+        )
+        if not step.end_call:
+            self._reprompts += 1
+        label = "goodbye after silence" if step.end_call else f"reprompt {attempt}"
+        await self._deliver(self._decide(step), label)
+
+    async def _await_goodbye(self) -> None:
+        try:
+            await workflow.wait_condition(
+                lambda: self._ended, timeout=END_CALL_GRACE, timeout_summary="goodbye playing"
+            )
+        except TimeoutError:
+            self._end(CallStatus.ENDED, "goodbye never reported as played")
+
+    async def _deliver(self, decision: Decision, label: str) -> None:
+        if self._edge_url is None:
+            self._end(CallStatus.ENDED, "no media edge to speak through")
+            return
+        try:
+            await workflow.execute_activity_method(
+                TelephonyActivities.deliver_utterance,
+                DeliverUtterance(
+                    call_id=self._call.call_id, edge_url=self._edge_url, decision=decision
+                ),
+                start_to_close_timeout=DELIVER_TIMEOUT,
+                retry_policy=DELIVER_RETRY,
+                summary=f"say {label}",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: %s", self._call.call_id, error.cause or error)
+            self._end(CallStatus.ENDED, "media edge lost the call")
+
+    async def _follow_up(self) -> None:
+        call = self._call
+        who = call.lead.name or call.lead.phone or "the caller"
+        self._status = CallStatus.FOLLOW_UP_SCHEDULED
+        self._publish()
+        await workflow.sleep(call.timers.follow_up_delay_s, summary=f"follow-up call to {who}")
+        child_id = f"{call.call_id}-followup"
+        child_input = call.model_copy(
+            update={
+                "call_id": child_id,
+                "direction": Direction.OUTBOUND,
+                "follow_up_of": call.call_id,
+                "edge_url": None,
+            }
+        )
+        await workflow.start_child_workflow(
+            CallWorkflow.run,
+            child_input,
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=initial_search_attributes(child_input),
+            static_summary=call_summary(child_input),
+        )
+        self._follow_up_call_id = child_id
+        self._publish()
+        await workflow.execute_activity_method(
+            TelephonyActivities.place_call,
+            PlaceCall(call_id=child_id, to=call.lead.phone, edge_url=self._edge_url),
+            start_to_close_timeout=PLACE_CALL_TIMEOUT,
+            retry_policy=PLACE_CALL_RETRY,
+            summary=f"dial {who}",
+        )
+        self._status = CallStatus.COMPLETED
+        self._publish()
+
+    async def _save_record(self, started_at: datetime) -> None:
+        await workflow.execute_activity_method(
+            RecordsActivities.save_call_record,
+            SaveCallRecord(
+                snapshot=self.snapshot(),
+                direction=self._call.direction,
+                script_name=self._call.script_name,
+                follow_up_of=self._call.follow_up_of,
+                started_at=started_at,
+                ended_at=workflow.now(),
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            summary="save call record",
+        )
+
+    @workflow.update
+    def turn(self, turn: Turn) -> Decision:
+        """One caller turn in, the agent's next utterance out. No awaits: it is on the hot path."""
+        playbook = self._call.playbook
+        self._events += 1
+        self._last_seq = turn.seq
+        self._silence_armed = False
+        if turn.edge_url:
+            self._edge_url = turn.edge_url
+        if turn.kind == "start":
+            self._status = CallStatus.IN_PROGRESS
+            step = script.opening(
+                playbook, self._slots, follow_up=self._call.follow_up_of is not None
+            )
+        elif turn.kind == "dtmf":
+            self._silent_reprompts = 0
+            self._caller_said(f"[keys {turn.digits}]", turn.seq)
+            step = script.respond_dtmf(playbook, self._state, self._slots, turn.digits)
+        else:
+            self._silent_reprompts = 0
+            self._caller_said(turn.text, turn.seq)
+            step = script.respond(playbook, self._state, self._slots, turn.text)
+        return self._decide(step)
+
+    @turn.validator
+    def validate_turn(self, turn: Turn) -> None:
+        call_id = self._call.call_id
+        if self._ended:
+            raise ValueError(f"call {call_id} has ended; turn {turn.seq} refused")
+        if turn.seq <= self._last_seq:
+            raise ValueError(
+                f"stale turn {turn.seq} for call {call_id}: turn {self._last_seq} already answered"
+            )
+        if turn.seq != self._last_seq + 1:
+            raise ValueError(
+                f"turn {turn.seq} for call {call_id} skips ahead: expected {self._last_seq + 1}"
+            )
+        if (turn.kind == "start") != (turn.seq == 0):
+            raise ValueError(f"turn {turn.seq} of call {call_id}: only turn 0 may be kind 'start'")
+        if turn.kind == "speech" and not turn.text.strip():
+            raise ValueError(f"speech turn {turn.seq} of call {call_id} has no text")
+        if turn.kind == "dtmf" and not turn.digits:
+            raise ValueError(f"dtmf turn {turn.seq} of call {call_id} has no digits")
+
+    @workflow.signal
+    def utterance_played(self, played: UtterancePlayed) -> None:
+        """The edge finished (or was cut off while) playing an utterance."""
+        self._events += 1
+        for entry in reversed(self._transcript):
+            if entry.utterance_id == played.utterance_id:
+                entry.interrupted = played.interrupted
+                entry.heard_text = played.heard_text
+                entry.latency_ms = {**entry.latency_ms, **played.latency_ms}
+                break
+        if played.utterance_id == self._end_utterance_id:
+            self._end(CallStatus.ENDED, "agent ended the call")
+        elif played.utterance_id == self._last_utterance_id and not played.interrupted:
+            self._silence_clock += 1
+            self._silence_armed = True
+        self._show_details()
+
+    @workflow.signal
+    def dtmf(self, pressed: Dtmf) -> None:
+        """Keys pressed outside a turn; answered by the workflow through the edge."""
+        self._events += 1
+        if self._ended or not pressed.digits:
+            return
+        self._silence_armed = False
+        self._silent_reprompts = 0
+        self._caller_said(f"[keys {pressed.digits}]", None)
+        self._pending_dtmf.append(pressed.digits)
+
+    @workflow.signal
+    def call_status(self, update: CallStatusUpdate) -> None:
+        """Twilio's view of the call (status callback)."""
+        self._events += 1
+        status = update.status.lower()
+        if status not in ENDED_TWILIO_STATUSES or self._ended:
+            return
+        if status in NOT_ANSWERED_TWILIO_STATUSES and self._last_seq < 0:
+            self._end(CallStatus.NO_ANSWER, f"call {status}")
+        else:
+            self._end(CallStatus.ENDED, f"call {status}")
+
+    @workflow.signal
+    def hang_up(self, hang_up: HangUp) -> None:
+        self._events += 1
+        if not self._ended:
+            self._end(CallStatus.ENDED, hang_up.reason)
+
+    @workflow.query
+    def snapshot(self) -> CallSnapshot:
+        return CallSnapshot(
+            call_id=self._call.call_id,
+            status=self._status,
+            state=self._state,
+            outcome=self._outcome,
+            slots=dict(self._slots),
+            transcript=list(self._transcript),
+            reprompts=self._reprompts,
+            follow_up_call_id=self._follow_up_call_id,
+        )
+
+    def _caller_said(self, text: str, seq: int | None) -> None:
+        self._transcript.append(TranscriptEntry(speaker="caller", text=text, seq=seq))
+
+    def _decide(self, step: ScriptStep) -> Decision:
+        """Apply a script step to the call and turn it into the utterance the edge speaks."""
+        self._utterances += 1
+        utterance_id = f"{self._call.call_id}-u{self._utterances}"
+        self._state = step.state
+        self._slots.update(step.slots)
+        if step.outcome is not None:
+            self._outcome = step.outcome
+        self._last_utterance_id = utterance_id
+        if step.end_call:
+            self._end_utterance_id = utterance_id
+        decision = Decision(
+            utterance_id=utterance_id,
+            text=step.text,
+            state=step.state,
+            end_call=step.end_call,
+            outcome=step.outcome,
+            tier=step.tier,
+            reason=step.reason,
+        )
+        self._transcript.append(
+            TranscriptEntry(
+                speaker="agent",
+                text=step.text,
+                utterance_id=utterance_id,
+                state=step.state,
+                tier=step.tier,
+                reason=step.reason,
+            )
+        )
+        self._publish()
+        return decision
+
+    def _end(self, status: CallStatus, reason: str) -> None:
+        self._ended = True
+        self._end_reason = reason
+        self._silence_armed = False
+        self._status = status
+        if self._outcome is None and status is CallStatus.ENDED and self._last_seq >= 0:
+            self._outcome = Outcome.HUNG_UP
+        self._publish()
+
+    def _publish(self) -> None:
+        """Mirror state into search attributes (only what changed) and the current details."""
+        wanted: dict[str, str | None] = {
+            CALL_STATUS.name: self._status.value,
+            SCRIPT_STATE.name: self._state,
+            OUTCOME.name: self._outcome.value if self._outcome else None,
+            SCRIPT_NAME.name: self._call.script_name,
+        }
+        updates: list[SearchAttributeUpdate[str]] = []
+        for key in (CALL_STATUS, SCRIPT_STATE, OUTCOME, SCRIPT_NAME):
+            value = wanted[key.name]
+            if key.name in self._published and self._published[key.name] == value:
+                continue
+            updates.append(key.value_set(value) if value is not None else key.value_unset())
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            self._published = wanted
+        self._show_details()
+
+    def _show_details(self) -> None:
+        outcome = self._outcome.value if self._outcome else "—"
+        lines = [
+            f"**{self._status.value}** · state `{self._state}` · outcome {outcome}",
+            "",
+        ]
+        shown = self._transcript[-DETAILS_TRANSCRIPT_LINES:]
+        if len(shown) < len(self._transcript):
+            lines.append(f"_… {len(self._transcript) - len(shown)} earlier lines_")
+        for entry in shown:
+            if entry.speaker == "agent":
+                said = entry.text
+                if entry.interrupted:
+                    said = f"{entry.heard_text or ''} — _(interrupted)_"
+                lines.append(f"- **Agent:** {said}")
+            else:
+                lines.append(f"- **Caller:** {entry.text}")
+        if self._end_reason:
+            lines += ["", f"_Ended: {self._end_reason}_"]
+        if self._follow_up_call_id:
+            lines += ["", f"Follow-up call: `{self._follow_up_call_id}`"]
+        workflow.set_current_details("\n".join(lines))
