@@ -1,0 +1,84 @@
+"""Caller personas: what a simulated caller says, turn by turn, loaded from YAML.
+
+A persona is the caller's half of a test conversation. Each line is one caller turn: spoken after
+the agent finishes, spoken over the agent (`interrupt_after_ms`) to exercise barge-in, or left
+silent (`silent: true`) to exercise the workflow's no-input reprompt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class PersonaError(ValueError):
+    """A persona file that cannot be used; the message names the file and the field."""
+
+
+class PersonaLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    say: str = ""
+    interrupt_after_ms: int | None = Field(default=None, ge=0)
+    silent: bool = False
+
+    @model_validator(mode="after")
+    def _say_or_silent(self) -> PersonaLine:
+        if self.silent and self.say.strip():
+            raise ValueError("a silent line cannot also `say` something")
+        if not self.silent and not self.say.strip():
+            raise ValueError("`say` is required unless the line is `silent: true`")
+        if self.silent and self.interrupt_after_ms is not None:
+            raise ValueError("a silent line cannot interrupt the agent")
+        return self
+
+
+class Persona(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    phone: str = Field(min_length=1)
+    expect_outcome: str | None = None
+    lines: tuple[PersonaLine, ...] = Field(min_length=1)
+
+    @property
+    def spoken_lines(self) -> list[str]:
+        return [line.say for line in self.lines if not line.silent]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def parse_persona(data: object, source: str = "<persona>") -> Persona:
+    """Validate already-parsed YAML; errors are one line naming `source` and the field."""
+    if not isinstance(data, dict):
+        raise PersonaError(f"{source}: expected a mapping with name, phone and lines")
+    try:
+        return Persona.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if p not in ("function-after[_say_or_silent()]",))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise PersonaError(f"{source}: {_field_path(loc)}: {msg}") from None
+
+
+def load_persona(path: str | Path) -> Persona:
+    """Load a persona YAML file; every problem is a `PersonaError` naming the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read persona file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PersonaError(f"{path}: invalid YAML{where}") from None
+    return parse_persona(data, str(path))
