@@ -1,0 +1,281 @@
+"""The media edge: a FastAPI app speaking Twilio's webhooks and Media Streams protocol.
+
+Routes:
+- POST /twilio/voice       Twilio's voice webhook: starts the call workflow (inbound), returns TwiML
+- WS   /twilio/media       Media Streams: one `CallSession` per connection
+- POST /twilio/status      status callback: signals `call_status`
+- POST /calls/{id}/say     a decision the workflow delivers outside a turn (404 if not on this edge)
+- WS   /calls/{id}/events  the call's live events (replay first)
+- GET  /healthz
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from media_edge.events import EventHub
+from media_edge.session import CallSession, EdgeServices
+from media_edge.stt import WhisperSTT
+from media_edge.tts import PhoneSpeech, make_tts
+from media_edge.twiml import connect_stream, stream_url
+from media_edge.vad import SileroVAD
+from slot.playbooks import PlaybookError, load_playbook
+from slot.settings import Settings, get_settings
+from workflows import script
+from workflows.messages import CallInput, CallStatusUpdate, Decision, Direction, Lead
+
+logger = logging.getLogger("media_edge.app")
+
+_CALL_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
+WARM_UP_LINE = "Hello."
+
+
+@dataclass
+class Edge:
+    """Everything the routes share; built once in the app's lifespan."""
+
+    settings: Settings
+    services: EdgeServices
+    inference_executor: ThreadPoolExecutor
+    vad_executor: ThreadPoolExecutor
+    call_sids: OrderedDict[str, str]
+
+    def remember_call_sid(self, call_sid: str, call_id: str) -> None:
+        self.call_sids[call_sid] = call_id
+        while len(self.call_sids) > 10_000:
+            self.call_sids.popitem(last=False)
+
+
+async def _connect_temporal(settings: Settings) -> Client:
+    try:
+        from slot.temporal import connect
+
+        return await connect(settings)
+    except Exception as error:
+        raise RuntimeError(
+            f"media edge cannot reach Temporal at {settings.temporal_address}: {error}"
+        ) from error
+
+
+async def start_edge(settings: Settings) -> Edge:
+    """Connect to Temporal, load the speech models once and warm them up."""
+    client = await _connect_temporal(settings)
+    inference = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+    vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
+    loop = asyncio.get_running_loop()
+    stt, tts = await asyncio.gather(
+        loop.run_in_executor(inference, WhisperSTT, inference, settings.inference_threads),
+        loop.run_in_executor(inference, make_tts, settings, inference),
+    )
+    speech = PhoneSpeech(tts, inference)
+    await stt.transcribe(np.zeros(8000, dtype=np.int16), 8000)
+    await speech.warm_up(opening_lines(settings) or [WARM_UP_LINE])
+    SileroVAD()
+    services = EdgeServices(
+        settings=settings,
+        client=client,
+        stt=stt,
+        speech=speech,
+        vad_factory=SileroVAD,
+        vad_executor=vad_executor,
+        events=EventHub(),
+    )
+    logger.info(
+        "media edge ready at %s (TTS %s, Temporal %s)",
+        settings.edge_url,
+        getattr(tts, "name", type(tts).__name__),
+        settings.temporal_address,
+    )
+    return Edge(settings, services, inference, vad_executor, OrderedDict())
+
+
+def opening_lines(settings: Settings) -> list[str]:
+    """The default script's first lines, synthesized at start-up so no caller waits for them."""
+    try:
+        playbook = load_playbook(settings.default_script, settings.playbooks_dir)
+        lines = {script.opening(playbook, {}, follow_up=f).text for f in (False, True)}
+    except Exception as error:
+        logger.warning("no opening lines to pre-synthesize: %s", error)
+        return []
+    return sorted(lines)
+
+
+def _twilio_signature_ok(request: Request, form: dict[str, str], token: str, edge_url: str) -> bool:
+    """Twilio's X-Twilio-Signature: HMAC-SHA1 over the public URL plus the sorted form fields."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    url = edge_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    payload = url + "".join(k + form[k] for k in sorted(form))
+    digest = hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()
+    return hmac.compare_digest(base64.b64encode(digest).decode(), signature)
+
+
+async def _twilio_form(request: Request, settings: Settings) -> dict[str, str]:
+    """The webhook's form fields, after checking Twilio's signature when a token is set."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    token = os.environ.get("TWILIO_AUTH_TOKEN")
+    if token and not _twilio_signature_ok(request, form, token, settings.edge_url):
+        raise HTTPException(403, "invalid X-Twilio-Signature (TWILIO_AUTH_TOKEN is set)")
+    return form
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        edge = await start_edge(settings)
+        app.state.edge = edge
+        try:
+            yield
+        finally:
+            edge.inference_executor.shutdown(wait=False, cancel_futures=True)
+            edge.vad_executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="Slot media edge", lifespan=lifespan)
+
+    def edge_of(request: Request | WebSocket) -> Edge:
+        edge: Edge = request.app.state.edge
+        return edge
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        edge = edge_of(request)
+        return {"status": "ok", "calls": len(edge.services.sessions)}
+
+    @app.post("/twilio/voice")
+    async def twilio_voice(request: Request) -> Response:
+        edge = edge_of(request)
+        form = await _twilio_form(request, settings)
+        call_sid = form.get("CallSid", "")
+        if not call_sid:
+            return PlainTextResponse("missing CallSid form field", status_code=400)
+        params = request.query_params
+        call_id = params.get("call_id") or f"call-{call_sid}"
+        if not _CALL_ID.match(call_id):
+            return PlainTextResponse(f"invalid call_id {call_id[:60]!r}", status_code=400)
+        if not params.get("call_id"):
+            script = params.get("script") or settings.default_script
+            try:
+                playbook = load_playbook(script, settings.playbooks_dir)
+            except PlaybookError as error:
+                return PlainTextResponse(str(error).splitlines()[0], status_code=400)
+            call_input = CallInput(
+                call_id=call_id,
+                direction=Direction.INBOUND,
+                lead=Lead(name=params.get("lead_name", ""), phone=form.get("From", "")),
+                script_name=script,
+                playbook=playbook,
+                timers=settings.call_timers(),
+                edge_url=settings.edge_url,
+            )
+            from slot.temporal import start_call_workflow
+
+            try:
+                await start_call_workflow(edge.services.client, call_input, settings)
+            except RPCError as error:
+                logger.error("call %s: cannot start its workflow: %s", call_id, error)
+                return PlainTextResponse(
+                    f"cannot start the call workflow: {error.message}", status_code=503
+                )
+            logger.info("call %s: inbound call %s, script %s", call_id, call_sid, script)
+        edge.remember_call_sid(call_sid, call_id)
+        twiml = connect_stream(stream_url(settings.edge_url), {"call_id": call_id})
+        return Response(twiml, media_type="application/xml")
+
+    @app.post("/twilio/status")
+    async def twilio_status(request: Request) -> Response:
+        edge = edge_of(request)
+        form = await _twilio_form(request, settings)
+        call_sid = form.get("CallSid", "")
+        status = form.get("CallStatus", "")
+        if not call_sid or not status:
+            return PlainTextResponse("missing CallSid or CallStatus form field", status_code=400)
+        call_id = (
+            request.query_params.get("call_id")
+            or edge.call_sids.get(call_sid)
+            or f"call-{call_sid}"
+        )
+        handle = edge.services.client.get_workflow_handle(call_id)
+        try:
+            await handle.signal("call_status", CallStatusUpdate(status=status, call_sid=call_sid))
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            logger.info("call %s: status %s for a call that is not running", call_id, status)
+        return Response(status_code=204)
+
+    @app.post("/calls/{call_id}/say", status_code=202)
+    async def say(call_id: str, decision: Decision, request: Request) -> JSONResponse:
+        session = edge_of(request).services.sessions.get(call_id)
+        if session is None:
+            raise HTTPException(404, f"call {call_id} has no media stream on this edge")
+        session.say(decision)
+        return JSONResponse({"queued": decision.utterance_id}, status_code=202)
+
+    @app.websocket("/twilio/media")
+    async def twilio_media(websocket: WebSocket) -> None:
+        session = CallSession(websocket, edge_of(websocket).services)
+        await session.run()
+
+    @app.websocket("/calls/{call_id}/events")
+    async def call_events(websocket: WebSocket, call_id: str) -> None:
+        events = edge_of(websocket).services.events.call(call_id)
+        await websocket.accept()
+
+        async def forward() -> None:
+            async for event in events.subscribe():
+                await websocket.send_json(event)
+
+        async def watch_disconnect() -> None:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        forwarder = asyncio.create_task(forward())
+        watcher = asyncio.create_task(watch_disconnect())
+        done, _ = await asyncio.wait({forwarder, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (forwarder, watcher):
+            task.cancel()
+        await asyncio.gather(forwarder, watcher, return_exceptions=True)
+        if forwarder in done:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(1000)
+
+    return app
+
+
+def main() -> None:
+    """Run the edge with uvicorn on settings.edge_host:edge_port."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.edge_host,
+        port=settings.edge_port,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The endpointer: from per-frame speech probabilities to caller turns and barge-ins.
+
+Pure and clock-free: the caller passes each 20 ms frame with its speech probability and the
+edge's monotonic time, and gets back the events that frame caused. Silence and speech are
+counted in frames, so jitter in frame arrival does not change where a turn ends.
+
+When a turn is over is a policy (`SilencePolicy` here); a model that judges whether the caller
+has finished (Smart Turn) replaces it without touching the rest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from media_edge.audio import FRAME_MS
+from media_edge.providers import PCM
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeculativePause:
+    """The caller paused long enough that an early transcript is likely to be the final one."""
+
+    audio: PCM = field(repr=False)
+    last_voiced_at: float
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    at: float
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The caller has been talking over the agent for long enough to mean it."""
+
+    at: float
+    speech_started_at: float
+
+
+@dataclass(frozen=True)
+class EndOfTurn:
+    audio: PCM = field(repr=False)
+    """The segment's audio from pre-roll before the first voiced frame to the endpoint."""
+    last_voiced_at: float
+    endpoint_at: float
+    reason: Literal["silence", "max_length", "forced"]
+    barged_in: bool
+
+
+@dataclass(frozen=True)
+class Backchannel:
+    """Short speech over the agent that never became a barge-in ("uh-huh"): not a turn."""
+
+    at: float
+    voiced_ms: int
+
+
+TurnEvent = SpeechStarted | SpeculativePause | SpeechResumed | BargeIn | EndOfTurn | Backchannel
+
+
+class EndpointPolicy(Protocol):
+    def is_end_of_turn(self, silence_ms: int, voiced_ms: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SilencePolicy:
+    """End of turn after a fixed stretch of silence."""
+
+    endpoint_silence_ms: int = 600
+
+    def is_end_of_turn(self, silence_ms: int, voiced_ms: int) -> bool:
+        return silence_ms >= self.endpoint_silence_ms
+
+
+@dataclass(frozen=True)
+class EndpointerConfig:
+    threshold: float = 0.5
+    hysteresis: float = 0.15
+    """A voiced stream turns silent only below `threshold - hysteresis`."""
+    min_speech_ms: int = 60
+    """Voiced time needed to open a segment, so clicks and pops are not turns."""
+    pre_roll_ms: int = 200
+    speculative_after_ms: int = 200
+    barge_in_min_speech_ms: int = 200
+    max_turn_ms: int = 30_000
+
+
+class Endpointer:
+    def __init__(self, config: EndpointerConfig, policy: EndpointPolicy | None = None) -> None:
+        self.config = config
+        self.policy: EndpointPolicy = policy or SilencePolicy()
+        self._pre_roll: deque[PCM] = deque(maxlen=config.pre_roll_ms // FRAME_MS)
+        self._voiced = False
+        self._reset_segment()
+
+    def _reset_segment(self) -> None:
+        self.in_segment = False
+        self._pending: list[PCM] = []
+        self._pending_voiced = 0
+        self._pending_started_at = 0.0
+        self._segment: list[PCM] = []
+        self._started_at = 0.0
+        self._voiced_ms = 0
+        self._silence_ms = 0
+        self._last_voiced_at = 0.0
+        self._speculated = False
+        self._barged_in = False
+        self._overlap_ms = 0
+
+    def _is_voiced(self, probability: float) -> bool:
+        if probability >= self.config.threshold:
+            self._voiced = True
+        elif probability < self.config.threshold - self.config.hysteresis:
+            self._voiced = False
+        return self._voiced
+
+    def push(
+        self, frame: PCM, probability: float, now: float, agent_speaking: bool
+    ) -> list[TurnEvent]:
+        """Feed one 20 ms frame; returns the events it caused, in order."""
+        voiced = self._is_voiced(probability)
+        if not self.in_segment:
+            return self._push_idle(frame, voiced, now, agent_speaking)
+        return self._push_segment(frame, voiced, now, agent_speaking)
+
+    def _push_idle(
+        self, frame: PCM, voiced: bool, now: float, agent_speaking: bool
+    ) -> list[TurnEvent]:
+        if not voiced:
+            self._pre_roll.extend(self._pending)
+            self._pending = []
+            self._pending_voiced = 0
+            self._pre_roll.append(frame)
+            return []
+        if not self._pending:
+            self._pending_started_at = now
+        self._pending.append(frame)
+        self._pending_voiced += FRAME_MS
+        if self._pending_voiced < self.config.min_speech_ms:
+            return []
+        self.in_segment = True
+        self._segment = [*self._pre_roll, *self._pending]
+        self._pre_roll.clear()
+        self._started_at = self._pending_started_at
+        self._voiced_ms = self._pending_voiced
+        self._overlap_ms = self._pending_voiced if agent_speaking else 0
+        self._pending = []
+        self._last_voiced_at = now
+        events: list[TurnEvent] = [SpeechStarted(at=self._started_at)]
+        events.extend(self._check_barge_in(now, agent_speaking))
+        return events
+
+    def _push_segment(
+        self, frame: PCM, voiced: bool, now: float, agent_speaking: bool
+    ) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        self._segment.append(frame)
+        if voiced:
+            if self._speculated:
+                events.append(SpeechResumed(at=now))
+            self._speculated = False
+            self._silence_ms = 0
+            self._voiced_ms += FRAME_MS
+            self._last_voiced_at = now
+            if agent_speaking:
+                self._overlap_ms += FRAME_MS
+            events.extend(self._check_barge_in(now, agent_speaking))
+        else:
+            self._silence_ms += FRAME_MS
+            if not self._speculated and self._silence_ms >= self.config.speculative_after_ms:
+                self._speculated = True
+                events.append(
+                    SpeculativePause(
+                        audio=self._audio(), last_voiced_at=self._last_voiced_at, at=now
+                    )
+                )
+            if self.policy.is_end_of_turn(self._silence_ms, self._voiced_ms):
+                events.append(self._end(now, "silence", agent_speaking))
+                return events
+        if len(self._segment) * FRAME_MS >= self.config.max_turn_ms:
+            events.append(self._end(now, "max_length", agent_speaking))
+        return events
+
+    def _check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
+        if (
+            agent_speaking
+            and not self._barged_in
+            and self._overlap_ms >= self.config.barge_in_min_speech_ms
+        ):
+            self._barged_in = True
+            return [BargeIn(at=now, speech_started_at=self._started_at)]
+        return []
+
+    def force_end_of_turn(self, now: float, agent_speaking: bool = False) -> EndOfTurn | None:
+        """End the current segment now (a turn model decided the caller has finished)."""
+        if not self.in_segment:
+            return None
+        event = self._end(now, "forced", agent_speaking)
+        return event if isinstance(event, EndOfTurn) else None
+
+    def _audio(self) -> PCM:
+        return np.concatenate(self._segment) if self._segment else np.zeros(0, dtype=np.int16)
+
+    def _end(
+        self, now: float, reason: Literal["silence", "max_length", "forced"], agent_speaking: bool
+    ) -> EndOfTurn | Backchannel:
+        event: EndOfTurn | Backchannel
+        if agent_speaking and not self._barged_in and self._overlap_ms > 0:
+            event = Backchannel(at=now, voiced_ms=self._voiced_ms)
+        else:
+            event = EndOfTurn(
+                audio=self._audio(),
+                last_voiced_at=self._last_voiced_at,
+                endpoint_at=now,
+                reason=reason,
+                barged_in=self._barged_in,
+            )
+        self._reset_segment()
+        return event

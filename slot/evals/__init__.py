@@ -1,0 +1,1 @@
+"""Offline evaluations anyone can rerun (`slot eval ...`)."""

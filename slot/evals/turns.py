@@ -1,0 +1,760 @@
+"""`slot eval turns`: endpointing and barge-in policies side by side on labelled phone audio.
+
+The labelled set is synthesized offline (Piper joe at several speeds and noise settings, and
+espeak-ng voices), put through the phone band (8 kHz, line noise, G.711 mu-law) and cached under
+the data folder. Every policy sees the same Silero VAD frames (8 kHz, 256-sample windows), so
+the numbers differ only by the policy. Smart Turn's verdict reaches the policy after the
+model's measured inference time, as it would in the edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import wave
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from media_edge.audio import PHONE_RATE, mulaw_decode, mulaw_encode, resample
+from media_edge.endpointing import (
+    BargeInClassifier,
+    EndpointPolicy,
+    FixedSilencePolicy,
+    SmartTurnConfig,
+    SmartTurnPolicy,
+)
+from media_edge.providers import PCM
+from media_edge.smart_turn import SmartTurnModel
+from media_edge.vad import SileroVAD
+
+DATASET_VERSION = "v1"
+WINDOW_S = 256 / PHONE_RATE
+LEAD_S = 0.6
+TAIL_S = 2.6
+AGENT_LEAD_S = 0.8
+BARGE_IN_GAP_MS = 500
+"""Silence that closes a stretch of caller speech over the agent (its voiced time restarts)."""
+PRE_ROLL_S = 0.2
+"""Audio before the first voiced frame handed to Smart Turn, as the edge's segment has."""
+
+Kind = Literal["complete", "incomplete", "hesitation", "backchannel", "interruption"]
+TURN_KINDS: tuple[Kind, ...] = ("complete", "incomplete", "hesitation")
+BARGE_KINDS: tuple[Kind, ...] = ("backchannel", "interruption")
+
+COMPLETE = [
+    "I'd like to book an appointment for Thursday afternoon.",
+    "Yes, that works for me.",
+    "No thanks, I'm not interested.",
+    "Can you tell me how much the panels cost?",
+    "My name is Sarah Johnson.",
+    "We own the house, we bought it two years ago.",
+    "Please call me back next week.",
+    "Our electricity bill is about two hundred dollars a month.",
+]
+INCOMPLETE = [
+    ["My account number is,", "four four seven two."],
+    ["I'd like to book it for,", "Thursday at three."],
+    ["The best number to reach me is,", "five five five, zero one three four."],
+    ["We were thinking about,", "maybe getting a quote."],
+    ["My address is,", "twelve Oak Street."],
+    ["I think the roof faces,", "south west."],
+]
+HESITATION = [
+    ["Um,", "I think,", "maybe Thursday."],
+    ["Well,", "let me see,", "probably next week."],
+    ["Uh,", "we pay about,", "two hundred a month."],
+]
+BACKCHANNEL = ["Uh-huh.", "Yeah.", "Right.", "Okay.", "Mm-hmm.", "<cough>"]
+INTERRUPTION = [
+    "Wait, sorry, I have a question about the price.",
+    "No, stop, I'm not interested.",
+    "Hold on, can you repeat that?",
+    "Actually, I already have solar panels.",
+    "Sorry, who is this?",
+]
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str
+    engine: Literal["piper", "espeak"]
+    length_scale: float = 1.0
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
+    espeak_voice: str = "en-us"
+    speed: int = 165
+    pitch: int = 50
+
+
+VOICES = [
+    Voice("joe", "piper"),
+    Voice("joe-slow", "piper", length_scale=1.2, noise_scale=0.9, noise_w=1.0),
+    Voice("joe-fast", "piper", length_scale=0.9, noise_scale=0.5, noise_w=0.6),
+    Voice("espeak-en-us", "espeak", espeak_voice="en-us", speed=160),
+    Voice("espeak-en-gb", "espeak", espeak_voice="en-gb", speed=150, pitch=40),
+    Voice("espeak-en-us-f", "espeak", espeak_voice="en-us+f3", speed=170, pitch=60),
+]
+
+
+@dataclass
+class Clip:
+    """One labelled phone recording of the caller's side."""
+
+    id: str
+    kind: Kind
+    voice: str
+    text: str
+    speech: list[tuple[float, float]]
+    """Spans (s) where the caller is actually speaking, from the synthesized parts."""
+    agent_speaking: tuple[float, float] | None = None
+    """For barge-in clips: the agent talks over this span (s)."""
+
+    @property
+    def true_end(self) -> float:
+        return self.speech[-1][1]
+
+    @property
+    def last_part_start(self) -> float:
+        return self.speech[-1][0]
+
+
+class _Synth:
+    def __init__(self) -> None:
+        self._piper: Any = None
+        if shutil.which("espeak-ng") is None:
+            raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
+
+    def speak(self, text: str, voice: Voice) -> PCM:
+        if text == "<cough>":
+            return _cough(voice)
+        if voice.engine == "piper":
+            return self._speak_piper(text, voice)
+        return self._speak_espeak(text, voice)
+
+    def _speak_piper(self, text: str, voice: Voice) -> PCM:
+        from piper import SynthesisConfig
+
+        from media_edge.tts import load_piper_voice
+
+        if self._piper is None:
+            self._piper = load_piper_voice()
+        config = SynthesisConfig(
+            length_scale=voice.length_scale,
+            noise_scale=voice.noise_scale,
+            noise_w_scale=voice.noise_w,
+        )
+        chunks = list(self._piper.synthesize(text, config))
+        audio = np.concatenate([c.audio_int16_array for c in chunks])
+        return _trim(resample(audio, chunks[0].sample_rate, PHONE_RATE))
+
+    def _speak_espeak(self, text: str, voice: Voice) -> PCM:
+        command = ["espeak-ng", "-v", voice.espeak_voice, "-s", str(voice.speed)]
+        command += ["-p", str(voice.pitch), "--stdout", text]
+        wav = subprocess.run(command, capture_output=True, check=True).stdout
+        with wave.open(io.BytesIO(wav)) as reader:
+            rate = reader.getframerate()
+            audio = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+        return _trim(resample(audio, rate, PHONE_RATE))
+
+
+def _trim(audio: PCM, threshold: int = 200) -> PCM:
+    """Cut leading and trailing near-silence, so the labelled spans are the speech itself."""
+    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > threshold)
+    if loud.size == 0:
+        return audio
+    return audio[loud[0] : loud[-1] + 1]
+
+
+def _cough(voice: Voice) -> PCM:
+    """A cough: a 250 ms burst of shaped noise, seeded by the voice so each differs."""
+    rng = np.random.default_rng(zlib.crc32(voice.name.encode()))
+    n = int(0.25 * PHONE_RATE)
+    envelope = np.exp(-np.linspace(0.0, 6.0, n)) * np.minimum(1.0, np.linspace(0.0, 20.0, n))
+    noise = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same")
+    cough: PCM = (noise * envelope * 9000).astype(np.int16)
+    return cough
+
+
+def _phone(audio: PCM, rng: np.random.Generator, level: float) -> bytes:
+    """Scale to a call level, add line noise, encode as G.711 mu-law."""
+    peak = max(1.0, float(np.abs(audio.astype(np.float64)).max()))
+    scaled = audio.astype(np.float64) * (level * 32767.0 / peak)
+    noisy = scaled + rng.normal(0.0, 40.0, size=len(audio))
+    return mulaw_encode(np.clip(np.round(noisy), -32768, 32767).astype(np.int16))
+
+
+def _silence(seconds: float) -> PCM:
+    return np.zeros(round(seconds * PHONE_RATE), dtype=np.int16)
+
+
+def _assemble(
+    parts: Sequence[PCM], pauses: Sequence[float], lead: float, tail: float
+) -> tuple[PCM, list[tuple[float, float]]]:
+    pieces, spans, at = [_silence(lead)], [], lead
+    for i, part in enumerate(parts):
+        spans.append((round(at, 4), round(at + len(part) / PHONE_RATE, 4)))
+        pieces.append(part)
+        at += len(part) / PHONE_RATE
+        if i < len(parts) - 1:
+            pieces.append(_silence(pauses[i]))
+            at += pauses[i]
+    pieces.append(_silence(tail))
+    return np.concatenate(pieces), spans
+
+
+def build_dataset(out_dir: Path, *, force: bool = False) -> list[Clip]:
+    """Synthesize the labelled set into `out_dir` (mu-law `.ulaw` files + `manifest.json`).
+
+    Reuses what is there unless `force`. Deterministic: pauses and noise come from fixed seeds.
+    """
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.is_file() and not force:
+        return load_dataset(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    synth = _Synth()
+    rng = np.random.default_rng(20240611)
+    clips: list[Clip] = []
+
+    def save(clip: Clip, audio: PCM) -> None:
+        level = float(rng.uniform(0.35, 0.9))
+        (out_dir / f"{clip.id}.ulaw").write_bytes(_phone(audio, rng, level))
+        clips.append(clip)
+
+    for voice in VOICES:
+        for i, text in enumerate(COMPLETE):
+            audio, spans = _assemble([synth.speak(text, voice)], [], LEAD_S, TAIL_S)
+            save(Clip(f"{voice.name}-complete-{i}", "complete", voice.name, text, spans), audio)
+        for kind, groups in (("incomplete", INCOMPLETE), ("hesitation", HESITATION)):
+            for i, texts in enumerate(groups):
+                parts = [synth.speak(t, voice) for t in texts]
+                pauses = [float(rng.uniform(0.6, 1.5)) for _ in texts[1:]]
+                audio, spans = _assemble(parts, pauses, LEAD_S, TAIL_S)
+                text = " ... ".join(texts)
+                clip = Clip(f"{voice.name}-{kind}-{i}", kind, voice.name, text, spans)  # type: ignore[arg-type]
+                save(clip, audio)
+        for kind, texts_ in (("backchannel", BACKCHANNEL), ("interruption", INTERRUPTION)):
+            for i, text in enumerate(texts_):
+                lead = AGENT_LEAD_S + float(rng.uniform(0.0, 0.6))
+                audio, spans = _assemble([synth.speak(text, voice)], [], lead, 1.5)
+                agent = (0.0, round(len(audio) / PHONE_RATE, 4))
+                clip = Clip(f"{voice.name}-{kind}-{i}", kind, voice.name, text, spans, agent)  # type: ignore[arg-type]
+                save(clip, audio)
+    manifest = {"version": DATASET_VERSION, "clips": [asdict(c) for c in clips]}
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return clips
+
+
+def load_dataset(out_dir: Path) -> list[Clip]:
+    data = json.loads((out_dir / "manifest.json").read_text())
+    if data.get("version") != DATASET_VERSION:
+        raise ValueError(
+            f"{out_dir}/manifest.json is dataset {data.get('version')}, not {DATASET_VERSION}"
+        )
+    clips = []
+    for c in data["clips"]:
+        c["speech"] = [tuple(s) for s in c["speech"]]
+        c["agent_speaking"] = tuple(c["agent_speaking"]) if c["agent_speaking"] else None
+        clips.append(Clip(**c))
+    return clips
+
+
+def clip_audio(out_dir: Path, clip: Clip) -> PCM:
+    return mulaw_decode((out_dir / f"{clip.id}.ulaw").read_bytes())
+
+
+class SpeechGate:
+    """VAD probabilities to a speech flag, with the spine's threshold and hysteresis."""
+
+    def __init__(self, threshold: float = 0.5, hysteresis: float = 0.15) -> None:
+        self.threshold = threshold
+        self.hysteresis = hysteresis
+        self.voiced = False
+
+    def push(self, probability: float) -> bool:
+        if probability >= self.threshold:
+            self.voiced = True
+        elif probability < self.threshold - self.hysteresis:
+            self.voiced = False
+        return self.voiced
+
+
+def vad_flags(audio: PCM) -> list[bool]:
+    """Silero speech flags for each 256-sample window (32 ms) of a clip."""
+    vad = SileroVAD(PHONE_RATE)
+    gate = SpeechGate()
+    n = len(audio) // vad.window_samples
+    return [
+        gate.push(
+            vad.speech_probability(audio[i * vad.window_samples : (i + 1) * vad.window_samples])
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class TurnOutcome:
+    clip: str
+    kind: Kind
+    endpoint_at: float | None
+    reason: str | None
+    premature: bool
+    delay_ms: float | None
+
+
+VerdictFn = Callable[[str, int, int], float]
+"""(clip id, first sample of the turn's audio, last sample) -> P(complete)."""
+
+
+def run_turn_policy(
+    clip: Clip,
+    flags: Sequence[bool],
+    policy: EndpointPolicy,
+    verdict: VerdictFn | None = None,
+    model_latency_s: float = 0.0,
+) -> TurnOutcome:
+    """Feed one clip's VAD frames to a policy; the first end of turn is the endpoint."""
+    policy.reset()
+    turn_start: int | None = None
+    waiting: list[tuple[float, int, float]] = []
+    endpoint_at, reason = None, None
+    for i, speech in enumerate(flags):
+        now = (i + 1) * WINDOW_S
+        if speech and turn_start is None:
+            turn_start = max(0, round((i * WINDOW_S - PRE_ROLL_S) * PHONE_RATE))
+        if isinstance(policy, SmartTurnPolicy):
+            for _ready_at, pause_id, p in [w for w in waiting if w[0] <= now]:
+                policy.set_verdict(pause_id, p)
+            waiting = [w for w in waiting if w[0] > now]
+        decision = policy.push(now, speech)
+        if decision.request_verdict is not None and verdict is not None:
+            assert turn_start is not None
+            p = verdict(clip.id, turn_start, round(now * PHONE_RATE))
+            waiting.append((now + model_latency_s, decision.request_verdict, p))
+        if decision.end_of_turn:
+            endpoint_at, reason = now, decision.reason
+            break
+    premature = endpoint_at is not None and endpoint_at < clip.true_end
+    delay = None if endpoint_at is None or premature else (endpoint_at - clip.true_end) * 1000
+    return TurnOutcome(clip.id, clip.kind, endpoint_at, reason, premature, delay)
+
+
+@dataclass
+class BargeOutcome:
+    clip: str
+    kind: Kind
+    interrupted: bool
+    latency_ms: float | None
+    """From the start of the caller's speech to the interruption."""
+    words: str | None = None
+
+
+WordsFn = Callable[[str, int, int], str]
+
+
+def run_barge_in(
+    clip: Clip,
+    flags: Sequence[bool],
+    classifier: BargeInClassifier,
+    words: WordsFn | None = None,
+    stt_latency_s: float = 0.0,
+) -> BargeOutcome:
+    """Caller speech over the agent: does the classifier interrupt, and how soon?
+
+    First words are transcribed when the classifier asks for them and reach it
+    `stt_latency_s` later, while the caller goes on speaking.
+    """
+    voiced_ms = silence_ms = 0.0
+    start: int | None = None
+    heard: str | None = None
+    pending: tuple[float, str] | None = None
+    agent = clip.agent_speaking or (0.0, 0.0)
+    for i, speech in enumerate(flags):
+        now = (i + 1) * WINDOW_S
+        if not (agent[0] <= now <= agent[1]):
+            continue
+        if pending is not None and pending[0] <= now:
+            heard, pending = pending[1], None
+        if speech:
+            silence_ms = 0.0
+            if start is None:
+                start = i
+            voiced_ms += WINDOW_S * 1000
+            if (
+                words is not None
+                and heard is None
+                and pending is None
+                and classifier.wants_words(voiced_ms)
+            ):
+                first = max(0, round((start * WINDOW_S - PRE_ROLL_S) * PHONE_RATE))
+                text = words(clip.id, first, round(now * PHONE_RATE))
+                pending = (now + stt_latency_s, text)
+            if classifier.classify(voiced_ms, heard) == "interrupt":
+                return BargeOutcome(
+                    clip.id, clip.kind, True, (now - start * WINDOW_S) * 1000, heard
+                )
+        elif start is not None:
+            silence_ms += WINDOW_S * 1000
+            if silence_ms >= BARGE_IN_GAP_MS:
+                voiced_ms, start, heard, pending = 0.0, None, None, None
+    return BargeOutcome(clip.id, clip.kind, False, None, heard)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+@dataclass
+class PolicyResult:
+    name: str
+    turns: list[TurnOutcome]
+    barge_ins: list[BargeOutcome]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        delays = [t.delay_ms for t in self.turns if t.delay_ms is not None]
+        complete_delays = [
+            t.delay_ms for t in self.turns if t.delay_ms is not None and t.kind == "complete"
+        ]
+        cut = [t for t in self.turns if t.premature]
+        interruptions = [b for b in self.barge_ins if b.kind == "interruption"]
+        backchannels = [b for b in self.barge_ins if b.kind == "backchannel"]
+        latencies = [b.latency_ms for b in interruptions if b.latency_ms is not None]
+        paused = [t for t in self.turns if t.kind != "complete"]
+        row: dict[str, Any] = {
+            "policy": self.name,
+            "config": self.config,
+            "turns": len(self.turns),
+            "median_delay_ms": _percentile(delays, 50),
+            "mean_delay_ms": statistics.fmean(delays) if delays else None,
+            "p90_delay_ms": _percentile(delays, 90),
+            "median_delay_complete_ms": _percentile(complete_delays, 50),
+            "premature_rate": len(cut) / len(self.turns) if self.turns else None,
+            "premature_by_kind": {
+                kind: sum(t.premature for t in self.turns if t.kind == kind) for kind in TURN_KINDS
+            },
+            "premature_rate_paused": (
+                sum(t.premature for t in paused) / len(paused) if paused else None
+            ),
+            "missed_interruptions": sum(not b.interrupted for b in interruptions),
+            "interruptions": len(interruptions),
+            "false_interruptions": sum(b.interrupted for b in backchannels),
+            "backchannels": len(backchannels),
+            "median_interrupt_latency_ms": _percentile(latencies, 50),
+        }
+        if self.turns:
+            row["expected_cost_ms"] = expected_cost_ms(row)
+        return row
+
+
+class _Models:
+    """Smart Turn and Whisper with per-(clip, span) caches, shared by all configurations."""
+
+    def __init__(self, out_dir: Path, clips: Sequence[Clip]) -> None:
+        self.audio = {c.id: clip_audio(out_dir, c) for c in clips}
+        self.smart_turn = SmartTurnModel(threads=1)
+        self._verdicts: dict[tuple[str, int, int], float] = {}
+        self._words: dict[tuple[str, int, int], str] = {}
+        self._stt: Any = None
+        self.smart_turn_ms: list[float] = []
+        self.stt_ms: list[float] = []
+
+    def verdict(self, clip_id: str, first: int, last: int) -> float:
+        key = (clip_id, first, last)
+        if key not in self._verdicts:
+            started = time.perf_counter()
+            self._verdicts[key] = self.smart_turn.predict(self.audio[clip_id][first:last])
+            self.smart_turn_ms.append((time.perf_counter() - started) * 1000)
+        return self._verdicts[key]
+
+    def words(self, clip_id: str, first: int, last: int) -> str:
+        key = (clip_id, first, last)
+        if key not in self._words:
+            if self._stt is None:
+                from media_edge.stt import WhisperSTT
+
+                self._stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=2)
+            started = time.perf_counter()
+            text: str = self._stt.transcribe_sync(self.audio[clip_id][first:last], PHONE_RATE).text
+            self.stt_ms.append((time.perf_counter() - started) * 1000)
+            self._words[key] = text
+        return self._words[key]
+
+
+SMART_GRID = [
+    SmartTurnConfig(threshold=t, min_pause_ms=p, max_silence_ms=m)
+    for p in (200, 300)
+    for t in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+    for m in (1000, 1500, 2000)
+]
+BARGE_GRID = [
+    *(BargeInClassifier(min_interrupt_ms=ms, use_words=False) for ms in (200, 300, 400, 500, 600)),
+    *(BargeInClassifier(min_interrupt_ms=ms, use_words=True) for ms in (300, 500)),
+]
+MAX_INTERRUPT_LATENCY_MS = 1000
+"""A barge-in slower than this (median) lets the agent talk over the caller too long."""
+SPINE_BARGE_IN = BargeInClassifier(min_interrupt_ms=200, use_words=False)
+"""The spine's barge-in: any caller speech of 200 ms over the agent interrupts."""
+
+
+CUT_OFF_COST_MS = 3000
+"""What a premature cut-off costs the caller: the agent answers half a sentence, the caller
+repeats. Used to weigh cut-offs against waiting when choosing the defaults."""
+
+
+def expected_cost_ms(row: dict[str, Any]) -> float:
+    """Mean wait per turn, counting each cut-off as `CUT_OFF_COST_MS`."""
+    premature = float(row["premature_rate"])
+    return (1 - premature) * float(row["mean_delay_ms"] or 0.0) + premature * CUT_OFF_COST_MS
+
+
+def _choose_smart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lowest expected cost, then the lowest p90."""
+    return min(rows, key=lambda r: (round(expected_cost_ms(r)), r["p90_delay_ms"]))
+
+
+def _choose_barge(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fewest wrong calls (missed + false) among quick enough classifiers, then the quickest."""
+    ok = [
+        r for r in rows if (r["median_interrupt_latency_ms"] or 1e9) <= MAX_INTERRUPT_LATENCY_MS
+    ] or rows
+    return min(
+        ok,
+        key=lambda r: (
+            r["missed_interruptions"] + r["false_interruptions"],
+            r["median_interrupt_latency_ms"] or 1e9,
+        ),
+    )
+
+
+def evaluate(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
+    """Run every policy over the (cached) set; returns the whole report as JSON-able data."""
+    started = time.perf_counter()
+    clips = build_dataset(data_dir)
+    built_s = time.perf_counter() - started
+    turn_clips = [c for c in clips if c.kind in TURN_KINDS]
+    barge_clips = [c for c in clips if c.kind in BARGE_KINDS]
+    models = _Models(data_dir, clips)
+    flags = {c.id: vad_flags(models.audio[c.id]) for c in clips}
+
+    # The model's time to answer, measured here, is added to when its verdict arrives.
+    probe = models.audio[turn_clips[0].id]
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        models.smart_turn.predict(probe)
+        timings.append(time.perf_counter() - t0)
+    model_latency_s = statistics.median(timings)
+
+    def smart_rows(config: SmartTurnConfig) -> list[TurnOutcome]:
+        return [
+            run_turn_policy(
+                c, flags[c.id], SmartTurnPolicy(config), models.verdict, model_latency_s
+            )
+            for c in turn_clips
+        ]
+
+    # Warm the verdict cache in parallel: one clip's configurations share most pauses.
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(
+            pool.map(
+                lambda c: [
+                    run_turn_policy(
+                        c, flags[c.id], SmartTurnPolicy(cfg), models.verdict, model_latency_s
+                    )
+                    for cfg in SMART_GRID
+                ],
+                turn_clips,
+            )
+        )
+    barge_rows = []
+    barge_results: dict[str, list[BargeOutcome]] = {}
+    for classifier in BARGE_GRID:
+        outcomes = [
+            run_barge_in(c, flags[c.id], classifier, models.words if classifier.use_words else None)
+            for c in barge_clips
+        ]
+        stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
+        if classifier.use_words:
+            outcomes = [
+                run_barge_in(c, flags[c.id], classifier, models.words, stt_latency_s)
+                for c in barge_clips
+            ]
+        name = f"{classifier.min_interrupt_ms} ms" + (" + words" if classifier.use_words else "")
+        barge_results[name] = outcomes
+        row = PolicyResult(name, [], outcomes, asdict(classifier)).summary()
+        barge_rows.append(row)
+    best_barge_row = _choose_barge(barge_rows)
+    best_barge = BargeInClassifier(**best_barge_row["config"])
+    best_barge_name = best_barge_row["policy"]
+
+    spine_barge = [run_barge_in(c, flags[c.id], SPINE_BARGE_IN) for c in barge_clips]
+    fixed = {
+        ms: PolicyResult(
+            f"fixed silence {ms} ms",
+            [run_turn_policy(c, flags[c.id], FixedSilencePolicy(ms)) for c in turn_clips],
+            spine_barge,
+            {"silence_ms": ms, "barge_in": asdict(SPINE_BARGE_IN)},
+        )
+        for ms in (500, 800)
+    }
+    smart_sweep = []
+    smart_outcomes: dict[SmartTurnConfig, list[TurnOutcome]] = {}
+    for config in SMART_GRID:
+        turns = smart_rows(config)
+        smart_outcomes[config] = turns
+        smart_sweep.append(PolicyResult("smart", turns, [], asdict(config)).summary())
+    best_smart_row = _choose_smart(smart_sweep)
+    best_smart = SmartTurnConfig(**best_smart_row["config"])
+    smart = PolicyResult(
+        "VAD + Smart Turn",
+        smart_outcomes[best_smart],
+        barge_results[best_barge_name],
+        {**asdict(best_smart), "barge_in": asdict(best_barge)},
+    )
+    policies = [fixed[500], fixed[800], smart]
+    return {
+        "dataset": {
+            "version": DATASET_VERSION,
+            "clips": len(clips),
+            "by_kind": {k: sum(c.kind == k for c in clips) for k in TURN_KINDS + BARGE_KINDS},
+            "voices": [v.name for v in VOICES],
+            "build_or_load_s": round(built_s, 1),
+        },
+        "smart_turn_inference_ms": {
+            "alone": round(model_latency_s * 1000, 1),
+            "median_two_threads": (
+                statistics.median(models.smart_turn_ms) if models.smart_turn_ms else None
+            ),
+            "count": len(models.smart_turn_ms),
+        },
+        "stt_first_words_ms": statistics.median(models.stt_ms) if models.stt_ms else None,
+        "policies": [p.summary() for p in policies],
+        "chosen": {"smart_turn": asdict(best_smart), "barge_in": asdict(best_barge)},
+        "smart_turn_sweep": smart_sweep,
+        "barge_in_sweep": barge_rows,
+        "outcomes": {
+            p.name: {
+                "turns": [asdict(t) for t in p.turns],
+                "barge_ins": [asdict(b) for b in p.barge_ins],
+            }
+            for p in policies
+        },
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| policy | median delay (ms) | p90 delay (ms) | median, complete turns (ms) "
+        "| premature cut-off | missed interruptions "
+        "| false interruptions | expected cost (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["policies"]:
+        lines.append(
+            f"| {row['policy']} | {_fmt(row['median_delay_ms'])} | {_fmt(row['p90_delay_ms'])} "
+            f"| {_fmt(row['median_delay_complete_ms'])} "
+            f"| {_fmt(row['premature_rate'] * 100, '{:.1f}')} % "
+            f"| {row['missed_interruptions']}/{row['interruptions']} "
+            f"| {row['false_interruptions']}/{row['backchannels']} "
+            f"| {_fmt(row['expected_cost_ms'])} |"
+        )
+    data = report["dataset"]
+    chosen = report["chosen"]
+    st, bi = chosen["smart_turn"], chosen["barge_in"]
+    lines += [
+        "",
+        f"{data['clips']} clips ({', '.join(f'{n} {k}' for k, n in data['by_kind'].items())}), "
+        f"{len(data['voices'])} voices ({', '.join(data['voices'])}), 8 kHz mu-law. Delay: from "
+        "the true end of speech to the endpoint, over turns not cut off. Premature: the turn "
+        "ended before the caller finished. Fixed-silence rows use the spine's barge-in "
+        "(200 ms of speech). Expected cost: mean delay per turn, a cut-off counted as "
+        f"{CUT_OFF_COST_MS} ms (the caller repeats); the Smart Turn row is the sweep's lowest.",
+        "",
+        f"Chosen: Smart Turn threshold {st['threshold']}, min pause {st['min_pause_ms']} ms, "
+        f"max silence {st['max_silence_ms']} ms; barge-in after {bi['min_interrupt_ms']} ms of "
+        f"speech{', confirmed by the first STT words' if bi['use_words'] else ''}. "
+        f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms "
+        "(added to its delays); first STT words (Whisper tiny.en) "
+        f"{_fmt(report['stt_first_words_ms'])} ms (added to word-confirmed barge-ins).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [p["policy"] for p in report["policies"]]
+    delays = [
+        [t["delay_ms"] for t in report["outcomes"][n]["turns"] if t["delay_ms"] is not None]
+        for n in names
+    ]
+    premature = [p["premature_rate"] * 100 for p in report["policies"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.boxplot(delays, whis=(10, 90), showfliers=True)
+    left.set_xticks(range(1, len(names) + 1), names, fontsize=8)
+    left.set_ylabel("endpointing delay after end of speech (ms)")
+    left.set_title("How long the caller waits")
+    bars = right.bar(names, premature, color=["#999", "#666", "#2a7"])
+    right.bar_label(bars, fmt="%.1f %%")
+    right.set_ylabel("turns cut off before the caller finished (%)")
+    right.set_title("Premature cut-offs")
+    right.tick_params(axis="x", labelsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(report: dict[str, Any], reports_dir: Path) -> dict[str, Path]:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": reports_dir / "turns.md",
+        "json": reports_dir / "turns.json",
+        "plot": reports_dir / "turns.png",
+    }
+    paths["markdown"].write_text(markdown(report))
+    paths["json"].write_text(json.dumps(report, indent=1))
+    plot(report, paths["plot"])
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`slot eval turns [--data DIR] [--reports DIR] [--rebuild]`."""
+    from slot.settings import REPO_ROOT, get_settings
+
+    parser = argparse.ArgumentParser(prog="slot eval turns", description=__doc__)
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder (cached)")
+    parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument("--rebuild", action="store_true", help="synthesize the set again")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    data_dir = args.data or get_settings().data_dir / "evals" / f"turns-{DATASET_VERSION}"
+    if args.rebuild:
+        build_dataset(data_dir, force=True)
+    report = evaluate(data_dir)
+    paths = write_report(report, args.reports)
+    sys.stdout.write(markdown(report))
+    sys.stdout.write(f"\nwrote {', '.join(str(p) for p in paths.values())}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

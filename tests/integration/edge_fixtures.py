@@ -1,0 +1,57 @@
+"""Running the real media edge (and a worker) in this test process, on loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from media_edge.app import create_app
+from slot.settings import Settings
+from worker import ACTIVITY_SLOTS, build_worker
+
+STARTUP_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """Run `app` with uvicorn until the block exits; logging is left to pytest (log_config=None)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(STARTUP_S):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited during start-up")
+            await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def edge_stack(client: Client, settings: Settings) -> AsyncIterator[Settings]:
+    """A real worker and the real edge (on settings.edge_port) for the block's duration."""
+    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+        async with (
+            build_worker(client, settings, executor),
+            serve(create_app(settings), settings.edge_port),
+        ):
+            yield settings

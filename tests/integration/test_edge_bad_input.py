@@ -1,0 +1,316 @@
+"""Bad Media Streams input is rejected call by call, and a good call next to it is not disturbed.
+
+The real edge runs on a loopback port against the session's Temporal dev server and a real
+worker; the far end of each WebSocket is played by the `websockets` client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from media_edge.audio import silence_frame
+from slot.settings import Settings
+from tests.integration.edge_fixtures import edge_stack, free_port
+from workflows.messages import CallSnapshot, CallStatus
+
+WAIT_S = 60.0
+SILENCE = base64.b64encode(silence_frame()).decode()
+
+
+@pytest.fixture(scope="module")
+async def edge(
+    temporal_client: Client, temporal_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    settings = temporal_settings.model_copy(
+        update={
+            "edge_port": free_port(),
+            "task_queue": f"edge-bad-input-{uuid.uuid4().hex[:8]}",
+            "data_dir": tmp_path_factory.mktemp("edge-bad-input"),
+            "reprompt_after_s": 120.0,
+        }
+    )
+    async with edge_stack(temporal_client, settings):
+        yield settings
+
+
+async def place_inbound_call(settings: Settings, call_sid: str) -> str:
+    """What Twilio does first: the voice webhook. Returns the call id the TwiML carries."""
+    async with httpx.AsyncClient(base_url=settings.edge_url) as http:
+        reply = await http.post(
+            "/twilio/voice",
+            data={
+                "CallSid": call_sid,
+                "AccountSid": settings.twilio_account_sid,
+                "From": "+15550001111",
+                "To": settings.agent_phone_number,
+                "Direction": "inbound",
+                "CallStatus": "ringing",
+            },
+        )
+    assert reply.status_code == 200, reply.text
+    match = re.search(r'<Parameter name="call_id" value="([^"]+)"/>', reply.text)
+    assert match is not None, reply.text
+    assert f'url="ws://127.0.0.1:{settings.edge_port}/twilio/media"' in reply.text
+    return match.group(1)
+
+
+def start_message(call_id: str, stream_sid: str, **media_format: Any) -> str:
+    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1, **media_format}
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": stream_sid,
+            "start": {
+                "accountSid": "AC0",
+                "streamSid": stream_sid,
+                "callSid": call_id.removeprefix("call-"),
+                "tracks": ["inbound"],
+                "customParameters": {"call_id": call_id},
+                "mediaFormat": fmt,
+            },
+        }
+    )
+
+
+def media_message(stream_sid: str, seq: int, payload: str = SILENCE) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(seq),
+            "streamSid": stream_sid,
+            "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0", "payload": payload},
+        }
+    )
+
+
+@dataclass
+class Heard:
+    media_frames: int = 0
+    marks: list[str] = field(default_factory=list)
+
+
+async def stream_silence(ws: ClientConnection, stream_sid: str) -> None:
+    """Real Twilio streams caller audio continuously, 20 ms at a time."""
+    seq = 2
+    with_socket = True
+    while with_socket:
+        try:
+            await ws.send(media_message(stream_sid, seq))
+        except ConnectionClosed:
+            with_socket = False
+        seq += 1
+        await asyncio.sleep(0.02)
+
+
+async def listen_until_greeted(ws: ClientConnection, stream_sid: str) -> Heard:
+    """Collect agent audio, echo every mark as Twilio does, stop at the utterance's end mark."""
+    heard = Heard()
+    while True:
+        message = json.loads(await ws.recv())
+        assert message["streamSid"] == stream_sid
+        if message["event"] == "media":
+            assert len(base64.b64decode(message["media"]["payload"])) == 160
+            heard.media_frames += 1
+        elif message["event"] == "mark":
+            name = message["mark"]["name"]
+            heard.marks.append(name)
+            await ws.send(
+                json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+            )
+            if name.endswith(":end"):
+                return heard
+
+
+async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, list[dict[str, Any]]]:
+    """A well-behaved stream: greeted, marks echoed, then the caller hangs up."""
+    call_id = await place_inbound_call(settings, f"CAgood{uuid.uuid4().hex[:8]}")
+    sid = "MZgood"
+    events_url = f"ws://127.0.0.1:{settings.edge_port}/calls/{call_id}/events"
+    async with (
+        connect(events_url) as events_ws,
+        connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws,
+    ):
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(start_message(call_id, sid))
+        streamer = asyncio.create_task(stream_silence(ws, sid))
+        heard = await listen_until_greeted(ws, sid)
+        events: list[dict[str, Any]] = []
+        while not events or events[-1]["type"] != "utterance_played":
+            events.append(json.loads(await events_ws.recv()))
+        await ws.send(json.dumps({"event": "stop", "streamSid": sid, "stop": {"callSid": call_id}}))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+        assert ws.close_code == 1000
+        streamer.cancel()
+        async for message in events_ws:
+            events.append(json.loads(message))
+    return call_id, heard, events
+
+
+async def noisy_call(settings: Settings) -> tuple[str, Heard]:
+    """A started stream that also sends garbage: each bad message is dropped, the call goes on."""
+    call_id = await place_inbound_call(settings, f"CAnoisy{uuid.uuid4().hex[:8]}")
+    sid = "MZnoisy"
+    async with connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(start_message(call_id, sid))
+        await ws.send("{this is not json")
+        await ws.send(json.dumps({"event": "bogus", "streamSid": sid}))
+        await ws.send(media_message(sid, 2, payload="%%%not-base64%%%"))
+        await ws.send(media_message(sid, 3, payload=base64.b64encode(b"\xff" * 100).decode()))
+        await ws.send(json.dumps({"event": "mark", "streamSid": sid}))
+        heard = await listen_until_greeted(ws, sid)
+        await ws.send(json.dumps({"event": "stop", "streamSid": sid}))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+        assert ws.close_code == 1000
+    return call_id, heard
+
+
+async def rejected(settings: Settings, *messages: str | bytes) -> tuple[int | None, str | None]:
+    """Send `messages`, then wait for the edge to close the stream; its close code and reason."""
+    async with connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws:
+        for message in messages:
+            await ws.send(message)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+        return ws.close_code, ws.close_reason
+
+
+async def test_bad_streams_are_rejected_and_a_concurrent_call_is_not_disturbed(
+    edge: Settings, temporal_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="media_edge")
+    connected = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    async with asyncio.timeout(WAIT_S):
+        good_task = asyncio.create_task(good_call(edge, temporal_client))
+        noisy_task = asyncio.create_task(noisy_call(edge))
+        before_start, wrong_encoding, wrong_rate, unknown, binary = await asyncio.gather(
+            rejected(edge, connected, media_message("MZearly", 1)),
+            rejected(edge, connected, start_message("call-x", "MZenc", encoding="audio/l16")),
+            rejected(edge, start_message("call-x", "MZrate", sampleRate=16000)),
+            rejected(edge, connected, start_message("call-nobody-knows", "MZunknown")),
+            rejected(edge, b"\x00\x01\x02"),
+        )
+        good = await good_task
+        noisy = await noisy_task
+
+    assert before_start == (1008, "media before start")
+    assert wrong_encoding[0] == 1003 and "unsupported encoding 'audio/l16'" in str(
+        wrong_encoding[1]
+    )
+    assert wrong_rate[0] == 1003 and "unsupported sample rate 16000" in str(wrong_rate[1])
+    assert unknown == (1008, "unknown call call-nobody-knows: no such workflow")
+    assert binary[0] == 1003 and "binary" in str(binary[1])
+
+    call_id, heard, events = good
+    assert heard.media_frames > 50  # a spoken greeting, more than a second of 20 ms frames
+    uid = heard.marks[-1].removesuffix(":end")
+    assert heard.marks == [f"{uid}:{i}" for i in range(len(heard.marks) - 1)] + [f"{uid}:end"]
+    kinds = [e["type"] for e in events]
+    assert kinds == ["call_started", "agent_utterance", "utterance_played", "call_ended"]
+    assert events[1]["utterance_id"] == uid
+    assert {"decision", "tts_first_audio", "send"} <= set(events[1]["latency_ms"])
+    assert events[2] == {"type": "utterance_played", "utterance_id": uid, "interrupted": False}
+    assert events[3] == {"type": "call_ended", "reason": "caller hung up"}
+
+    noisy_id, noisy_heard = noisy
+    assert noisy_heard.media_frames > 50 and noisy_heard.marks[-1].endswith(":end")
+
+    for cid in (call_id, noisy_id):
+        handle = temporal_client.get_workflow_handle(cid, result_type=CallSnapshot)
+        async with asyncio.timeout(WAIT_S):
+            final = await handle.result()
+        assert final.status == CallStatus.ENDED
+        greeting = next(e for e in final.transcript if e.speaker == "agent")
+        assert greeting.heard_text == greeting.text and not greeting.interrupted
+
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("media_edge"))
+    for reason in (
+        f"call {noisy_id}: message dropped: malformed JSON",
+        f"call {noisy_id}: message dropped: unknown event 'bogus' ignored",
+        f"call {noisy_id}: message dropped: media payload is not valid base64",
+        f"call {noisy_id}: message dropped: media payload is 100 bytes, expected 160",
+        f"call {noisy_id}: message dropped: invalid mark message: mark: Field required",
+        "closing media stream (1008): media before start",
+        "closing media stream (1003): unsupported encoding 'audio/l16'",
+        "closing media stream (1003): unsupported sample rate 16000",
+        "call call-nobody-knows: closing media stream (1008): unknown call call-nobody-knows",
+        "closing media stream (1003): binary WebSocket frame",
+    ):
+        assert reason in logged, f"not logged: {reason}"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_voice_webhook_rejects_an_unknown_script(edge: Settings) -> None:
+    async with httpx.AsyncClient(base_url=edge.edge_url) as http:
+        reply = await http.post(
+            "/twilio/voice?script=no_such_script",
+            data={"CallSid": "CAnoscript", "From": "+1555", "To": "+1666", "Direction": "inbound"},
+        )
+    assert reply.status_code == 400
+    assert "unknown playbook 'no_such_script'" in reply.text
+    assert "\n" not in reply.text.strip()
+
+
+async def test_say_for_a_call_not_on_this_edge_is_404(edge: Settings) -> None:
+    decision = {
+        "utterance_id": "call-elsewhere-u1",
+        "text": "Are you still there?",
+        "state": "greeting",
+        "tier": "rule",
+        "reason": "no input",
+    }
+    async with httpx.AsyncClient(base_url=edge.edge_url) as http:
+        reply = await http.post("/calls/call-elsewhere/say", json=decision)
+        health = await http.get("/healthz")
+    assert reply.status_code == 404
+    assert "call-elsewhere" in reply.json()["detail"]
+    assert health.json()["status"] == "ok"
+
+
+def twilio_signature(token: str, url: str, form: dict[str, str]) -> str:
+    """Twilio's documented algorithm: HMAC-SHA1 of the URL plus the form fields sorted by name."""
+    data = url + "".join(key + form[key] for key in sorted(form))
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+
+async def test_webhooks_need_twilio_signature_when_a_token_is_set(
+    edge: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "secret-token")
+    form = {"CallSid": "CAsigned", "CallStatus": "completed"}
+    url = f"{edge.edge_url}/twilio/status?call_id=call-not-running"
+    async with httpx.AsyncClient() as http:
+        unsigned = await http.post(url, data=form)
+        forged = await http.post(
+            url, data=form, headers={"X-Twilio-Signature": twilio_signature("wrong", url, form)}
+        )
+        signed = await http.post(
+            url,
+            data=form,
+            headers={"X-Twilio-Signature": twilio_signature("secret-token", url, form)},
+        )
+    assert unsigned.status_code == 403 and "X-Twilio-Signature" in unsigned.text
+    assert forged.status_code == 403
+    assert signed.status_code == 204

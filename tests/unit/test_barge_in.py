@@ -1,0 +1,52 @@
+"""Barge-in: backchannels and coughs over the agent do not interrupt; real speech does."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_edge.endpointing import BargeInClassifier, is_backchannel_text
+
+
+@pytest.mark.parametrize(
+    "text", ["uh-huh", "Yeah.", "Right, right.", "Okay", "Mm-hmm.", "I see.", ""]
+)
+def test_acknowledgements_are_backchannels(text: str) -> None:
+    assert is_backchannel_text(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["Wait, sorry.", "No.", "Hold on.", "Sorry, who is this?", "Yeah but how much?"]
+)
+def test_real_words_are_not_backchannels(text: str) -> None:
+    assert not is_backchannel_text(text)
+
+
+def test_short_speech_never_interrupts() -> None:
+    classifier = BargeInClassifier(min_interrupt_ms=400, use_words=False)
+    assert classifier.classify(200) == "undecided"
+    assert classifier.classify(200, ended=True) == "backchannel"
+    assert classifier.classify(399, "stop", ended=True) == "backchannel"
+
+
+def test_duration_only_interrupts_at_the_minimum() -> None:
+    classifier = BargeInClassifier(min_interrupt_ms=400, use_words=False)
+    assert classifier.classify(400) == "interrupt"
+    assert classifier.classify(600, "yeah") == "interrupt"
+
+
+def test_words_decide_between_the_minimum_and_the_backchannel_limit() -> None:
+    classifier = BargeInClassifier(min_interrupt_ms=300, max_backchannel_ms=1200, use_words=True)
+    assert not classifier.wants_words(200)
+    assert classifier.wants_words(300)
+    assert classifier.classify(500) == "undecided"
+    assert classifier.classify(500, ended=True) == "backchannel"
+    assert classifier.classify(500, "Okay, yeah.") == "backchannel"
+    assert classifier.classify(500, "Wait, sorry") == "interrupt"
+    assert classifier.classify(500, "") == "backchannel"
+
+
+def test_long_speech_interrupts_whatever_the_words() -> None:
+    classifier = BargeInClassifier(min_interrupt_ms=300, max_backchannel_ms=1200, use_words=True)
+    assert not classifier.wants_words(1200)
+    assert classifier.classify(1200) == "interrupt"
+    assert classifier.classify(1500, "yeah yeah yeah") == "interrupt"

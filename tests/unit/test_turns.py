@@ -1,0 +1,173 @@
+"""The endpointer on synthetic probability sequences whose answers are known frame by frame."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from media_edge.turns import (
+    Backchannel,
+    BargeIn,
+    EndOfTurn,
+    Endpointer,
+    EndpointerConfig,
+    SilencePolicy,
+    SpeculativePause,
+    SpeechResumed,
+    SpeechStarted,
+    TurnEvent,
+)
+
+CONFIG = EndpointerConfig(
+    threshold=0.5,
+    hysteresis=0.15,
+    min_speech_ms=60,
+    pre_roll_ms=200,
+    speculative_after_ms=200,
+    barge_in_min_speech_ms=200,
+    max_turn_ms=30_000,
+)
+
+
+class Run:
+    """Feeds frames numbered from 0; frame i holds the value i and arrives at i * 20 ms."""
+
+    def __init__(self, config: EndpointerConfig = CONFIG, endpoint_ms: int = 600) -> None:
+        self.endpointer = Endpointer(config, SilencePolicy(endpoint_ms))
+        self.index = 0
+        self.events: list[tuple[int, TurnEvent]] = []
+
+    def feed(self, probability: float, count: int = 1, agent: bool = False) -> None:
+        for _ in range(count):
+            frame = np.full(160, self.index, dtype=np.int16)
+            for event in self.endpointer.push(frame, probability, self.index * 0.02, agent):
+                self.events.append((self.index, event))
+            self.index += 1
+
+    def of(self, kind: type) -> list[tuple[int, TurnEvent]]:
+        return [(i, e) for i, e in self.events if isinstance(e, kind)]
+
+
+def frame_ids(audio: np.ndarray) -> list[int]:
+    return [int(v) for v in audio[::160]]
+
+
+def test_a_simple_turn() -> None:
+    run = Run()
+    run.feed(0.0, 20)  # frames 0-19 silence
+    run.feed(0.9, 50)  # frames 20-69 speech
+    run.feed(0.0, 40)  # frames 70-109 silence
+    kinds = [type(e) for _, e in run.events]
+    assert kinds == [SpeechStarted, SpeculativePause, EndOfTurn]
+    ((i_start, started),) = run.of(SpeechStarted)
+    assert i_start == 22 and isinstance(started, SpeechStarted)
+    assert started.at == 20 * 0.02  # confirmed after 60 ms, dated at onset
+    ((i_spec, spec),) = run.of(SpeculativePause)
+    assert i_spec == 79  # 10 silent frames = 200 ms
+    ((i_end, end),) = run.of(EndOfTurn)
+    assert i_end == 99  # 30 silent frames = 600 ms
+    assert isinstance(end, EndOfTurn) and isinstance(spec, SpeculativePause)
+    assert end.last_voiced_at == 69 * 0.02
+    assert end.endpoint_at == 99 * 0.02
+    assert end.reason == "silence" and not end.barged_in
+    # 200 ms of pre-roll (frames 10-19), then everything up to the endpoint.
+    assert frame_ids(end.audio) == list(range(10, 100))
+    assert frame_ids(spec.audio) == list(range(10, 80))
+
+
+def test_a_short_pause_resumes_the_same_turn() -> None:
+    run = Run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 15)  # 300 ms: speculative pause, not an endpoint
+    run.feed(0.9, 20)
+    run.feed(0.0, 30)
+    kinds = [type(e) for _, e in run.events]
+    assert kinds == [SpeechStarted, SpeculativePause, SpeechResumed, SpeculativePause, EndOfTurn]
+    ((_, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn)
+    assert frame_ids(end.audio) == list(range(0, 95))
+
+
+def test_clicks_shorter_than_min_speech_are_not_turns() -> None:
+    run = Run()
+    for _ in range(10):
+        run.feed(0.0, 10)
+        run.feed(0.9, 2)  # 40 ms blips
+    run.feed(0.0, 50)
+    assert run.events == []
+
+
+def test_hysteresis_keeps_speech_through_a_dip() -> None:
+    run = Run()
+    run.feed(0.9, 20)
+    run.feed(0.4, 40)  # between threshold-hysteresis and threshold: still speech
+    run.feed(0.3, 29)  # below 0.35: silence, but not yet 600 ms
+    assert run.of(EndOfTurn) == []
+    run.feed(0.3, 1)
+    ((i_end, end),) = run.of(EndOfTurn)
+    assert i_end == 89 and isinstance(end, EndOfTurn)
+    assert end.last_voiced_at == 59 * 0.02
+
+
+def test_a_silent_stream_that_starts_between_thresholds_stays_silent() -> None:
+    run = Run()
+    run.feed(0.45, 100)
+    assert run.events == []
+
+
+def test_barge_in_after_enough_speech_over_the_agent() -> None:
+    run = Run()
+    run.feed(0.0, 10, agent=True)
+    run.feed(0.9, 30, agent=True)  # frames 10-39
+    ((i_barge, barge),) = run.of(BargeIn)
+    assert i_barge == 19  # 10 voiced frames = 200 ms
+    assert isinstance(barge, BargeIn) and barge.speech_started_at == 10 * 0.02
+    run.feed(0.0, 30, agent=False)  # agent silenced by the clear
+    ((_, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.barged_in
+    assert frame_ids(end.audio)[0] == 0  # pre-roll kept: nothing the caller said is lost
+    assert len(run.of(BargeIn)) == 1
+
+
+def test_no_barge_in_when_the_agent_is_silent() -> None:
+    run = Run()
+    run.feed(0.9, 50, agent=False)
+    run.feed(0.0, 30)
+    assert run.of(BargeIn) == []
+    assert len(run.of(EndOfTurn)) == 1
+
+
+def test_a_backchannel_over_the_agent_is_not_a_turn() -> None:
+    run = Run()
+    run.feed(0.0, 10, agent=True)
+    run.feed(0.9, 6, agent=True)  # 120 ms "uh-huh"
+    run.feed(0.0, 30, agent=True)
+    assert run.of(BargeIn) == [] and run.of(EndOfTurn) == []
+    ((_, back),) = run.of(Backchannel)
+    assert isinstance(back, Backchannel) and back.voiced_ms == 120
+
+
+def test_speech_that_ends_before_the_agent_starts_is_a_turn() -> None:
+    run = Run()
+    run.feed(0.9, 20)
+    run.feed(0.0, 30, agent=True)  # agent begins during the caller's trailing silence
+    assert len(run.of(EndOfTurn)) == 1
+
+
+def test_max_turn_length_cuts_a_turn_that_never_pauses() -> None:
+    config = EndpointerConfig(max_turn_ms=1000, pre_roll_ms=0)
+    run = Run(config)
+    run.feed(0.9, 120)
+    ends = run.of(EndOfTurn)
+    assert [i for i, _ in ends] == [49, 99]  # 50 frames each, onset frames included
+    assert all(isinstance(e, EndOfTurn) and e.reason == "max_length" for _, e in ends)
+
+
+def test_force_end_of_turn_for_a_turn_model() -> None:
+    run = Run()
+    run.feed(0.9, 20)
+    run.feed(0.0, 5)
+    end = run.endpointer.force_end_of_turn(now=1.0)
+    assert end is not None and end.reason == "forced"
+    assert run.endpointer.force_end_of_turn(now=1.1) is None
+    run.feed(0.0, 40)
+    assert run.of(EndOfTurn) == []
