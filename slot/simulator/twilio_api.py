@@ -387,6 +387,10 @@ def create_app(
             )
         return JSONResponse(content=call.resource())
 
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": "phone-simulator"}
+
     @app.post("/sim/personas", response_model=None)
     async def register_persona(body: RegisterPersona) -> JSONResponse:
         try:

@@ -1,0 +1,196 @@
+"""`slot demo`: one simulated inbound call through every real part, with a live view and a report.
+
+The caller is the phone simulator, in this process; everything else (Temporal, worker, edge) runs
+as the dev stack. The live transcript comes from the edge's event stream; the report's transcript
+and outcome come from the call's workflow, the one place a call's state lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import websockets
+from rich.console import Console
+
+from slot.devstack import Stack, StackError
+from slot.settings import Settings
+from slot.simulator.persona import Persona, load_persona
+from slot.simulator.phone import CallEvent, CallResult, SimulatedCall
+from slot.simulator.protocol import new_sid
+from slot.temporal import connect
+from workflows.messages import CallSnapshot, CallStatus
+
+STAGES = ("endpointing", "stt", "decision", "tts_first_audio", "send")
+FINAL_STATUSES = {CallStatus.ENDED, CallStatus.FOLLOW_UP_SCHEDULED, CallStatus.COMPLETED}
+
+
+@dataclass
+class LiveView:
+    """Prints what happens on the call as it happens."""
+
+    console: Console
+    barge_ins: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def on_simulator_event(self, event: CallEvent) -> None:
+        if event.kind == "caller_line":
+            self.console.print(f"[dim]{event.at_ms / 1000:6.1f}s  caller speaks:[/] {event.text}")
+        elif event.kind == "caller_silent":
+            self.console.print(f"[dim]{event.at_ms / 1000:6.1f}s  caller stays silent[/]")
+        elif event.kind == "clear_received":
+            self.console.print(f"[dim]{event.at_ms / 1000:6.1f}s  edge sent clear[/]")
+
+    def on_edge_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        kind = event.get("type")
+        if kind == "caller_turn":
+            self.console.print(f"[cyan]caller[/] › {event['text']}")
+        elif kind == "agent_utterance":
+            self.console.print(
+                f"[green]agent [/] › {event['text']}  "
+                f"[dim]({event.get('tier')}: {event.get('reason')})[/]"
+            )
+            self.console.print(f"         [dim]{format_latency(event.get('latency_ms', {}))}[/]")
+        elif kind == "barge_in":
+            self.barge_ins += 1
+            self.console.print(
+                f"[yellow]barge-in[/] after {event.get('played_ms')} ms; "
+                f"the caller heard: “{event.get('heard_text')}”"
+            )
+        elif kind == "error":
+            self.console.print(f"[red]edge error:[/] {event.get('reason')}")
+
+
+def format_latency(latency: dict[str, float]) -> str:
+    if not latency:
+        return "latency: n/a"
+    parts = [f"{stage} {latency[stage]:.0f}" for stage in STAGES if stage in latency]
+    total = latency.get("total")
+    head = f"turn latency {total:.0f} ms" if total is not None else "latency"
+    return f"{head} = " + " · ".join(parts)
+
+
+async def follow_edge_events(settings: Settings, call_id: str, view: LiveView) -> None:
+    url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
+    async with websockets.connect(url) as socket:
+        async for raw in socket:
+            event = json.loads(raw)
+            view.on_edge_event(event)
+            if event.get("type") == "call_ended":
+                return
+
+
+async def final_snapshot(settings: Settings, call_id: str, timeout_s: float) -> CallSnapshot:
+    """The workflow's view once the call is over (it may still wait on a follow-up timer)."""
+    client = await connect(settings)
+    handle = client.get_workflow_handle(call_id)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snapshot: CallSnapshot = await handle.query("snapshot", result_type=CallSnapshot)
+        if snapshot.status in FINAL_STATUSES or time.monotonic() > deadline:
+            return snapshot
+        await asyncio.sleep(0.2)
+
+
+def build_report(
+    settings: Settings, call_id: str, snapshot: CallSnapshot, result: CallResult, barge_ins: int
+) -> dict[str, Any]:
+    turns: list[dict[str, Any]] = []
+    for entry in snapshot.transcript:
+        turn: dict[str, Any] = {"speaker": entry.speaker, "text": entry.text}
+        if entry.speaker == "agent":
+            turn["latency_ms"] = dict(entry.latency_ms)
+            turn["tier"] = entry.tier
+            turn["reason"] = entry.reason
+            if entry.interrupted:
+                turn["interrupted"] = True
+                turn["heard"] = entry.heard_text
+        turns.append(turn)
+    heard = [e.heard_text for e in snapshot.transcript if e.interrupted and e.heard_text is not None]
+    return {
+        "outcome": snapshot.outcome.value if snapshot.outcome else None,
+        "workflow_id": call_id,
+        "ui_url": settings.workflow_url(call_id),
+        "recording": str(result.recording_path) if result.recording_path else None,
+        "turns": turns,
+        "barge_ins": barge_ins,
+        "heard": heard[0] if len(heard) == 1 else heard,
+        "status": snapshot.status.value,
+        "duration_ms": result.duration_ms,
+    }
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    persona_path: Path | None = None,
+    script: str | None = None,
+    expect: str | None = None,
+    report_path: Path | None = None,
+) -> int:
+    console = Console(highlight=False)
+    persona: Persona = load_persona(persona_path or settings.personas_dir / "booked_caller.yaml")
+    expected = expect or persona.expect_outcome
+    script_name = script or settings.default_script
+    console.print(
+        "decisions: tier 0 rules and tier 1 local intent match from the playbook "
+        "(no LLM tier configured)"
+    )
+    stack = Stack(settings)
+    with console.status("starting the embedded stack (Temporal, worker, edge, simulator)..."):
+        try:
+            await stack.start()
+        except StackError as error:
+            console.print(f"[red]error:[/] {error}")
+            return 1
+    try:
+        call_sid = new_sid("CA")
+        call_id = f"call-{call_sid}"
+        console.print(
+            f"calling Slot as {persona.name} ({persona.phone}), script {script_name}; "
+            f"expecting outcome {expected or '(any)'}"
+        )
+        view = LiveView(console)
+        simulated = SimulatedCall(
+            settings.edge_url,
+            persona,
+            call_sid=call_sid,
+            account_sid=settings.twilio_account_sid,
+            agent_number=settings.agent_phone_number,
+            params={"script": script_name},
+            status_callback=f"{settings.edge_url}/twilio/status",
+            recording_path=settings.data_dir / "recordings" / f"{call_sid}.wav",
+            on_event=view.on_simulator_event,
+        )
+        follower = asyncio.create_task(follow_edge_events(settings, call_id, view))
+        result = await simulated.run()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(follower, timeout=15)
+        if result.error:
+            console.print(f"[red]the call failed:[/] {result.error}")
+            return 1
+        snapshot = await final_snapshot(settings, call_id, timeout_s=30)
+    finally:
+        with console.status("stopping what the demo started..."):
+            await stack.stop()
+
+    report = build_report(settings, call_id, snapshot, result, view.barge_ins)
+    outcome = report["outcome"]
+    ok = expected is None or outcome == expected
+    console.print()
+    console.print(f"outcome    [bold {'green' if ok else 'red'}]{outcome}[/]")
+    console.print(f"recording  {report['recording']}")
+    console.print(f"workflow   {report['ui_url']}")
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report     {report_path}")
+    if not ok:
+        console.print(f"[red]expected outcome {expected}, got {outcome}[/]")
+    return 0 if ok else 1
