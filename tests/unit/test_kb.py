@@ -1,0 +1,101 @@
+"""The knowledge base: chunking, and the shipped Sunny Solar documents in a real local Qdrant."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slot.kb import KnowledgeBase, chunk_text, documents, open_knowledge_base
+from slot.playbooks import load_playbook
+from slot.settings import REPO_ROOT, get_settings
+from workflows.llm_turn import knowledge_answer
+
+SHIPPED = REPO_ROOT / "knowledge" / "solar_survey"
+
+
+def test_chunks_follow_headings() -> None:
+    text = "# Warranty\n\n## How long?\n\n25 years.\n\nParts included.\n\n## Cover\n\nDefects.\n"
+    chunks = chunk_text(text, "w.md")
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Warranty > How long?", "25 years.\n\nParts included."),
+        ("Warranty > Cover", "Defects."),
+    ]
+    assert [c.id for c in chunks] == ["w.md#0", "w.md#1"]
+
+
+def test_long_sections_split_with_overlap() -> None:
+    sentences = [f"Sentence number {i} talks about solar panels." for i in range(30)]
+    text = "## Long\n\n" + "\n\n".join(" ".join(sentences[i : i + 3]) for i in range(0, 30, 3))
+    chunks = chunk_text(text, "long.md", max_chars=300, overlap_chars=100)
+    assert len(chunks) > 3
+    assert all(len(c.text) <= 300 + 100 + 2 for c in chunks)
+    for before, after in itertools.pairwise(chunks):
+        assert after.text.split("\n\n")[0] in before.text, "consecutive chunks share context"
+    assert all(s in " ".join(c.text for c in chunks) for s in sentences)
+
+
+def test_text_before_any_heading_gets_the_title() -> None:
+    chunks = chunk_text("Plain text file.\n\nSecond paragraph.", "notes.txt", title="notes")
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("notes", "Plain text file.\n\nSecond paragraph.")
+    ]
+
+
+def test_bad_paths_are_named() -> None:
+    with pytest.raises(ValueError, match="no such file"):
+        documents(Path("/nonexistent/kb"))
+    with pytest.raises(ValueError, match="not a text or markdown"):
+        documents(REPO_ROOT / "pyproject.toml")
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    with open_knowledge_base(path=tmp_path_factory.mktemp("qdrant")) as opened:
+        report = opened.ingest([SHIPPED])
+        assert report.files >= 5 and report.chunks == opened.count()
+        yield opened
+
+
+@pytest.mark.parametrize(
+    ("question", "source", "heading"),
+    [
+        ("how long is the warranty", "warranty.md", "How long is the warranty?"),
+        ("can I pay for it monthly", "financing.md", "Can I pay monthly?"),
+        ("how long does the installation take", "installation.md", "How long does installation"),
+        ("what does a solar system cost", "pricing.md", "How much does a solar system cost?"),
+    ],
+)
+def test_questions_find_their_passage(
+    kb: KnowledgeBase, question: str, source: str, heading: str
+) -> None:
+    best = kb.search(question, 3)[0]
+    assert best.source == f"solar_survey/{source}"
+    assert heading in best.heading
+    assert best.id.startswith(best.source + "#")
+
+
+def test_reingest_replaces_instead_of_duplicating(kb: KnowledgeBase) -> None:
+    before = kb.count()
+    kb.ingest([SHIPPED / "warranty.md", SHIPPED])
+    assert kb.count() == before
+
+
+def test_without_llm_the_best_passage_answers_then_the_script_goes_on(kb: KnowledgeBase) -> None:
+    playbook = load_playbook("solar_survey", get_settings().playbooks_dir)
+    passages = kb.search("how long is the warranty", 3)
+    step = knowledge_answer(playbook, "pitch", {}, passages, min_score=0.5)
+    assert step is not None
+    assert step.state == "pitch" and not step.end_call
+    assert "25-year" in step.text and step.text.endswith("free solar survey?")
+    assert step.cited_ids == [passages[0].id]
+    assert "knowledge base" in step.reason
+    assert knowledge_answer(playbook, "pitch", {}, passages, min_score=0.999) is None
+
+
+def test_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
+    with open_knowledge_base(path=tmp_path) as empty:
+        assert empty.search("how long is the warranty") == []
+        assert empty.count() == 0

@@ -1,0 +1,107 @@
+"""Messages of the decision router's tiers 1 and 2 (intent classifier, knowledge base, LLM).
+
+Plain pydantic data with no I/O, so the call workflow can import it inside Temporal's sandbox
+and pass it to local activities and back to the edge through the pydantic data converter.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Passage(BaseModel):
+    """A chunk of the company's documents, as retrieved for one caller question."""
+
+    id: str
+    source: str
+    heading: str
+    text: str
+    score: float = 0.0
+    """Cosine similarity to the query (higher is closer)."""
+
+
+class IntentExamples(BaseModel):
+    """A candidate intent for the classifier: its name and examples, in priority order."""
+
+    name: str
+    examples: list[str]
+
+
+class ClassifyRequest(BaseModel):
+    """Input of the `classify_intent` local activity.
+
+    `intents` are the state's own intents followed by the global ones, exactly as the script
+    engine orders them, so ties go to the more specific intent.
+    """
+
+    utterance: str
+    intents: list[IntentExamples]
+
+
+class IntentClassification(BaseModel):
+    """The classifier's best intent for an utterance.
+
+    `confidence` is the probability of the best intent against the others and a "none of
+    these" alternative; `margin` is best minus runner-up probability. The workflow accepts the
+    intent only when `confidence` >= the measured threshold (see `slot.evals.router`).
+    """
+
+    intent: str | None
+    index: int = -1
+    """Position of `intent` in the request's `intents`, -1 when there were no candidates."""
+    confidence: float = 0.0
+    margin: float = 0.0
+    similarity: float = 0.0
+    """Raw cosine similarity to the closest example of the best intent."""
+    example: str = ""
+    elapsed_ms: float = 0.0
+
+
+class AllowedTransition(BaseModel):
+    """A state the LLM may move the call to, and what it means in words."""
+
+    state: str
+    description: str
+
+
+class TranscriptLine(BaseModel):
+    speaker: Literal["agent", "caller"]
+    text: str
+
+
+class LLMTurnRequest(BaseModel):
+    """Everything tier 2 needs to decide one caller turn; built by the workflow, run by the edge."""
+
+    company: str
+    agent_name: str
+    goal: str
+    state: str
+    state_line: str
+    allowed: list[AllowedTransition]
+    slots: dict[str, str] = Field(default_factory=dict)
+    transcript: list[TranscriptLine] = Field(default_factory=list)
+    utterance: str
+    passages: list[Passage] = Field(default_factory=list)
+    fallback_line: str = "Sorry, could you say that again?"
+
+
+class LLMTurnResult(BaseModel):
+    """Tier 2's final answer for a turn, as the edge reports it back to the workflow.
+
+    `used_fallback` is true when the safe line was spoken instead of (or after part of) the
+    model's reply; `said` is then what the caller was actually sent.
+    """
+
+    next_state: str
+    say: str
+    slots: dict[str, str] = Field(default_factory=dict)
+    end_call: bool = False
+    cited_ids: list[str] = Field(default_factory=list)
+    used_fallback: bool = False
+    reason: str = ""
+    model: str = ""
+    """The BAML client that answered (e.g. `CheapThenStrong/OpenAICompatible`), if known."""
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    """`llm_first_token` (first say text), `llm_total`."""
