@@ -1,0 +1,231 @@
+"""Whole calls through every real part: Temporal dev server, worker and edge processes, the phone
+simulator speaking real synthesized audio over a real WebSocket.
+
+These are slow (real-time audio); each call is one test so a failure says which behaviour broke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from slot.devstack import Stack, settings_env
+from slot.settings import REPO_ROOT, Settings
+from slot.simulator.persona import load_persona
+from slot.simulator.phone import CallResult, SimulatedCall
+from slot.simulator.protocol import new_sid
+from tests.conftest import free_port
+from workflows.messages import CallSnapshot, CallStatus, Outcome
+
+PERSONAS = REPO_ROOT / "personas"
+
+
+def stack_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "temporal_address": base.temporal_address,
+        "data_dir": data_dir,
+        "edge_port": free_port(),
+        "simulator_port": free_port(),
+        "reprompt_after_s": 8.0,
+        "follow_up_delay_s": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    temporal_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    settings = stack_settings(temporal_settings, tmp_path_factory.mktemp("stack"))
+    running = Stack(settings, headless=True)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def wait_for(
+    condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.2
+) -> Any:
+    """Poll an async condition until it returns something truthy, or fail saying what we waited on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+async def snapshot(client: Client, workflow_id: str) -> CallSnapshot:
+    result: CallSnapshot = await client.get_workflow_handle(workflow_id).query(
+        "snapshot", result_type=CallSnapshot
+    )
+    return result
+
+
+async def collect_edge_events(settings: Settings, call_id: str, sink: list[dict[str, Any]]) -> None:
+    url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
+    async with websockets.connect(url) as socket:
+        async for raw in socket:
+            event = json.loads(raw)
+            sink.append(event)
+            if event["type"] == "call_ended":
+                return
+
+
+async def place_inbound_call(
+    settings: Settings, persona_file: str, events: list[dict[str, Any]]
+) -> tuple[str, asyncio.Task[CallResult]]:
+    persona = load_persona(PERSONAS / persona_file)
+    call_sid = new_sid("CA")
+    call_id = f"call-{call_sid}"
+    call = SimulatedCall(
+        settings.edge_url,
+        persona,
+        call_sid=call_sid,
+        account_sid=settings.twilio_account_sid,
+        status_callback=f"{settings.edge_url}/twilio/status",
+        recording_path=settings.data_dir / "recordings" / f"{call_sid}.wav",
+    )
+    asyncio.create_task(collect_edge_events(settings, call_id, events))
+    return call_id, asyncio.create_task(call.run())
+
+
+def caller_turns(snap: CallSnapshot) -> list[tuple[int | None, str]]:
+    return [(e.seq, e.text) for e in snap.transcript if e.speaker == "caller"]
+
+
+async def test_worker_killed_mid_call_loses_nothing(
+    stack: Stack, temporal_client: Client
+) -> None:
+    settings = stack.settings
+    events: list[dict[str, Any]] = []
+    call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
+
+    async def two_caller_turns() -> bool:
+        try:
+            return len(caller_turns(await snapshot(temporal_client, call_id))) >= 2
+        except Exception:
+            return False
+
+    await wait_for(two_caller_turns, timeout_s=90, what="two caller turns in the workflow")
+    stack.processes["worker"].kill()
+    await stack.restart_worker()
+
+    result = await asyncio.wait_for(call, timeout=240)
+    assert result.error is None
+    final = await snapshot(temporal_client, call_id)
+    assert final.outcome == Outcome.BOOKED
+
+    turns = caller_turns(final)
+    seqs = [seq for seq, _ in turns]
+    assert seqs == list(range(1, len(turns) + 1)), f"turn sequence has gaps or repeats: {seqs}"
+    sent = [(e["seq"], e["text"]) for e in events if e["type"] == "caller_turn"]
+    assert turns == sent, "the workflow's transcript must hold every turn the edge sent, once"
+
+
+async def test_call_back_later_places_a_follow_up_call_that_books(
+    stack: Stack, temporal_client: Client
+) -> None:
+    settings = stack.settings
+    answerer = PERSONAS / "followup_answerer.yaml"
+    phone = load_persona(answerer).phone
+    async with httpx.AsyncClient(base_url=settings.twilio_base) as http:
+        response = await http.post(
+            "/sim/personas", json={"phone": phone, "persona_path": str(answerer)}
+        )
+        assert response.status_code < 300, response.text
+
+    events: list[dict[str, Any]] = []
+    call_id, call = await place_inbound_call(settings, "callback_caller.yaml", events)
+    result = await asyncio.wait_for(call, timeout=180)
+    assert result.error is None
+
+    first = temporal_client.get_workflow_handle(call_id, result_type=CallSnapshot)
+    first_result = await asyncio.wait_for(first.result(), timeout=120)
+    assert first_result.outcome == Outcome.CALL_BACK_LATER
+    assert first_result.follow_up_call_id is not None
+
+    follow_up = temporal_client.get_workflow_handle(
+        first_result.follow_up_call_id, result_type=CallSnapshot
+    )
+    follow_up_result = await asyncio.wait_for(follow_up.result(), timeout=180)
+    assert follow_up_result.outcome == Outcome.BOOKED
+    description = await follow_up.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert description.parent_id == call_id
+
+
+async def test_silent_caller_is_reprompted_then_politely_released(
+    stack: Stack, temporal_client: Client
+) -> None:
+    events: list[dict[str, Any]] = []
+    call_id, call = await place_inbound_call(stack.settings, "silent_caller.yaml", events)
+    result = await asyncio.wait_for(call, timeout=180)
+    assert result.error is None
+    assert result.hung_up_by == "agent"
+    final = await snapshot(temporal_client, call_id)
+    assert final.outcome == Outcome.NO_RESPONSE
+    assert final.reprompts == 2
+    assert caller_turns(final) == []
+    agent_lines = [e for e in final.transcript if e.speaker == "agent"]
+    assert len(agent_lines) == 4, "greeting, two reprompts, goodbye"
+
+
+def test_demo_command_reaches_booked_and_reports_every_stage(
+    temporal_settings: Settings, tmp_path: Path
+) -> None:
+    """`slot demo --report` as a user runs it: it starts the stack, calls, and stops what it started."""
+    settings = stack_settings(temporal_settings, tmp_path / "data")
+    report_path = tmp_path / "report.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "slot.cli", "demo", "--report", str(report_path)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "outcome" in completed.stdout and "booked" in completed.stdout
+
+    report = json.loads(report_path.read_text())
+    assert report["outcome"] == "booked"
+    assert report["workflow_id"].startswith("call-CA")
+    assert report["ui_url"].endswith(f"/workflows/{report['workflow_id']}")
+    caller = [t for t in report["turns"] if t["speaker"] == "caller"]
+    agent = [t for t in report["turns"] if t["speaker"] == "agent"]
+    assert len(caller) >= 5
+    assert report["barge_ins"] >= 1
+    interrupted = [t for t in agent if t.get("interrupted")]
+    assert interrupted, "the persona interrupts the agent once"
+    heard = report["heard"]
+    assert isinstance(heard, str) and heard
+    assert interrupted[0]["text"].startswith(heard.rstrip(".… ")), (heard, interrupted[0]["text"])
+    replies = agent[1:]
+    for turn in replies:
+        stages = turn["latency_ms"]
+        for stage in ("endpointing", "stt", "decision", "tts_first_audio", "send", "total"):
+            assert stage in stages, (stage, turn)
+        assert stages["total"] >= stages["endpointing"]
+
+    with wave.open(report["recording"]) as recording:
+        assert recording.getnchannels() == 2
+        assert recording.getframerate() == 8000
+        assert recording.getnframes() > 8000 * 10
