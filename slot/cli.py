@@ -43,7 +43,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
-    asyncio.run(worker.main())
+    worker.main()
     return 0
 
 

@@ -112,7 +112,9 @@ def build_report(
                 turn["interrupted"] = True
                 turn["heard"] = entry.heard_text
         turns.append(turn)
-    heard = [e.heard_text for e in snapshot.transcript if e.interrupted and e.heard_text is not None]
+    heard = [
+        e.heard_text for e in snapshot.transcript if e.interrupted and e.heard_text is not None
+    ]
     return {
         "outcome": snapshot.outcome.value if snapshot.outcome else None,
         "workflow_id": call_id,
@@ -124,6 +126,11 @@ def build_report(
         "status": snapshot.status.value,
         "duration_ms": result.duration_ms,
     }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 async def run_demo(
@@ -188,8 +195,7 @@ async def run_demo(
     console.print(f"recording  {report['recording']}")
     console.print(f"workflow   {report['ui_url']}")
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        await asyncio.to_thread(write_report, report_path, report)
         console.print(f"report     {report_path}")
     if not ok:
         console.print(f"[red]expected outcome {expected}, got {outcome}[/]")

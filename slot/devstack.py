@@ -1,4 +1,4 @@
-"""The embedded dev stack: Temporal dev server, worker, media edge and phone simulator on one machine.
+"""The embedded dev stack: Temporal dev server, worker, media edge and phone simulator.
 
 Each part is a child process with its own log file under the data folder, so a crash of one is
 visible and the others keep running. Parts that already answer at their configured address are
@@ -178,7 +178,9 @@ class Stack:
         worker = self._process("worker", self._python(str(REPO_ROOT / "worker.py")), _never)
 
         async def polling() -> bool:
-            return worker.process is not None and worker.process.pid in await self.live_worker_pids()
+            return (
+                worker.process is not None and worker.process.pid in await self.live_worker_pids()
+            )
 
         worker.ready = polling
         return worker
@@ -203,7 +205,9 @@ class Stack:
         sim_health = f"http://{settings.simulator_host}:{settings.simulator_port}/healthz"
         wanted: list[ManagedProcess] = [
             self._worker(),
-            self._process("edge", self._python("-m", "media_edge.app"), lambda: http_ok(edge_health)),
+            self._process(
+                "edge", self._python("-m", "media_edge.app"), lambda: http_ok(edge_health)
+            ),
         ]
         if self.with_simulator:
             wanted.append(
@@ -268,7 +272,9 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
     for name in stack.reused:
         console.print(f"[dim]reusing the {name} already running[/]")
     console.print(f"Temporal      {settings.temporal_address}  (Web UI {settings.temporal_ui_url})")
-    console.print(f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)")
+    console.print(
+        f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)"
+    )
     console.print(f"simulator     {settings.twilio_base}  (Twilio REST API, locally)")
     console.print(f"logs          {stack.logs_dir}")
     console.print("[bold]ready[/] — Ctrl-C stops everything")

@@ -1,4 +1,4 @@
-"""Slot's configuration, read from the environment (prefix `SLOT_`) and never from files in the repo.
+"""Slot's configuration, read from the environment (prefix `SLOT_`), never from files in the repo.
 
 Every delay the workflows wait on is configurable so tests can run days-long timers in seconds.
 """

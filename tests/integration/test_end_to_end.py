@@ -28,7 +28,8 @@ from slot.simulator.persona import load_persona
 from slot.simulator.phone import CallResult, SimulatedCall
 from slot.simulator.protocol import new_sid
 from tests.conftest import free_port
-from workflows.messages import CallSnapshot, CallStatus, Outcome
+from workflows.messages import CallSnapshot
+from workflows.script import Outcome
 
 PERSONAS = REPO_ROOT / "personas"
 
@@ -62,7 +63,7 @@ async def stack(
 async def wait_for(
     condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.2
 ) -> Any:
-    """Poll an async condition until it returns something truthy, or fail saying what we waited on."""
+    """Poll an async condition until it holds, or fail saying what we waited on."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = await condition()
@@ -92,6 +93,10 @@ async def collect_edge_events(settings: Settings, call_id: str, sink: list[dict[
 async def place_inbound_call(
     settings: Settings, persona_file: str, events: list[dict[str, Any]]
 ) -> tuple[str, asyncio.Task[CallResult]]:
+    """Start a simulated inbound call; `events` fills with the edge's live events for it.
+
+    The returned task finishes once the call is over and every edge event has arrived.
+    """
     persona = load_persona(PERSONAS / persona_file)
     call_sid = new_sid("CA")
     call_id = f"call-{call_sid}"
@@ -103,17 +108,21 @@ async def place_inbound_call(
         status_callback=f"{settings.edge_url}/twilio/status",
         recording_path=settings.data_dir / "recordings" / f"{call_sid}.wav",
     )
-    asyncio.create_task(collect_edge_events(settings, call_id, events))
-    return call_id, asyncio.create_task(call.run())
+
+    async def run() -> CallResult:
+        collector = asyncio.create_task(collect_edge_events(settings, call_id, events))
+        result = await call.run()
+        await asyncio.wait_for(collector, timeout=30)
+        return result
+
+    return call_id, asyncio.create_task(run())
 
 
 def caller_turns(snap: CallSnapshot) -> list[tuple[int | None, str]]:
     return [(e.seq, e.text) for e in snap.transcript if e.speaker == "caller"]
 
 
-async def test_worker_killed_mid_call_loses_nothing(
-    stack: Stack, temporal_client: Client
-) -> None:
+async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_client: Client) -> None:
     settings = stack.settings
     events: list[dict[str, Any]] = []
     call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
@@ -191,7 +200,7 @@ async def test_silent_caller_is_reprompted_then_politely_released(
 def test_demo_command_reaches_booked_and_reports_every_stage(
     temporal_settings: Settings, tmp_path: Path
 ) -> None:
-    """`slot demo --report` as a user runs it: it starts the stack, calls, and stops what it started."""
+    """`slot demo --report` as a user runs it: starts the stack, calls, stops what it started."""
     settings = stack_settings(temporal_settings, tmp_path / "data")
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
