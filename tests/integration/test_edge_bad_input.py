@@ -26,7 +26,8 @@ from websockets.exceptions import ConnectionClosed
 
 from media_edge.audio import silence_frame
 from slot.settings import Settings
-from tests.integration.edge_fixtures import edge_stack, free_port
+from tests.conftest import free_port
+from tests.integration.edge_fixtures import edge_stack
 from workflows.messages import CallSnapshot, CallStatus
 
 WAIT_S = 60.0

@@ -4,58 +4,25 @@ against the real media edge, a real worker and a real Temporal dev server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import wave
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from temporalio.client import Client
 
-from media_edge.app import create_app as create_edge_app
 from slot.settings import REPO_ROOT, Settings
 from slot.simulator.persona import load_persona
 from slot.simulator.phone import CallEvent, SimulatedCall
 from slot.simulator.twilio_api import create_app as create_simulator_app
-from worker import ACTIVITY_SLOTS, build_worker
+from tests.conftest import free_port
+from tests.integration.edge_fixtures import edge_stack, serve
 from workflows.messages import CallSnapshot
 
 ACCOUNT = "AC00000000000000000000000000000000"
 CALLS = f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
-STARTUP_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """Run `app` with uvicorn on a loopback port until the block exits."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(STARTUP_S):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start-up")
-            await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
@@ -160,10 +127,8 @@ async def stack(
             "reprompt_after_s": 6.0,
         }
     )
-    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
-        worker = build_worker(temporal_client, settings, executor)
-        async with worker, serve(create_edge_app(settings), settings.edge_port):
-            yield settings
+    async with edge_stack(temporal_client, settings):
+        yield settings
 
 
 async def snapshot(client: Client, call_id: str) -> CallSnapshot:
