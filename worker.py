@@ -18,6 +18,8 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.intent_classifier import IntentClassifierActivities
+from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
 from slot.settings import Settings, get_settings
@@ -37,10 +39,33 @@ def workflows() -> list[type]:
 
 
 def activities(settings: Settings) -> Sequence[Any]:
-    """Activity callables bound to `settings`; the record activity is sync and needs a thread."""
+    """Activity callables bound to `settings`; the sync ones (records, and the router's local
+    activities: intent classifier, knowledge base) run on the activity threads."""
     telephony = TelephonyActivities(settings)
     records = RecordsActivities(settings.database_url)
-    return [telephony.place_call, telephony.deliver_utterance, records.save_call_record]
+    classifier = IntentClassifierActivities()
+    knowledge = KnowledgeActivities(settings)
+    return [
+        telephony.place_call,
+        telephony.deliver_utterance,
+        records.save_call_record,
+        classifier.classify_intent,
+        knowledge.retrieve_passages,
+    ]
+
+
+def warm_up_router(settings: Settings) -> None:
+    """Load the embedding model and the knowledge base before the first caller turn needs them."""
+    from activities.intent_classifier import shared_classifier
+    from activities.knowledge import shared_knowledge_base
+    from slot.playbooks import load_playbook
+
+    try:
+        playbook = load_playbook(settings.default_script, settings.playbooks_dir)
+        shared_classifier().prepare(playbook)
+        shared_knowledge_base(settings).count()
+    except Exception as error:
+        log.warning("router warm-up failed (the first turns will pay for it): %s", error)
 
 
 def build_worker(
@@ -78,7 +103,9 @@ async def run(settings: Settings) -> None:
             settings.temporal_namespace,
         )
         async with worker:
+            warm_up = asyncio.create_task(asyncio.to_thread(warm_up_router, settings))
             await stop.wait()
+            warm_up.cancel()
             log.info("worker stopping: finishing in-flight tasks")
     log.info("worker stopped")
 

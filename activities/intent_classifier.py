@@ -130,11 +130,24 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+_shared_classifier: IntentClassifier | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_classifier() -> IntentClassifier:
+    """One classifier (and example-embedding cache) per process, shared by its workers."""
+    global _shared_classifier
+    with _shared_lock:
+        if _shared_classifier is None:
+            _shared_classifier = IntentClassifier()
+        return _shared_classifier
+
+
 class IntentClassifierActivities:
-    """The activity object the worker registers; one classifier (and cache) per worker."""
+    """The activity object the worker registers."""
 
     def __init__(self, classifier: IntentClassifier | None = None) -> None:
-        self.classifier = classifier or IntentClassifier()
+        self.classifier = classifier or shared_classifier()
 
     @activity.defn(name="classify_intent")
     def classify_intent(self, request: ClassifyRequest) -> IntentClassification:

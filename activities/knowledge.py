@@ -9,17 +9,39 @@ activity thread pool.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from temporalio import activity
 
-from slot.kb import KnowledgeBase, open_knowledge_base
+from slot.kb import KBSettings, KnowledgeBase, open_knowledge_base
 from slot.settings import Settings
-from workflows.router_messages import Passage
+from workflows.router_messages import Retrieval, RetrieveRequest
 
 MAX_PASSAGES = 8
 
+_shared: dict[str, KnowledgeBase] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_knowledge_base(settings: Settings) -> KnowledgeBase:
+    """One knowledge base per Qdrant location and process.
+
+    Qdrant's local mode locks its folder for one client; every worker built in a process (the
+    tests build several) shares that client instead of fighting over the lock.
+    """
+    kb_settings = KBSettings()
+    where = kb_settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
+    with _shared_lock:
+        kb = _shared.get(where)
+        if kb is None:
+            kb = open_knowledge_base(settings, kb_settings)
+            _shared[where] = kb
+        return kb
+
 
 class KnowledgeActivities:
-    """Holds one knowledge base (Qdrant local mode allows one client per folder and process)."""
+    """Retrieval for the router; the knowledge base is opened on first use."""
 
     def __init__(self, settings: Settings, kb: KnowledgeBase | None = None) -> None:
         self._settings = settings
@@ -28,14 +50,13 @@ class KnowledgeActivities:
     @property
     def kb(self) -> KnowledgeBase:
         if self._kb is None:
-            self._kb = open_knowledge_base(self._settings)
+            self._kb = shared_knowledge_base(self._settings)
         return self._kb
 
     @activity.defn(name="retrieve_passages")
-    def retrieve_passages(self, query: str, k: int = 3) -> list[Passage]:
+    def retrieve_passages(self, request: RetrieveRequest) -> Retrieval:
         """The `k` passages closest to the caller's words, best first (empty KB: none)."""
-        return self.kb.search(query, max(0, min(k, MAX_PASSAGES)))
-
-    def close(self) -> None:
-        if self._kb is not None:
-            self._kb.close()
+        started = time.perf_counter()
+        passages = self.kb.search(request.query, max(0, min(request.k, MAX_PASSAGES)))
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return Retrieval(passages=passages, elapsed_ms=elapsed)

@@ -19,11 +19,13 @@ import hmac
 import logging
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from string import Formatter
 from typing import Any
 
 import numpy as np
@@ -34,12 +36,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from media_edge.events import EventHub
+from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
+from media_edge.smart_turn import SmartTurnModel, TurnDetector
 from media_edge.stt import WhisperSTT
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
-from slot.playbooks import PlaybookError, load_playbook
+from slot.kb import KBSettings
+from slot.llm.config import LLMSettings
+from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
 from workflows import script
 from workflows.messages import CallInput, CallStatusUpdate, Decision, Direction, Lead
@@ -77,7 +83,7 @@ async def _connect_temporal(settings: Settings) -> Client:
         ) from error
 
 
-async def start_edge(settings: Settings) -> Edge:
+async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None) -> Edge:
     """Connect to Temporal, load the speech models once and warm them up."""
     client = await _connect_temporal(settings)
     inference = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
@@ -89,7 +95,17 @@ async def start_edge(settings: Settings) -> Edge:
     )
     speech = PhoneSpeech(tts, inference)
     await stt.transcribe(np.zeros(8000, dtype=np.int16), 8000)
-    await speech.warm_up(opening_lines(settings) or [WARM_UP_LINE])
+    detector: TurnDetector | None = None
+    if settings.endpointing == "smart_turn":
+        model = await loop.run_in_executor(inference, SmartTurnModel.shared)
+        await loop.run_in_executor(inference, model.predict, np.zeros(8000, dtype=np.int16))
+        detector = TurnDetector(model, inference)
+    lines = opening_lines(settings)
+    if settings.presynthesize_lines:
+        lines = sorted({*lines, *fixed_lines(settings)})
+    started = time.perf_counter()
+    await speech.warm_up(lines or [WARM_UP_LINE])
+    logger.info("%d fixed lines synthesized in %.1f s", len(lines), time.perf_counter() - started)
     SileroVAD()
     services = EdgeServices(
         settings=settings,
@@ -99,12 +115,15 @@ async def start_edge(settings: Settings) -> Edge:
         vad_factory=SileroVAD,
         vad_executor=vad_executor,
         events=EventHub(),
+        turn_detector=detector,
+        llm=BamlLanguageModel.from_settings(llm_settings),
     )
     logger.info(
-        "media edge ready at %s (TTS %s, Temporal %s)",
+        "media edge ready at %s (TTS %s, Temporal %s, LLM %s)",
         settings.edge_url,
         getattr(tts, "name", type(tts).__name__),
         settings.temporal_address,
+        services.llm.description if services.llm else "none: router tiers 0-1 and knowledge",
     )
     return Edge(settings, services, inference, vad_executor, OrderedDict())
 
@@ -117,6 +136,30 @@ def opening_lines(settings: Settings) -> list[str]:
     except Exception as error:
         logger.warning("no opening lines to pre-synthesize: %s", error)
         return []
+    return sorted(lines)
+
+
+def fixed_lines(settings: Settings) -> list[str]:
+    """Every playbook line the same for every call (no per-call placeholders), as spoken."""
+    fixed = {"agent_name", "company"}
+    lines: set[str] = set()
+    for name in list_playbooks(settings.playbooks_dir):
+        try:
+            playbook = load_playbook(name, settings.playbooks_dir)
+        except PlaybookError as error:
+            logger.warning("playbook %s not pre-synthesized: %s", name, error)
+            continue
+        templates = [playbook.fallback_line, playbook.no_input_goodbye]
+        for state in playbook.states.values():
+            templates += [state.say, *([state.reprompt] if state.reprompt else [])]
+        for template in templates:
+            try:
+                fields = {f for _, f, _, _ in Formatter().parse(template) if f is not None}
+            except ValueError:
+                fields = set()
+            if fields - fixed:
+                continue
+            lines.add(script.render(playbook, template, {}))
     return sorted(lines)
 
 
@@ -140,12 +183,15 @@ async def _twilio_form(request: Request, settings: Settings) -> dict[str, str]:
     return form
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, llm_settings: LLMSettings | None = None
+) -> FastAPI:
+    """The edge app; `llm_settings` default to the environment (`LLM_BASE_URL`...)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        edge = await start_edge(settings)
+        edge = await start_edge(settings, llm_settings)
         app.state.edge = edge
         try:
             yield
@@ -188,6 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 script_name=script,
                 playbook=playbook,
                 timers=settings.call_timers(),
+                llm_enabled=edge.services.llm is not None,
+                knowledge_min_score=KBSettings().kb_answer_min_score,
                 edge_url=settings.edge_url,
             )
             from slot.temporal import start_call_workflow

@@ -263,6 +263,7 @@ class BamlTurnStream:
         return LLMTurnResult(
             next_state=next_state or self._request.state,
             say=self._emitted,
+            cancelled=True,
             reason="cancelled by barge-in",
             model=self._client_name(),
             latency_ms=self._latency(),
@@ -296,4 +297,8 @@ def _describe_error(error: Exception) -> str:
     """The failure's kind and HTTP status, never its message: that can quote the prompt or reply,
     and both carry the caller's words."""
     status = getattr(error, "status_code", None)
-    return f"{type(error).__name__} (HTTP {status})" if status else type(error).__name__
+    if status:
+        return f"{type(error).__name__} (HTTP {status})"
+    if type(error).__name__ == "BamlValidationError":
+        return "reply does not parse as a decision with an allowed next state (BamlValidationError)"
+    return type(error).__name__

@@ -1,7 +1,10 @@
 """One call's media session: a Twilio Media Streams WebSocket and the tasks that serve it.
 
 Per call, one asyncio TaskGroup:
-- receiver: parse each message, decode audio, VAD + endpointer, marks, DTMF, stop;
+- receiver: parse each message, decode audio, VAD + endpointer, marks, DTMF, stop; at each
+  pause the Smart Turn model (shared by the edge's calls, in the inference pool) judges whether
+  the caller has finished, and caller speech over the agent is classified as a backchannel or
+  an interruption (by duration, then by its first STT words);
 - turn taker: transcribe each caller turn and send it to the call's workflow as the Update
   `turn` (retried with the same update id, so a worker crash never loses or doubles a turn);
 - speaker: speak each decision as 20 ms mu-law frames paced in real time, with marks.
@@ -32,8 +35,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from media_edge import twilio_protocol as tp
 from media_edge.audio import PHONE_RATE, SampleWindows, frames, mulaw_decode
+from media_edge.endpointing import BargeInClassifier, SmartTurnConfig, SmartTurnPolicy
 from media_edge.events import EventHub
+from media_edge.llm import LanguageModel
+from media_edge.llm_speech import LLMUtterance
 from media_edge.providers import PCM, SpeechToText, Transcript, VoiceActivityDetector
+from media_edge.smart_turn import TurnDetector
 from media_edge.tts import PhoneSpeech
 from media_edge.turns import (
     Backchannel,
@@ -46,9 +53,11 @@ from media_edge.turns import (
     SpeechResumed,
     SpeechStarted,
     TurnEvent,
+    WordsWanted,
 )
 from slot.settings import Settings
 from workflows.messages import Decision, HangUp, Turn, TurnKind, UtterancePlayed
+from workflows.router_messages import LLMTurnReport
 
 logger = logging.getLogger("media_edge.session")
 
@@ -81,6 +90,10 @@ class EdgeServices:
     vad_factory: Callable[[], VoiceActivityDetector]
     vad_executor: Executor
     events: EventHub
+    turn_detector: TurnDetector | None = None
+    """Smart Turn, shared by every call (required when settings.endpointing is smart_turn)."""
+    llm: LanguageModel | None = None
+    """Tier 2 of the router; None when no LLM is configured (calls then start without it)."""
     sessions: MutableMapping[str, CallSession] = field(default_factory=dict)
 
 
@@ -100,7 +113,11 @@ class PendingTurn:
     stt: asyncio.Task[tuple[Transcript, float]] | None = None
     digits: str = ""
     last_voiced_at: float | None = None
+    pause_at: float | None = None
+    """When the pause that ended the turn was found (the model was asked, or silence ran out)."""
     endpoint_at: float | None = None
+    """When the turn was declared over: the model's verdict, or the end of the silence."""
+    model_asked: bool = False
 
 
 @dataclass
@@ -109,6 +126,10 @@ class SpeakRequest:
     decided_at: float
     latency_ms: dict[str, float] = field(default_factory=dict)
     last_voiced_at: float | None = None
+    llm: LLMUtterance | None = None
+    """A tier-2 decision: its reply, already streaming from the LLM."""
+    llm_report: asyncio.Task[Decision | None] | None = None
+    """The Update `llm_result` once the reply is complete: the workflow's final decision."""
 
 
 @dataclass
@@ -130,10 +151,17 @@ class Playback:
     last_echo_at: float | None = None
     end_echoed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
+    cancel_hooks: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def utterance_id(self) -> str:
         return self.decision.utterance_id
+
+    def on_cancel(self, hook: Callable[[], object]) -> None:
+        """Run `hook` when a barge-in cuts this utterance off: the place to stop what still
+        produces its words (an LLM stream, a remote TTS request). The speaking task itself is
+        cancelled right after the hooks, which closes the TTS stream it was reading."""
+        self.cancel_hooks.append(hook)
 
     def on_mark(self, name: str, now: float) -> None:
         suffix = name.removeprefix(self.utterance_id + ":")
@@ -190,15 +218,36 @@ class CallSession:
         self._vad: VoiceActivityDetector | None = None
         self._windows: SampleWindows | None = None
         self._probability = 0.0
+        settings = self.settings
+        self._smart: SmartTurnPolicy | None = None
+        if settings.endpointing == "smart_turn":
+            if services.turn_detector is None:
+                raise RuntimeError("endpointing is smart_turn but the edge has no turn detector")
+            self._smart = SmartTurnPolicy(
+                SmartTurnConfig(
+                    threshold=settings.smart_turn_threshold,
+                    min_pause_ms=settings.smart_turn_min_pause_ms,
+                    max_silence_ms=settings.max_endpoint_silence_ms,
+                )
+            )
         self._endpointer = Endpointer(
             EndpointerConfig(
-                threshold=self.settings.vad_threshold,
-                speculative_after_ms=self.settings.speculative_stt_after_ms,
-                barge_in_min_speech_ms=self.settings.barge_in_min_speech_ms,
-                max_turn_ms=int(self.settings.max_turn_s * 1000),
+                threshold=settings.vad_threshold,
+                speculative_after_ms=settings.speculative_stt_after_ms,
+                barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+                max_turn_ms=int(settings.max_turn_s * 1000),
             ),
-            SilencePolicy(self.settings.endpoint_silence_ms),
+            self._smart or SilencePolicy(settings.endpoint_silence_ms),
+            BargeInClassifier(
+                min_interrupt_ms=settings.barge_in_min_speech_ms,
+                max_backchannel_ms=max(
+                    settings.barge_in_max_backchannel_ms, settings.barge_in_min_speech_ms
+                ),
+                use_words=settings.barge_in_confirm_words,
+            ),
         )
+        self._model_pause: tuple[int, float] | None = None
+        """(pause number, when it was found) of the pause the model was last asked about."""
         self._registered = False
         self._workflow_known = False
         self._agent_ended = False
@@ -332,6 +381,36 @@ class CallSession:
             )
         for event in self._endpointer.push(pcm, self._probability, now, self.agent_speaking):
             await self._on_turn_event(event)
+        if self._smart is not None:
+            pause_id = self._smart.take_request()
+            if pause_id is not None and self._endpointer.paused:
+                self._ask_turn_model(pause_id, now)
+
+    def _ask_turn_model(self, pause_id: int, found_at: float) -> None:
+        """Run Smart Turn once on this pause (last 8 s of the segment), off the event loop."""
+        segment, pause = self._endpointer.segment, self._endpointer.pause
+        self._model_pause = (pause, found_at)
+        self._spawn(self._turn_verdict(pause_id, segment, pause, self._endpointer.audio()))
+
+    async def _turn_verdict(self, pause_id: int, segment: int, pause: int, audio: PCM) -> None:
+        detector = self.services.turn_detector
+        assert detector is not None and self._smart is not None
+        try:
+            probability = await detector.probability((self.call_id, segment, pause), audio)
+        except Exception as error:
+            self.log.error("turn model failed (the pause waits for max silence): %r", error)
+            return
+        now = time.monotonic()
+        endpointer = self._endpointer
+        if endpointer.segment != segment or endpointer.pause != pause or not endpointer.paused:
+            return
+        self._smart.set_verdict(pause_id, probability)
+        if not self._smart.verdict_ends_turn(pause_id):
+            return
+        event = endpointer.force_end_of_turn(now, self.agent_speaking)
+        self._smart.reset()
+        if event is not None:
+            await self._on_turn_event(event)
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, SpeculativePause):
@@ -340,21 +419,57 @@ class CallSession:
             self._speculative = None
         elif isinstance(event, BargeIn):
             await self._barge_in(event.at)
+        elif isinstance(event, WordsWanted):
+            self._spawn(self._first_words(event))
         elif isinstance(event, EndOfTurn):
-            stt = self._speculative or self._spawn(self._transcribe(event.audio))
-            self._speculative = None
-            self._turns.put_nowait(
-                PendingTurn(
-                    kind="speech",
-                    stt=stt,
-                    last_voiced_at=event.last_voiced_at,
-                    endpoint_at=event.endpoint_at,
-                )
-            )
+            self._end_of_turn(event)
         elif isinstance(event, SpeechStarted):
+            self._speculative = None
             self.log.debug("caller speech started")
         elif isinstance(event, Backchannel):
+            self._speculative = None
+            self._reset_turn_model()
+            playback = self._playback
+            self._publish(
+                {
+                    "type": "backchannel",
+                    "utterance_id": playback.utterance_id if playback else None,
+                    "voiced_ms": event.voiced_ms,
+                }
+            )
             self.log.debug("backchannel of %d ms over the agent ignored", event.voiced_ms)
+
+    def _reset_turn_model(self) -> None:
+        if self._smart is not None:
+            self._smart.reset()
+        self._model_pause = None
+
+    def _end_of_turn(self, event: EndOfTurn) -> None:
+        stt = self._speculative or self._spawn(self._transcribe(event.audio))
+        self._speculative = None
+        pause_at, model_asked = event.endpoint_at, False
+        if event.reason == "forced" and self._model_pause is not None:
+            pause_at, model_asked = self._model_pause[1], True
+        self._reset_turn_model()
+        self._turns.put_nowait(
+            PendingTurn(
+                kind="speech",
+                stt=stt,
+                last_voiced_at=event.last_voiced_at,
+                pause_at=pause_at,
+                endpoint_at=event.endpoint_at,
+                model_asked=model_asked,
+            )
+        )
+
+    async def _first_words(self, wanted: WordsWanted) -> None:
+        """Caller speech over the agent: its first words tell a backchannel from an interruption."""
+        transcript, _ = await self._transcribe(wanted.audio)
+        if self.settings.log_transcripts:
+            self.log.info("first words over the agent: %s", transcript.text)
+        self._endpointer.set_words(wanted.segment, transcript.text)
+        for event in self._endpointer.check_barge_in(time.monotonic(), self.agent_speaking):
+            await self._on_turn_event(event)
 
     async def _transcribe(self, audio: PCM) -> tuple[Transcript, float]:
         """A failed transcription loses one turn, never the call."""
@@ -385,9 +500,13 @@ class CallSession:
             latency: dict[str, float] = {}
             if pending.kind == "speech":
                 assert pending.stt is not None and pending.endpoint_at is not None
-                assert pending.last_voiced_at is not None
+                assert pending.last_voiced_at is not None and pending.pause_at is not None
                 transcript, finished_at = await pending.stt
-                latency["endpointing"] = _ms(pending.endpoint_at, pending.last_voiced_at)
+                latency["endpointing"] = _ms(pending.pause_at, pending.last_voiced_at)
+                if self._smart is not None:
+                    latency["turn_model"] = (
+                        _ms(pending.endpoint_at, pending.pause_at) if pending.model_asked else 0.0
+                    )
                 latency["stt"] = _ms(finished_at, pending.endpoint_at)
                 if not transcript.text:
                     self.log.info("caller turn had no recognisable words; ignored")
@@ -412,9 +531,9 @@ class CallSession:
             decided_at = time.monotonic()
             self._seq += 1
             latency["decision"] = _ms(decided_at, sent_at)
-            self._decisions.put_nowait(
-                SpeakRequest(decision, decided_at, latency, pending.last_voiced_at)
-            )
+            request = SpeakRequest(decision, decided_at, latency, pending.last_voiced_at)
+            self._start_llm(request)
+            self._decisions.put_nowait(request)
 
     async def _send_turn(self, turn: Turn) -> Decision | None:
         """The Update `turn`, retried with the same id until the workflow answers."""
@@ -533,12 +652,18 @@ class CallSession:
 
     async def _speak(self, request: SpeakRequest) -> None:
         decision = request.decision
-        playback = Playback(decision, dict(request.latency_ms))
+        playback = Playback(decision, {**decision.latency_ms, **request.latency_ms})
         self._playback = playback
         latency = playback.latency_ms
         first_audio_at: float | None = None
         index = 0
-        async for chunk in self.services.speech.render(decision.text, decision.cacheable):
+        llm = self._start_llm(request)
+        if llm is not None:
+            playback.on_cancel(llm.cancel)
+            audio = llm.chunks()
+        else:
+            audio = self.services.speech.render(decision.text, decision.cacheable)
+        async for chunk in audio:
             if first_audio_at is None:
                 first_audio_at = time.monotonic()
             playback.chunks.append(
@@ -558,11 +683,14 @@ class CallSession:
                     latency["send"] = _ms(now, first_audio_at)
                     if request.last_voiced_at is not None:
                         latency["total"] = _ms(now, request.last_voiced_at)
+                    if llm is not None:
+                        latency.update(llm.latency())
                     self._publish(
                         {
                             "type": "agent_utterance",
                             "utterance_id": decision.utterance_id,
-                            "text": decision.text,
+                            "text": chunk.text if llm is not None else decision.text,
+                            "streaming": llm is not None,
                             "state": decision.state,
                             "tier": decision.tier.value,
                             "reason": decision.reason,
@@ -571,6 +699,10 @@ class CallSession:
                     )
             await self._send(tp.mark_message(self.stream_sid, playback.chunks[-1].name))
             index += 1
+        if request.llm_report is not None:
+            final = await asyncio.shield(request.llm_report)
+            if final is not None:
+                decision = final
         await self._send(tp.mark_message(self.stream_sid, f"{decision.utterance_id}:end"))
         wait = max(0.0, self._play_end - time.monotonic()) + MARK_GRACE_S
         try:
@@ -589,7 +721,7 @@ class CallSession:
         played = UtterancePlayed(
             utterance_id=decision.utterance_id,
             interrupted=False,
-            heard_text=decision.text,
+            heard_text=" ".join(c.text for c in playback.chunks) if llm else decision.text,
             played_ms=played_ms,
             latency_ms=latency,
         )
@@ -608,6 +740,84 @@ class CallSession:
         else:
             self._signal("utterance_played", played)
 
+    def _start_llm(self, request: SpeakRequest) -> LLMUtterance | None:
+        """Start streaming a tier-2 decision's reply now (once), and its report to the workflow."""
+        decision = request.decision
+        if decision.llm_request is None:
+            return None
+        if request.llm is None:
+            request.llm = LLMUtterance(
+                self.services.llm,
+                decision.llm_request,
+                self.services.speech,
+                started_at=request.decided_at,
+            )
+            report = asyncio.create_task(self._report_llm(decision, request.llm))
+            request.llm_report = report
+            self._signals.add(report)  # type: ignore[arg-type]
+            report.add_done_callback(self._signals.discard)
+        return request.llm
+
+    async def _report_llm(self, decision: Decision, llm: LLMUtterance) -> Decision | None:
+        """Update `llm_result` once the reply is complete (or cut off): the workflow checks it
+        against the script and records it. Off the critical path: the caller already hears it.
+        The next turn waits for it, like for the signals."""
+        assert self.call_id is not None
+        try:
+            result = await llm.result()
+        except Exception as error:
+            self.log.error("llm turn %s failed: %r", decision.utterance_id, error)
+            return None
+        handle = self.services.client.get_workflow_handle(self.call_id)
+        report = LLMTurnReport(utterance_id=decision.utterance_id, result=result)
+        delay = 0.2
+        for attempt in range(4):
+            try:
+                final: Decision = await handle.execute_update(
+                    "llm_result",
+                    report,
+                    id=f"{decision.utterance_id}-llm",
+                    result_type=Decision,
+                    rpc_timeout=timedelta(seconds=SIGNAL_TIMEOUT_S),
+                )
+                break
+            except WorkflowUpdateFailedError as error:
+                self.log.warning("llm result %s refused: %s", decision.utterance_id, error.cause)
+                return None
+            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
+                if attempt == 3:
+                    self.log.warning(
+                        "llm result %s not delivered: %s", decision.utterance_id, error
+                    )
+                    return None
+                await asyncio.sleep(delay)
+                delay *= 2
+        self._publish(
+            {
+                "type": "llm_result",
+                "utterance_id": decision.utterance_id,
+                "text": final.text,
+                "state": final.state,
+                "reason": final.reason,
+                "used_fallback": result.used_fallback,
+                "cancelled": result.cancelled,
+                "model": result.model,
+                "citations": final.citations,
+                "latency_ms": result.latency_ms,
+            }
+        )
+        return final
+
+    def _cancel_speech(self, playback: Playback) -> None:
+        """Stop producing the cut-off utterance: its cancel hooks, then the speaking task."""
+        for hook in playback.cancel_hooks:
+            try:
+                hook()
+            except Exception as error:
+                self.log.warning("cancel hook of %s failed: %r", playback.utterance_id, error)
+        if self._speak_task is not None:
+            self._speak_task.cancel()
+
     async def _barge_in(self, now: float) -> None:
         """Caller talks over the agent: silence it now and record what was actually heard."""
         playback = self._playback
@@ -616,8 +826,7 @@ class CallSession:
         playback.finished = True
         self._playback = None
         await self._send(tp.clear_message(self.stream_sid))
-        if self._speak_task is not None:
-            self._speak_task.cancel()
+        self._cancel_speech(playback)
         self._play_end = time.monotonic()
         heard_text, played_ms = playback.heard(now)
         uid = playback.utterance_id
@@ -646,7 +855,10 @@ class CallSession:
             self._end_reason = "agent ended the call"
             self._done.set()
         while not self._decisions.empty():
-            dropped = self._decisions.get_nowait().decision
+            queued = self._decisions.get_nowait()
+            if queued.llm is not None:
+                queued.llm.cancel()
+            dropped = queued.decision
             self._signal(
                 "utterance_played",
                 UtterancePlayed(

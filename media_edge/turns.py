@@ -4,8 +4,11 @@ Pure and clock-free: the caller passes each 20 ms frame with its speech probabil
 edge's monotonic time, and gets back the events that frame caused. Silence and speech are
 counted in frames, so jitter in frame arrival does not change where a turn ends.
 
-When a turn is over is a policy (`SilencePolicy` here); a model that judges whether the caller
-has finished (Smart Turn) replaces it without touching the rest.
+When a turn is over is a policy (`SilencePolicy` here, or `media_edge.endpointing`'s
+`SmartTurnPolicy`, whose model verdict the session feeds in and acts on through
+`force_end_of_turn`). Whether speech over the agent interrupts it is a `BargeInClassifier`: by
+duration, optionally confirmed by the first STT words, which the endpointer asks for with a
+`WordsWanted` event and the session hands back through `set_words`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from media_edge.audio import FRAME_MS
+from media_edge.endpointing import BargeInClassifier
 from media_edge.providers import PCM
 
 
@@ -48,6 +52,16 @@ class BargeIn:
 
 
 @dataclass(frozen=True)
+class WordsWanted:
+    """Caller speech over the agent is long enough that its first words decide: transcribe
+    `audio` and hand the text back with `Endpointer.set_words(segment, text)`."""
+
+    audio: PCM = field(repr=False)
+    segment: int
+    at: float
+
+
+@dataclass(frozen=True)
 class EndOfTurn:
     audio: PCM = field(repr=False)
     """The segment's audio from pre-roll before the first voiced frame to the endpoint."""
@@ -65,7 +79,15 @@ class Backchannel:
     voiced_ms: int
 
 
-TurnEvent = SpeechStarted | SpeculativePause | SpeechResumed | BargeIn | EndOfTurn | Backchannel
+TurnEvent = (
+    SpeechStarted
+    | SpeculativePause
+    | SpeechResumed
+    | BargeIn
+    | WordsWanted
+    | EndOfTurn
+    | Backchannel
+)
 
 
 class EndpointPolicy(Protocol):
@@ -92,15 +114,30 @@ class EndpointerConfig:
     pre_roll_ms: int = 200
     speculative_after_ms: int = 200
     barge_in_min_speech_ms: int = 200
+    """Duration-only barge-in rule, used when no `BargeInClassifier` is given."""
     max_turn_ms: int = 30_000
 
 
 class Endpointer:
-    def __init__(self, config: EndpointerConfig, policy: EndpointPolicy | None = None) -> None:
+    def __init__(
+        self,
+        config: EndpointerConfig,
+        policy: EndpointPolicy | None = None,
+        barge_in: BargeInClassifier | None = None,
+    ) -> None:
         self.config = config
         self.policy: EndpointPolicy = policy or SilencePolicy()
+        self.barge_in = barge_in or BargeInClassifier(
+            min_interrupt_ms=config.barge_in_min_speech_ms,
+            max_backchannel_ms=config.barge_in_min_speech_ms,
+            use_words=False,
+        )
         self._pre_roll: deque[PCM] = deque(maxlen=config.pre_roll_ms // FRAME_MS)
         self._voiced = False
+        self.segment = 0
+        """Number of the current (or last) segment: async answers name the segment they are for."""
+        self.pause = 0
+        """Number of the current (or last) pause within the segments, growing by one per pause."""
         self._reset_segment()
 
     def _reset_segment(self) -> None:
@@ -116,6 +153,17 @@ class Endpointer:
         self._speculated = False
         self._barged_in = False
         self._overlap_ms = 0
+        self._words: str | None = None
+        self._words_wanted = False
+
+    @property
+    def paused(self) -> bool:
+        """A segment is open and its caller is silent right now."""
+        return self.in_segment and self._silence_ms > 0
+
+    def audio(self) -> PCM:
+        """The open segment's audio so far, from its pre-roll (empty when no segment is open)."""
+        return self._audio()
 
     def _is_voiced(self, probability: float) -> bool:
         if probability >= self.config.threshold:
@@ -149,6 +197,7 @@ class Endpointer:
         if self._pending_voiced < self.config.min_speech_ms:
             return []
         self.in_segment = True
+        self.segment += 1
         self._segment = [*self._pre_roll, *self._pending]
         self._pre_roll.clear()
         self._started_at = self._pending_started_at
@@ -176,6 +225,8 @@ class Endpointer:
                 self._overlap_ms += FRAME_MS
             events.extend(self._check_barge_in(now, agent_speaking))
         else:
+            if self._silence_ms == 0:
+                self.pause += 1
             self._silence_ms += FRAME_MS
             if not self._speculated and self._silence_ms >= self.config.speculative_after_ms:
                 self._speculated = True
@@ -192,21 +243,33 @@ class Endpointer:
         return events
 
     def _check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
-        if (
-            agent_speaking
-            and not self._barged_in
-            and self._overlap_ms >= self.config.barge_in_min_speech_ms
-        ):
+        if not agent_speaking or self._barged_in or not self.in_segment:
+            return []
+        verdict = self.barge_in.classify(self._overlap_ms, self._words)
+        if verdict == "interrupt":
             self._barged_in = True
             return [BargeIn(at=now, speech_started_at=self._started_at)]
+        if not self._words_wanted and self.barge_in.wants_words(self._overlap_ms):
+            self._words_wanted = True
+            return [WordsWanted(audio=self._audio(), segment=self.segment, at=now)]
         return []
 
-    def force_end_of_turn(self, now: float, agent_speaking: bool = False) -> EndOfTurn | None:
+    def set_words(self, segment: int, text: str) -> None:
+        """The first STT words of `segment`'s speech (asked for by `WordsWanted`)."""
+        if segment == self.segment and self.in_segment:
+            self._words = text
+
+    def check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
+        """Classify the speech over the agent again, between frames (e.g. its words arrived)."""
+        return self._check_barge_in(now, agent_speaking)
+
+    def force_end_of_turn(
+        self, now: float, agent_speaking: bool = False
+    ) -> EndOfTurn | Backchannel | None:
         """End the current segment now (a turn model decided the caller has finished)."""
         if not self.in_segment:
             return None
-        event = self._end(now, "forced", agent_speaking)
-        return event if isinstance(event, EndOfTurn) else None
+        return self._end(now, "forced", agent_speaking)
 
     def _audio(self) -> PCM:
         return np.concatenate(self._segment) if self._segment else np.zeros(0, dtype=np.int16)

@@ -40,6 +40,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_eval_turns(args: argparse.Namespace) -> int:
+    from slot.evals.turns import main
+
+    options = ["--reports", str(args.reports)] if args.reports else []
+    options += ["--data", str(args.data)] if args.data else []
+    options += ["--rebuild"] if args.rebuild else []
+    return main(options)
+
+
+def _cmd_eval_router(args: argparse.Namespace) -> int:
+    from slot.evals.router import main
+
+    return main(["--min-precision", str(args.min_precision)])
+
+
+def _cmd_kb_ingest(args: argparse.Namespace) -> int:
+    from slot.kb import ingest_main
+
+    return ingest_main([str(path) for path in args.paths])
+
+
+def _cmd_llm_server(args: argparse.Namespace) -> int:
+    from slot.llm.demo_server import main
+
+    return main(["--port", str(args.port)])
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
@@ -76,6 +103,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--expect", default=None, help="outcome the call must reach")
     demo.add_argument("--report", type=Path, default=None, help="write the call report as JSON")
     demo.set_defaults(func=_cmd_demo)
+
+    evals = commands.add_parser("eval", help="offline evaluations").add_subparsers(
+        dest="evaluation", required=True
+    )
+    turns = evals.add_parser(
+        "turns", help="endpointing and barge-in policies on labelled phone audio (table and plot)"
+    )
+    turns.add_argument("--data", type=Path, default=None, help="dataset folder (cached)")
+    turns.add_argument("--reports", type=Path, default=None, help="where the table and plot go")
+    turns.add_argument("--rebuild", action="store_true", help="synthesize the dataset again")
+    turns.set_defaults(func=_cmd_eval_turns)
+    router = evals.add_parser(
+        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
+    )
+    router.add_argument("--min-precision", type=float, default=0.95)
+    router.set_defaults(func=_cmd_eval_router)
+
+    kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
+        dest="kb_command", required=True
+    )
+    ingest = kb.add_parser("ingest", help="chunk, embed and store .md/.txt files in Qdrant")
+    ingest.add_argument("paths", nargs="+", type=Path, help="files or folders")
+    ingest.set_defaults(func=_cmd_kb_ingest)
+
+    llm_server = commands.add_parser(
+        "llm-server",
+        help="a local OpenAI-protocol server playing a scripted LLM (for LLM_BASE_URL)",
+    )
+    llm_server.add_argument("--port", type=int, default=8099)
+    llm_server.set_defaults(func=_cmd_llm_server)
 
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),

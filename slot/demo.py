@@ -19,6 +19,7 @@ import websockets
 from rich.console import Console
 
 from slot.devstack import Stack, StackError
+from slot.llm.config import LLMSettings
 from slot.settings import Settings
 from slot.simulator.persona import Persona, load_persona
 from slot.simulator.phone import CallEvent, CallResult, SimulatedCall
@@ -26,7 +27,18 @@ from slot.simulator.protocol import new_sid
 from slot.temporal import connect
 from workflows.messages import CallSnapshot, CallStatus
 
-STAGES = ("endpointing", "stt", "decision", "tts_first_audio", "send")
+STAGES = (
+    "endpointing",
+    "turn_model",
+    "stt",
+    "decision",
+    "llm_first_token",
+    "first_audio_after_first_token",
+    "tts_first_audio",
+    "send",
+)
+ROUTER_STAGES = ("classify", "retrieve")
+"""Parts of `decision` spent in the workflow's local activities."""
 FINAL_STATUSES = {CallStatus.ENDED, CallStatus.FOLLOW_UP_SCHEDULED, CallStatus.COMPLETED}
 
 
@@ -52,11 +64,17 @@ class LiveView:
         if kind == "caller_turn":
             self.console.print(f"[cyan]caller[/] › {event['text']}")
         elif kind == "agent_utterance":
+            streaming = " …[dim](streaming from the LLM)[/]" if event.get("streaming") else ""
             self.console.print(
-                f"[green]agent [/] › {event['text']}  "
+                f"[green]agent [/] › {event['text']}{streaming}  "
                 f"[dim]({event.get('tier')}: {event.get('reason')})[/]"
             )
             self.console.print(f"         [dim]{format_latency(event.get('latency_ms', {}))}[/]")
+        elif kind == "llm_result":
+            self.console.print(
+                f"[green]agent [/] ‹ {event.get('text')}  [dim](LLM {event.get('model')}: "
+                f"{event.get('reason')})[/]"
+            )
         elif kind == "barge_in":
             self.barge_ins += 1
             self.console.print(
@@ -67,10 +85,29 @@ class LiveView:
             self.console.print(f"[red]edge error:[/] {event.get('reason')}")
 
 
+def active_tiers(llm_settings: LLMSettings | None = None) -> str:
+    """The router's tiers as configured for this run (the edge reads the same variables)."""
+    from activities.intent_classifier import INTENT_CONFIDENCE_THRESHOLD
+    from media_edge.llm import BamlLanguageModel
+
+    model = BamlLanguageModel.from_settings(llm_settings)
+    head = (
+        "tier 0 rules and script, tier 1 embedding classifier "
+        f"(confidence ≥ {INTENT_CONFIDENCE_THRESHOLD:.2f}) then token matcher"
+    )
+    if model is None:
+        return f"{head}; no LLM configured, so questions are answered from the knowledge base"
+    return f"{head}; tier 2 LLM {model.description}, streamed into speech"
+
+
 def format_latency(latency: dict[str, float]) -> str:
     if not latency:
         return "latency: n/a"
     parts = [f"{stage} {latency[stage]:.0f}" for stage in STAGES if stage in latency]
+    inside = [f"{stage} {latency[stage]:.0f}" for stage in ROUTER_STAGES if stage in latency]
+    if inside and "decision" in latency:
+        at = next(i for i, part in enumerate(parts) if part.startswith("decision "))
+        parts[at] += f" ({', '.join(inside)})"
     total = latency.get("total")
     head = f"turn latency {total:.0f} ms" if total is not None else "latency"
     return f"{head} = " + " · ".join(parts)
@@ -108,6 +145,8 @@ def build_report(
             turn["latency_ms"] = dict(entry.latency_ms)
             turn["tier"] = entry.tier
             turn["reason"] = entry.reason
+            if entry.citations:
+                turn["citations"] = list(entry.citations)
             if entry.interrupted:
                 turn["interrupted"] = True
                 turn["heard"] = entry.heard_text
@@ -145,10 +184,7 @@ async def run_demo(
     persona: Persona = load_persona(persona_path or settings.personas_dir / "booked_caller.yaml")
     expected = expect or persona.expect_outcome
     script_name = script or settings.default_script
-    console.print(
-        "decisions: tier 0 rules and tier 1 local intent match from the playbook "
-        "(no LLM tier configured)"
-    )
+    console.print(f"decisions: {active_tiers()}")
     stack = Stack(settings)
     with console.status("starting the embedded stack (Temporal, worker, edge, simulator)..."):
         try:
@@ -156,6 +192,8 @@ async def run_demo(
         except StackError as error:
             console.print(f"[red]error:[/] {error}")
             return 1
+    for note in stack.notes:
+        console.print(f"[dim]{note}[/]")
     try:
         call_sid = new_sid("CA")
         call_id = f"call-{call_sid}"

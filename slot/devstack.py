@@ -133,6 +133,8 @@ class Stack:
         self.temporal: TemporalDevServer | None = None
         self.processes: dict[str, ManagedProcess] = {}
         self.reused: list[str] = []
+        self.notes: list[str] = []
+        """What the stack did besides starting processes, for the user (e.g. seeding the KB)."""
 
     def _python(self, *args: str) -> list[str]:
         return [sys.executable, *args]
@@ -222,6 +224,7 @@ class Stack:
                 if await self.live_worker_pids():
                     self.reused.append("worker")
                     continue
+                await self.seed_knowledge()
             elif await process.ready():
                 self.reused.append(process.name)
                 continue
@@ -232,6 +235,34 @@ class Stack:
         except BaseException:
             await self.stop()
             raise
+
+    async def seed_knowledge(self) -> None:
+        """Ingest the default script's shipped documents when the knowledge base is empty.
+
+        Runs before the worker starts: Qdrant's local mode lets one process open its folder,
+        and from then on that process is the worker. A failure costs the knowledge tier, not
+        the stack.
+        """
+        settings = self.settings
+        folder = REPO_ROOT / "knowledge" / settings.default_script
+        if not folder.is_dir():
+            return
+
+        def seed() -> str | None:
+            from slot.kb import open_knowledge_base
+
+            with open_knowledge_base(settings) as kb:
+                if kb.count() > 0:
+                    return None
+                report = kb.ingest([folder])
+                return f"knowledge base: {report.chunks} passages from {folder} ingested"
+
+        try:
+            note = await asyncio.to_thread(seed)
+        except Exception as error:
+            note = f"knowledge base not seeded ({type(error).__name__}: {error})"
+        if note:
+            self.notes.append(note)
 
     async def restart_worker(self, timeout_s: float = 60.0) -> None:
         """Start a fresh worker process (after the old one was killed)."""
@@ -271,6 +302,8 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
             return 1
     for name in stack.reused:
         console.print(f"[dim]reusing the {name} already running[/]")
+    for note in stack.notes:
+        console.print(f"[dim]{note}[/]")
     console.print(f"Temporal      {settings.temporal_address}  (Web UI {settings.temporal_ui_url})")
     console.print(
         f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)"

@@ -421,7 +421,13 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                 f"'{kb.collection}' at {where} ({kb.count()} passages in total)"
             )
     except (ValueError, OSError, RuntimeError) as error:
-        print(f"slot: kb ingest: {error}", file=sys.stderr)
+        hint = ""
+        if "already accessed" in str(error):
+            hint = (
+                " (Qdrant's local mode allows one process per folder and a running worker owns"
+                " it: stop the worker, or use a Qdrant server with SLOT_QDRANT_URL)"
+            )
+        print(f"slot: kb ingest: {str(error).splitlines()[0]}{hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -48,9 +48,25 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=2, ge=1)
 
     vad_threshold: float = 0.5
+    endpointing: Literal["smart_turn", "silence"] = "smart_turn"
+    """How the edge decides a caller has finished: Smart Turn at each pause, or fixed silence."""
     endpoint_silence_ms: int = 600
+    """The `silence` policy's wait."""
+    smart_turn_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    """P(complete) from Smart Turn that ends the turn at once (chosen by `slot eval turns`)."""
+    smart_turn_min_pause_ms: int = Field(default=200, ge=20)
+    """Silence before Smart Turn is asked, once per pause."""
+    max_endpoint_silence_ms: int = Field(default=1500, ge=100)
+    """Silence that ends a turn whatever Smart Turn said."""
     speculative_stt_after_ms: int = 200
-    barge_in_min_speech_ms: int = 200
+    barge_in_min_speech_ms: int = Field(default=500, ge=20)
+    """Caller speech over the agent shorter than this never interrupts ("uh-huh", a cough)."""
+    barge_in_confirm_words: bool = True
+    """Past the minimum, interrupt only once the first STT words are more than a backchannel."""
+    barge_in_max_backchannel_ms: int = Field(default=1200, ge=20)
+    """Caller speech over the agent this long interrupts whatever its words."""
+    presynthesize_lines: bool = True
+    """Synthesize every fixed playbook line at edge start-up, so no caller waits for them."""
     max_turn_s: float = 30.0
     log_transcripts: bool = False
     """Caller transcripts are personal data: logged only when this is switched on."""

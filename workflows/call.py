@@ -10,6 +10,7 @@ call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -18,6 +19,11 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.intent_classifier import (
+        INTENT_CONFIDENCE_THRESHOLD,
+        IntentClassifierActivities,
+    )
+    from activities.knowledge import KnowledgeActivities
     from activities.records import RecordsActivities, SaveCallRecord
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
     from slot.temporal import (
@@ -30,6 +36,14 @@ with workflow.unsafe.imports_passed_through():
         opening_state,
     )
     from workflows import script
+    from workflows.intents import match_intent
+    from workflows.llm_turn import (
+        RoutedStep,
+        apply_llm_turn,
+        knowledge_answer,
+        llm_turn_request,
+        playbook_intents,
+    )
     from workflows.messages import (
         CallInput,
         CallSnapshot,
@@ -43,7 +57,16 @@ with workflow.unsafe.imports_passed_through():
         Turn,
         UtterancePlayed,
     )
-    from workflows.script import Outcome, ScriptStep
+    from workflows.router_messages import (
+        ClassifyRequest,
+        IntentClassification,
+        LLMTurnReport,
+        LLMTurnRequest,
+        Retrieval,
+        RetrieveRequest,
+        TranscriptLine,
+    )
+    from workflows.script import DecisionTier, Outcome, ScriptStep
 
 ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
@@ -61,6 +84,28 @@ PLACE_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
 )
+ROUTER_PATCH = "router-v1"
+"""Speech turns go through the router's local activities (classifier, knowledge base)."""
+TOKEN_CONFIDENT_SCORE = 0.65
+"""A token-matcher score trusted when the embedding classifier is not confident. Chosen by
+`slot eval router` ("router tier 1" table): classifier ≥ 0.65, then token matches ≥ 0.65, answer
+56.1 % of held-out turns at 95.3 % precision (classifier alone: 52.6 % at 96.7 %; the token
+matcher at its 0.45 match threshold is only 81 % precise). Weaker token matches go to the LLM,
+and stand only when nothing else can answer (no LLM, no close knowledge-base passage)."""
+ROUTER_TIMEOUT = timedelta(seconds=10)
+"""Per local activity; the first call of a worker loads the embedding model (~3 s)."""
+ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
+"""A failed classification or search is not retried on the hot path: the next tier answers."""
+PASSAGES_PER_TURN = 3
+
+
+@dataclass
+class PendingLLMTurn:
+    """A turn handed to the edge's LLM; settled by the Update `llm_result`."""
+
+    utterance_id: str
+    state: str
+    slots: dict[str, str]
 
 
 @workflow.defn
@@ -91,6 +136,7 @@ class CallWorkflow:
         self._events = 0
         self._follow_up_call_id: str | None = None
         self._published: dict[str, str | None] = {}
+        self._pending_llm: PendingLLMTurn | None = None
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -105,6 +151,7 @@ class CallWorkflow:
         except TimeoutError:
             self._end(CallStatus.NO_ANSWER, "not answered")
         await self._converse()
+        await workflow.wait_condition(workflow.all_handlers_finished)
         await self._save_record(started_at)
         if self._outcome is Outcome.CALL_BACK_LATER and self._status is CallStatus.ENDED:
             await self._follow_up()
@@ -251,8 +298,14 @@ class CallWorkflow:
         )
 
     @workflow.update
-    def turn(self, turn: Turn) -> Decision:
-        """One caller turn in, the agent's next utterance out. No awaits: it is on the hot path."""
+    async def turn(self, turn: Turn) -> Decision:
+        """One caller turn in, the agent's next utterance out: the router.
+
+        Tier 0 is the script itself (rules, slots); tier 1 the embedding classifier, then a
+        confident token match; tier 2 the LLM at the edge (the decision carries its request),
+        or without one the knowledge base, or the script's own answer. Its only awaits are
+        local activities, so the turn stays one Update round trip.
+        """
         playbook = self._call.playbook
         self._events += 1
         self._last_seq = turn.seq
@@ -264,15 +317,201 @@ class CallWorkflow:
             step = script.opening(
                 playbook, self._slots, follow_up=self._call.follow_up_of is not None
             )
-        elif turn.kind == "dtmf":
-            self._silent_reprompts = 0
+            return self._decide(step)
+        self._silent_reprompts = 0
+        self._pending_llm = None
+        if turn.kind == "dtmf":
             self._caller_said(f"[keys {turn.digits}]", turn.seq)
             step = script.respond_dtmf(playbook, self._state, self._slots, turn.digits)
+            return self._decide(step)
+        self._caller_said(turn.text, turn.seq)
+        step = script.respond(playbook, self._state, self._slots, turn.text)
+        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not workflow.patched(
+            ROUTER_PATCH
+        ):
+            return self._decide(step)
+        return await self._route(turn.text, step)
+
+    async def _route(self, utterance: str, script_step: ScriptStep) -> Decision:
+        """Tiers 1 and 2 for a turn the script's rules and slots did not settle."""
+        playbook = self._call.playbook
+        state, slots = self._state, dict(self._slots)
+        latency: dict[str, float] = {}
+        notes: list[str] = []
+        found = await self._classify(utterance, state)
+        if found is not None:
+            latency["classify"] = found.elapsed_ms
+            if found.intent is not None and found.confidence >= INTENT_CONFIDENCE_THRESHOLD:
+                step = script.take_intent(
+                    playbook,
+                    state,
+                    slots,
+                    utterance,
+                    found.index,
+                    DecisionTier.CLASSIFIER,
+                    f"classifier intent '{found.intent}' confidence {found.confidence:.2f} "
+                    f"≥ {INTENT_CONFIDENCE_THRESHOLD:.2f} (like '{found.example}')",
+                )
+                return self._decide(step, latency)
+            best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
+            notes.append(f"classifier {best} < {INTENT_CONFIDENCE_THRESHOLD:.2f}")
         else:
-            self._silent_reprompts = 0
-            self._caller_said(turn.text, turn.seq)
-            step = script.respond(playbook, self._state, self._slots, turn.text)
-        return self._decide(step)
+            notes.append("classifier unavailable")
+        if script_step.tier is DecisionTier.INTENT:
+            current = playbook.state(state)
+            match = match_intent(utterance, current.intents + playbook.global_intents)
+            if match is not None and match.score >= TOKEN_CONFIDENT_SCORE:
+                step = script_step.model_copy(
+                    update={"reason": f"{script_step.reason}; {notes[0]}"}
+                )
+                return self._decide(step, latency)
+        retrieval = await self._retrieve(utterance)
+        passages = retrieval.passages if retrieval is not None else []
+        if retrieval is not None:
+            latency["retrieve"] = retrieval.elapsed_ms
+        else:
+            notes.append("knowledge base unavailable")
+        if self._call.llm_enabled:
+            lines = [
+                TranscriptLine(speaker=e.speaker, text=e.heard_text or e.text)
+                for e in self._transcript[:-1]
+                if e.text
+            ]
+            request = llm_turn_request(playbook, state, slots, lines, utterance, passages)
+            return self._hand_to_llm(request, latency, notes)
+        answer = knowledge_answer(
+            playbook, state, slots, passages, min_score=self._call.knowledge_min_score
+        )
+        if answer is not None:
+            return self._decide_routed(answer, DecisionTier.KNOWLEDGE, latency, notes)
+        if passages:
+            best_passage = max(passages, key=lambda p: p.score)
+            notes.append(
+                f"best passage {best_passage.score:.2f} < {self._call.knowledge_min_score:.2f}"
+            )
+        step = script_step.model_copy(
+            update={"reason": "; ".join([script_step.reason, *notes, "no LLM configured"])}
+        )
+        return self._decide(step, latency)
+
+    async def _classify(self, utterance: str, state: str) -> IntentClassification | None:
+        request = ClassifyRequest(
+            utterance=utterance, intents=playbook_intents(self._call.playbook, state)
+        )
+        if not request.intents:
+            return None
+        try:
+            return await workflow.execute_local_activity_method(
+                IntentClassifierActivities.classify_intent,
+                request,
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="classify intent",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: classifier: %s", self._call.call_id, error.cause)
+            return None
+
+    async def _retrieve(self, utterance: str) -> Retrieval | None:
+        try:
+            return await workflow.execute_local_activity_method(
+                KnowledgeActivities.retrieve_passages,
+                RetrieveRequest(query=utterance, k=PASSAGES_PER_TURN),
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="search knowledge base",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: knowledge: %s", self._call.call_id, error.cause)
+            return None
+
+    def _hand_to_llm(
+        self, request: LLMTurnRequest, latency: dict[str, float], notes: list[str]
+    ) -> Decision:
+        """Tier 2: the edge streams the LLM's reply; the state moves when `llm_result` says."""
+        passages = ", ".join(f"{p.id} {p.score:.2f}" for p in request.passages) or "none"
+        step = ScriptStep(
+            state=self._state,
+            text=request.fallback_line,
+            tier=DecisionTier.LLM,
+            reason="; ".join([*notes, f"LLM streams the reply (passages: {passages})"]),
+            slots=dict(self._slots),
+        )
+        decision = self._decide(step, latency, llm_request=request)
+        self._pending_llm = PendingLLMTurn(decision.utterance_id, self._state, dict(self._slots))
+        return decision
+
+    def _decide_routed(
+        self,
+        routed: RoutedStep,
+        tier: DecisionTier,
+        latency: dict[str, float],
+        notes: list[str],
+    ) -> Decision:
+        step = ScriptStep(
+            state=routed.state,
+            text=routed.text,
+            tier=tier,
+            reason="; ".join([*notes, routed.reason]),
+            end_call=routed.end_call,
+            outcome=routed.outcome,
+            slots=routed.slots,
+        )
+        return self._decide(step, latency, citations=routed.cited_ids)
+
+    @workflow.update
+    def llm_result(self, report: LLMTurnReport) -> Decision:
+        """The edge's account of an LLM turn: the script checks it again before the call moves.
+
+        A transition the state does not allow is rejected (the call stays where it was); a
+        reply cut off by barge-in keeps the call in its state too, since the caller did not
+        hear where it was going. Off the critical path: the caller is already hearing it.
+        """
+        self._events += 1
+        pending = self._pending_llm
+        assert pending is not None
+        self._pending_llm = None
+        result = report.result
+        if result.cancelled:
+            result = result.model_copy(update={"next_state": pending.state, "end_call": False})
+        routed = apply_llm_turn(self._call.playbook, pending.state, pending.slots, result)
+        entry = next(
+            e for e in reversed(self._transcript) if e.utterance_id == pending.utterance_id
+        )
+        entry.text = routed.text or entry.text
+        entry.state = routed.state
+        entry.reason = f"{entry.reason}; {routed.reason}" if entry.reason else routed.reason
+        entry.citations = list(routed.cited_ids)
+        entry.latency_ms = {**entry.latency_ms, **result.latency_ms}
+        if self._state == pending.state:
+            self._state = routed.state
+            self._slots.update(routed.slots)
+            if routed.outcome is not None:
+                self._outcome = routed.outcome
+            if routed.end_call:
+                self._end_utterance_id = pending.utterance_id
+                if entry.heard_text is not None:
+                    self._end(CallStatus.ENDED, "agent ended the call")
+        self._publish()
+        return Decision(
+            utterance_id=pending.utterance_id,
+            text=entry.text,
+            state=routed.state,
+            end_call=routed.end_call,
+            outcome=routed.outcome,
+            tier=DecisionTier.LLM,
+            reason=entry.reason,
+            cacheable=False,
+            citations=entry.citations,
+        )
+
+    @llm_result.validator
+    def validate_llm_result(self, report: LLMTurnReport) -> None:
+        pending = self._pending_llm
+        if pending is None or pending.utterance_id != report.utterance_id:
+            raise ValueError(
+                f"call {self._call.call_id}: {report.utterance_id} is not the LLM turn in flight"
+            )
 
     @turn.validator
     def validate_turn(self, turn: Turn) -> None:
@@ -356,7 +595,14 @@ class CallWorkflow:
     def _caller_said(self, text: str, seq: int | None) -> None:
         self._transcript.append(TranscriptEntry(speaker="caller", text=text, seq=seq))
 
-    def _decide(self, step: ScriptStep) -> Decision:
+    def _decide(
+        self,
+        step: ScriptStep,
+        latency: dict[str, float] | None = None,
+        *,
+        citations: list[str] | None = None,
+        llm_request: LLMTurnRequest | None = None,
+    ) -> Decision:
         """Apply a script step to the call and turn it into the utterance the edge speaks."""
         self._utterances += 1
         utterance_id = f"{self._call.call_id}-u{self._utterances}"
@@ -367,6 +613,7 @@ class CallWorkflow:
         self._last_utterance_id = utterance_id
         if step.end_call:
             self._end_utterance_id = utterance_id
+        generated = step.tier in (DecisionTier.KNOWLEDGE, DecisionTier.LLM)
         decision = Decision(
             utterance_id=utterance_id,
             text=step.text,
@@ -375,6 +622,10 @@ class CallWorkflow:
             outcome=step.outcome,
             tier=step.tier,
             reason=step.reason,
+            cacheable=not generated,
+            latency_ms=dict(latency or {}),
+            citations=list(citations or []),
+            llm_request=llm_request,
         )
         self._transcript.append(
             TranscriptEntry(
@@ -384,6 +635,8 @@ class CallWorkflow:
                 state=step.state,
                 tier=step.tier,
                 reason=step.reason,
+                latency_ms=dict(latency or {}),
+                citations=list(citations or []),
             )
         )
         self._publish()
@@ -432,6 +685,8 @@ class CallWorkflow:
                 if entry.interrupted:
                     said = f"{entry.heard_text or ''} — _(interrupted)_"
                 lines.append(f"- **Agent:** {said}")
+                if entry.tier is not None:
+                    lines.append(f"  - _{_decision_note(entry)}_")
             else:
                 lines.append(f"- **Caller:** {entry.text}")
         if self._end_reason:
@@ -439,3 +694,18 @@ class CallWorkflow:
         if self._follow_up_call_id:
             lines += ["", f"Follow-up call: `{self._follow_up_call_id}`"]
         workflow.set_current_details("\n".join(lines))
+
+
+def _decision_note(entry: TranscriptEntry) -> str:
+    """Tier, reason, router latency and citations of an agent line, for the Web UI."""
+    parts = [f"{entry.tier}: {entry.reason or ''}".strip()]
+    latency = entry.latency_ms
+    timed = [f"{k} {latency[k]:.0f} ms" for k in ROUTER_STAGES if k in latency]
+    if timed:
+        parts.append(" · ".join(timed))
+    if entry.citations:
+        parts.append("cites " + ", ".join(entry.citations))
+    return " — ".join(parts)
+
+
+ROUTER_STAGES = ("classify", "retrieve", "decision", "llm_first_token", "llm_total", "total")

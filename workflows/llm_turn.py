@@ -126,6 +126,9 @@ def apply_llm_turn(
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+KNOWLEDGE_ANSWER_SENTENCES = 1
+"""A passage's first sentence answers the question; the caller can ask for more, and a long
+generated answer is a long stretch of uncached speech before the script's question."""
 
 
 def spoken_answer(text: str, max_sentences: int = 2) -> str:
@@ -153,7 +156,7 @@ def knowledge_answer(
     question = render(playbook, current.reprompt or current.say, slots)
     return RoutedStep(
         state=state,
-        text=f"{spoken_answer(best.text)} {question}",
+        text=f"{spoken_answer(best.text, KNOWLEDGE_ANSWER_SENTENCES)} {question}",
         reason=(
             f"knowledge base (no LLM configured): '{best.heading}' from {best.source} "
             f"score {best.score:.2f}"

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from workflows.router_messages import LLMTurnRequest
 from workflows.script import DecisionTier, Outcome, Playbook
 
 TASK_QUEUE = "slot-calls"
@@ -59,6 +60,10 @@ class CallInput(BaseModel):
     follow_up_of: str | None = None
     edge_url: str | None = None
     """Base URL of the media edge serving this call; set when the media stream connects."""
+    llm_enabled: bool = False
+    """Set by whoever starts the call when an LLM is configured (the edge runs tier 2)."""
+    knowledge_min_score: float = 0.84
+    """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
 
 
 TurnKind = Literal["start", "speech", "dtmf"]
@@ -90,6 +95,13 @@ class Decision(BaseModel):
     reason: str
     cacheable: bool = True
     """Fixed script lines are cacheable audio; generated text is not."""
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    """Time the router spent inside the workflow: `classify`, `retrieve` (local activities)."""
+    citations: list[str] = Field(default_factory=list)
+    """Knowledge-base passages the text is based on."""
+    llm_request: LLMTurnRequest | None = None
+    """Tier 2: the edge streams the LLM's reply for this request instead of speaking `text`
+    (which is then the safe line, for an edge that cannot), and reports it with `llm_result`."""
 
 
 class UtterancePlayed(BaseModel):
@@ -128,6 +140,8 @@ class TranscriptEntry(BaseModel):
     interrupted: bool = False
     heard_text: str | None = None
     latency_ms: dict[str, float] = Field(default_factory=dict)
+    citations: list[str] = Field(default_factory=list)
+    """Ids of the knowledge-base passages this agent line used."""
 
 
 class CallSnapshot(BaseModel):

@@ -22,6 +22,20 @@ class Passage(BaseModel):
     """Cosine similarity to the query (higher is closer)."""
 
 
+class RetrieveRequest(BaseModel):
+    """Input of the `retrieve_passages` local activity."""
+
+    query: str
+    k: int = 3
+
+
+class Retrieval(BaseModel):
+    """The passages closest to a caller's words, best first, and how long the search took."""
+
+    passages: list[Passage] = Field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+
 class IntentExamples(BaseModel):
     """A candidate intent for the classifier: its name and examples, in priority order."""
 
@@ -100,8 +114,17 @@ class LLMTurnResult(BaseModel):
     end_call: bool = False
     cited_ids: list[str] = Field(default_factory=list)
     used_fallback: bool = False
+    cancelled: bool = False
+    """Barge-in stopped the reply: `say` is what had been generated, not necessarily heard."""
     reason: str = ""
     model: str = ""
     """The BAML client that answered (e.g. `CheapThenStrong/OpenAICompatible`), if known."""
     latency_ms: dict[str, float] = Field(default_factory=dict)
     """`llm_first_token` (first say text), `llm_total`."""
+
+
+class LLMTurnReport(BaseModel):
+    """The edge's Update `llm_result`: how the LLM turn `utterance_id` ended."""
+
+    utterance_id: str
+    result: LLMTurnResult

@@ -34,10 +34,18 @@ class Outcome(StrEnum):
 
 
 class DecisionTier(StrEnum):
+    """Which part of the router decided a turn (tier 0 rules and script, 1 classifiers, 2 LLM)."""
+
     SCRIPT = "script"
     RULE = "rule"
     INTENT = "intent"
+    """The token matcher (`workflows.intents`)."""
     FALLBACK = "fallback"
+    CLASSIFIER = "classifier"
+    """The embedding intent classifier (local activity)."""
+    KNOWLEDGE = "knowledge"
+    """An answer read from the knowledge base (no LLM configured)."""
+    LLM = "llm"
 
 
 CONTEXT_VARIABLES = frozenset({"agent_name", "company", "lead_name"})
@@ -481,6 +489,65 @@ def _skip_filled(playbook: Playbook, target: str, filled_now: set[str], reasons:
     return target
 
 
+def _slots_in(
+    playbook: Playbook, current: State, utterance: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Choice slots (and the state's own pattern slot) the utterance gives, with their words."""
+    filled: dict[str, str] = {}
+    evidence: dict[str, str] = {}
+    for name, spec in playbook.slots.items():
+        if spec.kind == "choice" or (name == current.collect and spec.kind == "pattern"):
+            found = extract_slot(spec, utterance)
+            if found is not None:
+                filled[name], evidence[name] = found
+    return filled, evidence
+
+
+def _take_intent(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    filled_now: dict[str, str],
+    index: int,
+    tier: DecisionTier,
+    why: str,
+) -> ScriptStep:
+    current = playbook.state(state)
+    intent = (current.intents + playbook.global_intents)[index]
+    filled_now = dict(filled_now)
+    reasons = [why]
+    reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items()]
+    filled_now.update(intent.set)
+    reasons += [f"sets '{n}' = '{v}'" for n, v in intent.set.items()]
+    target = _skip_filled(playbook, intent.next, set(filled_now), reasons)
+    return _goto(playbook, target, _with_slots(slots, filled_now), tier, "; ".join(reasons))
+
+
+def take_intent(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    utterance: str,
+    index: int,
+    tier: DecisionTier,
+    why: str,
+) -> ScriptStep:
+    """Follow intent `index` of `state` (its own intents, then the global ones) as `respond`
+    would have: slots the utterance gives are kept, states asking for them are skipped.
+
+    Used when a classifier outside the token matcher picked the intent; `why` says how.
+    """
+    ended = _ended(playbook, state, slots)
+    if ended is not None:
+        return ended
+    current = playbook.state(state)
+    candidates = current.intents + playbook.global_intents
+    if not 0 <= index < len(candidates):
+        raise ValueError(f"state '{state}' has no intent number {index}")
+    filled_now, _ = _slots_in(playbook, current, utterance)
+    return _take_intent(playbook, state, dict(slots), filled_now, index, tier, why)
+
+
 # --- the four entry points -------------------------------------------------------------------
 
 
@@ -531,13 +598,7 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
             playbook, state, current.say, slots, DecisionTier.RULE, f"rule repeat: '{phrase}'"
         )
 
-    filled_now: dict[str, str] = {}
-    evidence: dict[str, str] = {}
-    for name, spec in playbook.slots.items():
-        if spec.kind == "choice" or (name == current.collect and spec.kind == "pattern"):
-            found = extract_slot(spec, utterance)
-            if found is not None:
-                filled_now[name], evidence[name] = found
+    filled_now, evidence = _slots_in(playbook, current, utterance)
     if current.collect is not None:
         collect = current.collect
         if collect in filled_now and current.next is not None:
@@ -555,22 +616,16 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
     candidates = current.intents + playbook.global_intents
     match = match_intent(utterance, candidates)
     if match is not None:
-        intent = candidates[match.index]
         scope = "" if match.index < len(current.intents) else "global "
-        reasons = [
-            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {MATCH_THRESHOLD:.2f} "
-            f"(like '{match.example}')"
-        ]
-        reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items()]
-        filled_now.update(intent.set)
-        reasons += [f"sets '{n}' = '{v}'" for n, v in intent.set.items()]
-        target = _skip_filled(playbook, intent.next, set(filled_now), reasons)
-        return _goto(
+        return _take_intent(
             playbook,
-            target,
-            _with_slots(slots, filled_now),
+            state,
+            slots,
+            filled_now,
+            match.index,
             DecisionTier.INTENT,
-            "; ".join(reasons),
+            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {MATCH_THRESHOLD:.2f} "
+            f"(like '{match.example}')",
         )
 
     if current.collect is not None and playbook.slots[current.collect].kind == "text":

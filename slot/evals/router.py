@@ -7,6 +7,10 @@ coverage (turns tier 1 answers), precision (answered turns that are right; answe
 out-of-scope turn is wrong), in-scope recall and out-of-scope leak (out-of-scope turns tier 1
 wrongly answers instead of passing to the LLM / knowledge base). The recommended threshold is
 the one with the most coverage at a precision of at least `--min-precision`.
+
+It also measures tier 1 as the call workflow runs it: the embedding classifier at its chosen
+threshold, and for the turns it is not confident about, the token matcher at a threshold swept
+the same way (`TOKEN_CONFIDENT_SCORE` in `workflows.call` comes from that row).
 """
 
 from __future__ import annotations
@@ -103,6 +107,21 @@ def choose(rows: Sequence[Row], min_precision: float) -> Row:
     return max(rows, key=lambda r: (r.precision, r.coverage))
 
 
+def cascade(
+    embedding: Sequence[Prediction], token: Sequence[Prediction], threshold: float
+) -> list[Prediction]:
+    """Tier 1 as the workflow runs it: the classifier's intent when its confidence reaches
+    `threshold`, else the token matcher's, scored by the token score (which a sweep thresholds;
+    the classifier's answers score above every threshold)."""
+    out = []
+    for by_embedding, by_token in zip(embedding, token, strict=True):
+        if by_embedding.predicted is not None and by_embedding.score >= threshold:
+            out.append(Prediction(by_embedding.expected, by_embedding.predicted, 2.0))
+        else:
+            out.append(by_token)
+    return out
+
+
 def top1_accuracy(predictions: Sequence[Prediction]) -> float:
     in_scope = [p for p in predictions if p.expected is not None]
     return sum(p.predicted == p.expected for p in in_scope) / len(in_scope) if in_scope else 0.0
@@ -154,6 +173,8 @@ class Report:
     embedding_rows: list[Row]
     embedding_choice: Row
     embedding_top1: float
+    cascade_rows: list[Row]
+    cascade_choice: Row
     utterances: int
     out_of_scope: int
 
@@ -163,14 +184,18 @@ def evaluate(min_precision: float = 0.95, path: Path = HELDOUT) -> Report:
     token = predict(data, token_predictor(data))
     embedding = predict(data, embedding_predictor(data))
     token_rows, embedding_rows = sweep(token), sweep(embedding)
+    embedding_choice = choose(embedding_rows, min_precision)
+    cascade_rows = sweep(cascade(embedding, token, embedding_choice.threshold))
     return Report(
         token_rows=token_rows,
         token_choice=choose(token_rows, min_precision),
         token_top1=top1_accuracy(token),
         token_current=sweep(token, [MATCH_THRESHOLD])[0],
         embedding_rows=embedding_rows,
-        embedding_choice=choose(embedding_rows, min_precision),
+        embedding_choice=embedding_choice,
         embedding_top1=top1_accuracy(embedding),
+        cascade_rows=cascade_rows,
+        cascade_choice=choose(cascade_rows, min_precision),
         utterances=len(data.utterances),
         out_of_scope=sum(1 for u in data.utterances if u.intent is None),
     )
@@ -204,7 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     print(f"  top-1 accuracy on in-scope turns: {report.embedding_top1:.1%}\n")
-    for name, row in (("token", report.token_choice), ("embedding", report.embedding_choice)):
+    print(
+        format_table(
+            f"router tier 1: classifier ≥ {report.embedding_choice.threshold:.2f}, "
+            "else token matcher at threshold",
+            report.cascade_rows,
+            report.cascade_choice,
+        )
+    )
+    print()
+    for name, row in (
+        ("token", report.token_choice),
+        ("embedding", report.embedding_choice),
+        ("router (token part)", report.cascade_choice),
+    ):
         print(
             f"{name}: threshold {row.threshold:.2f} -> coverage {row.coverage:.1%}, "
             f"precision {row.precision:.1%} (min {args.min_precision:.0%})"

@@ -154,6 +154,7 @@ class OpenAIProtocolServer:
         self._script.responder = responder
 
     def release_paused(self) -> None:
+        """Let the held stream go on (or the next one pass its pause, if none is held yet)."""
         self._released.set()
 
     async def wait_for_requests(self, count: int, within_s: float = 10.0) -> list[dict[str, Any]]:
@@ -269,8 +270,11 @@ class OpenAIProtocolServer:
                 return
             if reply.pause_after_tokens is not None and i == reply.pause_after_tokens:
                 self.paused.set()
-                await _first(self._released.wait(), self._stopping.wait())
-                self.paused.clear()
+                try:
+                    await _first(self._released.wait(), self._stopping.wait())
+                finally:
+                    self.paused.clear()
+                self._released.clear()
                 if self._stopping.is_set():
                     return
             if reply.token_delay_s > 0 and i > 0:

@@ -2,7 +2,9 @@
 
 A persona is the caller's half of a test conversation. Each line is one caller turn: spoken after
 the agent finishes, spoken over the agent (`interrupt_after_ms`) to exercise barge-in, or left
-silent (`silent: true`) to exercise the workflow's no-input reprompt.
+silent (`silent: true`) to exercise the workflow's no-input reprompt. A `backchannel` line is not
+a turn: a short acknowledgement ("uh-huh") said `after_ms` into the agent's next utterance, which
+the agent is expected to talk through; the following line answers that same utterance.
 """
 
 from __future__ import annotations
@@ -23,9 +25,21 @@ class PersonaLine(BaseModel):
     say: str = ""
     interrupt_after_ms: int | None = Field(default=None, ge=0)
     silent: bool = False
+    backchannel: str = ""
+    after_ms: int = Field(default=1000, ge=0)
+    """For a backchannel: how far into the agent's utterance it is said."""
+
+    @property
+    def text(self) -> str:
+        """What the caller says on this line (empty when silent)."""
+        return self.backchannel or self.say
 
     @model_validator(mode="after")
     def _say_or_silent(self) -> PersonaLine:
+        if self.backchannel.strip():
+            if self.say.strip() or self.silent or self.interrupt_after_ms is not None:
+                raise ValueError("a backchannel line cannot also `say`, be silent or interrupt")
+            return self
         if self.silent and self.say.strip():
             raise ValueError("a silent line cannot also `say` something")
         if not self.silent and not self.say.strip():
@@ -45,7 +59,7 @@ class Persona(BaseModel):
 
     @property
     def spoken_lines(self) -> list[str]:
-        return [line.say for line in self.lines if not line.silent]
+        return [line.text for line in self.lines if not line.silent]
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -86,6 +86,8 @@ class SpokenLine:
     end_ms: int
     interrupting: bool
     """The line was meant to start while the agent was talking (`interrupt_after_ms`)."""
+    backchannel: bool = False
+    """An acknowledgement over the agent that expects no reply."""
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ class SimulatedCall:
 
     async def run(self) -> CallResult:
         """Place the call and play it out; never raises for call-level failures (see `error`)."""
-        texts = [line.say for line in self.persona.lines]
+        texts = [line.text for line in self.persona.lines]
         spoken = [i for i, line in enumerate(self.persona.lines) if not line.silent]
         speech = synthesize_ahead([texts[i] for i in spoken], self._voice_engine, self._voice)
         self._speech = dict(zip(spoken, speech, strict=True))
@@ -604,6 +606,9 @@ class SimulatedCall:
     async def _take_turn(self, index: int, line: PersonaLine, since: int) -> int:
         """One persona line, answering the agent utterance that follows `since`; returns when
         the caller's turn ended (the new `since`)."""
+        if line.backchannel:
+            await self._backchannel(index, line, since)
+            return since
         if line.interrupt_after_ms is not None:
             await self._wait_until(
                 lambda: (
@@ -628,6 +633,24 @@ class SimulatedCall:
         await self._wait_until(lambda: self._now_ms >= pause_end)
         return await self._say(index, line.say, interrupting=False)
 
+    async def _backchannel(self, index: int, line: PersonaLine, since: int) -> None:
+        """Say "uh-huh" `after_ms` into the agent's next utterance, and expect no reply to it."""
+        await self._wait_until(
+            lambda: (
+                (self._agent_speaking and self._agent_segment_start >= since)
+                or self._agent_turn_done(since)
+            )
+        )
+        target = self._agent_segment_start + line.after_ms
+        await self._wait_until(lambda: self._now_ms >= target or self._agent_turn_done(since))
+        if not self._agent_speaking:
+            self.result.notes.append(
+                f"line {index}: the agent was not speaking {line.after_ms} ms into its reply, "
+                "so the backchannel was not said"
+            )
+            return
+        await self._say(index, line.backchannel, interrupting=False, backchannel=True)
+
     async def _wait_for_agent(self, since: int, where: str) -> None:
         await self._wait_until(lambda: self._agent_turn_done(since))
         if not self._heard_agent_since(since):
@@ -635,7 +658,9 @@ class SimulatedCall:
                 f"{where}: no agent reply within {self.timing.agent_reply_timeout_ms} ms"
             )
 
-    async def _say(self, index: int, text: str, interrupting: bool) -> int:
+    async def _say(
+        self, index: int, text: str, interrupting: bool, *, backchannel: bool = False
+    ) -> int:
         speech = await self._speech[index]
         if self._closed:
             raise _CallOver
@@ -644,7 +669,7 @@ class SimulatedCall:
         self._caller_frames.extend(speech)
         await self._wait_until(lambda: not self._caller_frames and not self._caller_speaking)
         self.result.lines_spoken.append(
-            SpokenLine(index, text, start, self._now_ms + FRAME_MS, interrupting)
+            SpokenLine(index, text, start, self._now_ms + FRAME_MS, interrupting, backchannel)
         )
         return self._now_ms
 

@@ -22,18 +22,20 @@ from urllib.parse import parse_qs
 
 import pytest
 from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
+from activities.knowledge import shared_knowledge_base
 from activities.records import CallRecord, make_engine
 from activities.telephony import TWILIO_AUTH_TOKEN_ENV, PlaceCall, TelephonyActivities
 from slot.playbooks import load_playbook
-from slot.settings import Settings
+from slot.settings import REPO_ROOT, Settings
 from slot.temporal import CALL_STATUS, OUTCOME, SCRIPT_NAME, SCRIPT_STATE, start_call_workflow
 from worker import ACTIVITY_SLOTS, build_worker
 from workflows.call import CallWorkflow
@@ -51,7 +53,8 @@ from workflows.messages import (
     Turn,
     UtterancePlayed,
 )
-from workflows.script import Outcome
+from workflows.router_messages import LLMTurnReport, LLMTurnResult
+from workflows.script import DecisionTier, Outcome
 
 T = TypeVar("T")
 WAIT_S = 30.0
@@ -429,3 +432,156 @@ async def test_real_twilio_without_auth_token_is_a_clear_non_retryable_error(
         )
     assert TWILIO_AUTH_TOKEN_ENV in str(error.value)
     assert error.value.non_retryable
+
+
+async def local_activities(handle: WorkflowHandle[Any, CallSnapshot]) -> list[str]:
+    """Activity types of the local activities recorded in the call's history, in order."""
+    names = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            attributes = event.marker_recorded_event_attributes
+            if attributes.marker_name == "core_local_activity":
+                data = json.loads(attributes.details["data"].payloads[0].data)
+                names.append(data["activity_type"])
+    return names
+
+
+async def walk_to_pitch(handle: WorkflowHandle[Any, CallSnapshot], edge_url: str) -> None:
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=edge_url))
+    await take_turn(handle, Turn(seq=1, kind="speech", text="Yes, speaking."))
+    decision = await take_turn(handle, Turn(seq=2, kind="speech", text="Yes, I own my home."))
+    assert decision.state == "pitch"
+
+
+async def test_classifier_decides_what_the_token_matcher_cannot(env: Env) -> None:
+    call = call_input(env.settings)
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="Yep, you've got him."))
+    assert decision.state == "homeowner"
+    assert decision.tier is DecisionTier.CLASSIFIER
+    assert "classifier intent 'confirm_identity' confidence" in decision.reason
+    assert "classify" in decision.latency_ms
+    assert await local_activities(handle) == ["classify_intent"]
+
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "classifier: classifier intent 'confirm_identity'" in metadata.current_details
+    await handle.signal(CallWorkflow.hang_up, HangUp())
+    await handle.result()
+    await assert_replays(handle)
+
+
+async def test_question_without_llm_is_answered_from_the_knowledge_base(env: Env) -> None:
+    kb = shared_knowledge_base(env.settings)
+    await asyncio.to_thread(kb.ingest, [REPO_ROOT / "knowledge" / "solar_survey"])
+    call = call_input(env.settings)
+    assert not call.llm_enabled
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await walk_to_pitch(handle, env.edge.url)
+
+    answer = await take_turn(handle, Turn(seq=3, kind="speech", text="How long is the warranty?"))
+    assert answer.tier is DecisionTier.KNOWLEDGE
+    assert answer.state == "pitch" and not answer.end_call and not answer.cacheable
+    assert answer.text.startswith("Our panels carry a 25-year performance warranty")
+    assert "inverter" not in answer.text, "one sentence of the passage, then the question"
+    assert answer.text.endswith("Would you like us to book you a free solar survey?")
+    assert answer.citations == ["solar_survey/warranty.md#0"]
+    assert "knowledge base (no LLM configured)" in answer.reason
+    assert {"classify", "retrieve"} <= set(answer.latency_ms)
+    assert answer.llm_request is None
+
+    booked = await take_turn(handle, Turn(seq=4, kind="speech", text="Sure, that sounds good."))
+    assert booked.state == "qualify"
+    snapshot = await handle.query(CallWorkflow.snapshot)
+    entry = next(e for e in snapshot.transcript if e.utterance_id == answer.utterance_id)
+    assert entry.citations == ["solar_survey/warranty.md#0"]
+    assert entry.tier is DecisionTier.KNOWLEDGE
+    assert "retrieve_passages" in await local_activities(handle)
+    await handle.signal(CallWorkflow.hang_up, HangUp())
+    await handle.result()
+    await assert_replays(handle)
+
+
+async def test_llm_turn_is_checked_by_the_workflow_before_the_call_moves(env: Env) -> None:
+    call = call_input(env.settings).model_copy(update={"llm_enabled": True})
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await walk_to_pitch(handle, env.edge.url)
+
+    question = Turn(seq=3, kind="speech", text="What kind of roof do you need for the panels?")
+    decision = await take_turn(handle, question, played=False)
+    assert decision.tier is DecisionTier.LLM and decision.state == "pitch"
+    request = decision.llm_request
+    assert request is not None and request.state == "pitch"
+    assert request.utterance == question.text
+    allowed = {t.state for t in request.allowed}
+    assert {"pitch", "qualify", "cost", "not_interested", "transfer"} <= allowed
+    assert "booked" not in allowed
+    assert decision.text == request.fallback_line
+    assert [line.text for line in request.transcript][:2] == [
+        "Hi, this is Sam from Sunny Solar. Am I speaking with Jordan?",
+        "Yes, speaking.",
+    ]
+
+    forbidden = LLMTurnResult(
+        next_state="booked", say="You're all booked, goodbye!", end_call=True, model="Local"
+    )
+    final = await handle.execute_update(
+        CallWorkflow.llm_result,
+        LLMTurnReport(utterance_id=decision.utterance_id, result=forbidden),
+        id=f"{decision.utterance_id}-llm",
+    )
+    assert final.state == "pitch" and not final.end_call and final.outcome is None
+    assert "rejected transition to 'booked'" in final.reason
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await handle.execute_update(
+            CallWorkflow.llm_result,
+            LLMTurnReport(utterance_id=decision.utterance_id, result=forbidden),
+            id="another-llm-report",
+        )
+    assert "is not the LLM turn in flight" in str(error.value.cause)
+    await handle.signal(
+        CallWorkflow.utterance_played,
+        UtterancePlayed(utterance_id=decision.utterance_id, heard_text=final.text, played_ms=1),
+    )
+
+    second = await take_turn(
+        handle, Turn(seq=4, kind="speech", text="Do I need to be home for it?"), played=False
+    )
+    assert second.tier is DecisionTier.LLM
+    said = "You'd need to be home for about an hour. What's your monthly power bill?"
+    final = await handle.execute_update(
+        CallWorkflow.llm_result,
+        LLMTurnReport(
+            utterance_id=second.utterance_id,
+            result=LLMTurnResult(
+                next_state="qualify",
+                say=said,
+                cited_ids=["solar_survey/installation.md#1"],
+                model="Local",
+                latency_ms={"llm_first_token": 100.0},
+            ),
+        ),
+    )
+    assert final.state == "qualify" and final.text == said
+    snapshot = await handle.query(CallWorkflow.snapshot)
+    assert snapshot.state == "qualify"
+    entry = next(e for e in snapshot.transcript if e.utterance_id == second.utterance_id)
+    assert (entry.text, entry.tier, entry.citations) == (
+        said,
+        DecisionTier.LLM,
+        ["solar_survey/installation.md#1"],
+    )
+    assert entry.latency_ms["llm_first_token"] == 100.0
+    await handle.signal(CallWorkflow.hang_up, HangUp())
+    await handle.result()
+    await assert_replays(handle)
+
+
+async def test_a_call_recorded_before_the_router_still_replays() -> None:
+    """History of a call taken by the pre-router workflow (no `router-v1` marker): today's code
+    must replay it on the old path, or a worker upgrade would break calls in flight."""
+    path = Path(__file__).parent / "histories" / "pre_router_call.json"
+    history = WorkflowHistory.from_json("call-pre-router", path.read_text())
+    await Replayer(
+        workflows=[CallWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)

@@ -38,6 +38,25 @@ lines:
     assert persona.spoken_lines == ["Hello?", "Yes please."]
 
 
+def test_backchannel_lines_are_said_over_the_agent_and_are_not_turns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+name: Ana
+phone: "+15550100009"
+lines:
+  - say: Hello?
+  - backchannel: Uh-huh.
+    after_ms: 900
+  - say: Yes please.
+""",
+    )
+    persona = load_persona(path)
+    line = persona.lines[1]
+    assert line.backchannel == "Uh-huh." and line.after_ms == 900 and line.text == "Uh-huh."
+    assert persona.spoken_lines == ["Hello?", "Uh-huh.", "Yes please."]
+
+
 def test_shipped_personas_load() -> None:
     paths = sorted((REPO_ROOT / "personas").glob("*.yaml"))
     assert paths
@@ -63,6 +82,10 @@ def test_shipped_personas_load() -> None:
         (
             "name: A\nphone: '+1'\nlines:\n  - silent: true\n    say: hi\n",
             "lines[0]: a silent line cannot also `say` something",
+        ),
+        (
+            "name: A\nphone: '+1'\nlines:\n  - backchannel: uh-huh\n    say: hi\n",
+            "lines[0]: a backchannel line cannot also `say`, be silent or interrupt",
         ),
         ("- just\n- a list\n", "expected a mapping"),
         ("name: [unclosed\n", "invalid YAML at line"),

@@ -86,6 +86,7 @@ def test_booked_caller_walks_the_whole_script(solar: Playbook) -> None:
         "homeowner",
         "pitch",
         "qualify",
+        "qualify",
         "ask_day",
         "confirm",
         "booked",
@@ -99,6 +100,9 @@ def test_booked_caller_walks_the_whole_script(solar: Playbook) -> None:
     }
     assert "Tuesday morning" in booked.text
     assert "ask_time" in steps[-2].reason
+    question = steps[4]
+    assert question.tier == DecisionTier.FALLBACK, "the script alone cannot answer a question"
+    assert question.text == "Roughly how much do you pay for power each month?"
 
 
 def test_booked_caller_interrupts_the_pitch_and_still_moves_on(solar: Playbook) -> None:

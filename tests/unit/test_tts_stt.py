@@ -30,9 +30,16 @@ def test_split_sentences_into_phrases() -> None:
         "How are you today?",
         "I am fine, thanks!",
     ]
-    # Tiny pieces join a neighbour, so no gap opens while the next phrase is synthesized.
+    # The first phrase is short so speech starts early; later tiny pieces join a neighbour.
     assert split_sentences("Great. About how much is your bill? Thanks.") == [
-        "Great. About how much is your bill? Thanks."
+        "Great.",
+        "About how much is your bill? Thanks.",
+    ]
+    assert split_sentences("Okay, bye.") == ["Okay, bye."]
+    # A long first sentence starts with its first clause.
+    assert split_sentences("Thanks for your time today, and have a really great afternoon.") == [
+        "Thanks for your time today,",
+        "and have a really great afternoon.",
     ]
     # Long sentences are cut at commas.
     long = (

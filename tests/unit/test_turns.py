@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from media_edge.endpointing import BargeInClassifier
 from media_edge.turns import (
     Backchannel,
     BargeIn,
@@ -15,6 +16,7 @@ from media_edge.turns import (
     SpeechResumed,
     SpeechStarted,
     TurnEvent,
+    WordsWanted,
 )
 
 CONFIG = EndpointerConfig(
@@ -167,7 +169,78 @@ def test_force_end_of_turn_for_a_turn_model() -> None:
     run.feed(0.9, 20)
     run.feed(0.0, 5)
     end = run.endpointer.force_end_of_turn(now=1.0)
-    assert end is not None and end.reason == "forced"
+    assert isinstance(end, EndOfTurn) and end.reason == "forced"
     assert run.endpointer.force_end_of_turn(now=1.1) is None
     run.feed(0.0, 40)
     assert run.of(EndOfTurn) == []
+
+
+def word_run() -> Run:
+    run = Run()
+    run.endpointer = Endpointer(
+        CONFIG,
+        SilencePolicy(600),
+        BargeInClassifier(min_interrupt_ms=500, max_backchannel_ms=1200, use_words=True),
+    )
+    return run
+
+
+def test_short_speech_over_the_agent_is_a_backchannel_without_asking_for_words() -> None:
+    run = word_run()
+    run.feed(0.9, 20, agent=True)  # 400 ms "uh-huh"
+    run.feed(0.0, 40, agent=True)
+    assert run.of(BargeIn) == [] and run.of(WordsWanted) == [] and run.of(EndOfTurn) == []
+    assert len(run.of(Backchannel)) == 1
+
+
+def test_acknowledging_words_keep_the_agent_talking() -> None:
+    run = word_run()
+    run.feed(0.9, 30, agent=True)  # 600 ms
+    ((_, wanted),) = run.of(WordsWanted)
+    assert isinstance(wanted, WordsWanted) and wanted.segment == run.endpointer.segment
+    assert frame_ids(wanted.audio) == list(range(25))  # the speech up to its first 500 ms
+    run.endpointer.set_words(wanted.segment, "Yeah, right.")
+    assert run.endpointer.check_barge_in(0.7, agent_speaking=True) == []
+    run.feed(0.0, 40, agent=True)
+    assert run.of(BargeIn) == [] and len(run.of(Backchannel)) == 1
+
+
+def test_real_words_interrupt_once_they_arrive_and_the_speech_becomes_the_turn() -> None:
+    run = word_run()
+    run.feed(0.0, 10)
+    run.feed(0.9, 30, agent=True)
+    ((_, wanted),) = run.of(WordsWanted)
+    assert isinstance(wanted, WordsWanted)
+    run.endpointer.set_words(wanted.segment - 1, "Yeah.")  # a stale answer is ignored
+    assert run.endpointer.check_barge_in(0.8, agent_speaking=True) == []
+    run.endpointer.set_words(wanted.segment, "Wait, how much is it?")
+    (barge,) = run.endpointer.check_barge_in(0.8, agent_speaking=True)
+    assert isinstance(barge, BargeIn) and barge.speech_started_at == 10 * 0.02
+    run.feed(0.9, 20)
+    run.feed(0.0, 40)
+    ((_, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.barged_in
+    assert frame_ids(end.audio)[0] == 0  # the interrupting words from their pre-roll on
+
+
+def test_long_speech_over_the_agent_interrupts_whatever_the_words() -> None:
+    run = word_run()
+    run.feed(0.9, 30, agent=True)
+    ((_, wanted),) = run.of(WordsWanted)
+    assert isinstance(wanted, WordsWanted)
+    run.endpointer.set_words(wanted.segment, "Yeah yeah yeah.")
+    run.feed(0.9, 40, agent=True)
+    ((i, _),) = run.of(BargeIn)
+    assert i == 59  # 60 frames = 1200 ms of speech
+
+
+def test_pauses_are_numbered_and_the_segment_audio_is_readable() -> None:
+    run = Run()
+    run.feed(0.9, 10)
+    assert not run.endpointer.paused and run.endpointer.pause == 0
+    run.feed(0.0, 3)
+    assert run.endpointer.paused and run.endpointer.pause == 1
+    assert len(run.endpointer.audio()) == 13 * 160
+    run.feed(0.9, 5)
+    run.feed(0.0, 2)
+    assert run.endpointer.pause == 2

@@ -1,0 +1,235 @@
+"""Tier 2 on a whole call: the real workflow and worker, the real edge, the phone simulator
+speaking real audio, and a local server speaking OpenAI's chat-completions protocol as the LLM.
+
+One call covers the three things that only show up end to end:
+- the LLM's reply is heard before it is complete: the server holds its stream mid-reply until
+  the edge reports having sent that utterance's first audio frame (no timing involved);
+- a caller talking over a streaming reply cancels the LLM stream, not just the audio;
+- a reply taking a transition the script forbids is never spoken: the caller hears the safe
+  line and the workflow stays in its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from temporalio.client import Client
+
+from activities.knowledge import shared_knowledge_base
+from media_edge.app import create_app
+from slot.llm.config import LLMSettings
+from slot.llm.openai_server import OpenAIProtocolServer, Reply, tokenize
+from slot.settings import REPO_ROOT, Settings
+from slot.simulator.persona import Persona, PersonaLine
+from slot.simulator.phone import SimulatedCall
+from slot.simulator.protocol import new_sid
+from tests.conftest import free_port
+from tests.integration.edge_fixtures import serve
+from worker import ACTIVITY_SLOTS, build_worker
+from workflows.messages import CallSnapshot, TranscriptEntry
+from workflows.script import DecisionTier, Outcome
+
+CALL_TIMEOUT_S = 300.0
+SAFE_LINE = "Sorry, could you say that again?"
+ROOF = (
+    "Most roofs in good condition work well, whether they are tiled, metal or shingled, "
+    "and our surveyor checks the structure and the shading on the day of the visit. "
+    "Would you like us to book your free survey?"
+)
+MESS = (
+    "Hardly any at all, because the crew mounts the rails on the roof and runs the cables "
+    "along the outside walls of the house without drilling through any of the rooms. "
+    "They clean up before they leave. Would you like to book the survey?"
+)
+CITED = "solar_survey/installation.md#3"
+
+
+def decision(next_state: str, say: str, cited: list[str]) -> dict[str, Any]:
+    return {
+        "next_state": next_state,
+        "say": say,
+        "slots": {},
+        "end_call": False,
+        "cited_ids": cited,
+    }
+
+
+def caller_words(body: dict[str, Any]) -> str:
+    """The caller's utterance in a DecideTurn prompt ("Caller: ..." in the user message)."""
+    for message in reversed(body["messages"]):
+        content = message["content"]
+        text = content if isinstance(content, str) else " ".join(p["text"] for p in content)
+        found = re.search(r"Caller: (.*)", text)
+        if found:
+            return found.group(1).lower()
+    return ""
+
+
+def scripted_llm(body: dict[str, Any]) -> Reply:
+    """Replies by what the caller asked (not by request order, so a turn split in two by
+    endpointing cannot shift the script); every other question gets a forbidden transition."""
+    words = caller_words(body)
+    if "roof" in words:
+        return held_after_first_sentence(decision("pitch", ROOF, [CITED]))
+    if "mess" in words or "make" in words:
+        return held_after_first_sentence(decision("pitch", MESS, []))
+    return Reply.json(decision("booked", "You're all booked, goodbye!", []))
+
+
+def held_after_first_sentence(value: dict[str, Any]) -> Reply:
+    """Stream `value` and hold it once the first sentence of `say` (and the space after it)
+    is out, so the phrase chunker has one phrase to speak while the rest is not written."""
+    content = json.dumps(value)
+    first = value["say"].split(". ")[0] + ". "
+    written = ""
+    for count, token in enumerate(tokenize(content), start=1):
+        written += token
+        if first in written:
+            return Reply.paused_json(value, pause_after_tokens=count)
+    raise AssertionError("the first sentence never ends")
+
+
+CALLER = Persona(
+    name="Jordan",
+    phone="+15550100042",
+    expect_outcome="not_interested",
+    lines=(
+        PersonaLine(say="Yes, this is Jordan."),
+        PersonaLine(say="Yes, I own my home."),
+        PersonaLine(say="What kind of roof do you need for the panels?"),
+        PersonaLine(say="Does the installation make a big mess?"),
+        PersonaLine(say="Hold on, who installs the panels?", interrupt_after_ms=1500),
+        PersonaLine(say="No thanks, I'm not interested."),
+    ),
+)
+
+
+@pytest.fixture
+async def llm_server() -> AsyncIterator[OpenAIProtocolServer]:
+    async with OpenAIProtocolServer() as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def router_stack(
+    client: Client, settings: Settings, llm: LLMSettings
+) -> AsyncIterator[Settings]:
+    """The real worker and the real edge with an LLM configured, on loopback ports."""
+    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+        async with (
+            build_worker(client, settings, executor),
+            serve(create_app(settings, llm), settings.edge_port),
+        ):
+            yield settings
+
+
+async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_refused(
+    temporal_client: Client,
+    temporal_settings: Settings,
+    llm_server: OpenAIProtocolServer,
+    tmp_path: Path,
+) -> None:
+    settings = temporal_settings.model_copy(
+        update={"task_queue": f"router-{uuid.uuid4().hex[:8]}", "edge_port": free_port()}
+    )
+    await asyncio.to_thread(
+        shared_knowledge_base(settings).ingest, [REPO_ROOT / "knowledge" / "solar_survey"]
+    )
+    llm_server.set_responder(scripted_llm)
+    llm = LLMSettings(
+        base_url=llm_server.base_url,
+        model="test-model",
+        api_key="test-key",
+        budget_s=30.0,
+        first_token_timeout_ms=20_000,
+        idle_timeout_ms=60_000,
+        request_timeout_ms=120_000,
+    )
+
+    events: list[dict[str, Any]] = []
+    spoke_while_held: list[bool] = []
+    async with asyncio.timeout(CALL_TIMEOUT_S), router_stack(temporal_client, settings, llm):
+        call_sid = new_sid("CA")
+        call_id = f"call-{call_sid}"
+        call = SimulatedCall(
+            settings.edge_url,
+            CALLER,
+            call_sid=call_sid,
+            params={"script": "solar_survey", "lead_name": CALLER.name},
+            status_callback=f"{settings.edge_url}/twilio/status",
+            recording_path=tmp_path / "call.wav",
+        )
+        running = asyncio.create_task(call.run())
+        url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
+        async with websockets.connect(url) as socket:
+            async for raw in socket:
+                event = json.loads(raw)
+                events.append(event)
+                if (
+                    event["type"] == "agent_utterance"
+                    and event["tier"] == DecisionTier.LLM.value
+                    and ROOF.startswith(event["text"])
+                ):
+                    spoke_while_held.append(llm_server.paused.is_set())
+                    llm_server.release_paused()
+                if event["type"] == "call_ended":
+                    break
+        result = await running
+        snapshot: CallSnapshot = await temporal_client.get_workflow_handle(call_id).query(
+            "snapshot", result_type=CallSnapshot
+        )
+
+    assert result.error is None, result.error
+    assert spoke_while_held == [True], "the first LLM audio left before its reply was complete"
+    assert snapshot.outcome is Outcome.NOT_INTERESTED, snapshot.transcript
+
+    llm_lines = [e for e in snapshot.transcript if e.tier is DecisionTier.LLM]
+
+    def only(matching: list[TranscriptEntry], what: str) -> TranscriptEntry:
+        said = [(e.speaker, e.text, e.reason) for e in snapshot.transcript]
+        assert len(matching) == 1, f"expected one {what} among {said}"
+        return matching[0]
+
+    roof = only([e for e in llm_lines if e.text == ROOF], "streamed answer")
+    mess = only(
+        [e for e in llm_lines if "cancelled by barge-in" in (e.reason or "")], "cut-off reply"
+    )
+    refused = [e for e in llm_lines if "allowed next state" in (e.reason or "")]
+    assert refused, "the reply with a forbidden transition was refused"
+
+    assert roof.text == ROOF and not roof.interrupted
+    assert " ".join((roof.heard_text or "").split()) == ROOF
+    assert roof.citations == [CITED]
+    assert roof.state == "pitch"
+    streamed = next(
+        e
+        for e in events
+        if e["type"] == "agent_utterance" and e["utterance_id"] == roof.utterance_id
+    )
+    assert streamed["streaming"] is True
+    assert {"llm_first_token", "first_audio_after_first_token", "total"} <= set(
+        streamed["latency_ms"]
+    )
+    assert {"llm_first_token", "first_audio_after_first_token"} <= set(roof.latency_ms)
+
+    assert mess.interrupted
+    assert MESS.startswith(mess.text) and len(mess.text) < len(MESS)
+    assert mess.state == "pitch"
+    assert any(e["type"] == "barge_in" and e["utterance_id"] == mess.utterance_id for e in events)
+
+    for forbidden in refused:
+        assert forbidden.text == SAFE_LINE
+        assert forbidden.state == "pitch"
+        assert "fallback line" in (forbidden.reason or "")
+        assert forbidden.heard_text == SAFE_LINE
+    assert "booked" not in [e.state for e in snapshot.transcript if e.speaker == "agent"]
