@@ -148,7 +148,9 @@ class _CallOver(Exception):
 class CallerTiming:
     """How the simulated caller paces itself (ms on the media timeline)."""
 
-    agent_quiet_ms: int = 400
+    agent_quiet_ms: int = 700
+    """Agent silence a caller takes as the end of its turn; under load the edge can leave gaps
+    between phrases of one utterance, and a shorter wait makes the caller talk over them."""
     human_pause_ms: int = 300
     agent_reply_timeout_ms: int = 30_000
     """Speak anyway if the agent says nothing for this long (reprompts come within this)."""
