@@ -67,6 +67,25 @@ def _cmd_llm_server(args: argparse.Namespace) -> int:
     return main(["--port", str(args.port)])
 
 
+def _cmd_replay_check(args: argparse.Namespace) -> int:
+    from slot.replay import CORPUS_DIR, check
+
+    return asyncio.run(check(args.folder or CORPUS_DIR, sys.stdout))
+
+
+def _cmd_replay_export(args: argparse.Namespace) -> int:
+    from slot.replay import export
+    from slot.temporal import connect
+
+    async def run() -> int:
+        client = await connect(get_settings(), address=args.address)
+        for path in await export(client, args.workflow_ids, args.out):
+            print(path)
+        return 0
+
+    return asyncio.run(run())
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
@@ -133,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm_server.add_argument("--port", type=int, default=8099)
     llm_server.set_defaults(func=_cmd_llm_server)
+
+    replay = commands.add_parser(
+        "replay", help="replay recorded call histories on the current workflow code"
+    ).add_subparsers(dest="replay_command", required=True)
+    replay_check = replay.add_parser(
+        "check", help="replay every history in a folder; non-zero exit on the first divergence"
+    )
+    replay_check.add_argument(
+        "folder", nargs="?", type=Path, default=None, help="default: tests/replay/histories"
+    )
+    replay_check.set_defaults(func=_cmd_replay_check)
+    replay_export = replay.add_parser(
+        "export", help="fetch workflow histories from a running Temporal into a folder"
+    )
+    replay_export.add_argument("workflow_ids", nargs="+", metavar="WORKFLOW_ID")
+    replay_export.add_argument("--out", type=Path, default=Path("."), help="folder to write")
+    replay_export.add_argument("--address", default=None, help="Temporal (default: settings)")
+    replay_export.set_defaults(func=_cmd_replay_export)
 
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),

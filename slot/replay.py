@@ -1,0 +1,109 @@
+"""Replay recorded call histories on today's workflow code: the safety net for workflow edits.
+
+A worker deployed with new workflow code picks up calls that older code started; if the new
+code issues different commands for the same history, those calls fail with a non-determinism
+error. `slot replay check` runs Temporal's Replayer over a folder of recorded histories (the
+corpus in tests/replay/histories, which the test suite checks) so that shows before a deploy;
+`slot replay export` adds the histories of real calls from a running Temporal to a folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from slot.settings import REPO_ROOT
+
+CORPUS_DIR = REPO_ROOT / "tests" / "replay" / "histories"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """One history replayed: `failure` is the Replayer's error message, None when it replayed."""
+
+    path: Path
+    workflow_id: str
+    failure: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def history_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.json"))
+
+
+def load_history(path: Path) -> WorkflowHistory:
+    """A history file written by `WorkflowHistory.to_json()`; its name is the workflow id."""
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def default_workflows() -> list[type]:
+    """The workflow classes the worker runs, imported only when a replay needs them."""
+    from worker import workflows
+
+    return workflows()
+
+
+async def replay(
+    paths: Sequence[Path], workflows: Sequence[type] | None = None
+) -> list[ReplayResult]:
+    """Replay each history with `workflows` (default: the worker's) and Slot's data converter."""
+    replayer = Replayer(
+        workflows=list(workflows if workflows is not None else default_workflows()),
+        data_converter=pydantic_data_converter,
+    )
+    results = []
+    for path in paths:
+        history = load_history(path)
+        outcome = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        failure = outcome.replay_failure
+        results.append(
+            ReplayResult(path, history.workflow_id, None if failure is None else str(failure))
+        )
+    return results
+
+
+async def check(folder: Path, out: TextIO, workflows: Sequence[type] | None = None) -> int:
+    """Print one line per history; exit status 1 with the first divergence, 2 if none found."""
+    paths = history_files(folder)
+    if not paths:
+        print(f"no histories (*.json) in {folder}", file=out)
+        return 2
+    results = await replay(paths, workflows)
+    for result in results:
+        print(f"{'ok' if result.ok else 'diverged':<8} {result.path.name}", file=out)
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        print(f"{len(results)} histories replay on the current code", file=out)
+        return 0
+    first = failed[0]
+    print(
+        f"{len(failed)} of {len(results)} histories diverged; first: {first.path} "
+        f"(workflow {first.workflow_id}): {first.failure}",
+        file=out,
+    )
+    return 1
+
+
+async def export(client: Client, workflow_ids: Sequence[str], folder: Path) -> list[Path]:
+    """Write each workflow's history (latest run) to `folder/<workflow id>.json`."""
+    histories = [await client.get_workflow_handle(i).fetch_history() for i in workflow_ids]
+    return save_histories(histories, folder)
+
+
+def save_histories(histories: Sequence[WorkflowHistory], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for history in histories:
+        path = folder / f"{history.workflow_id}.json"
+        path.write_text(history.to_json())
+        written.append(path)
+    return written
