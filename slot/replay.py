@@ -9,6 +9,7 @@ corpus in tests/replay/histories, which the test suite checks) so that shows bef
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +22,33 @@ from temporalio.worker import Replayer
 from slot.settings import REPO_ROOT
 
 CORPUS_DIR = REPO_ROOT / "tests" / "replay" / "histories"
+_CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+_EVENT = re.compile(r"HistoryEvent\(id: (\d+), (\w+)")
 
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """One history replayed: `failure` is the Replayer's error message, None when it replayed."""
+    """One history replayed: `failure` is the Replayer's error message, None when it replayed;
+    `event` the id and type of the history event it diverged at, when the message names one."""
 
     path: Path
     workflow_id: str
     failure: str | None
+    event: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+def describe_failure(error: Exception) -> tuple[str, tuple[int, str] | None]:
+    """The core's own message (e.g. `[TMPRL1100] Nondeterminism error: ...`) out of the
+    activation failure that wraps it, and the history event it names."""
+    text = str(error)
+    found = _CORE_MESSAGE.search(text)
+    message = found.group(1) if found else text
+    event = _EVENT.search(message)
+    return message, (int(event.group(1)), event.group(2)) if event else None
 
 
 def history_files(folder: Path) -> list[Path]:
@@ -64,10 +79,11 @@ async def replay(
     for path in paths:
         history = load_history(path)
         outcome = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        failure = outcome.replay_failure
-        results.append(
-            ReplayResult(path, history.workflow_id, None if failure is None else str(failure))
-        )
+        if outcome.replay_failure is None:
+            results.append(ReplayResult(path, history.workflow_id, None))
+        else:
+            message, event = describe_failure(outcome.replay_failure)
+            results.append(ReplayResult(path, history.workflow_id, message, event))
     return results
 
 
@@ -85,9 +101,10 @@ async def check(folder: Path, out: TextIO, workflows: Sequence[type] | None = No
         print(f"{len(results)} histories replay on the current code", file=out)
         return 0
     first = failed[0]
+    where = f" at event {first.event[0]} ({first.event[1]})" if first.event else ""
     print(
         f"{len(failed)} of {len(results)} histories diverged; first: {first.path} "
-        f"(workflow {first.workflow_id}): {first.failure}",
+        f"(workflow {first.workflow_id}){where}: {first.failure}",
         file=out,
     )
     return 1
