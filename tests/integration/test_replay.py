@@ -15,6 +15,7 @@ import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,9 @@ def transcript_facts(transcript: list[dict[str, Any]]) -> set[str]:
     agent = [e for e in transcript if e["speaker"] == "agent"]
     if agent and agent[0].get("state") == "follow_up":
         found.add("is follow-up call")
+    for before, entry in pairwise(agent):
+        if entry.get("tier") == "llm" and entry.get("state") != before.get("state"):
+            found.add("LLM transition accepted")
     for entry in transcript:
         if entry["speaker"] == "caller":
             if entry["text"].startswith("[keys") and entry.get("seq") is not None:
@@ -210,7 +214,7 @@ def transcript_facts(transcript: list[dict[str, Any]]) -> set[str]:
             found.add("forbidden LLM transition replaced by the safe line")
         elif tier == "llm" and not entry.get("interrupted") and entry.get("citations"):
             found.add("LLM answer accepted")
-        if "no LLM configured" in reason:
+        if "no LLM configured" in reason and tier != "knowledge":
             found.add("nothing answers without an LLM")
     return found
 
@@ -228,7 +232,11 @@ REQUIRED: dict[str, set[str]] = {
     "barge_in.json": {"barge-in on tier classifier", "signal utterance_played"},
     "knowledge_answer.json": {"tier knowledge"},
     "token_match_then_nothing_answers.json": {"tier intent", "nothing answers without an LLM"},
-    "llm_turn_accepted.json": {"update llm_result", "LLM answer accepted"},
+    "llm_turn_accepted.json": {
+        "update llm_result",
+        "LLM answer accepted",
+        "LLM transition accepted",
+    },
     "llm_forbidden_transition.json": {
         "update llm_result",
         "forbidden LLM transition refused by the workflow",
@@ -241,6 +249,7 @@ REQUIRED: dict[str, set[str]] = {
         "tier knowledge",
         "barge-in on tier classifier",
         "update turn",
+        "signal call_status",
     },
     "pre_router_call.json": set(),
 }

@@ -6,7 +6,9 @@ edge's `/calls/{id}/say` and Twilio's `Calls.json`). It drives one call per scen
 media edge does: the Update `turn` (DTMF as a turn of kind "dtmf"), the signal `utterance_played`
 (interrupted, with the heard text, for barge-in), and for tier 2 the Update `llm_result` carrying
 what the real LLM adapter got from a local OpenAI-protocol server. Each call's history is written
-to OUT_DIR/<scenario>.json, and the workflow id is the scenario's name.
+to OUT_DIR/<scenario>.json, and the workflow id is the scenario's name. One scenario instead runs
+the real media edge and the phone simulator speaking real audio, as `slot demo` does (its call id
+comes from the edge; the file still bears the scenario's name).
 
 The committed corpus (tests/replay/histories) was recorded before the redesign of issue 7: its
 point is that older code made it, so re-record only on purpose and keep the old files.
