@@ -90,6 +90,8 @@ def test_check_passes_on_the_recorded_corpus() -> None:
 async def test_check_fails_naming_the_event_when_commands_change_without_a_patch(
     variant: type, history: str, tmp_path: Path
 ) -> None:
+    for method in ("run", "_follow_up"):
+        assert method in vars(CallWorkflow), f"the variants override CallWorkflow.{method}"
     for name in (history, "do_not_call.json"):
         shutil.copy(CORPUS_DIR / name, tmp_path / name)
     out = io.StringIO()
@@ -111,10 +113,10 @@ async def test_check_fails_naming_the_event_when_commands_change_without_a_patch
     assert event["eventType"] == f"EVENT_TYPE_{snake}", (event["eventType"], first)
 
 
-def test_check_of_an_empty_folder_fails(tmp_path: Path) -> None:
-    completed = run_slot("replay", "check", str(tmp_path))
-    assert completed.returncode == 2
-    assert "no histories" in completed.stdout
+async def test_check_of_an_empty_folder_fails(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert await check(tmp_path, out) == 2
+    assert "no histories" in out.getvalue()
 
 
 async def test_export_writes_histories_that_check_accepts(
@@ -152,9 +154,9 @@ async def test_export_writes_histories_that_check_accepts(
     events = json.loads(written.read_text())["events"]
     assert events[0]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
 
-    checked = run_slot("replay", "check", str(out))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"ok       {call.call_id}.json" in checked.stdout
+    report = io.StringIO()
+    assert await check(out, report) == 0, report.getvalue()
+    assert f"ok       {call.call_id}.json" in report.getvalue().splitlines()
 
 
 # --- what the corpus must keep covering ---------------------------------------------------------
