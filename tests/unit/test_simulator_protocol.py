@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from media_edge.audio import mulaw_encode
-from slot.simulator.protocol import (
+from simulator.protocol import (
     FRAME_BYTES,
     SILENT_FRAME,
     HangupInstruction,
@@ -23,7 +23,7 @@ from slot.simulator.protocol import (
     parse_twiml,
     twilio_signature,
 )
-from slot.simulator.recorder import CallRecorder
+from simulator.recorder import CallRecorder
 
 TWIML = """<?xml version="1.0" encoding="UTF-8"?>
 <Response>

@@ -30,9 +30,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from slot.simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
-from slot.simulator.persona import Persona, PersonaLine
-from slot.simulator.protocol import (
+from simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
+from simulator.persona import Persona, PersonaLine
+from simulator.protocol import (
     FRAME_MS,
     SILENT_FRAME,
     HangupInstruction,
@@ -46,7 +46,7 @@ from slot.simulator.protocol import (
     parse_twiml,
     twilio_signature,
 )
-from slot.simulator.recorder import CallRecorder
+from simulator.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from simulator.persona import Persona, PersonaError, load_persona
+from simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
+from simulator.protocol import new_sid, twilio_signature
 from slot.settings import Settings, get_settings
-from slot.simulator.persona import Persona, PersonaError, load_persona
-from slot.simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
-from slot.simulator.protocol import new_sid, twilio_signature
 
 log = logging.getLogger(__name__)
 
