@@ -27,6 +27,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
+from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -44,7 +45,6 @@ from simulator.protocol import (
     is_quiet_mulaw,
     new_sid,
     parse_twiml,
-    twilio_signature,
 )
 from simulator.recorder import CallRecorder
 
@@ -334,7 +334,8 @@ class SimulatedCall:
     def _signature_headers(self, url: str, fields: Mapping[str, str]) -> dict[str, str]:
         if not self.auth_token:
             return {}
-        return {"X-Twilio-Signature": twilio_signature(self.auth_token, url, fields)}
+        signature = RequestValidator(self.auth_token).compute_signature(url, dict(fields))
+        return {"X-Twilio-Signature": str(signature)}
 
     async def _fetch_twiml(self) -> StreamInstruction | HangupInstruction:
         status = "ringing" if self.direction == "inbound" else "in-progress"
