@@ -8,11 +8,8 @@ the same greeting is synthesized once per process.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
-import shutil
 import threading
-import wave
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
@@ -23,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from media_edge.audio import pcm_to_phone, to_int16
+from media_edge.espeak import espeak_binary, speak_async
 from media_edge.providers import PCM, SpeechChunk, TextToSpeech
 from slot.settings import Settings
 
@@ -203,35 +201,16 @@ class PiperTTS:
 
 
 class EspeakTTS:
-    """espeak-ng through its command line: fast and robotic, needs the Debian package."""
+    """espeak-ng (`media_edge.espeak`): fast and robotic, needs the Debian package."""
 
     name = "espeak"
 
     def __init__(self, voice: str = "en-us") -> None:
-        binary = shutil.which("espeak-ng")
-        if binary is None:
-            raise RuntimeError(
-                "espeak-ng is not installed (apt-get install espeak-ng); it is the fallback TTS"
-            )
-        self._binary = binary
+        espeak_binary()
         self._voice = voice
 
     async def synthesize_sentence(self, text: str) -> SpeechChunk:
-        proc = await asyncio.create_subprocess_exec(
-            self._binary,
-            "-v",
-            self._voice,
-            "--stdout",
-            text,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {err.decode()[:200]}")
-        with wave.open(io.BytesIO(out)) as wav:
-            rate = wav.getframerate()
-            audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
+        audio, rate = await speak_async(text, self._voice)
         return SpeechChunk(audio=audio, sample_rate=rate, text=text)
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
