@@ -9,7 +9,7 @@ rate stated where it can vary.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +49,7 @@ class SpeechChunk:
 
 
 class TextToSpeech(Protocol):
-    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
-        """Speech for `text`, phrase by phrase, first chunk as early as possible."""
+    def synthesize(self, phrases: Sequence[str]) -> AsyncIterator[SpeechChunk]:
+        """Speech for each phrase (already cut by `media_edge.phrases`), in order, the first
+        chunk as early as possible."""
         ...
