@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -61,7 +61,7 @@ class EspeakCallerVoice:
         return frames(pcm_to_phone(pcm, rate))
 
 
-@lru_cache(maxsize=2)
+@cache
 def caller_voice(engine: CallerEngine = "piper") -> CallerVoice:
     """Shared caller voice (loading Piper takes a moment, so once per process)."""
     if engine == "espeak":
