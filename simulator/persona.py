@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slot.yaml_models import load_yaml_model, validate_model
+from slot.yaml_models import YamlModel
 
 
 class PersonaError(ValueError):
@@ -63,11 +63,14 @@ class Persona(BaseModel):
         return [line.text for line in self.lines if not line.silent]
 
 
+_PERSONA = YamlModel(Persona, PersonaError, what="persona")
+
+
 def parse_persona(data: object, source: str = "<persona>") -> Persona:
     """Validate already-parsed YAML; errors are one line naming `source` and the field."""
-    return validate_model(data, Persona, source, PersonaError, what="persona")
+    return _PERSONA.validate(data, source)
 
 
 def load_persona(path: str | Path) -> Persona:
     """Load a persona YAML file; every problem is a `PersonaError` naming the file and field."""
-    return load_yaml_model(path, Persona, PersonaError, what="persona")
+    return _PERSONA.load(path)

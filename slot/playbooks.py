@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from slot.yaml_models import display, field_path, load_yaml_model, parse_yaml_model
+from slot.yaml_models import YamlModel, display, field_path
 from workflows.script import Playbook
 
 SUFFIXES = (".yaml", ".yml")
@@ -32,26 +32,19 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ", ".join(p for p in (prefix, field) if p)
 
 
+_PLAYBOOK = YamlModel(Playbook, PlaybookError, what="playbook", where=_location)
+
+
 def parse_playbook(
     text: str, source: str = "<playbook>", default_name: str | None = None
 ) -> Playbook:
     """Validate YAML text; `source` names the file in error messages."""
     defaults = {"name": default_name} if default_name is not None else None
-    return parse_yaml_model(
-        text, Playbook, source, PlaybookError, what="playbook", where=_location, defaults=defaults
-    )
+    return _PLAYBOOK.parse(text, source, defaults)
 
 
 def load_playbook_file(path: Path | str) -> Playbook:
-    path = Path(path)
-    return load_yaml_model(
-        path,
-        Playbook,
-        PlaybookError,
-        what="playbook",
-        where=_location,
-        defaults={"name": path.stem},
-    )
+    return _PLAYBOOK.load(path, {"name": Path(path).stem})
 
 
 def list_playbooks(folder: Path | str) -> list[str]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -73,62 +74,46 @@ def describe(error: ValidationError, where: Location = field_path) -> str:
     return line
 
 
-def validate_model(
-    data: object,
-    model: type[Model],
-    source: str,
-    error: type[ValueError] = YamlModelError,
-    *,
-    what: str = "document",
-    where: Location = field_path,
-    defaults: Mapping[str, Any] | None = None,
-) -> Model:
-    """Validate parsed YAML into `model`; problems raise `error` naming `source` and the field."""
-    if not isinstance(data, dict):
-        raise error(f"{source}: expected a mapping of {what} fields at the top level")
-    if defaults:
-        data = {**defaults, **data}
-    try:
-        return model.model_validate(data)
-    except ValidationError as invalid:
-        raise error(f"{source}: {describe(invalid, where)}") from None
+@dataclass(frozen=True)
+class YamlModel(Generic[Model]):
+    """How one kind of file is read: its model, its error type, its name in messages (`what`)
+    and how a field's location is told (`where`)."""
 
+    model: type[Model]
+    error: type[ValueError] = YamlModelError
+    what: str = "document"
+    where: Location = field_path
 
-def parse_yaml_model(
-    text: str,
-    model: type[Model],
-    source: str,
-    error: type[ValueError] = YamlModelError,
-    *,
-    what: str = "document",
-    where: Location = field_path,
-    defaults: Mapping[str, Any] | None = None,
-) -> Model:
-    """YAML text into `model`; `source` names the text in error messages."""
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as invalid:
-        mark = getattr(invalid, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(invalid, "problem", None) or str(invalid).splitlines()[0]
-        raise error(f"{source}: invalid YAML{at}: {problem}") from None
-    return validate_model(data, model, source, error, what=what, where=where, defaults=defaults)
+    def validate(
+        self, data: object, source: str, defaults: Mapping[str, Any] | None = None
+    ) -> Model:
+        """Parsed YAML into the model; `defaults` fill fields the document leaves out."""
+        if not isinstance(data, dict):
+            raise self.error(f"{source}: expected a mapping of {self.what} fields at the top level")
+        try:
+            return self.model.model_validate({**(defaults or {}), **data})
+        except ValidationError as invalid:
+            raise self.error(f"{source}: {describe(invalid, self.where)}") from None
 
+    def parse(self, text: str, source: str, defaults: Mapping[str, Any] | None = None) -> Model:
+        """YAML text into the model; `source` names the text in error messages."""
+        try:
+            data = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as invalid:
+            mark = getattr(invalid, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(invalid, "problem", None) or str(invalid).splitlines()[0]
+            raise self.error(f"{source}: invalid YAML{at}: {problem}") from None
+        return self.validate(data, source, defaults)
 
-def load_yaml_model(
-    path: Path | str,
-    model: type[Model],
-    error: type[ValueError] = YamlModelError,
-    *,
-    what: str = "document",
-    where: Location = field_path,
-    defaults: Mapping[str, Any] | None = None,
-) -> Model:
-    """A YAML file into `model`; every problem is one `error` naming the file and the field."""
-    path = Path(path)
-    source = display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as unreadable:
-        raise error(f"{source}: cannot read {what} file ({unreadable.strerror})") from None
-    return parse_yaml_model(text, model, source, error, what=what, where=where, defaults=defaults)
+    def load(self, path: Path | str, defaults: Mapping[str, Any] | None = None) -> Model:
+        """A YAML file into the model; every problem is one error naming the file and field."""
+        path = Path(path)
+        source = display(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as unreadable:
+            raise self.error(
+                f"{source}: cannot read {self.what} file ({unreadable.strerror})"
+            ) from None
+        return self.parse(text, source, defaults)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from simulator.persona import PersonaError, load_persona
-from slot.yaml_models import YamlModelError, load_yaml_model
+from slot.yaml_models import YamlModel, YamlModelError
 
 
 class Answer(BaseModel):
@@ -22,7 +22,7 @@ class Answer(BaseModel):
 def test_yes_and_no_stay_words_only_true_and_false_are_booleans(tmp_path: Path) -> None:
     path = tmp_path / "answer.yaml"
     path.write_text("name: no\nsays: [yes, off, On]\npolite: true\n", encoding="utf-8")
-    answer = load_yaml_model(path, Answer)
+    answer = YamlModel(Answer).load(path)
     assert answer == Answer(name="no", says=["yes", "off", "On"], polite=True)
 
 
@@ -36,7 +36,7 @@ def test_errors_name_the_file_the_field_and_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "answer.yaml"
     path.write_text("name: x\nsays: [fine, {a: b}]\nextra: 1\n", encoding="utf-8")
     with pytest.raises(YamlModelError) as caught:
-        load_yaml_model(path, Answer)
+        YamlModel(Answer).load(path)
     assert str(caught.value) == (
         f"{path}: says[1]: Input should be a valid string (and 1 more problem)"
     )
