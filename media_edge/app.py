@@ -12,10 +12,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import re
@@ -34,6 +31,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from twilio.request_validator import RequestValidator
 
 from media_edge.events import EventHub
 from media_edge.llm import BamlLanguageModel
@@ -164,14 +162,12 @@ def fixed_lines(settings: Settings) -> list[str]:
 
 
 def _twilio_signature_ok(request: Request, form: dict[str, str], token: str, edge_url: str) -> bool:
-    """Twilio's X-Twilio-Signature: HMAC-SHA1 over the public URL plus the sorted form fields."""
+    """Twilio's X-Twilio-Signature over the edge's public URL (not the proxy's) and the form."""
     signature = request.headers.get("X-Twilio-Signature", "")
     url = edge_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    payload = url + "".join(k + form[k] for k in sorted(form))
-    digest = hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()
-    return hmac.compare_digest(base64.b64encode(digest).decode(), signature)
+    return bool(RequestValidator(token).validate(url, form, signature))
 
 
 async def _twilio_form(request: Request, settings: Settings) -> dict[str, str]:

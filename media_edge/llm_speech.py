@@ -63,7 +63,7 @@ class LLMUtterance:
     async def _produce(self, queue: asyncio.Queue[PhoneChunk | BaseException | None]) -> None:
         try:
             async for phrase in phrases(self._deltas(), PhraseChunker()):
-                async for chunk in self.speech.render(phrase, cacheable=False):
+                async for chunk in self.speech.render(phrase, cacheable=False, one_phrase=True):
                     if self.first_audio_at is None:
                         self.first_audio_at = time.monotonic()
                     queue.put_nowait(chunk)

@@ -1,19 +1,22 @@
-"""Turn a stream of text deltas (an LLM writing) into speakable phrases for TTS.
+"""Where text is cut into sentences and speakable phrases: the one splitter of the code base.
 
-TTS sounds natural per phrase and its first audio comes sooner for a short one, so the LLM's
-words are cut at sentence ends, at commas and other pauses once a phrase is long enough, and
-at the last space before `max_chars` when nothing else comes. Pure and synchronous; the async
-helper `phrases` wraps it around any async stream of deltas.
+TTS sounds natural per phrase and its first audio comes sooner for a short one. `boundaries`
+finds the cut points (sentence ends, pauses) knowing abbreviations ("Dr.", "e.g.") and closing
+quotes; on it stand `sentences` (the knowledge base's chunks), `split_sentences` (a whole line
+of the script, into phrases synthesized one by one) and `PhraseChunker` (an LLM's streamed
+words, cut as they arrive: at sentence ends, at commas and other pauses once a phrase is long
+enough, and at the last space before `max_chars` when nothing else comes). Pure and
+synchronous; the async helper `phrases` wraps the chunker around any async stream of deltas.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
-_SENTENCE_END = frozenset(".!?")
-_PAUSE = frozenset(",;:")
+SENTENCE_END = frozenset(".!?")
+PAUSE = frozenset(",;:")
 _CLOSERS = frozenset("\"')]\u201d\u2019")
 _ABBREVIATIONS = frozenset(
     {
@@ -35,6 +38,139 @@ _ABBREVIATIONS = frozenset(
     }
 )
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+def _abbreviation(upto_dot: str) -> bool:
+    """'Dr.' or 'e.g.' end no sentence; a single capital ('J.') neither."""
+    if not upto_dot.endswith("."):
+        return False
+    found = _WORD_BEFORE.search(upto_dot[:-1])
+    if found is None:
+        return False
+    word = found.group(1).lower()
+    return word in _ABBREVIATIONS or (len(word) == 1 and found.group(1).isupper())
+
+
+def boundaries(
+    text: str, marks: frozenset[str] = SENTENCE_END, limit: int | None = None
+) -> Iterator[tuple[int, str]]:
+    """`(end, mark)` for each of `marks` (before index `limit`) that ends a piece of `text`.
+
+    A mark ends a piece when whitespace follows it (after any closing quotes or brackets, which
+    stay with the piece; `end` is the index after them). A full stop after an abbreviation or
+    an initial ends nothing. Text still being written cannot end at its last character, so the
+    end of `text` is never a boundary.
+    """
+    stop = len(text) - 1 if limit is None else min(len(text) - 1, limit)
+    for i in range(stop):
+        char = text[i]
+        if char not in marks:
+            continue
+        end = i + 1
+        while end < len(text) and text[end] in _CLOSERS:
+            end += 1
+        if end >= len(text) or not text[end].isspace():
+            continue
+        if char == "." and _abbreviation(text[: i + 1]):
+            continue
+        yield end, char
+
+
+def split_at(text: str, marks: frozenset[str] = SENTENCE_END) -> list[str]:
+    """`text` cut at every boundary of `marks`, pieces stripped, empty ones dropped."""
+    pieces: list[str] = []
+    start = 0
+    for end, _ in boundaries(text, marks):
+        pieces.append(text[start:end].strip())
+        start = end
+    pieces.append(text[start:].strip())
+    return [piece for piece in pieces if piece]
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a complete text."""
+    return split_at(text, SENTENCE_END)
+
+
+HARD_STOP = SENTENCE_END | frozenset(";:")
+"""Where a script line is cut into phrases: sentence ends, semicolons and colons."""
+COMMA = frozenset(",")
+LONG_SENTENCE_WORDS = 12
+MIN_PHRASE_WORDS = 4
+FIRST_PHRASE_MAX_WORDS = 6
+"""A first sentence this short is the first phrase on its own ("Perfect.", "Great, thanks!")."""
+FIRST_CLAUSE_MIN_WORDS = 2
+
+
+def _first_phrase(text: str) -> tuple[str, str]:
+    """A short opening phrase and the rest, or ("", text) when there is none worth cutting.
+
+    The first phrase is what the caller waits for, so it is kept short: the first sentence if it
+    has at most a few words, else its first clause of two words or more. The next phrase is
+    synthesized at the same time (see `media_edge.tts`), so no gap opens after it.
+    """
+    cut: tuple[str, str] | None = None
+    first_sentence = next(boundaries(text, HARD_STOP), None)
+    if first_sentence is not None:
+        head = text[: first_sentence[0]]
+        if len(head.split()) <= FIRST_PHRASE_MAX_WORDS:
+            cut = head, text[first_sentence[0] :]
+    if cut is None:
+        for end, _ in boundaries(text, COMMA):
+            if first_sentence is not None and end > first_sentence[0]:
+                break
+            head = text[:end]
+            if len(head.split()) >= FIRST_CLAUSE_MIN_WORDS:
+                cut = head, text[end:]
+                break
+    if cut is None or len(cut[0].split()) > LONG_SENTENCE_WORDS:
+        return "", text
+    head, rest = cut[0].strip(), cut[1].strip()
+    if len(rest.split()) < MIN_PHRASE_WORDS:
+        return "", text
+    return head, rest
+
+
+def split_sentences(text: str) -> list[str]:
+    """A whole line of text as phrases to synthesize one by one, so the first audio is early.
+
+    A short first phrase (see `_first_phrase`), then sentences, long sentences further cut at
+    commas, which also makes the heard text after a barge-in finer-grained. Later pieces under
+    a few words join their neighbour: a tiny piece would play out before the next one is
+    synthesized and leave a gap a caller hears as the end of the agent's turn.
+    """
+    first, rest = _first_phrase(" ".join(text.split()))
+    return [first, *_phrases(rest)] if first else _phrases(rest)
+
+
+def _phrases(text: str) -> list[str]:
+    phrases: list[str] = []
+    carry = ""
+    for part in split_at(text, HARD_STOP):
+        sentence = f"{carry} {part}" if carry else part
+        carry = ""
+        if len(sentence.split()) < MIN_PHRASE_WORDS:
+            carry = sentence
+            continue
+        if len(sentence.split()) <= LONG_SENTENCE_WORDS:
+            phrases.append(sentence)
+            continue
+        pieces: list[str] = []
+        for clause in split_at(sentence, COMMA):
+            if pieces and len(pieces[-1].split()) < MIN_PHRASE_WORDS:
+                pieces[-1] = f"{pieces[-1]} {clause}"
+            else:
+                pieces.append(clause)
+        if len(pieces) > 1 and len(pieces[-1].split()) < MIN_PHRASE_WORDS:
+            last = pieces.pop()
+            pieces[-1] = f"{pieces[-1]} {last}"
+        phrases.extend(pieces)
+    if carry:
+        if phrases:
+            phrases[-1] = f"{phrases[-1]} {carry}"
+        else:
+            phrases.append(carry)
+    return phrases
 
 
 @dataclass
@@ -84,35 +220,13 @@ class PhraseChunker:
     def _find_cut(self) -> int | None:
         text = self._buffer
         minimum = self._minimum()
-        for i in range(min(len(text) - 1, self.max_chars)):
-            char = text[i]
-            if char not in _SENTENCE_END and char not in _PAUSE:
-                continue
-            end = i + 1
-            while end < len(text) and text[end] in _CLOSERS:
-                end += 1
-            if end >= len(text) or not text[end].isspace():
-                continue
-            if char in _SENTENCE_END:
-                if not self._abbreviation(text[: i + 1]):
-                    return end
-            elif len(text[:end].strip()) >= minimum:
+        for end, mark in boundaries(text, SENTENCE_END | PAUSE, limit=self.max_chars):
+            if mark in SENTENCE_END or len(text[:end].strip()) >= minimum:
                 return end
         if len(text) > self.max_chars:
             space = text.rfind(" ", 0, self.max_chars + 1)
             return space if space > 0 else self.max_chars
         return None
-
-    @staticmethod
-    def _abbreviation(upto_dot: str) -> bool:
-        """'Dr.' or 'e.g.' end no sentence; a single capital ('J.') neither."""
-        if not upto_dot.endswith("."):
-            return False
-        found = _WORD_BEFORE.search(upto_dot[:-1])
-        if found is None:
-            return False
-        word = found.group(1).lower()
-        return word in _ABBREVIATIONS or (len(word) == 1 and found.group(1).isupper())
 
 
 async def phrases(

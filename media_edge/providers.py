@@ -1,14 +1,15 @@
 """Small interfaces the edge's speech providers implement.
 
-The embedded providers (Silero, Whisper, Piper, espeak-ng) and the production ones (Deepgram,
-Cartesia) are interchangeable by configuration because the call session sees only these.
+The embedded providers (Silero VAD, Whisper STT, Piper TTS with espeak-ng as fallback) are the
+only ones today; the call session sees only these Protocols, so production providers (streaming
+STT and TTS services) can plug in behind them later without touching the session.
 All audio crossing these interfaces is mono 16-bit PCM as numpy int16 arrays, with the sample
 rate stated where it can vary.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,8 +25,6 @@ class VoiceActivityDetector(Protocol):
     window_samples: int
 
     def speech_probability(self, window: PCM) -> float: ...
-
-    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class SpeechChunk:
 
 
 class TextToSpeech(Protocol):
-    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
-        """Speech for `text`, phrase by phrase, first chunk as early as possible."""
+    def synthesize(self, phrases: Sequence[str]) -> AsyncIterator[SpeechChunk]:
+        """Speech for each phrase (already cut by `media_edge.phrases`), in order, the first
+        chunk as early as possible."""
         ...

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -97,16 +96,11 @@ class SmartTurnModel:
         )
         self._input_name: str = self._session.get_inputs()[0].name
 
-    _shared: ClassVar[SmartTurnModel | None] = None
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def shared(cls) -> SmartTurnModel:
+    @staticmethod
+    @cache
+    def shared() -> SmartTurnModel:
         """The process-wide model, loaded on first use (about 0.3 s)."""
-        with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
+        return SmartTurnModel()
 
     def predict(self, audio: PCM, sample_rate: int = PHONE_RATE) -> float:
         """Probability that the caller has finished, from the turn's audio up to the pause.
@@ -166,6 +160,3 @@ class TurnDetector:
         if future.exception() is not None:
             return None
         return future.result()
-
-    def forget(self, pause_id: Hashable) -> None:
-        self._verdicts.pop(pause_id, None)

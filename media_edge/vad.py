@@ -21,6 +21,3 @@ class SileroVAD:
             raise ValueError(f"VAD window is {len(window)} samples, expected {self.window_samples}")
         samples = np.ascontiguousarray(to_float(window), dtype=np.float32)
         return float(self._model.process(memoryview(samples.data)))
-
-    def reset(self) -> None:
-        self._model.reset()

@@ -41,7 +41,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_turns(args: argparse.Namespace) -> int:
-    from slot.evals.turns import main
+    from evals.turns import main
 
     options = ["--reports", str(args.reports)] if args.reports else []
     options += ["--data", str(args.data)] if args.data else []
@@ -50,7 +50,7 @@ def _cmd_eval_turns(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_router(args: argparse.Namespace) -> int:
-    from slot.evals.router import main
+    from evals.router import main
 
     return main(["--min-precision", str(args.min_precision)])
 
@@ -62,7 +62,7 @@ def _cmd_kb_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_llm_server(args: argparse.Namespace) -> int:
-    from slot.llm.demo_server import main
+    from simulator.scripted_llm import main
 
     return main(["--port", str(args.port)])
 
@@ -101,7 +101,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from slot.simulator.twilio_api import main
+    from simulator.twilio_api import main
 
     main()
     return 0

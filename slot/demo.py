@@ -18,12 +18,12 @@ from typing import Any
 import websockets
 from rich.console import Console
 
+from simulator.persona import Persona, load_persona
+from simulator.phone import CallEvent, CallResult, SimulatedCall
+from simulator.protocol import new_sid
 from slot.devstack import Stack, StackError
 from slot.llm.config import LLMSettings
 from slot.settings import Settings
-from slot.simulator.persona import Persona, load_persona
-from slot.simulator.phone import CallEvent, CallResult, SimulatedCall
-from slot.simulator.protocol import new_sid
 from slot.temporal import connect
 from workflows.messages import CallSnapshot, CallStatus
 

@@ -215,7 +215,7 @@ class Stack:
             wanted.append(
                 self._process(
                     "simulator",
-                    self._python("-m", "slot.simulator.twilio_api"),
+                    self._python("-m", "simulator.twilio_api"),
                     lambda: http_ok(sim_health),
                 )
             )

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from qdrant_client import QdrantClient, models
 
+from media_edge.phrases import sentences
 from slot.settings import Settings, get_settings
 from workflows.router_messages import Passage
 
@@ -68,7 +69,6 @@ class Chunk:
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def _clean(text: str) -> str:
@@ -85,7 +85,7 @@ def _pieces(paragraphs: list[str], max_chars: int) -> list[str]:
             out.append(paragraph)
             continue
         current = ""
-        for sentence in _SENTENCE.split(paragraph):
+        for sentence in sentences(paragraph):
             while len(sentence) > max_chars:
                 cut = sentence.rfind(" ", 0, max_chars)
                 cut = cut if cut > 0 else max_chars
@@ -109,7 +109,7 @@ def _tail(text: str, overlap_chars: int) -> str:
     if overlap_chars <= 0:
         return ""
     tail = ""
-    for sentence in reversed(_SENTENCE.split(text)):
+    for sentence in reversed(sentences(text)):
         candidate = f"{sentence} {tail}".strip()
         if len(candidate) > overlap_chars:
             break

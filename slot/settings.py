@@ -43,7 +43,6 @@ class Settings(BaseSettings):
 
     default_script: str = "solar_survey"
 
-    stt_provider: Literal["whisper"] = "whisper"
     tts_provider: Literal["piper", "espeak"] = "piper"
     inference_threads: int = Field(default=2, ge=1)
 

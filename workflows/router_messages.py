@@ -59,7 +59,7 @@ class IntentClassification(BaseModel):
 
     `confidence` is the probability of the best intent against the others and a "none of
     these" alternative; `margin` is best minus runner-up probability. The workflow accepts the
-    intent only when `confidence` >= the measured threshold (see `slot.evals.router`).
+    intent only when `confidence` >= the measured threshold (see `evals.router`).
     """
 
     intent: str | None

@@ -1,4 +1,4 @@
-"""The LLM tier: BAML functions (baml_src/), their generated client, routes and test servers.
+"""The LLM tier: BAML functions (baml_src/), their generated client and routes.
 
 Importing this package turns BAML's own logging off unless `BAML_LOG` is set: BAML logs full
 prompts and replies at its default level (INFO), and those carry caller transcripts.

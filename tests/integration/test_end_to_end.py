@@ -22,11 +22,11 @@ import pytest
 import websockets
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from simulator.persona import load_persona
+from simulator.phone import CallResult, SimulatedCall
+from simulator.protocol import new_sid
 from slot.devstack import Stack, settings_env
 from slot.settings import REPO_ROOT, Settings
-from slot.simulator.persona import load_persona
-from slot.simulator.phone import CallResult, SimulatedCall
-from slot.simulator.protocol import new_sid
 from tests.conftest import free_port
 from workflows.messages import CallSnapshot
 from workflows.script import Outcome

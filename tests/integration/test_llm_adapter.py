@@ -13,8 +13,8 @@ import pytest
 
 from media_edge.llm import BamlLanguageModel, TurnStream
 from media_edge.phrases import PhraseChunker
+from simulator.llm_server import OpenAIProtocolServer, Reply
 from slot.llm.config import LLMSettings
-from slot.llm.openai_server import OpenAIProtocolServer, Reply
 from slot.llm.route import Endpoint, build_route
 from slot.playbooks import load_playbook
 from slot.settings import get_settings

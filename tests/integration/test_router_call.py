@@ -27,12 +27,12 @@ from temporalio.client import Client
 
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
+from simulator.llm_server import OpenAIProtocolServer, Reply, tokenize
+from simulator.persona import Persona, PersonaLine
+from simulator.phone import SimulatedCall
+from simulator.protocol import new_sid
 from slot.llm.config import LLMSettings
-from slot.llm.openai_server import OpenAIProtocolServer, Reply, tokenize
 from slot.settings import REPO_ROOT, Settings
-from slot.simulator.persona import Persona, PersonaLine
-from slot.simulator.phone import SimulatedCall
-from slot.simulator.protocol import new_sid
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import serve
 from worker import ACTIVITY_SLOTS, build_worker

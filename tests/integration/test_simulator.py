@@ -13,10 +13,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from simulator.persona import load_persona
+from simulator.phone import CallEvent, SimulatedCall
+from simulator.twilio_api import create_app as create_simulator_app
 from slot.settings import REPO_ROOT, Settings
-from slot.simulator.persona import load_persona
-from slot.simulator.phone import CallEvent, SimulatedCall
-from slot.simulator.twilio_api import create_app as create_simulator_app
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import edge_stack, serve
 from workflows.messages import CallSnapshot

@@ -9,7 +9,7 @@ from activities.intent_classifier import (
     IntentClassifier,
     IntentClassifierActivities,
 )
-from slot.evals.router import Prediction, choose, load_heldout, sweep
+from evals.router import Prediction, choose, load_heldout, sweep
 from slot.playbooks import load_playbook
 from slot.settings import get_settings
 from workflows.llm_turn import playbook_intents

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from simulator.persona import PersonaError, load_persona, parse_persona
 from slot.settings import REPO_ROOT
-from slot.simulator.persona import PersonaError, load_persona, parse_persona
 
 
 def write(tmp_path: Path, text: str) -> Path:

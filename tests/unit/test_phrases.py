@@ -1,12 +1,14 @@
-"""The phrase chunker: LLM text deltas in, speakable phrases out."""
+"""The one splitter: sentences, script lines into phrases, LLM text deltas into phrases."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from media_edge.phrases import PhraseChunker, phrases
+from media_edge.phrases import PhraseChunker, phrases, sentences, split_sentences
+from media_edge.tts import EspeakTTS, PhoneSpeech
 
 TEXT = (
     "Our panels carry a 25-year warranty, and the inverter is covered for 12 years. "
@@ -96,3 +98,28 @@ async def test_async_helper() -> None:
             yield piece
 
     assert [p async for p in phrases(deltas())] == ["Hello there.", "How are you today?"]
+
+
+def test_one_sentence_splitter_knows_abbreviations_and_quotes() -> None:
+    text = 'Dr. Lee said "call at 3 p.m. today." Then J. Smith agreed! OK?'
+    assert sentences(text) == [
+        'Dr. Lee said "call at 3 p.m. today."',
+        "Then J. Smith agreed!",
+        "OK?",
+    ]
+    assert split_sentences("Dr. Smith will come by on Thursday morning to do the survey.") == [
+        "Dr. Smith will come by on Thursday morning to do the survey."
+    ]
+    assert sentences("") == []
+
+
+async def test_an_llm_phrase_is_synthesized_as_it_was_cut() -> None:
+    """The chunker's phrase is not cut again by the line splitter on its way into TTS."""
+    phrase = "Thanks for your time today, and have a really great afternoon."
+    assert len(split_sentences(phrase)) == 2
+    with ThreadPoolExecutor(1) as executor:
+        speech = PhoneSpeech(EspeakTTS(), executor)
+        whole = [chunk.text async for chunk in speech.render(phrase, False, one_phrase=True)]
+        cut = [chunk.text async for chunk in speech.render(phrase, False)]
+    assert whole == [phrase]
+    assert cut == split_sentences(phrase)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from media_edge.audio import mulaw_encode
-from slot.simulator.protocol import (
+from simulator.persona import Persona, PersonaLine
+from simulator.phone import SimulatedCall
+from simulator.protocol import (
     FRAME_BYTES,
     SILENT_FRAME,
     HangupInstruction,
@@ -21,9 +23,8 @@ from slot.simulator.protocol import (
     is_quiet_mulaw,
     new_sid,
     parse_twiml,
-    twilio_signature,
 )
-from slot.simulator.recorder import CallRecorder
+from simulator.recorder import CallRecorder
 
 TWIML = """<?xml version="1.0" encoding="UTF-8"?>
 <Response>
@@ -119,7 +120,7 @@ def test_sids_have_twilio_shape() -> None:
     int(sid[2:], 16)
 
 
-def test_signature_matches_twilio_documented_example() -> None:
+def test_simulated_phone_signs_webhooks_as_twilio_documents() -> None:
     """Twilio's published request-validation vector (auth token 12345)."""
     params = {
         "CallSid": "CA1234567890ABCDE",
@@ -129,7 +130,13 @@ def test_signature_matches_twilio_documented_example() -> None:
         "To": "+18005551212",
     }
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
-    assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    persona = Persona(name="Sam", phone="+14158675309", lines=(PersonaLine(say="Hello."),))
+    phone = SimulatedCall("http://edge", persona, auth_token="12345")
+    headers = phone._signature_headers(url, params)
+    assert headers == {"X-Twilio-Signature": "RSOYDt4T1cUTdK1PDd93/VVr8B8="}
+    assert (
+        SimulatedCall("http://edge", persona, auth_token="")._signature_headers(url, params) == {}
+    )
 
 
 def audio(n_frames: int, code: int = 0x10) -> bytes:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from media_edge.audio import PHONE_RATE, mulaw_decode
+from media_edge.phrases import split_sentences
 from media_edge.stt import WhisperSTT
-from media_edge.tts import PhoneSpeech, PiperTTS, split_sentences
+from media_edge.tts import PhoneSpeech, PiperTTS
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from twilio.request_validator import RequestValidator
 
+from simulator.persona import Persona, PersonaError, load_persona
+from simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
+from simulator.protocol import new_sid
 from slot.settings import Settings, get_settings
-from slot.simulator.persona import Persona, PersonaError, load_persona
-from slot.simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
-from slot.simulator.protocol import new_sid, twilio_signature
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,8 @@ class TwilioSimulator:
         }
         headers = {}
         if self.auth_token:
-            headers["X-Twilio-Signature"] = twilio_signature(
-                self.auth_token, call.status_callback, fields
+            headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(
+                call.status_callback, fields
             )
         try:
             async with httpx.AsyncClient(timeout=15.0) as http:

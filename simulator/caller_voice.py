@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import subprocess
 import threading
-import wave
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
-from io import BytesIO
+from functools import cache
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from media_edge.audio import frames, pcm_to_phone
+from media_edge.espeak import espeak_binary, speak
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +52,16 @@ class PiperCallerVoice:
 
 class EspeakCallerVoice:
     def __init__(self, voice: str = "en-us+f3", words_per_minute: int = 160) -> None:
-        binary = shutil.which("espeak-ng") or shutil.which("espeak")
-        if binary is None:
-            raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-        self._binary = binary
+        espeak_binary()
         self._voice = voice
         self._wpm = words_per_minute
 
     def synthesize(self, text: str) -> list[bytes]:
-        wav_bytes = subprocess.run(
-            [self._binary, "-v", self._voice, "-s", str(self._wpm), "--stdout", text],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        ).stdout
-        with wave.open(BytesIO(wav_bytes)) as wav:
-            rate = wav.getframerate()
-            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
+        pcm, rate = speak(text, self._voice, words_per_minute=self._wpm)
         return frames(pcm_to_phone(pcm, rate))
 
 
-@lru_cache(maxsize=2)
+@cache
 def caller_voice(engine: CallerEngine = "piper") -> CallerVoice:
     """Shared caller voice (loading Piper takes a moment, so once per process)."""
     if engine == "espeak":

@@ -27,12 +27,13 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
+from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from slot.simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
-from slot.simulator.persona import Persona, PersonaLine
-from slot.simulator.protocol import (
+from simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
+from simulator.persona import Persona, PersonaLine
+from simulator.protocol import (
     FRAME_MS,
     SILENT_FRAME,
     HangupInstruction,
@@ -44,9 +45,8 @@ from slot.simulator.protocol import (
     is_quiet_mulaw,
     new_sid,
     parse_twiml,
-    twilio_signature,
 )
-from slot.simulator.recorder import CallRecorder
+from simulator.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,8 @@ class SimulatedCall:
     def _signature_headers(self, url: str, fields: Mapping[str, str]) -> dict[str, str]:
         if not self.auth_token:
             return {}
-        return {"X-Twilio-Signature": twilio_signature(self.auth_token, url, fields)}
+        signature = RequestValidator(self.auth_token).compute_signature(url, dict(fields))
+        return {"X-Twilio-Signature": str(signature)}
 
     async def _fetch_twiml(self) -> StreamInstruction | HangupInstruction:
         status = "ringing" if self.direction == "inbound" else "in-progress"

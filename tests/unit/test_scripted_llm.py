@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slot.llm.demo_server import decide
+from simulator.scripted_llm import decide
 
 PASSAGE = (
     "[solar_survey/warranty.md#0] Warranty > How long is the warranty? "

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from slot.llm.openai_server import OpenAIProtocolServer, Reply
+from simulator.llm_server import OpenAIProtocolServer, Reply
 from workflows.llm_turn import spoken_answer
 
 TOKEN_DELAY_S = 0.03

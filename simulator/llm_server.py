@@ -8,7 +8,7 @@ fail with an HTTP status and OpenAI's error body, stall before answering or mid-
 garbage. Tests wait on `wait_for_requests`, never on sleeps.
 
 Run standalone (for the demo with `LLM_BASE_URL`):
-`uv run python -m slot.llm.openai_server --port 8099 --content '{"next_state": ...}'`.
+`uv run python -m simulator.llm_server --port 8099 --content '{"next_state": ...}'`.
 """
 
 from __future__ import annotations

@@ -10,14 +10,10 @@ model's measured inference time, as it would in the edge.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-import wave
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +31,7 @@ from media_edge.endpointing import (
     SmartTurnConfig,
     SmartTurnPolicy,
 )
+from media_edge.espeak import espeak_binary, speak
 from media_edge.providers import PCM
 from media_edge.smart_turn import SmartTurnModel
 from media_edge.vad import SileroVAD
@@ -133,8 +130,7 @@ class Clip:
 class _Synth:
     def __init__(self) -> None:
         self._piper: Any = None
-        if shutil.which("espeak-ng") is None:
-            raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
+        espeak_binary()
 
     def speak(self, text: str, voice: Voice) -> PCM:
         if text == "<cough>":
@@ -160,12 +156,7 @@ class _Synth:
         return _trim(resample(audio, chunks[0].sample_rate, PHONE_RATE))
 
     def _speak_espeak(self, text: str, voice: Voice) -> PCM:
-        command = ["espeak-ng", "-v", voice.espeak_voice, "-s", str(voice.speed)]
-        command += ["-p", str(voice.pitch), "--stdout", text]
-        wav = subprocess.run(command, capture_output=True, check=True).stdout
-        with wave.open(io.BytesIO(wav)) as reader:
-            rate = reader.getframerate()
-            audio = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+        audio, rate = speak(text, voice.espeak_voice, voice.speed, voice.pitch)
         return _trim(resample(audio, rate, PHONE_RATE))
 
 

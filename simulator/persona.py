@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slot.yaml_models import YamlModel
 
 
 class PersonaError(ValueError):
@@ -62,37 +63,14 @@ class Persona(BaseModel):
         return [line.text for line in self.lines if not line.silent]
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
+_PERSONA = YamlModel(Persona, PersonaError, what="persona")
 
 
 def parse_persona(data: object, source: str = "<persona>") -> Persona:
     """Validate already-parsed YAML; errors are one line naming `source` and the field."""
-    if not isinstance(data, dict):
-        raise PersonaError(f"{source}: expected a mapping with name, phone and lines")
-    try:
-        return Persona.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if p not in ("function-after[_say_or_silent()]",))
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise PersonaError(f"{source}: {_field_path(loc)}: {msg}") from None
+    return _PERSONA.validate(data, source)
 
 
 def load_persona(path: str | Path) -> Persona:
     """Load a persona YAML file; every problem is a `PersonaError` naming the file and field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PersonaError(f"{path}: cannot read persona file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PersonaError(f"{path}: invalid YAML{where}") from None
-    return parse_persona(data, str(path))
+    return _PERSONA.load(path)

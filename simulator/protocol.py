@@ -9,8 +9,6 @@ itself on `clear`, echoing every pending mark at once).
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import secrets
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -78,13 +76,6 @@ def parse_twiml(xml_text: str) -> StreamInstruction | HangupInstruction:
             params[name] = param.get("value", "")
         return StreamInstruction(url=url, parameters=params)
     raise TwimlError("TwiML has no <Connect><Stream>, <Hangup> or <Reject> verb")
-
-
-def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """`X-Twilio-Signature`: HMAC-SHA1 over the URL plus the POST fields sorted by name."""
-    data = url + "".join(f"{key}{params[key]}" for key in sorted(params))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
 
 
 @dataclass

@@ -1,0 +1,2 @@
+"""Offline evaluations anyone can rerun (`slot eval ...`); tools around the product, never
+imported by it."""

@@ -1,1 +1,0 @@
-"""Offline evaluations anyone can rerun (`slot eval ...`)."""
