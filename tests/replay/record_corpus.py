@@ -34,14 +34,14 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
 from media_edge.llm import BamlLanguageModel
+from simulator.llm_server import OpenAIProtocolServer, Reply
+from simulator.persona import load_persona
+from simulator.phone import SimulatedCall
+from simulator.protocol import new_sid
 from slot.llm.config import LLMSettings
-from slot.llm.openai_server import OpenAIProtocolServer, Reply
 from slot.playbooks import load_playbook
 from slot.replay import save_histories
 from slot.settings import REPO_ROOT, Settings
-from slot.simulator.persona import load_persona
-from slot.simulator.phone import SimulatedCall
-from slot.simulator.protocol import new_sid
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import serve
