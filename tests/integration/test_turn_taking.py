@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from media_edge.endpointing import is_backchannel_text
+from media_edge.barge_in import is_backchannel_text
 from slot.devstack import Stack
 from slot.settings import Settings
 from tests.integration.test_end_to_end import (

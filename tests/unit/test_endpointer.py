@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from media_edge.endpointing import BargeInClassifier
-from media_edge.turns import (
+from media_edge.barge_in import BargeInClassifier
+from media_edge.endpoint_policies import FixedSilencePolicy
+from media_edge.endpointer import (
     Backchannel,
     BargeIn,
     EndOfTurn,
     Endpointer,
     EndpointerConfig,
-    SilencePolicy,
     SpeculativePause,
     SpeechResumed,
     SpeechStarted,
@@ -34,7 +34,7 @@ class Run:
     """Feeds frames numbered from 0; frame i holds the value i and arrives at i * 20 ms."""
 
     def __init__(self, config: EndpointerConfig = CONFIG, endpoint_ms: int = 600) -> None:
-        self.endpointer = Endpointer(config, SilencePolicy(endpoint_ms))
+        self.endpointer = Endpointer(config, FixedSilencePolicy(endpoint_ms))
         self.index = 0
         self.events: list[tuple[int, TurnEvent]] = []
 
@@ -179,7 +179,7 @@ def word_run() -> Run:
     run = Run()
     run.endpointer = Endpointer(
         CONFIG,
-        SilencePolicy(600),
+        FixedSilencePolicy(600),
         BargeInClassifier(min_interrupt_ms=500, max_backchannel_ms=1200, use_words=True),
     )
     return run
