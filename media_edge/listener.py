@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -219,12 +219,12 @@ class Listener:
         if not self.endpointer.paused or self.endpointer.pause != wanted.pause:
             return
         self._model_asked_at[wanted.pause] = wanted.at
-        self._spawn(self._turn_verdict(wanted))
+        key = (self._call_id, self.endpointer.segment, wanted.pause)
+        self._spawn(self._turn_verdict(wanted, key))
 
-    async def _turn_verdict(self, wanted: TurnModelWanted) -> None:
+    async def _turn_verdict(self, wanted: TurnModelWanted, key: Hashable) -> None:
         detector = self._turn_detector
         assert detector is not None
-        key = (self._call_id, self.endpointer.segment, wanted.pause)
         try:
             probability = await detector.probability(key, wanted.audio)
         except Exception as error:

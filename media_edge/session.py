@@ -1,14 +1,10 @@
 """One call's media session: a Twilio Media Streams WebSocket and the parts that serve it.
 
 The session dispatches the protocol's messages and owns the call's lifecycle (start, stop, the
-task group); the work is done by three parts it wires together:
-- `Listener`: frames → VAD → endpointing → turn model and STT → caller events (turn ended,
-  barge-in, backchannel), reported back to the session through `ListenerHooks`;
-- `Speaker`: speaks each decision as paced frames with marks; `interrupt()` on barge-in;
-- `WorkflowLink`: the Update `turn` for each caller turn and the signals, the only edge code
-  that talks to Temporal.
-Everything that goes wrong inside a session stays inside it: it is logged with the call id and
-ends that call only.
+task group). It wires three parts: the `Listener` (frames to caller events, reported to the
+session as its `ListenerHooks`), the `Speaker` (decisions to paced frames; `interrupt()` on
+barge-in) and the `WorkflowLink` (the Update `turn` and the signals: all its Temporal traffic).
+Whatever goes wrong inside a session is logged with the call id and ends that call only.
 """
 
 from __future__ import annotations
@@ -43,13 +39,7 @@ from media_edge.providers import SpeechToText, VoiceActivityDetector
 from media_edge.smart_turn import TurnDetector
 from media_edge.speaker import Speaker, SpeakRequest, ms_between
 from media_edge.tts import PhoneSpeech
-from media_edge.workflow_link import (
-    LinkError,
-    UpdateRefused,
-    WorkflowLink,
-    WorkflowNotFound,
-    WorkflowUnreachable,
-)
+from media_edge.workflow_link import LinkError, UpdateRefused, WorkflowLink, WorkflowNotFound
 from slot.settings import Settings
 from workflows.messages import Decision, Turn, TurnKind
 
@@ -341,14 +331,9 @@ class CallSession:
                 self._publish(EdgeError(reason=refused.reason))
                 return None
             error = tp.ProtocolError(refused.reason)
-        except WorkflowNotFound:
-            if turn.kind == "start":
-                error = tp.ProtocolError(f"unknown call {self.call_id}: no such workflow")
-            else:
-                error = tp.ProtocolError(f"call {self.call_id} is no longer running")
-        except WorkflowUnreachable as lost:
+        except WorkflowNotFound as gone:
+            error = tp.ProtocolError(gone.reason)
+        except LinkError as lost:
             error = tp.ProtocolError(lost.reason, tp.CLOSE_INTERNAL_ERROR, fatal=True)
-        except LinkError as other:
-            error = tp.ProtocolError(other.reason, tp.CLOSE_INTERNAL_ERROR, fatal=True)
         await self._reject(error)
         raise StreamClosed

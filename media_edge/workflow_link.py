@@ -124,16 +124,21 @@ class WorkflowLink:
     async def turn(self, turn: Turn) -> Decision:
         """The Update `turn`, after the signals sent before it; raises `LinkError`."""
         await self.settle()
-        return await self._update(
-            lambda: self._handle.execute_update(
-                CallWorkflow.turn,
-                turn,
-                id=f"{self.call_id}-turn-{turn.seq}",
-                rpc_timeout=timedelta(seconds=UPDATE_RPC_TIMEOUT_S),
-            ),
-            f"turn {turn.seq}",
-            TURN_BUDGET_S,
-        )
+        try:
+            return await self._update(
+                lambda: self._handle.execute_update(
+                    CallWorkflow.turn,
+                    turn,
+                    id=f"{self.call_id}-turn-{turn.seq}",
+                    rpc_timeout=timedelta(seconds=UPDATE_RPC_TIMEOUT_S),
+                ),
+                f"turn {turn.seq}",
+                TURN_BUDGET_S,
+            )
+        except WorkflowNotFound:
+            if turn.kind == "start":
+                raise WorkflowNotFound(f"unknown call {self.call_id}: no such workflow") from None
+            raise WorkflowNotFound(f"call {self.call_id} is no longer running") from None
 
     async def llm_result(self, report: LLMTurnReport) -> Decision | None:
         """The Update `llm_result`: the workflow checks the streamed reply and records it."""
