@@ -16,6 +16,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 
+def ms_between(later: float, earlier: float) -> float:
+    """A latency stage in ms (as events report them) between two monotonic times."""
+    return round(max(0.0, later - earlier) * 1000.0, 1)
+
+
 class CallStarted(BaseModel):
     type: Literal["call_started"] = "call_started"
     call_id: str

@@ -40,15 +40,12 @@ from media_edge.endpointer import (
     TurnModelWanted,
     WordsWanted,
 )
+from media_edge.events import ms_between
 from media_edge.providers import PCM, SpeechToText, Transcript, VoiceActivityDetector
 from media_edge.smart_turn import TurnDetector
 from slot.settings import Settings
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
-
-
-def ms_between(later: float, earlier: float) -> float:
-    return round(max(0.0, later - earlier) * 1000.0, 1)
 
 
 def endpointer_config(settings: Settings) -> EndpointerConfig:

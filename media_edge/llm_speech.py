@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from media_edge.events import ms_between
 from media_edge.llm import LanguageModel, TurnStream
 from media_edge.phrases import PhraseChunker, phrases
 from media_edge.tts import PhoneChunk, PhoneSpeech
@@ -112,8 +113,5 @@ class LLMUtterance:
     def _speech_latency(self) -> dict[str, float]:
         if self.first_text_at is None or self.first_audio_at is None:
             return {}
-        return {"first_audio_after_first_token": _ms(self.first_audio_at, self.first_text_at)}
-
-
-def _ms(later: float, earlier: float) -> float:
-    return round(max(0.0, later - earlier) * 1000.0, 1)
+        stage = ms_between(self.first_audio_at, self.first_text_at)
+        return {"first_audio_after_first_token": stage}

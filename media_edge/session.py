@@ -32,12 +32,13 @@ from media_edge.events import (
     CallStarted,
     EdgeError,
     EventHub,
+    ms_between,
 )
 from media_edge.listener import Listener, TurnEnded
 from media_edge.llm import LanguageModel
 from media_edge.providers import SpeechToText, VoiceActivityDetector
 from media_edge.smart_turn import TurnDetector
-from media_edge.speaker import Speaker, SpeakRequest, ms_between
+from media_edge.speaker import Speaker, SpeakRequest
 from media_edge.tts import PhoneSpeech
 from media_edge.workflow_link import LinkError, UpdateRefused, WorkflowLink, WorkflowNotFound
 from slot.settings import Settings

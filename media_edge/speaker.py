@@ -24,6 +24,7 @@ from media_edge.events import (
     CallEvent,
     LLMResult,
     UtteranceDone,
+    ms_between,
 )
 from media_edge.llm import LanguageModel
 from media_edge.llm_speech import LLMUtterance
@@ -36,10 +37,6 @@ LEAD_S = 0.1
 """How far ahead of real time audio is sent, so `clear` silences the caller quickly."""
 MARK_GRACE_S = 5.0
 """Extra wait for the final mark's echo before assuming the audio was played."""
-
-
-def ms_between(later: float, earlier: float) -> float:
-    return round(max(0.0, later - earlier) * 1000.0, 1)
 
 
 @dataclass
