@@ -73,7 +73,7 @@ class TurnModelWanted:
     at: float
 
 
-EndReason = Literal["silence", "model", "max_silence", "max_length", "forced"]
+EndReason = Literal["silence", "model", "max_silence", "max_length"]
 
 
 @dataclass(frozen=True)
@@ -282,14 +282,6 @@ class Endpointer:
     def check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
         """Classify the speech over the agent again, between frames (e.g. its words arrived)."""
         return self._check_barge_in(now, agent_speaking)
-
-    def force_end_of_turn(
-        self, now: float, agent_speaking: bool = False
-    ) -> EndOfTurn | Backchannel | None:
-        """End the current segment now (a turn model decided the caller has finished)."""
-        if not self.in_segment:
-            return None
-        return self._end(now, "forced", agent_speaking)
 
     def _audio(self) -> PCM:
         return np.concatenate(self._segment) if self._segment else np.zeros(0, dtype=np.int16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from media_edge.barge_in import BargeInClassifier
-from media_edge.endpoint_policies import FixedSilencePolicy
+from media_edge.endpoint_policies import FixedSilencePolicy, SmartTurnConfig, SmartTurnPolicy
 from media_edge.endpointer import (
     Backchannel,
     BargeIn,
@@ -16,6 +16,7 @@ from media_edge.endpointer import (
     SpeechResumed,
     SpeechStarted,
     TurnEvent,
+    TurnModelWanted,
     WordsWanted,
 )
 
@@ -164,13 +165,18 @@ def test_max_turn_length_cuts_a_turn_that_never_pauses() -> None:
     assert all(isinstance(e, EndOfTurn) and e.reason == "max_length" for _, e in ends)
 
 
-def test_force_end_of_turn_for_a_turn_model() -> None:
+def test_a_turn_model_verdict_ends_the_turn_once() -> None:
     run = Run()
+    run.endpointer = Endpointer(
+        CONFIG, SmartTurnPolicy(SmartTurnConfig(threshold=0.5, min_pause_ms=100))
+    )
     run.feed(0.9, 20)
     run.feed(0.0, 5)
-    end = run.endpointer.force_end_of_turn(now=1.0)
-    assert isinstance(end, EndOfTurn) and end.reason == "forced"
-    assert run.endpointer.force_end_of_turn(now=1.1) is None
+    ((i_wanted, wanted),) = run.of(TurnModelWanted)
+    assert i_wanted == 24 and isinstance(wanted, TurnModelWanted)
+    (end,) = run.endpointer.set_verdict(wanted.pause, 0.9, now=1.0)
+    assert isinstance(end, EndOfTurn) and end.reason == "model" and end.endpoint_at == 1.0
+    assert run.endpointer.set_verdict(wanted.pause, 0.9, now=1.1) == []
     run.feed(0.0, 40)
     assert run.of(EndOfTurn) == []
 
