@@ -2,9 +2,12 @@
 
 The labelled set is synthesized offline (Piper joe at several speeds and noise settings, and
 espeak-ng voices), put through the phone band (8 kHz, line noise, G.711 mu-law) and cached under
-the data folder. Every policy sees the same Silero VAD frames (8 kHz, 256-sample windows), so
-the numbers differ only by the policy. Smart Turn's verdict reaches the policy after the
-model's measured inference time, as it would in the edge.
+the data folder. Each clip is cut into the 20 ms frames the edge receives and run through the
+production listener's endpointing: the edge's VAD windowing (`FrameVAD`), its `Endpointer`
+(speech gate with hysteresis, minimum speech, pre-roll, pauses) with each candidate policy and
+barge-in classifier, on a simulated clock. When the endpointer asks for the turn model or the
+first STT words, the answer (cached per clip and frame) comes back after the model's measured
+time, as it would in the edge; so the numbers differ only by the policy.
 """
 
 from __future__ import annotations
@@ -23,29 +26,46 @@ from typing import Any, Literal
 
 import numpy as np
 
-from media_edge.audio import PHONE_RATE, mulaw_decode, mulaw_encode, resample
-from media_edge.endpointing import (
-    BargeInClassifier,
+from media_edge.audio import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    PHONE_RATE,
+    mulaw_decode,
+    mulaw_encode,
+    resample,
+)
+from media_edge.barge_in import BargeInClassifier
+from media_edge.endpoint_policies import (
     EndpointPolicy,
     FixedSilencePolicy,
     SmartTurnConfig,
     SmartTurnPolicy,
 )
+from media_edge.endpointer import (
+    BargeIn,
+    EndOfTurn,
+    Endpointer,
+    TurnEvent,
+    TurnModelWanted,
+    WordsWanted,
+)
 from media_edge.espeak import espeak_binary, speak
+from media_edge.listener import (
+    FrameVAD,
+    barge_in_classifier,
+    endpoint_policy,
+    endpointer_config,
+)
 from media_edge.providers import PCM
 from media_edge.smart_turn import SmartTurnModel
 from media_edge.vad import SileroVAD
+from slot.settings import Settings
 
 DATASET_VERSION = "v1"
-WINDOW_S = 256 / PHONE_RATE
+FRAME_S = FRAME_MS / 1000
 LEAD_S = 0.6
 TAIL_S = 2.6
 AGENT_LEAD_S = 0.8
-BARGE_IN_GAP_MS = 500
-"""Silence that closes a stretch of caller speech over the agent (its voiced time restarts)."""
-PRE_ROLL_S = 0.2
-"""Audio before the first voiced frame handed to Smart Turn, as the edge's segment has."""
-
 Kind = Literal["complete", "incomplete", "hesitation", "backchannel", "interruption"]
 TURN_KINDS: tuple[Kind, ...] = ("complete", "incomplete", "hesitation")
 BARGE_KINDS: tuple[Kind, ...] = ("backchannel", "interruption")
@@ -265,32 +285,12 @@ def clip_audio(out_dir: Path, clip: Clip) -> PCM:
     return mulaw_decode((out_dir / f"{clip.id}.ulaw").read_bytes())
 
 
-class SpeechGate:
-    """VAD probabilities to a speech flag, with the spine's threshold and hysteresis."""
-
-    def __init__(self, threshold: float = 0.5, hysteresis: float = 0.15) -> None:
-        self.threshold = threshold
-        self.hysteresis = hysteresis
-        self.voiced = False
-
-    def push(self, probability: float) -> bool:
-        if probability >= self.threshold:
-            self.voiced = True
-        elif probability < self.threshold - self.hysteresis:
-            self.voiced = False
-        return self.voiced
-
-
-def vad_flags(audio: PCM) -> list[bool]:
-    """Silero speech flags for each 256-sample window (32 ms) of a clip."""
-    vad = SileroVAD(PHONE_RATE)
-    gate = SpeechGate()
-    n = len(audio) // vad.window_samples
+def frame_probabilities(audio: PCM) -> list[float]:
+    """Silero's speech probability of each 20 ms frame of a clip, as the edge computes it."""
+    vad = FrameVAD(SileroVAD(PHONE_RATE))
     return [
-        gate.push(
-            vad.speech_probability(audio[i * vad.window_samples : (i + 1) * vad.window_samples])
-        )
-        for i in range(n)
+        vad.push(audio[i : i + FRAME_SAMPLES])
+        for i in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES)
     ]
 
 
@@ -304,43 +304,6 @@ class TurnOutcome:
     delay_ms: float | None
 
 
-VerdictFn = Callable[[str, int, int], float]
-"""(clip id, first sample of the turn's audio, last sample) -> P(complete)."""
-
-
-def run_turn_policy(
-    clip: Clip,
-    flags: Sequence[bool],
-    policy: EndpointPolicy,
-    verdict: VerdictFn | None = None,
-    model_latency_s: float = 0.0,
-) -> TurnOutcome:
-    """Feed one clip's VAD frames to a policy; the first end of turn is the endpoint."""
-    policy.reset()
-    turn_start: int | None = None
-    waiting: list[tuple[float, int, float]] = []
-    endpoint_at, reason = None, None
-    for i, speech in enumerate(flags):
-        now = (i + 1) * WINDOW_S
-        if speech and turn_start is None:
-            turn_start = max(0, round((i * WINDOW_S - PRE_ROLL_S) * PHONE_RATE))
-        if isinstance(policy, SmartTurnPolicy):
-            for _ready_at, pause_id, p in [w for w in waiting if w[0] <= now]:
-                policy.set_verdict(pause_id, p)
-            waiting = [w for w in waiting if w[0] > now]
-        decision = policy.push(now, speech)
-        if decision.request_verdict is not None and verdict is not None:
-            assert turn_start is not None
-            p = verdict(clip.id, turn_start, round(now * PHONE_RATE))
-            waiting.append((now + model_latency_s, decision.request_verdict, p))
-        if decision.end_of_turn:
-            endpoint_at, reason = now, decision.reason
-            break
-    premature = endpoint_at is not None and endpoint_at < clip.true_end
-    delay = None if endpoint_at is None or premature else (endpoint_at - clip.true_end) * 1000
-    return TurnOutcome(clip.id, clip.kind, endpoint_at, reason, premature, delay)
-
-
 @dataclass
 class BargeOutcome:
     clip: str
@@ -351,55 +314,82 @@ class BargeOutcome:
     words: str | None = None
 
 
-WordsFn = Callable[[str, int, int], str]
+ModelFn = Callable[[str, int, PCM], Any]
+"""(clip id, frame index of the request, the audio the edge would hand over) -> the answer."""
 
 
-def run_barge_in(
+@dataclass
+class ClipRun:
+    """What the production endpointer did with one clip."""
+
+    end: EndOfTurn | None = None
+    barge_in: BargeIn | None = None
+    words: str | None = None
+
+
+def run_clip(
     clip: Clip,
-    flags: Sequence[bool],
-    classifier: BargeInClassifier,
-    words: WordsFn | None = None,
+    audio: PCM,
+    probabilities: Sequence[float],
+    endpointer: Endpointer,
+    verdict: ModelFn | None = None,
+    words: ModelFn | None = None,
+    model_latency_s: float = 0.0,
     stt_latency_s: float = 0.0,
-) -> BargeOutcome:
-    """Caller speech over the agent: does the classifier interrupt, and how soon?
+) -> ClipRun:
+    """Drive the edge's `Endpointer` (its policy and barge-in classifier) over one clip's 20 ms
+    frames on a simulated clock, as the edge's listener does: the turn model's verdicts and the
+    first STT words come back `model_latency_s` / `stt_latency_s` after they were asked for,
+    while frames keep arriving. Stops at the first end of turn or barge-in."""
+    run = ClipRun()
+    answers: list[tuple[float, str, int, Any]] = []
+    agent = clip.agent_speaking
+    for i, probability in enumerate(probabilities):
+        now = round((i + 1) * FRAME_S, 6)
+        speaking = agent is not None and agent[0] <= now <= agent[1]
+        events: list[TurnEvent] = []
+        for _ready_at, kind, key, value in [a for a in answers if a[0] <= now]:
+            if kind == "verdict":
+                events += endpointer.set_verdict(key, value, now, speaking)
+            else:
+                run.words = value
+                endpointer.set_words(key, value)
+                events += endpointer.check_barge_in(now, speaking)
+        answers = [a for a in answers if a[0] > now]
+        frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+        events += endpointer.push(frame, probability, now, speaking)
+        for event in events:
+            if isinstance(event, TurnModelWanted) and verdict is not None:
+                p = verdict(clip.id, i, event.audio)
+                answers.append((now + model_latency_s, "verdict", event.pause, p))
+            elif isinstance(event, WordsWanted) and words is not None:
+                text = words(clip.id, i, event.audio)
+                answers.append((now + stt_latency_s, "words", event.segment, text))
+            elif isinstance(event, BargeIn):
+                run.barge_in = event
+                return run
+            elif isinstance(event, EndOfTurn) and not speaking:
+                run.end = event
+                return run
+    return run
 
-    First words are transcribed when the classifier asks for them and reach it
-    `stt_latency_s` later, while the caller goes on speaking.
-    """
-    voiced_ms = silence_ms = 0.0
-    start: int | None = None
-    heard: str | None = None
-    pending: tuple[float, str] | None = None
-    agent = clip.agent_speaking or (0.0, 0.0)
-    for i, speech in enumerate(flags):
-        now = (i + 1) * WINDOW_S
-        if not (agent[0] <= now <= agent[1]):
-            continue
-        if pending is not None and pending[0] <= now:
-            heard, pending = pending[1], None
-        if speech:
-            silence_ms = 0.0
-            if start is None:
-                start = i
-            voiced_ms += WINDOW_S * 1000
-            if (
-                words is not None
-                and heard is None
-                and pending is None
-                and classifier.wants_words(voiced_ms)
-            ):
-                first = max(0, round((start * WINDOW_S - PRE_ROLL_S) * PHONE_RATE))
-                text = words(clip.id, first, round(now * PHONE_RATE))
-                pending = (now + stt_latency_s, text)
-            if classifier.classify(voiced_ms, heard) == "interrupt":
-                return BargeOutcome(
-                    clip.id, clip.kind, True, (now - start * WINDOW_S) * 1000, heard
-                )
-        elif start is not None:
-            silence_ms += WINDOW_S * 1000
-            if silence_ms >= BARGE_IN_GAP_MS:
-                voiced_ms, start, heard, pending = 0.0, None, None, None
-    return BargeOutcome(clip.id, clip.kind, False, None, heard)
+
+def turn_outcome(clip: Clip, run: ClipRun) -> TurnOutcome:
+    end = run.end
+    endpoint_at = end.endpoint_at if end is not None else None
+    premature = endpoint_at is not None and endpoint_at < clip.true_end
+    delay = None if endpoint_at is None or premature else (endpoint_at - clip.true_end) * 1000
+    return TurnOutcome(
+        clip.id, clip.kind, endpoint_at, end.reason if end else None, premature, delay
+    )
+
+
+def barge_outcome(clip: Clip, run: ClipRun) -> BargeOutcome:
+    barge = run.barge_in
+    if barge is None:
+        return BargeOutcome(clip.id, clip.kind, False, None, run.words)
+    latency = (barge.at - barge.speech_started_at) * 1000
+    return BargeOutcome(clip.id, clip.kind, True, latency, run.words)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -450,7 +440,8 @@ class PolicyResult:
 
 
 class _Models:
-    """Smart Turn and Whisper with per-(clip, span) caches, shared by all configurations."""
+    """Smart Turn and Whisper with per-(clip, frame) caches, shared by all configurations; their
+    times are CPU times (see `evaluate`)."""
 
     def __init__(self, out_dir: Path, clips: Sequence[Clip]) -> None:
         self.audio = {c.id: clip_audio(out_dir, c) for c in clips}
@@ -461,24 +452,24 @@ class _Models:
         self.smart_turn_ms: list[float] = []
         self.stt_ms: list[float] = []
 
-    def verdict(self, clip_id: str, first: int, last: int) -> float:
-        key = (clip_id, first, last)
+    def verdict(self, clip_id: str, frame: int, audio: PCM) -> float:
+        key = (clip_id, frame, len(audio))
         if key not in self._verdicts:
-            started = time.perf_counter()
-            self._verdicts[key] = self.smart_turn.predict(self.audio[clip_id][first:last])
-            self.smart_turn_ms.append((time.perf_counter() - started) * 1000)
+            started = time.thread_time()
+            self._verdicts[key] = self.smart_turn.predict(audio)
+            self.smart_turn_ms.append((time.thread_time() - started) * 1000)
         return self._verdicts[key]
 
-    def words(self, clip_id: str, first: int, last: int) -> str:
-        key = (clip_id, first, last)
+    def words(self, clip_id: str, frame: int, audio: PCM) -> str:
+        key = (clip_id, frame, len(audio))
         if key not in self._words:
             if self._stt is None:
                 from media_edge.stt import WhisperSTT
 
                 self._stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=2)
-            started = time.perf_counter()
-            text: str = self._stt.transcribe_sync(self.audio[clip_id][first:last], PHONE_RATE).text
-            self.stt_ms.append((time.perf_counter() - started) * 1000)
+            started = time.process_time()
+            text: str = self._stt.transcribe_sync(audio, PHONE_RATE).text
+            self.stt_ms.append((time.process_time() - started) * 1000)
             self._words[key] = text
         return self._words[key]
 
@@ -495,8 +486,8 @@ BARGE_GRID = [
 ]
 MAX_INTERRUPT_LATENCY_MS = 1000
 """A barge-in slower than this (median) lets the agent talk over the caller too long."""
-SPINE_BARGE_IN = BargeInClassifier(min_interrupt_ms=200, use_words=False)
-"""The spine's barge-in: any caller speech of 200 ms over the agent interrupts."""
+DURATION_BARGE_IN = BargeInClassifier(min_interrupt_ms=200, use_words=False)
+"""The 200 ms barge-in rule: any caller speech of 200 ms over the agent interrupts."""
 
 
 CUT_OFF_COST_MS = 3000
@@ -537,84 +528,96 @@ def evaluate(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
     turn_clips = [c for c in clips if c.kind in TURN_KINDS]
     barge_clips = [c for c in clips if c.kind in BARGE_KINDS]
     models = _Models(data_dir, clips)
-    flags = {c.id: vad_flags(models.audio[c.id]) for c in clips}
+    probabilities = {c.id: frame_probabilities(models.audio[c.id]) for c in clips}
+    config = endpointer_config(Settings())
+    """The edge's own endpointer settings (speech threshold, hysteresis, minimum speech...)."""
 
-    # The model's time to answer, measured here, is added to when its verdict arrives.
+    # The model's time to answer is added to when its verdict arrives. It is measured as CPU
+    # time (the model runs on one thread), so a machine busy with other work does not inflate
+    # it; the first STT words likewise (their CPU time over both threads, an upper bound).
     probe = models.audio[turn_clips[0].id]
     timings = []
     for _ in range(5):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         models.smart_turn.predict(probe)
-        timings.append(time.perf_counter() - t0)
+        timings.append(time.thread_time() - t0)
     model_latency_s = statistics.median(timings)
 
-    def smart_rows(config: SmartTurnConfig) -> list[TurnOutcome]:
-        return [
-            run_turn_policy(
-                c, flags[c.id], SmartTurnPolicy(config), models.verdict, model_latency_s
-            )
-            for c in turn_clips
-        ]
-
-    # Warm the verdict cache in parallel: one clip's configurations share most pauses.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(
-            pool.map(
-                lambda c: [
-                    run_turn_policy(
-                        c, flags[c.id], SmartTurnPolicy(cfg), models.verdict, model_latency_s
-                    )
-                    for cfg in SMART_GRID
-                ],
-                turn_clips,
-            )
+    def drive(
+        clip: Clip,
+        policy: EndpointPolicy,
+        classifier: BargeInClassifier = DURATION_BARGE_IN,
+        stt_latency_s: float = 0.0,
+    ) -> ClipRun:
+        return run_clip(
+            clip,
+            models.audio[clip.id],
+            probabilities[clip.id],
+            Endpointer(config, policy, classifier),
+            models.verdict,
+            models.words if classifier.use_words else None,
+            model_latency_s,
+            stt_latency_s,
         )
+
+    def smart_turns(cfg: SmartTurnConfig) -> list[TurnOutcome]:
+        return [turn_outcome(c, drive(c, SmartTurnPolicy(cfg))) for c in turn_clips]
+
+    # Configurations run in parallel: one clip's configurations share most of their pauses.
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        smart_outcomes = dict(zip(SMART_GRID, pool.map(smart_turns, SMART_GRID), strict=True))
+    smart_sweep = [
+        PolicyResult("smart", turns, [], asdict(cfg)).summary()
+        for cfg, turns in smart_outcomes.items()
+    ]
+    best_smart_row = _choose_smart(smart_sweep)
+    best_smart = SmartTurnConfig(**best_smart_row["config"])
+
     barge_rows = []
     barge_results: dict[str, list[BargeOutcome]] = {}
     for classifier in BARGE_GRID:
-        outcomes = [
-            run_barge_in(c, flags[c.id], classifier, models.words if classifier.use_words else None)
-            for c in barge_clips
-        ]
-        stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
+        runs = [drive(c, SmartTurnPolicy(best_smart), classifier) for c in barge_clips]
         if classifier.use_words:
-            outcomes = [
-                run_barge_in(c, flags[c.id], classifier, models.words, stt_latency_s)
+            stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
+            runs = [
+                drive(c, SmartTurnPolicy(best_smart), classifier, stt_latency_s)
                 for c in barge_clips
             ]
+        outcomes = [barge_outcome(c, r) for c, r in zip(barge_clips, runs, strict=True)]
         name = f"{classifier.min_interrupt_ms} ms" + (" + words" if classifier.use_words else "")
         barge_results[name] = outcomes
-        row = PolicyResult(name, [], outcomes, asdict(classifier)).summary()
-        barge_rows.append(row)
+        barge_rows.append(PolicyResult(name, [], outcomes, asdict(classifier)).summary())
     best_barge_row = _choose_barge(barge_rows)
     best_barge = BargeInClassifier(**best_barge_row["config"])
     best_barge_name = best_barge_row["policy"]
 
-    spine_barge = [run_barge_in(c, flags[c.id], SPINE_BARGE_IN) for c in barge_clips]
-    fixed = {
-        ms: PolicyResult(
+    fixed = {}
+    for ms in (500, 800):
+        fixed[ms] = PolicyResult(
             f"fixed silence {ms} ms",
-            [run_turn_policy(c, flags[c.id], FixedSilencePolicy(ms)) for c in turn_clips],
-            spine_barge,
-            {"silence_ms": ms, "barge_in": asdict(SPINE_BARGE_IN)},
+            [turn_outcome(c, drive(c, FixedSilencePolicy(ms))) for c in turn_clips],
+            [barge_outcome(c, drive(c, FixedSilencePolicy(ms))) for c in barge_clips],
+            {"silence_ms": ms, "barge_in": asdict(DURATION_BARGE_IN)},
         )
-        for ms in (500, 800)
-    }
-    smart_sweep = []
-    smart_outcomes: dict[SmartTurnConfig, list[TurnOutcome]] = {}
-    for config in SMART_GRID:
-        turns = smart_rows(config)
-        smart_outcomes[config] = turns
-        smart_sweep.append(PolicyResult("smart", turns, [], asdict(config)).summary())
-    best_smart_row = _choose_smart(smart_sweep)
-    best_smart = SmartTurnConfig(**best_smart_row["config"])
     smart = PolicyResult(
-        "VAD + Smart Turn",
+        "VAD + Smart Turn, sweep's best",
         smart_outcomes[best_smart],
         barge_results[best_barge_name],
         {**asdict(best_smart), "barge_in": asdict(best_barge)},
     )
-    policies = [fixed[500], fixed[800], smart]
+    settings = Settings()
+    edge_classifier = barge_in_classifier(settings)
+    stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
+    edge = PolicyResult(
+        "VAD + Smart Turn, edge defaults",
+        [turn_outcome(c, drive(c, endpoint_policy(settings))) for c in turn_clips],
+        [
+            barge_outcome(c, drive(c, endpoint_policy(settings), edge_classifier, stt_latency_s))
+            for c in barge_clips
+        ],
+        {"endpoint_policy": repr(endpoint_policy(settings)), "barge_in": asdict(edge_classifier)},
+    )
+    policies = [fixed[500], fixed[800], smart, edge]
     return {
         "dataset": {
             "version": DATASET_VERSION,
@@ -623,9 +626,10 @@ def evaluate(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
             "voices": [v.name for v in VOICES],
             "build_or_load_s": round(built_s, 1),
         },
+        "endpointer": asdict(config),
         "smart_turn_inference_ms": {
             "alone": round(model_latency_s * 1000, 1),
-            "median_two_threads": (
+            "median_in_sweep": (
                 statistics.median(models.smart_turn_ms) if models.smart_turn_ms else None
             ),
             "count": len(models.smart_turn_ms),
@@ -674,16 +678,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"{data['clips']} clips ({', '.join(f'{n} {k}' for k, n in data['by_kind'].items())}), "
         f"{len(data['voices'])} voices ({', '.join(data['voices'])}), 8 kHz mu-law. Delay: from "
         "the true end of speech to the endpoint, over turns not cut off. Premature: the turn "
-        "ended before the caller finished. Fixed-silence rows use the spine's barge-in "
-        "(200 ms of speech). Expected cost: mean delay per turn, a cut-off counted as "
-        f"{CUT_OFF_COST_MS} ms (the caller repeats); the Smart Turn row is the sweep's lowest.",
+        "ended before the caller finished. Fixed-silence rows use the 200 ms barge-in rule "
+        "(200 ms of speech over the agent interrupts it). Expected cost: mean delay per "
+        "turn, a cut-off counted as "
+        f"{CUT_OFF_COST_MS} ms (the caller repeats). The last row is what the edge runs "
+        "with its default settings.",
         "",
         f"Chosen: Smart Turn threshold {st['threshold']}, min pause {st['min_pause_ms']} ms, "
         f"max silence {st['max_silence_ms']} ms; barge-in after {bi['min_interrupt_ms']} ms of "
         f"speech{', confirmed by the first STT words' if bi['use_words'] else ''}. "
-        f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms "
+        f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms of CPU "
         "(added to its delays); first STT words (Whisper tiny.en) "
-        f"{_fmt(report['stt_first_words_ms'])} ms (added to word-confirmed barge-ins).",
+        f"{_fmt(report['stt_first_words_ms'])} ms of CPU (added to word-confirmed barge-ins).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -705,7 +711,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     left.set_xticks(range(1, len(names) + 1), names, fontsize=8)
     left.set_ylabel("endpointing delay after end of speech (ms)")
     left.set_title("How long the caller waits")
-    bars = right.bar(names, premature, color=["#999", "#666", "#2a7"])
+    bars = right.bar(names, premature, color=["#999", "#666", "#2a7", "#27a"])
     right.bar_label(bars, fmt="%.1f %%")
     right.set_ylabel("turns cut off before the caller finished (%)")
     right.set_title("Premature cut-offs")

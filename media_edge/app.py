@@ -30,7 +30,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from twilio.request_validator import RequestValidator
 
 from media_edge.events import EventHub
@@ -41,6 +41,7 @@ from media_edge.stt import WhisperSTT
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
+from media_edge.workflow_link import send_call_status
 from slot.kb import KBSettings
 from slot.llm.config import LLMSettings
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
@@ -261,12 +262,8 @@ def create_app(
             or edge.call_sids.get(call_sid)
             or f"call-{call_sid}"
         )
-        handle = edge.services.client.get_workflow_handle(call_id)
-        try:
-            await handle.signal("call_status", CallStatusUpdate(status=status, call_sid=call_sid))
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
+        update = CallStatusUpdate(status=status, call_sid=call_sid)
+        if not await send_call_status(edge.services.client, call_id, update):
             logger.info("call %s: status %s for a call that is not running", call_id, status)
         return Response(status_code=204)
 
@@ -290,7 +287,7 @@ def create_app(
 
         async def forward() -> None:
             async for event in events.subscribe():
-                await websocket.send_json(event)
+                await websocket.send_text(event.model_dump_json())
 
         async def watch_disconnect() -> None:
             while (await websocket.receive())["type"] != "websocket.disconnect":

@@ -1,14 +1,9 @@
 """Live events of each call on this edge, with a bounded replay for late subscribers.
 
-Event schema (JSON objects, `type` first):
-- call_started {call_id, stream_sid}
-- caller_turn {seq, text, latency_ms}
-- agent_utterance {utterance_id, text, state, tier, reason, latency_ms}
-- barge_in {utterance_id, heard_text, played_ms}
-- utterance_played {utterance_id, interrupted}
-- call_ended {reason}
-- error {reason}
-Subscribers get the replay first, then live events, and the stream ends after `call_ended`.
+Each event is a pydantic model with a literal `type` (a discriminated union, `CallEvent`), sent
+over `/calls/{id}/events` as JSON; consumers (`slot demo`, `slot dev`, the tests) read them back
+with `parse_event`. Subscribers get the replay first, then live events, and the stream ends
+after `call_ended`.
 """
 
 from __future__ import annotations
@@ -16,9 +11,113 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Literal
 
-Event = dict[str, Any]
+from pydantic import BaseModel, Field, TypeAdapter
+
+
+def ms_between(later: float, earlier: float) -> float:
+    """A latency stage in ms (as events report them) between two monotonic times."""
+    return round(max(0.0, later - earlier) * 1000.0, 1)
+
+
+class CallStarted(BaseModel):
+    type: Literal["call_started"] = "call_started"
+    call_id: str
+    stream_sid: str
+
+
+class CallerTurn(BaseModel):
+    """A caller turn, transcribed, on its way to the workflow."""
+
+    type: Literal["caller_turn"] = "caller_turn"
+    seq: int
+    text: str
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class AgentUtterance(BaseModel):
+    """The first audio of an agent utterance left for the caller."""
+
+    type: Literal["agent_utterance"] = "agent_utterance"
+    utterance_id: str
+    text: str
+    streaming: bool = False
+    """A tier-2 reply: `text` is its first phrase, the whole reply follows as `llm_result`."""
+    state: str
+    tier: str
+    reason: str
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class LLMResult(BaseModel):
+    """A streamed reply, complete, as the workflow recorded it."""
+
+    type: Literal["llm_result"] = "llm_result"
+    utterance_id: str
+    text: str
+    state: str
+    reason: str
+    used_fallback: bool
+    cancelled: bool
+    model: str
+    citations: list[str] = Field(default_factory=list)
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class BargeIn(BaseModel):
+    type: Literal["barge_in"] = "barge_in"
+    utterance_id: str
+    heard_text: str
+    played_ms: int
+
+
+class Backchannel(BaseModel):
+    """Short caller speech over the agent that did not interrupt it."""
+
+    type: Literal["backchannel"] = "backchannel"
+    utterance_id: str | None
+    voiced_ms: int
+
+
+class UtteranceDone(BaseModel):
+    """An agent utterance finished playing, or was cut off."""
+
+    type: Literal["utterance_played"] = "utterance_played"
+    utterance_id: str
+    interrupted: bool
+
+
+class CallEnded(BaseModel):
+    type: Literal["call_ended"] = "call_ended"
+    reason: str
+
+
+class EdgeError(BaseModel):
+    type: Literal["error"] = "error"
+    reason: str
+
+
+CallEvent = Annotated[
+    CallStarted
+    | CallerTurn
+    | AgentUtterance
+    | LLMResult
+    | BargeIn
+    | Backchannel
+    | UtteranceDone
+    | CallEnded
+    | EdgeError,
+    Field(discriminator="type"),
+]
+EVENT: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
+
+
+def parse_event(data: str | bytes | dict[str, object]) -> CallEvent:
+    """One event as a consumer received it (JSON text or a decoded object)."""
+    if isinstance(data, dict):
+        return EVENT.validate_python(data)
+    return EVENT.validate_json(data)
 
 
 class CallEvents:
@@ -26,23 +125,23 @@ class CallEvents:
 
     def __init__(self, call_id: str, replay: int = 500) -> None:
         self.call_id = call_id
-        self.history: deque[Event] = deque(maxlen=replay)
+        self.history: deque[CallEvent] = deque(maxlen=replay)
         self.ended = False
-        self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._subscribers: set[asyncio.Queue[CallEvent | None]] = set()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         if self.ended:
             return
         self.history.append(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
-        if event.get("type") == "call_ended":
+        if isinstance(event, CallEnded):
             self.ended = True
             for queue in self._subscribers:
                 queue.put_nowait(None)
 
-    async def subscribe(self) -> AsyncIterator[Event]:
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    async def subscribe(self) -> AsyncIterator[CallEvent]:
+        queue: asyncio.Queue[CallEvent | None] = asyncio.Queue()
         replay = list(self.history)
         ended = self.ended
         if not ended:
@@ -77,7 +176,7 @@ class EventHub:
             self._calls.move_to_end(call_id)
         return events
 
-    def publish(self, call_id: str, event: Event) -> None:
+    def publish(self, call_id: str, event: CallEvent) -> None:
         self.call(call_id).publish(event)
 
     def start_call(self, call_id: str) -> CallEvents:

@@ -48,6 +48,11 @@ class TurnStream(Protocol):
 
     async def result(self) -> LLMTurnResult: ...
 
+    def latency(self) -> dict[str, float]:
+        """The LLM's own stages so far: `llm_first_token` (from the request to the first say
+        text) once that text is out. Measured here only."""
+        ...
+
     async def cancel(self) -> None:
         """Barge-in: stop the LLM stream now; `result()` then reports what was generated."""
         ...
@@ -269,11 +274,13 @@ class BamlTurnStream:
             latency_ms=self._latency(),
         )
 
+    def latency(self) -> dict[str, float]:
+        if self._first_token_ms is None:
+            return {}
+        return {"llm_first_token": round(self._first_token_ms, 1)}
+
     def _latency(self) -> dict[str, float]:
-        latency = {"llm_total": round((time.monotonic() - self._started) * 1000, 1)}
-        if self._first_token_ms is not None:
-            latency["llm_first_token"] = round(self._first_token_ms, 1)
-        return latency
+        return {"llm_total": round((time.monotonic() - self._started) * 1000, 1), **self.latency()}
 
     def _client_name(self) -> str:
         """The leaf client that answered (or was last tried), from BAML's collector."""

@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from media_edge.events import ms_between
 from media_edge.llm import LanguageModel, TurnStream
 from media_edge.phrases import PhraseChunker, phrases
 from media_edge.tts import PhoneChunk, PhoneSpeech
@@ -32,13 +33,11 @@ class LLMUtterance:
         model: LanguageModel | None,
         request: LLMTurnRequest,
         speech: PhoneSpeech,
-        started_at: float | None = None,
     ) -> None:
         self.request = request
         self.speech = speech
         self.model_name = model.description if model is not None else "none"
-        self.started_at = started_at if started_at is not None else time.monotonic()
-        self.first_token_at: float | None = None
+        self.first_text_at: float | None = None
         self.first_audio_at: float | None = None
         self.cancelled = False
         self._turn: TurnStream | None = model.decide_turn(request) if model is not None else None
@@ -74,12 +73,12 @@ class LLMUtterance:
 
     async def _deltas(self) -> AsyncIterator[str]:
         if self._turn is None:
-            self.first_token_at = time.monotonic()
+            self.first_text_at = time.monotonic()
             yield self.request.fallback_line
             return
         async for delta in self._turn.say_deltas():
-            if self.first_token_at is None:
-                self.first_token_at = time.monotonic()
+            if self.first_text_at is None:
+                self.first_text_at = time.monotonic()
             yield delta
 
     def cancel(self) -> None:
@@ -102,20 +101,17 @@ class LLMUtterance:
             if self._cancelling is not None:
                 await self._cancelling
             result = await self._turn.result()
-        latency = {**result.latency_ms, **self.latency()}
+        latency = {**result.latency_ms, **self._speech_latency()}
         return result.model_copy(update={"latency_ms": latency})
 
     def latency(self) -> dict[str, float]:
-        """`llm_first_token` (from the decision) and `first_audio_after_first_token`, in ms."""
-        stages: dict[str, float] = {}
-        if self.first_token_at is not None:
-            stages["llm_first_token"] = _ms(self.first_token_at, self.started_at)
-            if self.first_audio_at is not None:
-                stages["first_audio_after_first_token"] = _ms(
-                    self.first_audio_at, self.first_token_at
-                )
-        return stages
+        """The LLM's `llm_first_token` (measured by the `TurnStream`, the one place it is
+        computed) and this utterance's `first_audio_after_first_token`, in ms."""
+        llm = self._turn.latency() if self._turn is not None else {}
+        return {**llm, **self._speech_latency()}
 
-
-def _ms(later: float, earlier: float) -> float:
-    return round(max(0.0, later - earlier) * 1000.0, 1)
+    def _speech_latency(self) -> dict[str, float]:
+        if self.first_text_at is None or self.first_audio_at is None:
+            return {}
+        stage = ms_between(self.first_audio_at, self.first_text_at)
+        return {"first_audio_after_first_token": stage}

@@ -18,6 +18,16 @@ from typing import Any
 import websockets
 from rich.console import Console
 
+from media_edge.events import (
+    AgentUtterance,
+    BargeIn,
+    CallEnded,
+    CallerTurn,
+    EdgeError,
+    LLMResult,
+    parse_event,
+)
+from media_edge.events import CallEvent as EdgeEvent
 from simulator.persona import Persona, load_persona
 from simulator.phone import CallEvent, CallResult, SimulatedCall
 from simulator.protocol import new_sid
@@ -48,7 +58,7 @@ class LiveView:
 
     console: Console
     barge_ins: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[EdgeEvent] = field(default_factory=list)
 
     def on_simulator_event(self, event: CallEvent) -> None:
         if event.kind == "caller_line":
@@ -58,31 +68,29 @@ class LiveView:
         elif event.kind == "clear_received":
             self.console.print(f"[dim]{event.at_ms / 1000:6.1f}s  edge sent clear[/]")
 
-    def on_edge_event(self, event: dict[str, Any]) -> None:
+    def on_edge_event(self, event: EdgeEvent) -> None:
         self.events.append(event)
-        kind = event.get("type")
-        if kind == "caller_turn":
-            self.console.print(f"[cyan]caller[/] › {event['text']}")
-        elif kind == "agent_utterance":
-            streaming = " …[dim](streaming from the LLM)[/]" if event.get("streaming") else ""
+        if isinstance(event, CallerTurn):
+            self.console.print(f"[cyan]caller[/] › {event.text}")
+        elif isinstance(event, AgentUtterance):
+            streaming = " …[dim](streaming from the LLM)[/]" if event.streaming else ""
             self.console.print(
-                f"[green]agent [/] › {event['text']}{streaming}  "
-                f"[dim]({event.get('tier')}: {event.get('reason')})[/]"
+                f"[green]agent [/] › {event.text}{streaming}  "
+                f"[dim]({event.tier}: {event.reason})[/]"
             )
-            self.console.print(f"         [dim]{format_latency(event.get('latency_ms', {}))}[/]")
-        elif kind == "llm_result":
+            self.console.print(f"         [dim]{format_latency(event.latency_ms)}[/]")
+        elif isinstance(event, LLMResult):
             self.console.print(
-                f"[green]agent [/] ‹ {event.get('text')}  [dim](LLM {event.get('model')}: "
-                f"{event.get('reason')})[/]"
+                f"[green]agent [/] ‹ {event.text}  [dim](LLM {event.model}: {event.reason})[/]"
             )
-        elif kind == "barge_in":
+        elif isinstance(event, BargeIn):
             self.barge_ins += 1
             self.console.print(
-                f"[yellow]barge-in[/] after {event.get('played_ms')} ms; "
-                f"the caller heard: “{event.get('heard_text')}”"
+                f"[yellow]barge-in[/] after {event.played_ms} ms; "
+                f"the caller heard: “{event.heard_text}”"
             )
-        elif kind == "error":
-            self.console.print(f"[red]edge error:[/] {event.get('reason')}")
+        elif isinstance(event, EdgeError):
+            self.console.print(f"[red]edge error:[/] {event.reason}")
 
 
 def active_tiers(llm_settings: LLMSettings | None = None) -> str:
@@ -117,9 +125,9 @@ async def follow_edge_events(settings: Settings, call_id: str, view: LiveView) -
     url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
     async with websockets.connect(url) as socket:
         async for raw in socket:
-            event = json.loads(raw)
+            event = parse_event(raw)
             view.on_edge_event(event)
-            if event.get("type") == "call_ended":
+            if isinstance(event, CallEnded):
                 return
 
 

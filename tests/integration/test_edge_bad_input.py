@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from media_edge.audio import silence_frame
+from media_edge.events import AgentUtterance, CallEnded, CallEvent, UtteranceDone, parse_event
 from slot.settings import Settings
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import edge_stack
@@ -138,7 +139,7 @@ async def listen_until_greeted(ws: ClientConnection, stream_sid: str) -> Heard:
                 return heard
 
 
-async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, list[dict[str, Any]]]:
+async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, list[CallEvent]]:
     """A well-behaved stream: greeted, marks echoed, then the caller hangs up."""
     call_id = await place_inbound_call(settings, f"CAgood{uuid.uuid4().hex[:8]}")
     sid = "MZgood"
@@ -151,9 +152,9 @@ async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, lis
         await ws.send(start_message(call_id, sid))
         streamer = asyncio.create_task(stream_silence(ws, sid))
         heard = await listen_until_greeted(ws, sid)
-        events: list[dict[str, Any]] = []
-        while not events or events[-1]["type"] != "utterance_played":
-            events.append(json.loads(await events_ws.recv()))
+        events: list[CallEvent] = []
+        while not events or not isinstance(events[-1], UtteranceDone):
+            events.append(parse_event(await events_ws.recv()))
         await ws.send(json.dumps({"event": "stop", "streamSid": sid, "stop": {"callSid": call_id}}))
         with pytest.raises(ConnectionClosed):
             while True:
@@ -161,7 +162,7 @@ async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, lis
         assert ws.close_code == 1000
         streamer.cancel()
         async for message in events_ws:
-            events.append(json.loads(message))
+            events.append(parse_event(message))
     return call_id, heard, events
 
 
@@ -227,12 +228,13 @@ async def test_bad_streams_are_rejected_and_a_concurrent_call_is_not_disturbed(
     assert heard.media_frames > 50  # a spoken greeting, more than a second of 20 ms frames
     uid = heard.marks[-1].removesuffix(":end")
     assert heard.marks == [f"{uid}:{i}" for i in range(len(heard.marks) - 1)] + [f"{uid}:end"]
-    kinds = [e["type"] for e in events]
+    kinds = [e.type for e in events]
     assert kinds == ["call_started", "agent_utterance", "utterance_played", "call_ended"]
-    assert events[1]["utterance_id"] == uid
-    assert {"decision", "tts_first_audio", "send"} <= set(events[1]["latency_ms"])
-    assert events[2] == {"type": "utterance_played", "utterance_id": uid, "interrupted": False}
-    assert events[3] == {"type": "call_ended", "reason": "caller hung up"}
+    utterance = events[1]
+    assert isinstance(utterance, AgentUtterance) and utterance.utterance_id == uid
+    assert {"decision", "tts_first_audio", "send"} <= set(utterance.latency_ms)
+    assert events[2] == UtteranceDone(utterance_id=uid, interrupted=False)
+    assert events[3] == CallEnded(reason="caller hung up")
 
     noisy_id, noisy_heard = noisy
     assert noisy_heard.media_frames > 50 and noisy_heard.marks[-1].endswith(":end")

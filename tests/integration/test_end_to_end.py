@@ -22,6 +22,7 @@ import pytest
 import websockets
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from media_edge.events import CallEnded, CallerTurn, CallEvent, parse_event
 from simulator.persona import load_persona
 from simulator.phone import CallResult, SimulatedCall
 from simulator.protocol import new_sid
@@ -80,18 +81,18 @@ async def snapshot(client: Client, workflow_id: str) -> CallSnapshot:
     return result
 
 
-async def collect_edge_events(settings: Settings, call_id: str, sink: list[dict[str, Any]]) -> None:
+async def collect_edge_events(settings: Settings, call_id: str, sink: list[CallEvent]) -> None:
     url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
     async with websockets.connect(url) as socket:
         async for raw in socket:
-            event = json.loads(raw)
+            event = parse_event(raw)
             sink.append(event)
-            if event["type"] == "call_ended":
+            if isinstance(event, CallEnded):
                 return
 
 
 async def place_inbound_call(
-    settings: Settings, persona_file: str, events: list[dict[str, Any]]
+    settings: Settings, persona_file: str, events: list[CallEvent]
 ) -> tuple[str, asyncio.Task[CallResult]]:
     """Start a simulated inbound call; `events` fills with the edge's live events for it.
 
@@ -124,7 +125,7 @@ def caller_turns(snap: CallSnapshot) -> list[tuple[int | None, str]]:
 
 async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_client: Client) -> None:
     settings = stack.settings
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
 
     async def two_caller_turns() -> bool:
@@ -145,7 +146,7 @@ async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_clien
     turns = caller_turns(final)
     seqs = [seq for seq, _ in turns]
     assert seqs == list(range(1, len(turns) + 1)), f"turn sequence has gaps or repeats: {seqs}"
-    sent = [(e["seq"], e["text"]) for e in events if e["type"] == "caller_turn"]
+    sent = [(e.seq, e.text) for e in events if isinstance(e, CallerTurn)]
     assert turns == sent, "the workflow's transcript must hold every turn the edge sent, once"
 
 
@@ -161,7 +162,7 @@ async def test_call_back_later_places_a_follow_up_call_that_books(
         )
         assert response.status_code < 300, response.text
 
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     call_id, call = await place_inbound_call(settings, "callback_caller.yaml", events)
     result = await asyncio.wait_for(call, timeout=180)
     assert result.error is None
@@ -184,7 +185,7 @@ async def test_call_back_later_places_a_follow_up_call_that_books(
 async def test_silent_caller_is_reprompted_then_politely_released(
     stack: Stack, temporal_client: Client
 ) -> None:
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     call_id, call = await place_inbound_call(stack.settings, "silent_caller.yaml", events)
     result = await asyncio.wait_for(call, timeout=180)
     assert result.error is None

@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
+from media_edge.events import AgentUtterance, BargeIn, CallEnded, CallEvent, parse_event
 from simulator.llm_server import OpenAIProtocolServer, Reply, tokenize
 from simulator.persona import Persona, PersonaLine
 from simulator.phone import SimulatedCall
@@ -156,7 +157,7 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
         request_timeout_ms=120_000,
     )
 
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     spoke_while_held: list[bool] = []
     async with asyncio.timeout(CALL_TIMEOUT_S), router_stack(temporal_client, settings, llm):
         call_sid = new_sid("CA")
@@ -173,16 +174,16 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
         url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
         async with websockets.connect(url) as socket:
             async for raw in socket:
-                event = json.loads(raw)
+                event = parse_event(raw)
                 events.append(event)
                 if (
-                    event["type"] == "agent_utterance"
-                    and event["tier"] == DecisionTier.LLM.value
-                    and ROOF.startswith(event["text"])
+                    isinstance(event, AgentUtterance)
+                    and event.tier == DecisionTier.LLM.value
+                    and ROOF.startswith(event.text)
                 ):
                     spoke_while_held.append(llm_server.paused.is_set())
                     llm_server.release_paused()
-                if event["type"] == "call_ended":
+                if isinstance(event, CallEnded):
                     break
         result = await running
         snapshot: CallSnapshot = await temporal_client.get_workflow_handle(call_id).query(
@@ -212,20 +213,16 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
     assert roof.citations == [CITED]
     assert roof.state == "pitch"
     streamed = next(
-        e
-        for e in events
-        if e["type"] == "agent_utterance" and e["utterance_id"] == roof.utterance_id
+        e for e in events if isinstance(e, AgentUtterance) and e.utterance_id == roof.utterance_id
     )
-    assert streamed["streaming"] is True
-    assert {"llm_first_token", "first_audio_after_first_token", "total"} <= set(
-        streamed["latency_ms"]
-    )
+    assert streamed.streaming is True
+    assert {"llm_first_token", "first_audio_after_first_token", "total"} <= set(streamed.latency_ms)
     assert {"llm_first_token", "first_audio_after_first_token"} <= set(roof.latency_ms)
 
     assert mess.interrupted
     assert MESS.startswith(mess.text) and len(mess.text) < len(MESS)
     assert mess.state == "pitch"
-    assert any(e["type"] == "barge_in" and e["utterance_id"] == mess.utterance_id for e in events)
+    assert any(isinstance(e, BargeIn) and e.utterance_id == mess.utterance_id for e in events)
 
     for forbidden in refused:
         assert forbidden.text == SAFE_LINE

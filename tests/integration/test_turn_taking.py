@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from temporalio.client import Client
 
-from media_edge.endpointing import is_backchannel_text
+from media_edge.barge_in import is_backchannel_text
+from media_edge.events import AgentUtterance, Backchannel, BargeIn, CallEvent
 from slot.devstack import Stack
 from slot.settings import Settings
 from tests.integration.test_end_to_end import (
@@ -61,7 +61,7 @@ def agent_replies(transcript: list[TranscriptEntry]) -> list[TranscriptEntry]:
 async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
     stack: Stack, temporal_client: Client
 ) -> None:
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     call_id, call = await place_inbound_call(stack.settings, "booked_caller.yaml", events)
     result = await asyncio.wait_for(call, timeout=240)
     assert result.error is None
@@ -76,8 +76,8 @@ async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
     heard = agent.heard_text
     assert heard, "the caller heard the start of the pitch"
     assert agent.text.startswith(heard) and len(heard) < len(agent.text), (heard, agent.text)
-    barge = next(e for e in events if e["type"] == "barge_in")
-    assert barge["utterance_id"] == agent.utterance_id and barge["heard_text"] == heard
+    barge = next(e for e in events if isinstance(e, BargeIn))
+    assert barge.utterance_id == agent.utterance_id and barge.heard_text == heard
 
     interrupting = transcript[cut[0] + 1]
     assert interrupting.speaker == "caller"
@@ -91,7 +91,7 @@ async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
 async def test_backchannels_do_not_interrupt_and_are_not_turns(
     stack: Stack, temporal_client: Client
 ) -> None:
-    events: list[dict[str, Any]] = []
+    events: list[CallEvent] = []
     call_id, call = await place_inbound_call(stack.settings, "backchannel_caller.yaml", events)
     result = await asyncio.wait_for(call, timeout=240)
     assert result.error is None
@@ -103,15 +103,15 @@ async def test_backchannels_do_not_interrupt_and_are_not_turns(
     final = await snapshot(temporal_client, call_id)
     assert final.outcome == Outcome.BOOKED
 
-    acknowledged = [e["utterance_id"] for e in events if e["type"] == "backchannel"]
-    assert len(acknowledged) == 2, [e for e in events if e["type"] != "agent_utterance"]
+    acknowledged = [e.utterance_id for e in events if isinstance(e, Backchannel)]
+    assert len(acknowledged) == 2, [e for e in events if not isinstance(e, AgentUtterance)]
     by_id = {e.utterance_id: e for e in final.transcript if e.speaker == "agent"}
     for utterance_id in acknowledged:
         entry = by_id[utterance_id]
         assert not entry.interrupted
         assert entry.heard_text == entry.text
     assert not any(e.interrupted for e in final.transcript)
-    assert [e for e in events if e["type"] == "barge_in"] == []
+    assert [e for e in events if isinstance(e, BargeIn)] == []
 
     turns = [text for _, text in caller_turns(final)]
     assert len(turns) == 6, turns

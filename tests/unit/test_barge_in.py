@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media_edge.endpointing import BargeInClassifier, is_backchannel_text
+from media_edge.barge_in import BargeInClassifier, is_backchannel_text
 
 
 @pytest.mark.parametrize(

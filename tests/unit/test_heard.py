@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from media_edge.session import ChunkPlay, Playback
+from media_edge.speaker import ChunkPlay, Playback
 from workflows.messages import Decision
 from workflows.script import DecisionTier
 

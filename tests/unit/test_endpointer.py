@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from media_edge.endpointing import BargeInClassifier
-from media_edge.turns import (
+from media_edge.barge_in import BargeInClassifier
+from media_edge.endpoint_policies import FixedSilencePolicy, SmartTurnConfig, SmartTurnPolicy
+from media_edge.endpointer import (
     Backchannel,
     BargeIn,
     EndOfTurn,
     Endpointer,
     EndpointerConfig,
-    SilencePolicy,
     SpeculativePause,
     SpeechResumed,
     SpeechStarted,
     TurnEvent,
+    TurnModelWanted,
     WordsWanted,
 )
 
@@ -34,7 +35,7 @@ class Run:
     """Feeds frames numbered from 0; frame i holds the value i and arrives at i * 20 ms."""
 
     def __init__(self, config: EndpointerConfig = CONFIG, endpoint_ms: int = 600) -> None:
-        self.endpointer = Endpointer(config, SilencePolicy(endpoint_ms))
+        self.endpointer = Endpointer(config, FixedSilencePolicy(endpoint_ms))
         self.index = 0
         self.events: list[tuple[int, TurnEvent]] = []
 
@@ -164,13 +165,18 @@ def test_max_turn_length_cuts_a_turn_that_never_pauses() -> None:
     assert all(isinstance(e, EndOfTurn) and e.reason == "max_length" for _, e in ends)
 
 
-def test_force_end_of_turn_for_a_turn_model() -> None:
+def test_a_turn_model_verdict_ends_the_turn_once() -> None:
     run = Run()
+    run.endpointer = Endpointer(
+        CONFIG, SmartTurnPolicy(SmartTurnConfig(threshold=0.5, min_pause_ms=100))
+    )
     run.feed(0.9, 20)
     run.feed(0.0, 5)
-    end = run.endpointer.force_end_of_turn(now=1.0)
-    assert isinstance(end, EndOfTurn) and end.reason == "forced"
-    assert run.endpointer.force_end_of_turn(now=1.1) is None
+    ((i_wanted, wanted),) = run.of(TurnModelWanted)
+    assert i_wanted == 24 and isinstance(wanted, TurnModelWanted)
+    (end,) = run.endpointer.set_verdict(wanted.pause, 0.9, now=1.0)
+    assert isinstance(end, EndOfTurn) and end.reason == "model" and end.endpoint_at == 1.0
+    assert run.endpointer.set_verdict(wanted.pause, 0.9, now=1.1) == []
     run.feed(0.0, 40)
     assert run.of(EndOfTurn) == []
 
@@ -179,7 +185,7 @@ def word_run() -> Run:
     run = Run()
     run.endpointer = Endpointer(
         CONFIG,
-        SilencePolicy(600),
+        FixedSilencePolicy(600),
         BargeInClassifier(min_interrupt_ms=500, max_backchannel_ms=1200, use_words=True),
     )
     return run

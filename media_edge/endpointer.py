@@ -1,26 +1,28 @@
 """The endpointer: from per-frame speech probabilities to caller turns and barge-ins.
 
-Pure and clock-free: the caller passes each 20 ms frame with its speech probability and the
-edge's monotonic time, and gets back the events that frame caused. Silence and speech are
-counted in frames, so jitter in frame arrival does not change where a turn ends.
+Pure and clock-free: the caller passes each 20 ms frame with its speech probability and a
+monotonic time, and gets back the events that frame caused. Silence and speech are counted in
+frames, so jitter in frame arrival does not change where a turn ends. The edge's listener
+drives it with real time, `slot eval turns` with a simulated clock: one implementation.
 
-When a turn is over is a policy (`SilencePolicy` here, or `media_edge.endpointing`'s
-`SmartTurnPolicy`, whose model verdict the session feeds in and acts on through
-`force_end_of_turn`). Whether speech over the agent interrupts it is a `BargeInClassifier`: by
-duration, optionally confirmed by the first STT words, which the endpointer asks for with a
-`WordsWanted` event and the session hands back through `set_words`.
+When a turn is over is an `EndpointPolicy` (`media_edge.endpoint_policies`): a fixed silence,
+or Smart Turn, whose verdict the endpointer asks for with a `TurnModelWanted` event and takes
+back through `set_verdict`. Whether speech over the agent interrupts it is a
+`BargeInClassifier` (`media_edge.barge_in`): by duration, optionally confirmed by the first STT
+words, asked for with a `WordsWanted` event and handed back through `set_words`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from media_edge.audio import FRAME_MS
-from media_edge.endpointing import BargeInClassifier
+from media_edge.barge_in import BargeInClassifier
+from media_edge.endpoint_policies import EndpointPolicy, FixedSilencePolicy
 from media_edge.providers import PCM
 
 
@@ -62,12 +64,25 @@ class WordsWanted:
 
 
 @dataclass(frozen=True)
+class TurnModelWanted:
+    """The caller has paused long enough to ask the turn model: run it on `audio` and hand the
+    probability back with `Endpointer.set_verdict(pause, probability, ...)`."""
+
+    audio: PCM = field(repr=False)
+    pause: int
+    at: float
+
+
+EndReason = Literal["silence", "model", "max_silence", "max_length"]
+
+
+@dataclass(frozen=True)
 class EndOfTurn:
     audio: PCM = field(repr=False)
     """The segment's audio from pre-roll before the first voiced frame to the endpoint."""
     last_voiced_at: float
     endpoint_at: float
-    reason: Literal["silence", "max_length", "forced"]
+    reason: EndReason
     barged_in: bool
 
 
@@ -85,23 +100,10 @@ TurnEvent = (
     | SpeechResumed
     | BargeIn
     | WordsWanted
+    | TurnModelWanted
     | EndOfTurn
     | Backchannel
 )
-
-
-class EndpointPolicy(Protocol):
-    def is_end_of_turn(self, silence_ms: int, voiced_ms: int) -> bool: ...
-
-
-@dataclass(frozen=True)
-class SilencePolicy:
-    """End of turn after a fixed stretch of silence."""
-
-    endpoint_silence_ms: int = 600
-
-    def is_end_of_turn(self, silence_ms: int, voiced_ms: int) -> bool:
-        return silence_ms >= self.endpoint_silence_ms
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Endpointer:
         barge_in: BargeInClassifier | None = None,
     ) -> None:
         self.config = config
-        self.policy: EndpointPolicy = policy or SilencePolicy()
+        self.policy: EndpointPolicy = policy or FixedSilencePolicy()
         self.barge_in = barge_in or BargeInClassifier(
             min_interrupt_ms=config.barge_in_min_speech_ms,
             max_backchannel_ms=config.barge_in_min_speech_ms,
@@ -155,6 +157,7 @@ class Endpointer:
         self._overlap_ms = 0
         self._words: str | None = None
         self._words_wanted = False
+        self.policy.reset()
 
     @property
     def paused(self) -> bool:
@@ -235,9 +238,13 @@ class Endpointer:
                         audio=self._audio(), last_voiced_at=self._last_voiced_at, at=now
                     )
                 )
-            if self.policy.is_end_of_turn(self._silence_ms, self._voiced_ms):
-                events.append(self._end(now, "silence", agent_speaking))
-                return events
+        decision = self.policy.push(self.pause, self._silence_ms)
+        if decision.end_of_turn:
+            assert decision.reason is not None
+            events.append(self._end(now, decision.reason, agent_speaking))
+            return events
+        if decision.request_verdict is not None:
+            events.append(TurnModelWanted(audio=self._audio(), pause=self.pause, at=now))
         if len(self._segment) * FRAME_MS >= self.config.max_turn_ms:
             events.append(self._end(now, "max_length", agent_speaking))
         return events
@@ -259,24 +266,27 @@ class Endpointer:
         if segment == self.segment and self.in_segment:
             self._words = text
 
+    def set_verdict(
+        self, pause: int, probability: float, now: float, agent_speaking: bool = False
+    ) -> list[TurnEvent]:
+        """The turn model's answer for `pause` (asked for by `TurnModelWanted`): ends the turn
+        now if that pause is still going and the policy says the caller has finished."""
+        if not self.paused or pause != self.pause:
+            return []
+        decision = self.policy.set_verdict(pause, probability)
+        if not decision.end_of_turn:
+            return []
+        assert decision.reason is not None
+        return [self._end(now, decision.reason, agent_speaking)]
+
     def check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
         """Classify the speech over the agent again, between frames (e.g. its words arrived)."""
         return self._check_barge_in(now, agent_speaking)
 
-    def force_end_of_turn(
-        self, now: float, agent_speaking: bool = False
-    ) -> EndOfTurn | Backchannel | None:
-        """End the current segment now (a turn model decided the caller has finished)."""
-        if not self.in_segment:
-            return None
-        return self._end(now, "forced", agent_speaking)
-
     def _audio(self) -> PCM:
         return np.concatenate(self._segment) if self._segment else np.zeros(0, dtype=np.int16)
 
-    def _end(
-        self, now: float, reason: Literal["silence", "max_length", "forced"], agent_speaking: bool
-    ) -> EndOfTurn | Backchannel:
+    def _end(self, now: float, reason: EndReason, agent_speaking: bool) -> EndOfTurn | Backchannel:
         event: EndOfTurn | Backchannel
         if agent_speaking and not self._barged_in and self._overlap_ms > 0:
             event = Backchannel(at=now, voiced_ms=self._voiced_ms)

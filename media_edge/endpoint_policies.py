@@ -1,0 +1,112 @@
+"""When has the caller finished? The endpointing policies the `Endpointer` consults.
+
+Pure and clock-free: the `Endpointer` counts silence in 20 ms frames, numbers the pauses, and
+hands each frame of an open segment to its policy as (pause number, silence so far). The Smart
+Turn model's verdict is injected (`set_verdict`), so the same policy runs in the edge (verdict
+from `media_edge.smart_turn.TurnDetector`, arriving a few frames later), in `slot eval turns`
+(verdict from cached model outputs, delivered after the model's measured latency) and in tests
+(made-up verdicts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+EndReason = Literal["silence", "model", "max_silence"]
+
+
+@dataclass(frozen=True)
+class EndpointDecision:
+    end_of_turn: bool = False
+    reason: EndReason | None = None
+    request_verdict: int | None = None
+    """A pause number: run the turn model now on the segment's audio (asked once per pause)."""
+
+
+CONTINUE = EndpointDecision()
+
+
+class EndpointPolicy(Protocol):
+    """Says whether the caller's turn is over, one frame of an open segment at a time."""
+
+    def push(self, pause: int, silence_ms: int) -> EndpointDecision:
+        """`pause`: number of the current (or last) pause, unique within the call;
+        `silence_ms`: silence so far in this pause, 0 while the caller speaks."""
+        ...
+
+    def set_verdict(self, pause: int, probability: float) -> EndpointDecision:
+        """The turn model's P(complete) for `pause`; may end the turn at once."""
+        ...
+
+    def reset(self) -> None:
+        """The segment ended: forget the turn in progress."""
+        ...
+
+
+@dataclass
+class FixedSilencePolicy:
+    """The turn ends after `silence_ms` of silence, whatever was said (no turn model)."""
+
+    silence_ms: int = 600
+
+    def push(self, pause: int, silence_ms: int) -> EndpointDecision:
+        if silence_ms >= self.silence_ms:
+            return EndpointDecision(end_of_turn=True, reason="silence")
+        return CONTINUE
+
+    def set_verdict(self, pause: int, probability: float) -> EndpointDecision:
+        return CONTINUE
+
+    def reset(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SmartTurnConfig:
+    threshold: float = 0.95
+    """P(complete) at or above which the turn ends at once (defaults: `slot eval turns`)."""
+    min_pause_ms: int = 200
+    """Silence before the model is asked (once per pause)."""
+    max_silence_ms: int = 1500
+    """Silence after which the turn ends whatever the model said (or if it has not answered)."""
+
+
+@dataclass
+class SmartTurnPolicy:
+    """VAD + Smart Turn: at a pause, ask the model once; complete ends the turn now, incomplete
+    waits for more speech up to `max_silence_ms`.
+
+    `push` returns `request_verdict=pause` once per pause that reaches `min_pause_ms`; the
+    model's answer comes back through `set_verdict`, which ends the turn if that pause is still
+    going and the caller sounds finished. Verdicts for a pause that is over are ignored.
+    """
+
+    config: SmartTurnConfig = field(default_factory=SmartTurnConfig)
+    _pause: int | None = field(default=None, repr=False)
+    """The pause going on now (None while the caller speaks)."""
+    _requested: int | None = field(default=None, repr=False)
+
+    def push(self, pause: int, silence_ms: int) -> EndpointDecision:
+        if silence_ms <= 0:
+            self._pause = None
+            return CONTINUE
+        self._pause = pause
+        if silence_ms >= self.config.max_silence_ms:
+            return self._end("max_silence")
+        if silence_ms >= self.config.min_pause_ms and self._requested != pause:
+            self._requested = pause
+            return EndpointDecision(request_verdict=pause)
+        return CONTINUE
+
+    def set_verdict(self, pause: int, probability: float) -> EndpointDecision:
+        if pause == self._pause and probability >= self.config.threshold:
+            return self._end("model")
+        return CONTINUE
+
+    def _end(self, reason: EndReason) -> EndpointDecision:
+        self.reset()
+        return EndpointDecision(end_of_turn=True, reason=reason)
+
+    def reset(self) -> None:
+        self._pause = None

@@ -1,0 +1,270 @@
+"""The caller's ear on one call: 20 ms frames in, typed caller events out.
+
+Frames → VAD (Silero, off the event loop, windows regrouped by `FrameVAD`) → the `Endpointer`
+with its policy and barge-in classifier (pure, clock-free; `slot eval turns` drives the very
+same objects with a simulated clock) → what the endpointer asks for: the turn model at a pause,
+the first STT words of speech over the agent, a speculative transcript once the caller pauses →
+what the call needs to know, reported to a `ListenerHooks`: a turn ended (with its transcript
+on the way), a barge-in, a backchannel. Speculative transcriptions that speech made stale are
+cancelled, not left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from media_edge.audio import PHONE_RATE, SampleWindows
+from media_edge.barge_in import BargeInClassifier
+from media_edge.endpoint_policies import (
+    EndpointPolicy,
+    FixedSilencePolicy,
+    SmartTurnConfig,
+    SmartTurnPolicy,
+)
+from media_edge.endpointer import (
+    Backchannel,
+    BargeIn,
+    EndOfTurn,
+    Endpointer,
+    EndpointerConfig,
+    SpeculativePause,
+    SpeechResumed,
+    SpeechStarted,
+    TurnEvent,
+    TurnModelWanted,
+    WordsWanted,
+)
+from media_edge.events import ms_between
+from media_edge.providers import PCM, SpeechToText, Transcript, VoiceActivityDetector
+from media_edge.smart_turn import TurnDetector
+from slot.settings import Settings
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
+
+
+def endpointer_config(settings: Settings) -> EndpointerConfig:
+    return EndpointerConfig(
+        threshold=settings.vad_threshold,
+        speculative_after_ms=settings.speculative_stt_after_ms,
+        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+        max_turn_ms=int(settings.max_turn_s * 1000),
+    )
+
+
+def endpoint_policy(settings: Settings) -> EndpointPolicy:
+    if settings.endpointing == "smart_turn":
+        return SmartTurnPolicy(
+            SmartTurnConfig(
+                threshold=settings.smart_turn_threshold,
+                min_pause_ms=settings.smart_turn_min_pause_ms,
+                max_silence_ms=settings.max_endpoint_silence_ms,
+            )
+        )
+    return FixedSilencePolicy(settings.endpoint_silence_ms)
+
+
+def barge_in_classifier(settings: Settings) -> BargeInClassifier:
+    return BargeInClassifier(
+        min_interrupt_ms=settings.barge_in_min_speech_ms,
+        max_backchannel_ms=max(
+            settings.barge_in_max_backchannel_ms, settings.barge_in_min_speech_ms
+        ),
+        use_words=settings.barge_in_confirm_words,
+    )
+
+
+def build_endpointer(settings: Settings) -> Endpointer:
+    """The edge's endpointer as the settings describe it."""
+    return Endpointer(
+        endpointer_config(settings), endpoint_policy(settings), barge_in_classifier(settings)
+    )
+
+
+class FrameVAD:
+    """Speech probability of each 20 ms frame: frames regrouped into the VAD's windows, a frame
+    carrying the probability of the last window it completed (else the previous frame's)."""
+
+    def __init__(self, vad: VoiceActivityDetector) -> None:
+        self._vad = vad
+        self._windows = SampleWindows(vad.window_samples)
+        self.probability = 0.0
+
+    def push(self, pcm: PCM) -> float:
+        for window in self._windows.push(pcm):
+            self.probability = self._vad.speech_probability(window)
+        return self.probability
+
+
+@dataclass
+class TurnEnded:
+    """The caller finished a turn; its transcript may still be on its way."""
+
+    stt: asyncio.Task[tuple[Transcript, float]] = field(repr=False)
+    last_voiced_at: float
+    pause_at: float
+    """When the pause that ended the turn was found (the model was asked, or silence ran out)."""
+    endpoint_at: float
+    """When the turn was declared over: the model's verdict, or the end of the silence."""
+    model_asked: bool
+    uses_turn_model: bool
+
+    async def transcript(self) -> tuple[Transcript, dict[str, float]]:
+        """The words, and the latency stages up to them: endpointing, turn model, STT."""
+        transcript, finished_at = await self.stt
+        latency = {"endpointing": ms_between(self.pause_at, self.last_voiced_at)}
+        if self.uses_turn_model:
+            latency["turn_model"] = (
+                ms_between(self.endpoint_at, self.pause_at) if self.model_asked else 0.0
+            )
+        latency["stt"] = ms_between(finished_at, self.endpoint_at)
+        return transcript, latency
+
+
+class ListenerHooks(Protocol):
+    """What the listener tells its call about, and asks it."""
+
+    def agent_speaking(self) -> bool: ...
+
+    async def on_barge_in(self, at: float) -> None:
+        """The caller talks over the agent and means it: silence the agent now."""
+        ...
+
+    def on_backchannel(self, voiced_ms: int) -> None: ...
+
+    def on_turn_ended(self, turn: TurnEnded) -> None: ...
+
+    def on_error(self, reason: str) -> None:
+        """Something failed that costs one turn, not the call (e.g. speech-to-text)."""
+        ...
+
+
+class Listener:
+    """One call's listening: feed it frames with `on_frame`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        vad: VoiceActivityDetector,
+        vad_executor: Executor,
+        stt: SpeechToText,
+        turn_detector: TurnDetector | None,
+        hooks: ListenerHooks,
+        spawn: Spawn,
+        call_id: str,
+        log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.endpointer = build_endpointer(settings)
+        self.uses_turn_model = isinstance(self.endpointer.policy, SmartTurnPolicy)
+        if self.uses_turn_model and turn_detector is None:
+            raise RuntimeError("endpointing is smart_turn but the edge has no turn detector")
+        self._vad = FrameVAD(vad)
+        self._vad_executor = vad_executor
+        self._stt = stt
+        self._turn_detector = turn_detector
+        self._hooks = hooks
+        self._spawn = spawn
+        self._call_id = call_id
+        self._log_transcripts = settings.log_transcripts
+        self.log = log
+        self._speculative: asyncio.Task[tuple[Transcript, float]] | None = None
+        self._model_asked_at: dict[int, float] = {}
+        """When the turn model was asked about each pause of the open segment."""
+
+    async def on_frame(self, pcm: PCM) -> None:
+        now = time.monotonic()
+        probability = await asyncio.get_running_loop().run_in_executor(
+            self._vad_executor, self._vad.push, pcm
+        )
+        events = self.endpointer.push(pcm, probability, now, self._hooks.agent_speaking())
+        await self._handle(events)
+
+    async def _handle(self, events: list[TurnEvent]) -> None:
+        for event in events:
+            if isinstance(event, SpeculativePause):
+                self._supersede_speculative()
+                self._speculative = self._spawn(self._transcribe(event.audio))
+            elif isinstance(event, SpeechResumed | SpeechStarted):
+                self._supersede_speculative()
+            elif isinstance(event, TurnModelWanted):
+                self._ask_turn_model(event)
+            elif isinstance(event, BargeIn):
+                await self._hooks.on_barge_in(event.at)
+            elif isinstance(event, WordsWanted):
+                self._spawn(self._first_words(event))
+            elif isinstance(event, EndOfTurn):
+                self._end_of_turn(event)
+            elif isinstance(event, Backchannel):
+                self._supersede_speculative()
+                self._model_asked_at.clear()
+                self.log.debug("backchannel of %d ms over the agent ignored", event.voiced_ms)
+                self._hooks.on_backchannel(event.voiced_ms)
+
+    def _supersede_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative.cancel()
+            self._speculative = None
+
+    def _ask_turn_model(self, wanted: TurnModelWanted) -> None:
+        """Run Smart Turn once on this pause (last 8 s of the segment), off the event loop."""
+        if not self.endpointer.paused or self.endpointer.pause != wanted.pause:
+            return
+        self._model_asked_at[wanted.pause] = wanted.at
+        key = (self._call_id, self.endpointer.segment, wanted.pause)
+        self._spawn(self._turn_verdict(wanted, key))
+
+    async def _turn_verdict(self, wanted: TurnModelWanted, key: Hashable) -> None:
+        detector = self._turn_detector
+        assert detector is not None
+        try:
+            probability = await detector.probability(key, wanted.audio)
+        except Exception as error:
+            self.log.error("turn model failed (the pause waits for max silence): %r", error)
+            return
+        events = self.endpointer.set_verdict(
+            wanted.pause, probability, time.monotonic(), self._hooks.agent_speaking()
+        )
+        await self._handle(events)
+
+    def _end_of_turn(self, event: EndOfTurn) -> None:
+        stt = self._speculative or self._spawn(self._transcribe(event.audio))
+        self._speculative = None
+        asked_at = self._model_asked_at.get(self.endpointer.pause)
+        model_asked = event.reason == "model" and asked_at is not None
+        self._model_asked_at.clear()
+        self._hooks.on_turn_ended(
+            TurnEnded(
+                stt=stt,
+                last_voiced_at=event.last_voiced_at,
+                pause_at=asked_at if model_asked and asked_at is not None else event.endpoint_at,
+                endpoint_at=event.endpoint_at,
+                model_asked=model_asked,
+                uses_turn_model=self.uses_turn_model,
+            )
+        )
+
+    async def _first_words(self, wanted: WordsWanted) -> None:
+        """Caller speech over the agent: its first words tell a backchannel from an interruption."""
+        transcript, _ = await self._transcribe(wanted.audio)
+        if self._log_transcripts:
+            self.log.info("first words over the agent: %s", transcript.text)
+        self.endpointer.set_words(wanted.segment, transcript.text)
+        await self._handle(
+            self.endpointer.check_barge_in(time.monotonic(), self._hooks.agent_speaking())
+        )
+
+    async def _transcribe(self, audio: PCM) -> tuple[Transcript, float]:
+        """A failed transcription loses one turn, never the call."""
+        try:
+            transcript = await self._stt.transcribe(audio, PHONE_RATE)
+        except Exception as error:
+            self.log.error("speech-to-text failed: %r", error, exc_info=error)
+            self._hooks.on_error(f"speech-to-text failed: {error}")
+            transcript = Transcript(text="")
+        return transcript, time.monotonic()

@@ -1,0 +1,225 @@
+"""The one place where the edge talks to Temporal: a call's Updates and signals, typed.
+
+Updates and signals are referenced through `CallWorkflow`'s methods, so a renamed handler or a
+changed argument type is a type error here, not a silent mismatch on the wire. Updates carry an
+id derived from what they report (`<call>-turn-<seq>`, `<utterance>-llm`) and are retried under
+one policy (`Retry`) with that same id, so a worker crash or a server restart never loses or
+doubles a turn. Signals have no id a retry could reuse, so they are sent once; they go out in
+the background, and the next Update waits for them, so the workflow sees them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.call import CallWorkflow
+from workflows.messages import CallStatusUpdate, Decision, HangUp, Turn, UtterancePlayed
+from workflows.router_messages import LLMTurnReport
+
+SIGNAL_TIMEOUT_S = 10.0
+"""RPC timeout of a signal, and how long the next Update waits for signals still in flight."""
+UPDATE_RPC_TIMEOUT_S = 30.0
+_SIGNAL_RPC = timedelta(seconds=SIGNAL_TIMEOUT_S)
+
+RETRYABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+"""RPC failures that a later attempt with the same update id may get past."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The edge's one retry policy for Updates: exponential backoff within a time budget."""
+
+    first_delay_s: float = 0.2
+    max_delay_s: float = 2.0
+
+
+TURN_BUDGET_S = 120.0
+"""A caller turn waits this long for the workflow (a worker restart, a server failover)."""
+REPORT_BUDGET_S = 2.0
+"""An LLM report is off the critical path: a few quick attempts, then it is given up."""
+
+
+class LinkError(Exception):
+    """An Update the workflow did not answer; `reason` says why, for the call's log and events."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UpdateRefused(LinkError):
+    """The workflow's validator or handler rejected the Update."""
+
+    def __init__(self, reason: str, cause: BaseException | None) -> None:
+        super().__init__(reason)
+        self.cause = cause
+
+
+class WorkflowNotFound(LinkError):
+    """No such workflow, or it is no longer running."""
+
+
+class WorkflowUnreachable(LinkError):
+    """Retryable failures until the budget ran out."""
+
+
+async def send_call_status(client: Client, call_id: str, update: CallStatusUpdate) -> bool:
+    """Twilio's status callback as the signal `call_status`; False if the call is not running."""
+    handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
+    try:
+        await handle.signal(CallWorkflow.call_status, update)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+class WorkflowLink:
+    """One call's link to its workflow."""
+
+    def __init__(
+        self,
+        client: Client,
+        call_id: str,
+        log: logging.LoggerAdapter[logging.Logger],
+        retry: Retry = Retry(),
+    ) -> None:
+        self.call_id = call_id
+        self.log = log
+        self.retry = retry
+        self.known = False
+        """The workflow has answered (or refused) an Update: it exists."""
+        self._handle: WorkflowHandle[CallWorkflow, Any] = client.get_workflow_handle_for(
+            CallWorkflow.run, call_id
+        )
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    async def turn(self, turn: Turn) -> Decision:
+        """The Update `turn`, after the signals sent before it; raises `LinkError`."""
+        await self.settle()
+        try:
+            return await self._update(
+                lambda: self._handle.execute_update(
+                    CallWorkflow.turn,
+                    turn,
+                    id=f"{self.call_id}-turn-{turn.seq}",
+                    rpc_timeout=timedelta(seconds=UPDATE_RPC_TIMEOUT_S),
+                ),
+                f"turn {turn.seq}",
+                TURN_BUDGET_S,
+            )
+        except WorkflowNotFound:
+            if turn.kind == "start":
+                raise WorkflowNotFound(f"unknown call {self.call_id}: no such workflow") from None
+            raise WorkflowNotFound(f"call {self.call_id} is no longer running") from None
+
+    async def llm_result(self, report: LLMTurnReport) -> Decision | None:
+        """The Update `llm_result`: the workflow checks the streamed reply and records it."""
+        try:
+            return await self._update(
+                lambda: self._handle.execute_update(
+                    CallWorkflow.llm_result,
+                    report,
+                    id=f"{report.utterance_id}-llm",
+                    rpc_timeout=timedelta(seconds=SIGNAL_TIMEOUT_S),
+                ),
+                f"llm result {report.utterance_id}",
+                REPORT_BUDGET_S,
+            )
+        except (LinkError, RPCError) as error:
+            self.log.warning("llm result %s not delivered: %s", report.utterance_id, error)
+            return None
+
+    def in_background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `coro` (a report to the workflow) so that the next turn waits for it."""
+        task = asyncio.create_task(coro)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    def utterance_played(self, played: UtterancePlayed) -> None:
+        """The signal `utterance_played`, in the background, before the next turn."""
+        self.in_background(self.send_utterance_played(played))
+
+    async def send_utterance_played(self, played: UtterancePlayed) -> None:
+        await self._signal(
+            "utterance_played",
+            lambda: self._handle.signal(
+                CallWorkflow.utterance_played, played, rpc_timeout=_SIGNAL_RPC
+            ),
+        )
+
+    async def hang_up(self, reason: str) -> None:
+        await self._signal(
+            "hang_up",
+            lambda: self._handle.signal(
+                CallWorkflow.hang_up, HangUp(reason=reason), rpc_timeout=_SIGNAL_RPC
+            ),
+        )
+
+    async def settle(self) -> None:
+        """Wait (bounded) for the reports and signals still on their way."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=SIGNAL_TIMEOUT_S)
+
+    async def _signal(self, name: str, send: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await send()
+        except Exception as error:
+            self.log.warning("signal %s failed: %s", name, error)
+
+    async def _update(
+        self, send: Callable[[], Awaitable[Decision]], what: str, budget_s: float
+    ) -> Decision:
+        deadline = time.monotonic() + budget_s
+        delay = self.retry.first_delay_s
+        while True:
+            try:
+                decision = await send()
+                self.known = True
+                return decision
+            except WorkflowUpdateFailedError as error:
+                self.known = True
+                raise UpdateRefused(
+                    f"{what} refused by the workflow: {error.cause}", error.cause
+                ) from None
+            except RPCError as error:
+                if error.status == RPCStatusCode.NOT_FOUND:
+                    raise WorkflowNotFound(f"{what}: no such workflow {self.call_id}") from None
+                if error.status not in RETRYABLE:
+                    raise
+                failure = f"{error.status.name}: {error.message}"
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                failure = "update timed out"
+            if time.monotonic() + delay > deadline:
+                raise WorkflowUnreachable(f"workflow did not answer {what} ({failure})")
+            self.log.warning("%s: %s; retrying in %.1f s", what, failure, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry.max_delay_s)

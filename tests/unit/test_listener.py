@@ -1,0 +1,152 @@
+"""The listener: frames in, caller events out to its hooks; stale speculative STT is cancelled.
+
+Speech-to-text and the VAD are the provider seams (their real models are tested elsewhere):
+here a VAD that reads the frame's loudness and an STT that waits until the test lets it answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from media_edge.audio import FRAME_SAMPLES
+from media_edge.listener import Listener, TurnEnded
+from media_edge.providers import PCM, Transcript
+from slot.settings import Settings
+
+SPEECH = np.full(FRAME_SAMPLES, 1000, dtype=np.int16)
+SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+
+class LoudnessVAD:
+    window_samples = FRAME_SAMPLES
+
+    def speech_probability(self, window: PCM) -> float:
+        return 0.9 if np.abs(window).max() > 0 else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+class HeldSTT:
+    """Answers each transcription only when `release()` is called; records cancellations."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self._release = asyncio.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def transcribe(self, audio: PCM, sample_rate: int) -> Transcript:
+        self.calls += 1
+        self.started.set()
+        try:
+            await self._release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return Transcript(text=f"{len(audio)} samples")
+
+
+class Hooks:
+    def __init__(self, agent: bool = False) -> None:
+        self.agent = agent
+        self.turns: list[TurnEnded] = []
+        self.barge_ins: list[float] = []
+        self.backchannels: list[int] = []
+        self.errors: list[str] = []
+
+    def agent_speaking(self) -> bool:
+        return self.agent
+
+    async def on_barge_in(self, at: float) -> None:
+        self.barge_ins.append(at)
+        self.agent = False
+
+    def on_backchannel(self, voiced_ms: int) -> None:
+        self.backchannels.append(voiced_ms)
+
+    def on_turn_ended(self, turn: TurnEnded) -> None:
+        self.turns.append(turn)
+
+    def on_error(self, reason: str) -> None:
+        self.errors.append(reason)
+
+
+def listener(hooks: Hooks, stt: HeldSTT, tasks: list[asyncio.Task[Any]]) -> Listener:
+    settings = Settings(
+        endpointing="silence",
+        endpoint_silence_ms=600,
+        speculative_stt_after_ms=200,
+        barge_in_min_speech_ms=200,
+        barge_in_confirm_words=False,
+    )
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        tasks.append(task)
+        return task
+
+    return Listener(
+        settings=settings,
+        vad=LoudnessVAD(),
+        vad_executor=ThreadPoolExecutor(max_workers=1),
+        stt=stt,
+        turn_detector=None,
+        hooks=hooks,
+        spawn=spawn,
+        call_id="call-test",
+        log=logging.LoggerAdapter(logging.getLogger("test")),
+    )
+
+
+async def feed(listen: Listener, frame: PCM, count: int) -> None:
+    for _ in range(count):
+        await listen.on_frame(frame)
+
+
+async def test_speech_after_a_pause_cancels_the_speculative_transcription() -> None:
+    hooks, stt, tasks = Hooks(), HeldSTT(), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks)
+    await feed(listen, SPEECH, 30)
+    await feed(listen, SILENCE, 15)  # 300 ms: a speculative transcription starts
+    (speculative,) = tasks
+    await asyncio.wait_for(stt.started.wait(), 5)
+    await feed(listen, SPEECH, 10)  # the caller goes on: that transcription is stale
+    await asyncio.wait_for(stt.cancelled.wait(), 5)
+    await asyncio.wait([speculative])
+    assert speculative.cancelled()
+    await feed(listen, SILENCE, 30)
+    (turn,) = hooks.turns
+    assert turn.stt is tasks[-1] and turn.stt is not speculative
+    stt.release()
+    transcript, latency = await asyncio.wait_for(turn.transcript(), 5)
+    # The turn's words are the speculative transcription made 200 ms into its final pause.
+    assert transcript.text == f"{(30 + 15 + 10 + 10) * FRAME_SAMPLES} samples"
+    assert {"endpointing", "stt"} <= set(latency) and "turn_model" not in latency
+    assert stt.calls == 2
+
+
+async def test_speech_over_the_agent_reports_a_barge_in_and_a_backchannel() -> None:
+    hooks, stt, tasks = Hooks(agent=True), HeldSTT(), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks)
+    await feed(listen, SPEECH, 5)  # 100 ms "mm"
+    await feed(listen, SILENCE, 40)
+    assert hooks.backchannels == [100] and hooks.barge_ins == [] and hooks.turns == []
+    await feed(listen, SPEECH, 15)
+    assert len(hooks.barge_ins) == 1  # at 200 ms of speech over the agent
+    await feed(listen, SILENCE, 30)
+    (turn,) = hooks.turns
+    stt.release()
+    transcript, _ = await asyncio.wait_for(turn.transcript(), 5)
+    assert transcript.text
+    for task in tasks:
+        task.cancel()
