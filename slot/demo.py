@@ -87,8 +87,8 @@ class LiveView:
 
 def active_tiers(llm_settings: LLMSettings | None = None) -> str:
     """The router's tiers as configured for this run (the edge reads the same variables)."""
-    from activities.intent_classifier import INTENT_CONFIDENCE_THRESHOLD
     from media_edge.llm import BamlLanguageModel
+    from workflows.router_messages import INTENT_CONFIDENCE_THRESHOLD
 
     model = BamlLanguageModel.from_settings(llm_settings)
     head = (

@@ -1,8 +1,10 @@
 """CallWorkflow: one durable workflow per phone call, holding the script state and transcript.
 
 The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
-line with signals. The workflow's own timers cover what the edge cannot: a caller who stays
-silent (reprompt, then goodbye) and a follow-up call days later.
+line with signals. A turn goes to the router (`workflows.router`), whose step the call applies
+and publishes (`workflows.details`, `workflows.search_attributes`). The workflow's own timers
+cover what the edge cannot: a caller who stays silent (reprompt, then goodbye) and a follow-up
+call days later.
 
 A phone call's history is small (a few events per turn), so continue-as-new is not needed per
 call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever grow long.
@@ -10,40 +12,20 @@ call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.intent_classifier import (
-        INTENT_CONFIDENCE_THRESHOLD,
-        IntentClassifierActivities,
-    )
-    from activities.knowledge import KnowledgeActivities
     from activities.records import RecordsActivities, SaveCallRecord
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
-    from slot.temporal import (
-        CALL_STATUS,
-        OUTCOME,
-        SCRIPT_NAME,
-        SCRIPT_STATE,
-        call_summary,
-        initial_search_attributes,
-        opening_state,
-    )
-    from workflows import script
-    from workflows.intents import match_intent
-    from workflows.llm_turn import (
-        RoutedStep,
-        apply_llm_turn,
-        knowledge_answer,
-        llm_turn_request,
-        playbook_intents,
-    )
+    from workflows.details import call_summary, current_details
+    from workflows.llm_turn import apply_llm_turn
     from workflows.messages import (
         CallInput,
         CallSnapshot,
@@ -57,16 +39,16 @@ with workflow.unsafe.imports_passed_through():
         Turn,
         UtterancePlayed,
     )
-    from workflows.router_messages import (
-        ClassifyRequest,
-        IntentClassification,
-        LLMTurnReport,
-        LLMTurnRequest,
-        Retrieval,
-        RetrieveRequest,
-        TranscriptLine,
+    from workflows.router import Router
+    from workflows.router_messages import LLMTurnReport
+    from workflows.script import DecisionTier, Outcome, ScriptStep, opening_state
+    from workflows.search_attributes import (
+        CALL_STATUS,
+        OUTCOME,
+        SCRIPT_NAME,
+        SCRIPT_STATE,
+        initial_search_attributes,
     )
-    from workflows.script import DecisionTier, Outcome, ScriptStep
 
 ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
@@ -74,7 +56,6 @@ END_CALL_GRACE = timedelta(minutes=2)
 """How long a goodbye may take to play before the workflow ends the call anyway."""
 IDLE_LIMIT = timedelta(minutes=30)
 """A call with no event at all for this long is treated as dropped."""
-DETAILS_TRANSCRIPT_LINES = 30
 DELIVER_TIMEOUT = timedelta(seconds=5)
 DELIVER_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
 RECORD_TIMEOUT = timedelta(seconds=30)
@@ -84,19 +65,8 @@ PLACE_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
 )
-ROUTER_PATCH = "router-v1"
-"""Speech turns go through the router's local activities (classifier, knowledge base)."""
-TOKEN_CONFIDENT_SCORE = 0.65
-"""A token-matcher score trusted when the embedding classifier is not confident. Chosen by
-`slot eval router` ("router tier 1" table): classifier ≥ 0.65, then token matches ≥ 0.65, answer
-56.1 % of held-out turns at 95.3 % precision (classifier alone: 52.6 % at 96.7 %; the token
-matcher at its 0.45 match threshold is only 81 % precise). Weaker token matches go to the LLM,
-and stand only when nothing else can answer (no LLM, no close knowledge-base passage)."""
-ROUTER_TIMEOUT = timedelta(seconds=10)
-"""Per local activity; the first call of a worker loads the embedding model (~3 s)."""
-ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
-"""A failed classification or search is not retried on the hot path: the next tier answers."""
-PASSAGES_PER_TURN = 3
+ENDED_WHILE_ROUTING_PATCH = "ended-while-routing-v1"
+"""A turn whose call ended (hang-up, status) while the router awaited is refused, not applied."""
 
 
 @dataclass
@@ -113,8 +83,11 @@ class CallWorkflow:
     @workflow.init
     def __init__(self, call: CallInput) -> None:
         self._call = call
+        self._router = Router(call)
+        self._turn_lock = asyncio.Lock()
+        """Turns run one at a time: a turn awaits the router while signals change the call."""
         self._status = CallStatus.RINGING
-        self._state = opening_state(call)
+        self._state = opening_state(call.playbook, follow_up=bool(call.follow_up_of))
         self._slots: dict[str, str] = {}
         if call.lead.name:
             self._slots["lead_name"] = call.lead.name
@@ -168,8 +141,8 @@ class CallWorkflow:
                 await self._await_goodbye()
             elif self._pending_dtmf:
                 digits = self._pending_dtmf.pop(0)
-                step = script.respond_dtmf(self._call.playbook, self._state, self._slots, digits)
-                await self._deliver(self._decide(step), f"answer to keys {digits}")
+                step = self._router.keys(self._state, self._slots, digits)
+                await self._deliver(self._apply(step), f"answer to keys {digits}")
             elif self._silence_armed:
                 await self._await_caller()
 
@@ -209,17 +182,11 @@ class CallWorkflow:
         self._silence_armed = False
         self._silent_reprompts += 1
         attempt = self._silent_reprompts
-        step = script.reprompt(
-            self._call.playbook,
-            self._state,
-            self._slots,
-            attempt,
-            max_reprompts=self._call.timers.max_reprompts,
-        )
+        step = self._router.silence(self._state, self._slots, attempt)
         if not step.end_call:
             self._reprompts += 1
         label = "goodbye after silence" if step.end_call else f"reprompt {attempt}"
-        await self._deliver(self._decide(step), label)
+        await self._deliver(self._apply(step), label)
 
     async def _await_goodbye(self) -> None:
         try:
@@ -299,165 +266,40 @@ class CallWorkflow:
 
     @workflow.update
     async def turn(self, turn: Turn) -> Decision:
-        """One caller turn in, the agent's next utterance out: the router.
+        """One caller turn in, the agent's next utterance out, decided by the router.
 
-        Tier 0 is the script itself (rules, slots); tier 1 the embedding classifier, then a
-        confident token match; tier 2 the LLM at the edge (the decision carries its request),
-        or without one the knowledge base, or the script's own answer. Its only awaits are
-        local activities, so the turn stays one Update round trip.
+        Its only awaits are the router's local activities, so the turn stays one Update round
+        trip. A hang-up that lands meanwhile wins: the turn is refused, not answered.
         """
-        playbook = self._call.playbook
-        self._events += 1
-        self._last_seq = turn.seq
-        self._silence_armed = False
-        if turn.edge_url:
-            self._edge_url = turn.edge_url
-        if turn.kind == "start":
-            self._status = CallStatus.IN_PROGRESS
-            step = script.opening(
-                playbook, self._slots, follow_up=self._call.follow_up_of is not None
+        async with self._turn_lock:
+            self._refuse_if_ended(turn)
+            self._events += 1
+            self._last_seq = turn.seq
+            self._silence_armed = False
+            if turn.edge_url:
+                self._edge_url = turn.edge_url
+            if turn.kind == "start":
+                self._status = CallStatus.IN_PROGRESS
+                return self._apply(self._router.opening(self._slots))
+            self._silent_reprompts = 0
+            self._pending_llm = None
+            if turn.kind == "dtmf":
+                self._caller_said(f"[keys {turn.digits}]", turn.seq)
+                return self._apply(self._router.keys(self._state, self._slots, turn.digits))
+            self._caller_said(turn.text, turn.seq)
+            step = await self._router.speech(self._state, self._slots, turn.text, self._transcript)
+            self._refuse_if_ended(turn)
+            return self._apply(step)
+
+    def _refuse_if_ended(self, turn: Turn) -> None:
+        """A turn of a call that ended while it waited (router, lock) gets no answer."""
+        if self._ended and workflow.patched(ENDED_WHILE_ROUTING_PATCH):
+            raise ApplicationError(
+                f"call {self._call.call_id} ended ({self._end_reason}) while turn {turn.seq} "
+                "waited; not answered",
+                type="CallEnded",
+                non_retryable=True,
             )
-            return self._decide(step)
-        self._silent_reprompts = 0
-        self._pending_llm = None
-        if turn.kind == "dtmf":
-            self._caller_said(f"[keys {turn.digits}]", turn.seq)
-            step = script.respond_dtmf(playbook, self._state, self._slots, turn.digits)
-            return self._decide(step)
-        self._caller_said(turn.text, turn.seq)
-        step = script.respond(playbook, self._state, self._slots, turn.text)
-        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not workflow.patched(
-            ROUTER_PATCH
-        ):
-            return self._decide(step)
-        return await self._route(turn.text, step)
-
-    async def _route(self, utterance: str, script_step: ScriptStep) -> Decision:
-        """Tiers 1 and 2 for a turn the script's rules and slots did not settle."""
-        playbook = self._call.playbook
-        state, slots = self._state, dict(self._slots)
-        latency: dict[str, float] = {}
-        notes: list[str] = []
-        found = await self._classify(utterance, state)
-        if found is not None:
-            latency["classify"] = found.elapsed_ms
-            if found.intent is not None and found.confidence >= INTENT_CONFIDENCE_THRESHOLD:
-                step = script.take_intent(
-                    playbook,
-                    state,
-                    slots,
-                    utterance,
-                    found.index,
-                    DecisionTier.CLASSIFIER,
-                    f"classifier intent '{found.intent}' confidence {found.confidence:.2f} "
-                    f"≥ {INTENT_CONFIDENCE_THRESHOLD:.2f} (like '{found.example}')",
-                )
-                return self._decide(step, latency)
-            best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
-            notes.append(f"classifier {best} < {INTENT_CONFIDENCE_THRESHOLD:.2f}")
-        else:
-            notes.append("classifier unavailable")
-        if script_step.tier is DecisionTier.INTENT:
-            current = playbook.state(state)
-            match = match_intent(utterance, current.intents + playbook.global_intents)
-            if match is not None and match.score >= TOKEN_CONFIDENT_SCORE:
-                step = script_step.model_copy(
-                    update={"reason": f"{script_step.reason}; {notes[0]}"}
-                )
-                return self._decide(step, latency)
-        retrieval = await self._retrieve(utterance)
-        passages = retrieval.passages if retrieval is not None else []
-        if retrieval is not None:
-            latency["retrieve"] = retrieval.elapsed_ms
-        else:
-            notes.append("knowledge base unavailable")
-        if self._call.llm_enabled:
-            lines = [
-                TranscriptLine(speaker=e.speaker, text=e.heard_text or e.text)
-                for e in self._transcript[:-1]
-                if e.text
-            ]
-            request = llm_turn_request(playbook, state, slots, lines, utterance, passages)
-            return self._hand_to_llm(request, latency, notes)
-        answer = knowledge_answer(
-            playbook, state, slots, passages, min_score=self._call.knowledge_min_score
-        )
-        if answer is not None:
-            return self._decide_routed(answer, DecisionTier.KNOWLEDGE, latency, notes)
-        if passages:
-            best_passage = max(passages, key=lambda p: p.score)
-            notes.append(
-                f"best passage {best_passage.score:.2f} < {self._call.knowledge_min_score:.2f}"
-            )
-        step = script_step.model_copy(
-            update={"reason": "; ".join([script_step.reason, *notes, "no LLM configured"])}
-        )
-        return self._decide(step, latency)
-
-    async def _classify(self, utterance: str, state: str) -> IntentClassification | None:
-        request = ClassifyRequest(
-            utterance=utterance, intents=playbook_intents(self._call.playbook, state)
-        )
-        if not request.intents:
-            return None
-        try:
-            return await workflow.execute_local_activity_method(
-                IntentClassifierActivities.classify_intent,
-                request,
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="classify intent",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: classifier: %s", self._call.call_id, error.cause)
-            return None
-
-    async def _retrieve(self, utterance: str) -> Retrieval | None:
-        try:
-            return await workflow.execute_local_activity_method(
-                KnowledgeActivities.retrieve_passages,
-                RetrieveRequest(query=utterance, k=PASSAGES_PER_TURN),
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="search knowledge base",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: knowledge: %s", self._call.call_id, error.cause)
-            return None
-
-    def _hand_to_llm(
-        self, request: LLMTurnRequest, latency: dict[str, float], notes: list[str]
-    ) -> Decision:
-        """Tier 2: the edge streams the LLM's reply; the state moves when `llm_result` says."""
-        passages = ", ".join(f"{p.id} {p.score:.2f}" for p in request.passages) or "none"
-        step = ScriptStep(
-            state=self._state,
-            text=request.fallback_line,
-            tier=DecisionTier.LLM,
-            reason="; ".join([*notes, f"LLM streams the reply (passages: {passages})"]),
-            slots=dict(self._slots),
-        )
-        decision = self._decide(step, latency, llm_request=request)
-        self._pending_llm = PendingLLMTurn(decision.utterance_id, self._state, dict(self._slots))
-        return decision
-
-    def _decide_routed(
-        self,
-        routed: RoutedStep,
-        tier: DecisionTier,
-        latency: dict[str, float],
-        notes: list[str],
-    ) -> Decision:
-        step = ScriptStep(
-            state=routed.state,
-            text=routed.text,
-            tier=tier,
-            reason="; ".join([*notes, routed.reason]),
-            end_call=routed.end_call,
-            outcome=routed.outcome,
-            slots=routed.slots,
-        )
-        return self._decide(step, latency, citations=routed.cited_ids)
 
     @workflow.update
     def llm_result(self, report: LLMTurnReport) -> Decision:
@@ -481,7 +323,7 @@ class CallWorkflow:
         entry.text = routed.text or entry.text
         entry.state = routed.state
         entry.reason = f"{entry.reason}; {routed.reason}" if entry.reason else routed.reason
-        entry.citations = list(routed.cited_ids)
+        entry.citations = list(routed.citations)
         entry.latency_ms = {**entry.latency_ms, **result.latency_ms}
         if self._state == pending.state:
             self._state = routed.state
@@ -595,15 +437,8 @@ class CallWorkflow:
     def _caller_said(self, text: str, seq: int | None) -> None:
         self._transcript.append(TranscriptEntry(speaker="caller", text=text, seq=seq))
 
-    def _decide(
-        self,
-        step: ScriptStep,
-        latency: dict[str, float] | None = None,
-        *,
-        citations: list[str] | None = None,
-        llm_request: LLMTurnRequest | None = None,
-    ) -> Decision:
-        """Apply a script step to the call and turn it into the utterance the edge speaks."""
+    def _apply(self, step: ScriptStep) -> Decision:
+        """Move the call as the step says and turn it into the utterance the edge speaks."""
         self._utterances += 1
         utterance_id = f"{self._call.call_id}-u{self._utterances}"
         self._state = step.state
@@ -623,9 +458,9 @@ class CallWorkflow:
             tier=step.tier,
             reason=step.reason,
             cacheable=not generated,
-            latency_ms=dict(latency or {}),
-            citations=list(citations or []),
-            llm_request=llm_request,
+            latency_ms=dict(step.latency_ms),
+            citations=list(step.citations),
+            llm_request=step.llm_request,
         )
         self._transcript.append(
             TranscriptEntry(
@@ -635,11 +470,13 @@ class CallWorkflow:
                 state=step.state,
                 tier=step.tier,
                 reason=step.reason,
-                latency_ms=dict(latency or {}),
-                citations=list(citations or []),
+                latency_ms=dict(step.latency_ms),
+                citations=list(step.citations),
             )
         )
         self._publish()
+        if step.llm_request is not None:
+            self._pending_llm = PendingLLMTurn(utterance_id, self._state, dict(self._slots))
         return decision
 
     def _end(self, status: CallStatus, reason: str) -> None:
@@ -671,41 +508,13 @@ class CallWorkflow:
         self._show_details()
 
     def _show_details(self) -> None:
-        outcome = self._outcome.value if self._outcome else "—"
-        lines = [
-            f"**{self._status.value}** · state `{self._state}` · outcome {outcome}",
-            "",
-        ]
-        shown = self._transcript[-DETAILS_TRANSCRIPT_LINES:]
-        if len(shown) < len(self._transcript):
-            lines.append(f"_… {len(self._transcript) - len(shown)} earlier lines_")
-        for entry in shown:
-            if entry.speaker == "agent":
-                said = entry.text
-                if entry.interrupted:
-                    said = f"{entry.heard_text or ''} — _(interrupted)_"
-                lines.append(f"- **Agent:** {said}")
-                if entry.tier is not None:
-                    lines.append(f"  - _{_decision_note(entry)}_")
-            else:
-                lines.append(f"- **Caller:** {entry.text}")
-        if self._end_reason:
-            lines += ["", f"_Ended: {self._end_reason}_"]
-        if self._follow_up_call_id:
-            lines += ["", f"Follow-up call: `{self._follow_up_call_id}`"]
-        workflow.set_current_details("\n".join(lines))
-
-
-def _decision_note(entry: TranscriptEntry) -> str:
-    """Tier, reason, router latency and citations of an agent line, for the Web UI."""
-    parts = [f"{entry.tier}: {entry.reason or ''}".strip()]
-    latency = entry.latency_ms
-    timed = [f"{k} {latency[k]:.0f} ms" for k in ROUTER_STAGES if k in latency]
-    if timed:
-        parts.append(" · ".join(timed))
-    if entry.citations:
-        parts.append("cites " + ", ".join(entry.citations))
-    return " — ".join(parts)
-
-
-ROUTER_STAGES = ("classify", "retrieve", "decision", "llm_first_token", "llm_total", "total")
+        workflow.set_current_details(
+            current_details(
+                self._status,
+                self._state,
+                self._outcome,
+                self._transcript,
+                end_reason=self._end_reason,
+                follow_up_call_id=self._follow_up_call_id,
+            )
+        )

@@ -7,11 +7,11 @@ payload fails loudly at the boundary instead of deep inside a workflow.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from workflows.router_messages import LLMTurnRequest
+from workflows.router_messages import LLMTurnRequest, RouterConfig
 from workflows.script import DecisionTier, Outcome, Playbook
 
 TASK_QUEUE = "slot-calls"
@@ -62,8 +62,19 @@ class CallInput(BaseModel):
     """Base URL of the media edge serving this call; set when the media stream connects."""
     llm_enabled: bool = False
     """Set by whoever starts the call when an LLM is configured (the edge runs tier 2)."""
-    knowledge_min_score: float = 0.84
-    """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    """The router's thresholds for this call (see `RouterConfig`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _knowledge_min_score_into_router(cls, data: Any) -> Any:
+        """Histories from before `router` carry `knowledge_min_score` at the top level."""
+        if isinstance(data, dict) and "knowledge_min_score" in data:
+            data = dict(data)
+            score = data.pop("knowledge_min_score")
+            if "router" not in data:
+                data["router"] = {"knowledge_min_score": score}
+        return data
 
 
 TurnKind = Literal["start", "speech", "dtmf"]

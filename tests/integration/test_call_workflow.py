@@ -36,7 +36,7 @@ from activities.records import CallRecord, make_engine
 from activities.telephony import TWILIO_AUTH_TOKEN_ENV, PlaceCall, TelephonyActivities
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
-from slot.temporal import CALL_STATUS, OUTCOME, SCRIPT_NAME, SCRIPT_STATE, start_call_workflow
+from slot.temporal import start_call_workflow
 from worker import ACTIVITY_SLOTS, build_worker
 from workflows.call import CallWorkflow
 from workflows.messages import (
@@ -55,6 +55,7 @@ from workflows.messages import (
 )
 from workflows.router_messages import LLMTurnReport, LLMTurnResult
 from workflows.script import DecisionTier, Outcome
+from workflows.search_attributes import CALL_STATUS, OUTCOME, SCRIPT_NAME, SCRIPT_STATE
 
 T = TypeVar("T")
 WAIT_S = 30.0
