@@ -1,13 +1,11 @@
-"""CallWorkflow: one durable workflow per phone call, holding the script state and transcript.
+"""CallWorkflow: one durable workflow per phone call: receive a turn, ask the router, apply the
+decision, publish.
 
 The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
-line with signals. A turn goes to the router (`workflows.router`), whose step the call applies
-and publishes (`workflows.details`, `workflows.search_attributes`). The workflow's own timers
-cover what the edge cannot: a caller who stays silent (reprompt, then goodbye) and a follow-up
-call days later.
-
-A phone call's history is small (a few events per turn), so continue-as-new is not needed per
-call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever grow long.
+line with signals. The router (`workflows.router`) decides; the Web UI text is in
+`workflows.details`. The workflow's own timers cover what the edge cannot: a silent caller
+(reprompt, then goodbye) and a follow-up call days later. A call's history is small, so
+continue-as-new is not needed (`is_continue_as_new_suggested()` is the hook if calls grow long).
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -25,15 +23,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordsActivities, SaveCallRecord
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
     from workflows.details import call_summary, current_details
-    from workflows.llm_turn import apply_llm_turn
     from workflows.messages import (
         CallInput,
         CallSnapshot,
         CallStatus,
         CallStatusUpdate,
         Decision,
-        Direction,
-        Dtmf,
         HangUp,
         TranscriptEntry,
         Turn,
@@ -41,17 +36,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.router import Router
     from workflows.router_messages import LLMTurnReport
-    from workflows.script import DecisionTier, Outcome, ScriptStep, opening_state
+    from workflows.script import Outcome, ScriptStep, opening_state
     from workflows.search_attributes import (
-        CALL_STATUS,
-        OUTCOME,
-        SCRIPT_NAME,
-        SCRIPT_STATE,
+        call_search_attributes,
         initial_search_attributes,
+        search_attribute_changes,
     )
 
-ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
 END_CALL_GRACE = timedelta(minutes=2)
 """How long a goodbye may take to play before the workflow ends the call anyway."""
 IDLE_LIMIT = timedelta(minutes=30)
@@ -105,7 +96,6 @@ class CallWorkflow:
         self._silence_armed = False
         self._silent_reprompts = 0
         self._reprompts = 0
-        self._pending_dtmf: list[str] = []
         self._events = 0
         self._follow_up_call_id: str | None = None
         self._published: dict[str, str | None] = {}
@@ -132,17 +122,13 @@ class CallWorkflow:
         return self.snapshot()
 
     async def _converse(self) -> None:
-        """Wait on the caller; reprompt a silent one; answer DTMF that came as a signal."""
+        """Wait on the caller and reprompt a silent one, until the call ends."""
         while not self._ended:
             await self._await_event()
             if self._ended:
                 break
             if self._end_utterance_id is not None:
                 await self._await_goodbye()
-            elif self._pending_dtmf:
-                digits = self._pending_dtmf.pop(0)
-                step = self._router.keys(self._state, self._slots, digits)
-                await self._deliver(self._apply(step), f"answer to keys {digits}")
             elif self._silence_armed:
                 await self._await_caller()
 
@@ -153,7 +139,6 @@ class CallWorkflow:
                 lambda: (
                     self._ended
                     or self._silence_armed
-                    or bool(self._pending_dtmf)
                     or self._end_utterance_id is not None
                     or self._events != seen
                 ),
@@ -167,12 +152,7 @@ class CallWorkflow:
         clock = self._silence_clock
         try:
             await workflow.wait_condition(
-                lambda: (
-                    self._ended
-                    or not self._silence_armed
-                    or self._silence_clock != clock
-                    or bool(self._pending_dtmf)
-                ),
+                lambda: self._ended or not self._silence_armed or self._silence_clock != clock,
                 timeout=self._call.timers.reprompt_after_s,
                 timeout_summary="no-input reprompt",
             )
@@ -220,15 +200,8 @@ class CallWorkflow:
         self._status = CallStatus.FOLLOW_UP_SCHEDULED
         self._publish()
         await workflow.sleep(call.timers.follow_up_delay_s, summary=f"follow-up call to {who}")
-        child_id = f"{call.call_id}-followup"
-        child_input = call.model_copy(
-            update={
-                "call_id": child_id,
-                "direction": Direction.OUTBOUND,
-                "follow_up_of": call.call_id,
-                "edge_url": None,
-            }
-        )
+        child_input = call.follow_up()
+        child_id = child_input.call_id
         await workflow.start_child_workflow(
             CallWorkflow.run,
             child_input,
@@ -314,38 +287,22 @@ class CallWorkflow:
         assert pending is not None
         self._pending_llm = None
         result = report.result
-        if result.cancelled:
-            result = result.model_copy(update={"next_state": pending.state, "end_call": False})
-        routed = apply_llm_turn(self._call.playbook, pending.state, pending.slots, result)
+        step = self._router.settle_llm(pending.state, pending.slots, result)
         entry = next(
             e for e in reversed(self._transcript) if e.utterance_id == pending.utterance_id
         )
-        entry.text = routed.text or entry.text
-        entry.state = routed.state
-        entry.reason = f"{entry.reason}; {routed.reason}" if entry.reason else routed.reason
-        entry.citations = list(routed.citations)
-        entry.latency_ms = {**entry.latency_ms, **result.latency_ms}
+        decision = entry.settle(step, result.latency_ms)
         if self._state == pending.state:
-            self._state = routed.state
-            self._slots.update(routed.slots)
-            if routed.outcome is not None:
-                self._outcome = routed.outcome
-            if routed.end_call:
+            self._state = step.state
+            self._slots.update(step.slots)
+            if step.outcome is not None:
+                self._outcome = step.outcome
+            if step.end_call:
                 self._end_utterance_id = pending.utterance_id
                 if entry.heard_text is not None:
                     self._end(CallStatus.ENDED, "agent ended the call")
         self._publish()
-        return Decision(
-            utterance_id=pending.utterance_id,
-            text=entry.text,
-            state=routed.state,
-            end_call=routed.end_call,
-            outcome=routed.outcome,
-            tier=DecisionTier.LLM,
-            reason=entry.reason,
-            cacheable=False,
-            citations=entry.citations,
-        )
+        return decision
 
     @llm_result.validator
     def validate_llm_result(self, report: LLMTurnReport) -> None:
@@ -357,23 +314,9 @@ class CallWorkflow:
 
     @turn.validator
     def validate_turn(self, turn: Turn) -> None:
-        call_id = self._call.call_id
-        if self._ended:
-            raise ValueError(f"call {call_id} has ended; turn {turn.seq} refused")
-        if turn.seq <= self._last_seq:
-            raise ValueError(
-                f"stale turn {turn.seq} for call {call_id}: turn {self._last_seq} already answered"
-            )
-        if turn.seq != self._last_seq + 1:
-            raise ValueError(
-                f"turn {turn.seq} for call {call_id} skips ahead: expected {self._last_seq + 1}"
-            )
-        if (turn.kind == "start") != (turn.seq == 0):
-            raise ValueError(f"turn {turn.seq} of call {call_id}: only turn 0 may be kind 'start'")
-        if turn.kind == "speech" and not turn.text.strip():
-            raise ValueError(f"speech turn {turn.seq} of call {call_id} has no text")
-        if turn.kind == "dtmf" and not turn.digits:
-            raise ValueError(f"dtmf turn {turn.seq} of call {call_id} has no digits")
+        refusal = turn.refusal(self._call.call_id, last_seq=self._last_seq, ended=self._ended)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     @workflow.signal
     def utterance_played(self, played: UtterancePlayed) -> None:
@@ -393,27 +336,12 @@ class CallWorkflow:
         self._show_details()
 
     @workflow.signal
-    def dtmf(self, pressed: Dtmf) -> None:
-        """Keys pressed outside a turn; answered by the workflow through the edge."""
-        self._events += 1
-        if self._ended or not pressed.digits:
-            return
-        self._silence_armed = False
-        self._silent_reprompts = 0
-        self._caller_said(f"[keys {pressed.digits}]", None)
-        self._pending_dtmf.append(pressed.digits)
-
-    @workflow.signal
     def call_status(self, update: CallStatusUpdate) -> None:
         """Twilio's view of the call (status callback)."""
         self._events += 1
-        status = update.status.lower()
-        if status not in ENDED_TWILIO_STATUSES or self._ended:
-            return
-        if status in NOT_ANSWERED_TWILIO_STATUSES and self._last_seq < 0:
-            self._end(CallStatus.NO_ANSWER, f"call {status}")
-        else:
-            self._end(CallStatus.ENDED, f"call {status}")
+        ends_as = update.ends_as(answered=self._last_seq >= 0)
+        if ends_as is not None and not self._ended:
+            self._end(ends_as, f"call {update.status.lower()}")
 
     @workflow.signal
     def hang_up(self, hang_up: HangUp) -> None:
@@ -448,32 +376,8 @@ class CallWorkflow:
         self._last_utterance_id = utterance_id
         if step.end_call:
             self._end_utterance_id = utterance_id
-        generated = step.tier in (DecisionTier.KNOWLEDGE, DecisionTier.LLM)
-        decision = Decision(
-            utterance_id=utterance_id,
-            text=step.text,
-            state=step.state,
-            end_call=step.end_call,
-            outcome=step.outcome,
-            tier=step.tier,
-            reason=step.reason,
-            cacheable=not generated,
-            latency_ms=dict(step.latency_ms),
-            citations=list(step.citations),
-            llm_request=step.llm_request,
-        )
-        self._transcript.append(
-            TranscriptEntry(
-                speaker="agent",
-                text=step.text,
-                utterance_id=utterance_id,
-                state=step.state,
-                tier=step.tier,
-                reason=step.reason,
-                latency_ms=dict(step.latency_ms),
-                citations=list(step.citations),
-            )
-        )
+        decision = Decision.of(step, utterance_id)
+        self._transcript.append(TranscriptEntry.agent(step, utterance_id))
         self._publish()
         if step.llm_request is not None:
             self._pending_llm = PendingLLMTurn(utterance_id, self._state, dict(self._slots))
@@ -490,18 +394,9 @@ class CallWorkflow:
 
     def _publish(self) -> None:
         """Mirror state into search attributes (only what changed) and the current details."""
-        wanted: dict[str, str | None] = {
-            CALL_STATUS.name: self._status.value,
-            SCRIPT_STATE.name: self._state,
-            OUTCOME.name: self._outcome.value if self._outcome else None,
-            SCRIPT_NAME.name: self._call.script_name,
-        }
-        updates: list[SearchAttributeUpdate[str]] = []
-        for key in (CALL_STATUS, SCRIPT_STATE, OUTCOME, SCRIPT_NAME):
-            value = wanted[key.name]
-            if key.name in self._published and self._published[key.name] == value:
-                continue
-            updates.append(key.value_set(value) if value is not None else key.value_unset())
+        call = self._call
+        wanted = call_search_attributes(self._status, self._state, self._outcome, call.script_name)
+        updates = search_attribute_changes(self._published, wanted)
         if updates:
             workflow.upsert_search_attributes(updates)
             self._published = wanted

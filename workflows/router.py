@@ -24,11 +24,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.knowledge import KnowledgeActivities
     from workflows import script
     from workflows.intents import match_intent
-    from workflows.llm_turn import knowledge_answer, llm_turn_request, playbook_intents
+    from workflows.llm_turn import (
+        apply_llm_turn,
+        knowledge_answer,
+        llm_turn_request,
+        playbook_intents,
+    )
     from workflows.messages import CallInput, TranscriptEntry
     from workflows.router_messages import (
         ClassifyRequest,
         IntentClassification,
+        LLMTurnResult,
         Retrieval,
         RetrieveRequest,
         TranscriptLine,
@@ -65,6 +71,14 @@ class Router:
             attempt,
             max_reprompts=self._call.timers.max_reprompts,
         )
+
+    def settle_llm(self, state: str, slots: dict[str, str], result: LLMTurnResult) -> ScriptStep:
+        """Tier 2's answer checked by the script: a transition the state does not allow is
+        rejected, and a reply cut off by barge-in stays in `state` (the caller did not hear
+        where it was going)."""
+        if result.cancelled:
+            result = result.model_copy(update={"next_state": state, "end_call": False})
+        return apply_llm_turn(self._playbook, state, slots, result)
 
     async def speech(
         self,
