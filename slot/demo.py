@@ -25,6 +25,7 @@ from slot.simulator.persona import Persona, load_persona
 from slot.simulator.phone import CallEvent, CallResult, SimulatedCall
 from slot.simulator.protocol import new_sid
 from slot.temporal import connect
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot, CallStatus
 
 STAGES = (
@@ -129,7 +130,7 @@ async def final_snapshot(settings: Settings, call_id: str, timeout_s: float) -> 
     handle = client.get_workflow_handle(call_id)
     deadline = time.monotonic() + timeout_s
     while True:
-        snapshot: CallSnapshot = await handle.query("snapshot", result_type=CallSnapshot)
+        snapshot: CallSnapshot = await handle.query(CallWorkflow.snapshot)
         if snapshot.status in FINAL_STATUSES or time.monotonic() > deadline:
             return snapshot
         await asyncio.sleep(0.2)

@@ -322,7 +322,8 @@ async def test_turn_validator_rejects_stale_gapped_and_malformed_turns(env: Env)
         await handle.execute_update(CallWorkflow.turn, Turn(seq=2, kind="speech", text="  "))
     assert "has no text" in str(error.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as error:
-        await handle.execute_update("turn", {"seq": "two", "kind": "speech"}, result_type=Decision)
+        malformed = {"seq": "two", "kind": "speech"}
+        await handle.execute_update(CallWorkflow.turn, malformed)  # type: ignore[arg-type]
     decoding = error.value.cause
     assert isinstance(decoding, ApplicationError)
     assert "Failed decoding arguments" in str(decoding)

@@ -28,6 +28,7 @@ from slot.simulator.persona import load_persona
 from slot.simulator.phone import CallResult, SimulatedCall
 from slot.simulator.protocol import new_sid
 from tests.conftest import free_port
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot
 from workflows.script import Outcome
 
@@ -75,7 +76,7 @@ async def wait_for(
 
 async def snapshot(client: Client, workflow_id: str) -> CallSnapshot:
     result: CallSnapshot = await client.get_workflow_handle(workflow_id).query(
-        "snapshot", result_type=CallSnapshot
+        CallWorkflow.snapshot
     )
     return result
 
