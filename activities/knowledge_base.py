@@ -27,6 +27,7 @@ from qdrant_client import QdrantClient, models
 from activities.embeddings import DIMENSIONS, Embedder, shared_embedder
 from slot.settings import Settings, get_settings
 from workflows.router_messages import Passage
+from workflows.sentences import split_sentences
 
 SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -65,7 +66,6 @@ class Chunk:
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def _clean(text: str) -> str:
@@ -82,7 +82,7 @@ def _pieces(paragraphs: list[str], max_chars: int) -> list[str]:
             out.append(paragraph)
             continue
         current = ""
-        for sentence in _SENTENCE.split(paragraph):
+        for sentence in split_sentences(paragraph):
             while len(sentence) > max_chars:
                 cut = sentence.rfind(" ", 0, max_chars)
                 cut = cut if cut > 0 else max_chars
@@ -106,7 +106,7 @@ def _tail(text: str, overlap_chars: int) -> str:
     if overlap_chars <= 0:
         return ""
     tail = ""
-    for sentence in reversed(_SENTENCE.split(text)):
+    for sentence in reversed(split_sentences(text)):
         candidate = f"{sentence} {tail}".strip()
         if len(candidate) > overlap_chars:
             break

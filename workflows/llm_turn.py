@@ -7,7 +7,6 @@ no-LLM answer to a question: the best passage, then the state's question again.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from workflows.router_messages import (
@@ -19,6 +18,7 @@ from workflows.router_messages import (
     TranscriptLine,
 )
 from workflows.script import DecisionTier, Playbook, ScriptStep, render
+from workflows.sentences import split_sentences
 
 STAY_DESCRIPTION = "stay in this state: answer the caller, then ask this state's question again"
 
@@ -112,7 +112,6 @@ def apply_llm_turn(
     )
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 KNOWLEDGE_ANSWER_SENTENCES = 1
 """A passage's first sentence answers the question; the caller can ask for more, and a long
 generated answer is a long stretch of uncached speech before the script's question."""
@@ -121,7 +120,7 @@ generated answer is a long stretch of uncached speech before the script's questi
 def spoken_answer(text: str, max_sentences: int = 2) -> str:
     """The first sentences of a passage: a phone answer, not a document read aloud."""
     paragraph = text.strip().split("\n\n", 1)[0]
-    sentences = _SENTENCE_END.split(" ".join(paragraph.split()))
+    sentences = split_sentences(" ".join(paragraph.split()))
     return " ".join(sentences[:max_sentences])
 
 
