@@ -767,3 +767,13 @@ async def test_calls_recorded_before_the_router_split_still_replay() -> None:
     for path in paths:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         await replayer.replay_workflow(history)
+
+
+async def test_a_turn_refused_after_a_hang_up_replays() -> None:
+    """History of the patched path (`ended-while-routing-v1`): a hang-up landed while turn 1 was
+    in the classifier, and the turn was refused."""
+    path = Path(__file__).parent / "histories" / "hang_up_while_routing.json"
+    history = WorkflowHistory.from_json("call-hang-up-while-routing", path.read_text())
+    await Replayer(
+        workflows=[CallWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
