@@ -5,7 +5,8 @@ offline); each candidate intent scores its closest example (cosine), lowered whe
 of the two is a negation ("yes" and "no" embed close together). Scores become probabilities by
 a softmax that also holds a fixed "none of these" score, so an utterance far from every example
 gets a low confidence instead of the least-bad intent. The workflow accepts the best intent only
-at or above the threshold measured by `slot eval router` (`INTENT_CONFIDENCE_THRESHOLD`).
+at or above the call's `RouterConfig.intent_confidence_threshold` (default measured by
+`slot eval router`: `INTENT_CONFIDENCE_THRESHOLD`).
 
 It runs as a LOCAL activity from the workflow's `turn` update: the float math happens once,
 outside the workflow, and its result is recorded in history, so replay is deterministic.
@@ -14,6 +15,7 @@ Example embeddings are computed once per distinct example text and cached for th
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -22,14 +24,11 @@ from collections.abc import Sequence
 import numpy as np
 from temporalio import activity
 
-from slot.kb import Embedder, Vector, shared_embedder
+from activities.embeddings import Embedder, Vector, shared_embedder
 from workflows.intents import IntentLike, is_negated, normalize
 from workflows.router_messages import ClassifyRequest, IntentClassification
 from workflows.script import Playbook
 
-INTENT_CONFIDENCE_THRESHOLD = 0.65
-"""Chosen by `slot eval router` on the held-out set: the most coverage (52.6 %) at a precision
-of at least 95 % (96.7 %); rerun it after changing the playbook or the constants below."""
 TEMPERATURE = 0.02
 """Softmax temperature on cosine similarity (e5 similarities sit in a narrow band). Set a priori,
 not tuned on the held-out set; coverage at 95 % precision stays 45-58 % across 0.01-0.03."""
@@ -130,17 +129,10 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-_shared_classifier: IntentClassifier | None = None
-_shared_lock = threading.Lock()
-
-
+@functools.cache
 def shared_classifier() -> IntentClassifier:
     """One classifier (and example-embedding cache) per process, shared by its workers."""
-    global _shared_classifier
-    with _shared_lock:
-        if _shared_classifier is None:
-            _shared_classifier = IntentClassifier()
-        return _shared_classifier
+    return IntentClassifier()
 
 
 class IntentClassifierActivities:

@@ -9,19 +9,17 @@ activity thread pool.
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
+from pathlib import Path
 
 from temporalio import activity
 
-from slot.kb import KBSettings, KnowledgeBase, open_knowledge_base
+from activities.knowledge_base import KBSettings, KnowledgeBase, open_knowledge_base
 from slot.settings import Settings
 from workflows.router_messages import Retrieval, RetrieveRequest
 
 MAX_PASSAGES = 8
-
-_shared: dict[str, KnowledgeBase] = {}
-_shared_lock = threading.Lock()
 
 
 def shared_knowledge_base(settings: Settings) -> KnowledgeBase:
@@ -31,13 +29,17 @@ def shared_knowledge_base(settings: Settings) -> KnowledgeBase:
     tests build several) shares that client instead of fighting over the lock.
     """
     kb_settings = KBSettings()
-    where = kb_settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
-    with _shared_lock:
-        kb = _shared.get(where)
-        if kb is None:
-            kb = open_knowledge_base(settings, kb_settings)
-            _shared[where] = kb
-        return kb
+    return _knowledge_base_at(
+        kb_settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
+    )
+
+
+@functools.cache
+def _knowledge_base_at(where: str) -> KnowledgeBase:
+    kb_settings = KBSettings()
+    if kb_settings.qdrant_url:
+        return open_knowledge_base(kb_settings=kb_settings)
+    return open_knowledge_base(kb_settings=kb_settings, path=Path(where))
 
 
 class KnowledgeActivities:

@@ -33,6 +33,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from twilio.request_validator import RequestValidator
 
+from activities.knowledge_base import KBSettings
 from media_edge.events import EventHub
 from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
@@ -42,12 +43,12 @@ from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
 from media_edge.workflow_link import send_call_status
-from slot.kb import KBSettings
 from slot.llm.config import LLMSettings
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
 from workflows import script
 from workflows.messages import CallInput, CallStatusUpdate, Decision, Direction, Lead
+from workflows.router_messages import RouterConfig
 
 logger = logging.getLogger("media_edge.app")
 
@@ -232,7 +233,7 @@ def create_app(
                 playbook=playbook,
                 timers=settings.call_timers(),
                 llm_enabled=edge.services.llm is not None,
-                knowledge_min_score=KBSettings().kb_answer_min_score,
+                router=RouterConfig(knowledge_min_score=KBSettings().kb_answer_min_score),
                 edge_url=settings.edge_url,
             )
             from slot.temporal import start_call_workflow

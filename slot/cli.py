@@ -56,7 +56,7 @@ def _cmd_eval_router(args: argparse.Namespace) -> int:
 
 
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
-    from slot.kb import ingest_main
+    from activities.knowledge_base import ingest_main
 
     return ingest_main([str(path) for path in args.paths])
 

@@ -35,6 +35,7 @@ from slot.devstack import Stack, StackError
 from slot.llm.config import LLMSettings
 from slot.settings import Settings
 from slot.temporal import connect
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot, CallStatus
 
 STAGES = (
@@ -95,8 +96,8 @@ class LiveView:
 
 def active_tiers(llm_settings: LLMSettings | None = None) -> str:
     """The router's tiers as configured for this run (the edge reads the same variables)."""
-    from activities.intent_classifier import INTENT_CONFIDENCE_THRESHOLD
     from media_edge.llm import BamlLanguageModel
+    from workflows.router_messages import INTENT_CONFIDENCE_THRESHOLD
 
     model = BamlLanguageModel.from_settings(llm_settings)
     head = (
@@ -137,7 +138,7 @@ async def final_snapshot(settings: Settings, call_id: str, timeout_s: float) -> 
     handle = client.get_workflow_handle(call_id)
     deadline = time.monotonic() + timeout_s
     while True:
-        snapshot: CallSnapshot = await handle.query("snapshot", result_type=CallSnapshot)
+        snapshot: CallSnapshot = await handle.query(CallWorkflow.snapshot)
         if snapshot.status in FINAL_STATUSES or time.monotonic() > deadline:
             return snapshot
         await asyncio.sleep(0.2)

@@ -249,7 +249,7 @@ class Stack:
             return
 
         def seed() -> str | None:
-            from slot.kb import open_knowledge_base
+            from activities.knowledge_base import open_knowledge_base
 
             with open_knowledge_base(settings) as kb:
                 if kb.count() > 0:

@@ -52,7 +52,7 @@ def describe_failure(error: Exception) -> tuple[str, tuple[int, str] | None]:
 
 
 def history_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.json"))
+    return sorted(folder.rglob("*.json"))
 
 
 def load_history(path: Path) -> WorkflowHistory:
@@ -95,7 +95,7 @@ async def check(folder: Path, out: TextIO, workflows: Sequence[type] | None = No
         return 2
     results = await replay(paths, workflows)
     for result in results:
-        print(f"{'ok' if result.ok else 'diverged':<8} {result.path.name}", file=out)
+        print(f"{'ok' if result.ok else 'diverged':<8} {result.path.relative_to(folder)}", file=out)
     failed = [r for r in results if not r.ok]
     if not failed:
         print(f"{len(results)} histories replay on the current code", file=out)

@@ -1,7 +1,8 @@
 """Everything Slot needs from Temporal outside workflow code: client, search attributes, dev server.
 
-The search attribute keys live here so the workflow, the edge and the CLI filter calls by the
-same names; the dev server launcher is what `slot dev`, the demo and the tests share.
+The search attribute keys themselves live with the workflow (`workflows.search_attributes`);
+this module registers them on a server and starts calls. The dev server launcher is what
+`slot dev`, the demo and the tests share.
 """
 
 from __future__ import annotations
@@ -21,27 +22,14 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from slot.settings import Settings
-from workflows.messages import CallInput, CallSnapshot, CallStatus, Direction
-
-CALL_STATUS = SearchAttributeKey.for_keyword("CallStatus")
-SCRIPT_STATE = SearchAttributeKey.for_keyword("ScriptState")
-OUTCOME = SearchAttributeKey.for_keyword("Outcome")
-SCRIPT_NAME = SearchAttributeKey.for_keyword("ScriptName")
-SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[str], ...] = (
-    CALL_STATUS,
-    SCRIPT_STATE,
-    OUTCOME,
-    SCRIPT_NAME,
-)
+from workflows.call import CallWorkflow
+from workflows.details import call_summary
+from workflows.messages import CallInput, CallSnapshot
+from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS, initial_search_attributes
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
@@ -70,44 +58,10 @@ async def ensure_search_attributes(client: Client) -> None:
         )
 
 
-def opening_state(call_input: CallInput) -> str:
-    """The script state a call starts in: a follow-up may open at its own state."""
-    playbook = call_input.playbook
-    if call_input.follow_up_of and playbook.follow_up_start:
-        return playbook.follow_up_start
-    return playbook.start
-
-
-def initial_search_attributes(call_input: CallInput) -> TypedSearchAttributes:
-    """What a call shows in the Web UI before its workflow has run a single task."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CALL_STATUS, CallStatus.RINGING.value),
-            SearchAttributePair(SCRIPT_NAME, call_input.script_name),
-            SearchAttributePair(SCRIPT_STATE, opening_state(call_input)),
-        ]
-    )
-
-
-def call_summary(call_input: CallInput) -> str:
-    """One line for the Web UI's workflow list, e.g. `Inbound call from +1555… · solar_survey`."""
-    lead = call_input.lead
-    who = " ".join(part for part in (lead.name, lead.phone) if part) or "unknown number"
-    if call_input.direction is Direction.INBOUND:
-        text = f"Inbound call from {who}"
-    else:
-        text = f"Outbound call to {who}"
-    if call_input.follow_up_of:
-        text += f" (follow-up of {call_input.follow_up_of})"
-    return f"{text} · {call_input.script_name}"
-
-
 async def start_call_workflow(
     client: Client, call_input: CallInput, settings: Settings
 ) -> WorkflowHandle[Any, CallSnapshot]:
     """Start the call's workflow, or return the running one with that call id."""
-    from workflows.call import CallWorkflow
-
     return await client.start_workflow(
         CallWorkflow.run,
         call_input,

@@ -1,80 +1,51 @@
-"""CallWorkflow: one durable workflow per phone call, holding the script state and transcript.
+"""CallWorkflow: one durable workflow per phone call: receive a turn, ask the router, apply the
+decision, publish.
 
 The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
-line with signals. The workflow's own timers cover what the edge cannot: a caller who stays
-silent (reprompt, then goodbye) and a follow-up call days later.
-
-A phone call's history is small (a few events per turn), so continue-as-new is not needed per
-call; `workflow.info().is_continue_as_new_suggested()` is the hook if calls ever grow long.
+line with signals. The router (`workflows.router`) decides; the Web UI text is in
+`workflows.details`. The workflow's own timers cover what the edge cannot: a silent caller
+(reprompt, then goodbye) and a follow-up call days later. A call's history is small, so
+continue-as-new is not needed (`is_continue_as_new_suggested()` is the hook if calls grow long).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.intent_classifier import (
-        INTENT_CONFIDENCE_THRESHOLD,
-        IntentClassifierActivities,
-    )
-    from activities.knowledge import KnowledgeActivities
     from activities.records import RecordsActivities, SaveCallRecord
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
-    from slot.temporal import (
-        CALL_STATUS,
-        OUTCOME,
-        SCRIPT_NAME,
-        SCRIPT_STATE,
-        call_summary,
-        initial_search_attributes,
-        opening_state,
-    )
-    from workflows import script
-    from workflows.intents import match_intent
-    from workflows.llm_turn import (
-        RoutedStep,
-        apply_llm_turn,
-        knowledge_answer,
-        llm_turn_request,
-        playbook_intents,
-    )
+    from workflows.call_state import CallState
+    from workflows.details import call_summary, current_details
     from workflows.messages import (
         CallInput,
         CallSnapshot,
         CallStatus,
         CallStatusUpdate,
         Decision,
-        Direction,
-        Dtmf,
         HangUp,
-        TranscriptEntry,
         Turn,
         UtterancePlayed,
     )
-    from workflows.router_messages import (
-        ClassifyRequest,
-        IntentClassification,
-        LLMTurnReport,
-        LLMTurnRequest,
-        Retrieval,
-        RetrieveRequest,
-        TranscriptLine,
+    from workflows.router import Router
+    from workflows.router_messages import LLMTurnReport
+    from workflows.script import Outcome
+    from workflows.search_attributes import (
+        call_search_attributes,
+        initial_search_attributes,
+        search_attribute_changes,
     )
-    from workflows.script import DecisionTier, Outcome, ScriptStep
 
-ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
 END_CALL_GRACE = timedelta(minutes=2)
 """How long a goodbye may take to play before the workflow ends the call anyway."""
 IDLE_LIMIT = timedelta(minutes=30)
 """A call with no event at all for this long is treated as dropped."""
-DETAILS_TRANSCRIPT_LINES = 30
 DELIVER_TIMEOUT = timedelta(seconds=5)
 DELIVER_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
 RECORD_TIMEOUT = timedelta(seconds=30)
@@ -84,28 +55,8 @@ PLACE_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
 )
-ROUTER_PATCH = "router-v1"
-"""Speech turns go through the router's local activities (classifier, knowledge base)."""
-TOKEN_CONFIDENT_SCORE = 0.65
-"""A token-matcher score trusted when the embedding classifier is not confident. Chosen by
-`slot eval router` ("router tier 1" table): classifier ≥ 0.65, then token matches ≥ 0.65, answer
-56.1 % of held-out turns at 95.3 % precision (classifier alone: 52.6 % at 96.7 %; the token
-matcher at its 0.45 match threshold is only 81 % precise). Weaker token matches go to the LLM,
-and stand only when nothing else can answer (no LLM, no close knowledge-base passage)."""
-ROUTER_TIMEOUT = timedelta(seconds=10)
-"""Per local activity; the first call of a worker loads the embedding model (~3 s)."""
-ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
-"""A failed classification or search is not retried on the hot path: the next tier answers."""
-PASSAGES_PER_TURN = 3
-
-
-@dataclass
-class PendingLLMTurn:
-    """A turn handed to the edge's LLM; settled by the Update `llm_result`."""
-
-    utterance_id: str
-    state: str
-    slots: dict[str, str]
+ENDED_WHILE_ROUTING_PATCH = "ended-while-routing-v1"
+"""A turn whose call ended (hang-up, status) while the router awaited is refused, not applied."""
 
 
 @workflow.defn
@@ -113,30 +64,11 @@ class CallWorkflow:
     @workflow.init
     def __init__(self, call: CallInput) -> None:
         self._call = call
-        self._status = CallStatus.RINGING
-        self._state = opening_state(call)
-        self._slots: dict[str, str] = {}
-        if call.lead.name:
-            self._slots["lead_name"] = call.lead.name
-        self._outcome: Outcome | None = None
-        self._transcript: list[TranscriptEntry] = []
-        self._last_seq = -1
-        self._utterances = 0
-        self._last_utterance_id: str | None = None
-        self._end_utterance_id: str | None = None
-        self._edge_url = call.edge_url
-        self._ended = False
-        self._end_reason = ""
-        self._silence_clock = 0
-        """Bumped when an utterance finished playing and the caller's silence starts to count."""
-        self._silence_armed = False
-        self._silent_reprompts = 0
-        self._reprompts = 0
-        self._pending_dtmf: list[str] = []
-        self._events = 0
-        self._follow_up_call_id: str | None = None
+        self._router = Router(call)
+        self._now = CallState(call)
+        self._turn_lock = asyncio.Lock()
+        """Turns run one at a time: a turn awaits the router while signals change the call."""
         self._published: dict[str, str | None] = {}
-        self._pending_llm: PendingLLMTurn | None = None
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -144,7 +76,7 @@ class CallWorkflow:
         self._publish()
         try:
             await workflow.wait_condition(
-                lambda: self._last_seq >= 0 or self._ended,
+                lambda: self._now.last_seq >= 0 or self._now.ended,
                 timeout=call.timers.answer_timeout_s,
                 timeout_summary="answer timeout",
             )
@@ -153,36 +85,32 @@ class CallWorkflow:
         await self._converse()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._save_record(started_at)
-        if self._outcome is Outcome.CALL_BACK_LATER and self._status is CallStatus.ENDED:
+        if self._now.outcome is Outcome.CALL_BACK_LATER and self._now.status is CallStatus.ENDED:
             await self._follow_up()
             await self._save_record(started_at)
         return self.snapshot()
 
     async def _converse(self) -> None:
-        """Wait on the caller; reprompt a silent one; answer DTMF that came as a signal."""
-        while not self._ended:
+        """Wait on the caller and reprompt a silent one, until the call ends."""
+        now = self._now
+        while not now.ended:
             await self._await_event()
-            if self._ended:
+            if now.ended:
                 break
-            if self._end_utterance_id is not None:
+            if now.end_utterance_id is not None:
                 await self._await_goodbye()
-            elif self._pending_dtmf:
-                digits = self._pending_dtmf.pop(0)
-                step = script.respond_dtmf(self._call.playbook, self._state, self._slots, digits)
-                await self._deliver(self._decide(step), f"answer to keys {digits}")
-            elif self._silence_armed:
+            elif now.silence_armed:
                 await self._await_caller()
 
     async def _await_event(self) -> None:
-        seen = self._events
+        now, seen = self._now, self._now.events
         try:
             await workflow.wait_condition(
                 lambda: (
-                    self._ended
-                    or self._silence_armed
-                    or bool(self._pending_dtmf)
-                    or self._end_utterance_id is not None
-                    or self._events != seen
+                    now.ended
+                    or now.silence_armed
+                    or now.end_utterance_id is not None
+                    or now.events != seen
                 ),
                 timeout=IDLE_LIMIT,
                 timeout_summary="idle call",
@@ -191,54 +119,44 @@ class CallWorkflow:
             self._end(CallStatus.ENDED, "no activity on the call")
 
     async def _await_caller(self) -> None:
-        clock = self._silence_clock
+        now, clock = self._now, self._now.silence_clock
         try:
             await workflow.wait_condition(
-                lambda: (
-                    self._ended
-                    or not self._silence_armed
-                    or self._silence_clock != clock
-                    or bool(self._pending_dtmf)
-                ),
+                lambda: now.ended or not now.silence_armed or now.silence_clock != clock,
                 timeout=self._call.timers.reprompt_after_s,
                 timeout_summary="no-input reprompt",
             )
             return
         except TimeoutError:
             pass
-        self._silence_armed = False
-        self._silent_reprompts += 1
-        attempt = self._silent_reprompts
-        step = script.reprompt(
-            self._call.playbook,
-            self._state,
-            self._slots,
-            attempt,
-            max_reprompts=self._call.timers.max_reprompts,
-        )
+        now.silence_armed = False
+        now.silent_reprompts += 1
+        attempt = now.silent_reprompts
+        step = self._router.silence(now.state, now.slots, attempt)
         if not step.end_call:
-            self._reprompts += 1
+            now.reprompts += 1
         label = "goodbye after silence" if step.end_call else f"reprompt {attempt}"
-        await self._deliver(self._decide(step), label)
+        decision = now.apply(step)
+        self._publish()
+        await self._deliver(decision, label)
 
     async def _await_goodbye(self) -> None:
         try:
             await workflow.wait_condition(
-                lambda: self._ended, timeout=END_CALL_GRACE, timeout_summary="goodbye playing"
+                lambda: self._now.ended, timeout=END_CALL_GRACE, timeout_summary="goodbye playing"
             )
         except TimeoutError:
             self._end(CallStatus.ENDED, "goodbye never reported as played")
 
     async def _deliver(self, decision: Decision, label: str) -> None:
-        if self._edge_url is None:
+        edge_url = self._now.edge_url
+        if edge_url is None:
             self._end(CallStatus.ENDED, "no media edge to speak through")
             return
         try:
             await workflow.execute_activity_method(
                 TelephonyActivities.deliver_utterance,
-                DeliverUtterance(
-                    call_id=self._call.call_id, edge_url=self._edge_url, decision=decision
-                ),
+                DeliverUtterance(call_id=self._call.call_id, edge_url=edge_url, decision=decision),
                 start_to_close_timeout=DELIVER_TIMEOUT,
                 retry_policy=DELIVER_RETRY,
                 summary=f"say {label}",
@@ -250,36 +168,28 @@ class CallWorkflow:
     async def _follow_up(self) -> None:
         call = self._call
         who = call.lead.name or call.lead.phone or "the caller"
-        self._status = CallStatus.FOLLOW_UP_SCHEDULED
+        self._now.status = CallStatus.FOLLOW_UP_SCHEDULED
         self._publish()
         await workflow.sleep(call.timers.follow_up_delay_s, summary=f"follow-up call to {who}")
-        child_id = f"{call.call_id}-followup"
-        child_input = call.model_copy(
-            update={
-                "call_id": child_id,
-                "direction": Direction.OUTBOUND,
-                "follow_up_of": call.call_id,
-                "edge_url": None,
-            }
-        )
+        child_input = call.follow_up()
         await workflow.start_child_workflow(
             CallWorkflow.run,
             child_input,
-            id=child_id,
+            id=child_input.call_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
             search_attributes=initial_search_attributes(child_input),
             static_summary=call_summary(child_input),
         )
-        self._follow_up_call_id = child_id
+        self._now.follow_up_call_id = child_input.call_id
         self._publish()
         await workflow.execute_activity_method(
             TelephonyActivities.place_call,
-            PlaceCall(call_id=child_id, to=call.lead.phone, edge_url=self._edge_url),
+            PlaceCall(call_id=child_input.call_id, to=call.lead.phone, edge_url=self._now.edge_url),
             start_to_close_timeout=PLACE_CALL_TIMEOUT,
             retry_policy=PLACE_CALL_RETRY,
             summary=f"dial {who}",
         )
-        self._status = CallStatus.COMPLETED
+        self._now.status = CallStatus.COMPLETED
         self._publish()
 
     async def _save_record(self, started_at: datetime) -> None:
@@ -299,413 +209,109 @@ class CallWorkflow:
 
     @workflow.update
     async def turn(self, turn: Turn) -> Decision:
-        """One caller turn in, the agent's next utterance out: the router.
+        """One caller turn in, the agent's next utterance out: receive, route, apply, publish.
 
-        Tier 0 is the script itself (rules, slots); tier 1 the embedding classifier, then a
-        confident token match; tier 2 the LLM at the edge (the decision carries its request),
-        or without one the knowledge base, or the script's own answer. Its only awaits are
-        local activities, so the turn stays one Update round trip.
+        Its only awaits are the router's local activities, so the turn stays one Update round
+        trip. A hang-up that lands meanwhile wins: the turn is refused, not answered.
         """
-        playbook = self._call.playbook
-        self._events += 1
-        self._last_seq = turn.seq
-        self._silence_armed = False
-        if turn.edge_url:
-            self._edge_url = turn.edge_url
-        if turn.kind == "start":
-            self._status = CallStatus.IN_PROGRESS
-            step = script.opening(
-                playbook, self._slots, follow_up=self._call.follow_up_of is not None
+        async with self._turn_lock:
+            self._refuse_if_ended(turn)
+            now = self._now
+            now.hear(turn)
+            if turn.kind == "start":
+                step = self._router.opening(now.slots)
+            elif turn.kind == "dtmf":
+                step = self._router.keys(now.state, now.slots, turn.digits)
+            else:
+                step = await self._router.speech(now.state, now.slots, turn.text, now.transcript)
+                self._refuse_if_ended(turn)
+            decision = now.apply(step)
+            self._publish()
+            return decision
+
+    def _refuse_if_ended(self, turn: Turn) -> None:
+        """A turn of a call that ended while it waited (router, lock) gets no answer."""
+        if self._now.ended and workflow.patched(ENDED_WHILE_ROUTING_PATCH):
+            raise ApplicationError(
+                f"call {self._call.call_id} ended ({self._now.end_reason}) while turn "
+                f"{turn.seq} waited; not answered",
+                type="CallEnded",
+                non_retryable=True,
             )
-            return self._decide(step)
-        self._silent_reprompts = 0
-        self._pending_llm = None
-        if turn.kind == "dtmf":
-            self._caller_said(f"[keys {turn.digits}]", turn.seq)
-            step = script.respond_dtmf(playbook, self._state, self._slots, turn.digits)
-            return self._decide(step)
-        self._caller_said(turn.text, turn.seq)
-        step = script.respond(playbook, self._state, self._slots, turn.text)
-        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not workflow.patched(
-            ROUTER_PATCH
-        ):
-            return self._decide(step)
-        return await self._route(turn.text, step)
 
-    async def _route(self, utterance: str, script_step: ScriptStep) -> Decision:
-        """Tiers 1 and 2 for a turn the script's rules and slots did not settle."""
-        playbook = self._call.playbook
-        state, slots = self._state, dict(self._slots)
-        latency: dict[str, float] = {}
-        notes: list[str] = []
-        found = await self._classify(utterance, state)
-        if found is not None:
-            latency["classify"] = found.elapsed_ms
-            if found.intent is not None and found.confidence >= INTENT_CONFIDENCE_THRESHOLD:
-                step = script.take_intent(
-                    playbook,
-                    state,
-                    slots,
-                    utterance,
-                    found.index,
-                    DecisionTier.CLASSIFIER,
-                    f"classifier intent '{found.intent}' confidence {found.confidence:.2f} "
-                    f"≥ {INTENT_CONFIDENCE_THRESHOLD:.2f} (like '{found.example}')",
-                )
-                return self._decide(step, latency)
-            best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
-            notes.append(f"classifier {best} < {INTENT_CONFIDENCE_THRESHOLD:.2f}")
-        else:
-            notes.append("classifier unavailable")
-        if script_step.tier is DecisionTier.INTENT:
-            current = playbook.state(state)
-            match = match_intent(utterance, current.intents + playbook.global_intents)
-            if match is not None and match.score >= TOKEN_CONFIDENT_SCORE:
-                step = script_step.model_copy(
-                    update={"reason": f"{script_step.reason}; {notes[0]}"}
-                )
-                return self._decide(step, latency)
-        retrieval = await self._retrieve(utterance)
-        passages = retrieval.passages if retrieval is not None else []
-        if retrieval is not None:
-            latency["retrieve"] = retrieval.elapsed_ms
-        else:
-            notes.append("knowledge base unavailable")
-        if self._call.llm_enabled:
-            lines = [
-                TranscriptLine(speaker=e.speaker, text=e.heard_text or e.text)
-                for e in self._transcript[:-1]
-                if e.text
-            ]
-            request = llm_turn_request(playbook, state, slots, lines, utterance, passages)
-            return self._hand_to_llm(request, latency, notes)
-        answer = knowledge_answer(
-            playbook, state, slots, passages, min_score=self._call.knowledge_min_score
-        )
-        if answer is not None:
-            return self._decide_routed(answer, DecisionTier.KNOWLEDGE, latency, notes)
-        if passages:
-            best_passage = max(passages, key=lambda p: p.score)
-            notes.append(
-                f"best passage {best_passage.score:.2f} < {self._call.knowledge_min_score:.2f}"
-            )
-        step = script_step.model_copy(
-            update={"reason": "; ".join([script_step.reason, *notes, "no LLM configured"])}
-        )
-        return self._decide(step, latency)
-
-    async def _classify(self, utterance: str, state: str) -> IntentClassification | None:
-        request = ClassifyRequest(
-            utterance=utterance, intents=playbook_intents(self._call.playbook, state)
-        )
-        if not request.intents:
-            return None
-        try:
-            return await workflow.execute_local_activity_method(
-                IntentClassifierActivities.classify_intent,
-                request,
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="classify intent",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: classifier: %s", self._call.call_id, error.cause)
-            return None
-
-    async def _retrieve(self, utterance: str) -> Retrieval | None:
-        try:
-            return await workflow.execute_local_activity_method(
-                KnowledgeActivities.retrieve_passages,
-                RetrieveRequest(query=utterance, k=PASSAGES_PER_TURN),
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="search knowledge base",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: knowledge: %s", self._call.call_id, error.cause)
-            return None
-
-    def _hand_to_llm(
-        self, request: LLMTurnRequest, latency: dict[str, float], notes: list[str]
-    ) -> Decision:
-        """Tier 2: the edge streams the LLM's reply; the state moves when `llm_result` says."""
-        passages = ", ".join(f"{p.id} {p.score:.2f}" for p in request.passages) or "none"
-        step = ScriptStep(
-            state=self._state,
-            text=request.fallback_line,
-            tier=DecisionTier.LLM,
-            reason="; ".join([*notes, f"LLM streams the reply (passages: {passages})"]),
-            slots=dict(self._slots),
-        )
-        decision = self._decide(step, latency, llm_request=request)
-        self._pending_llm = PendingLLMTurn(decision.utterance_id, self._state, dict(self._slots))
-        return decision
-
-    def _decide_routed(
-        self,
-        routed: RoutedStep,
-        tier: DecisionTier,
-        latency: dict[str, float],
-        notes: list[str],
-    ) -> Decision:
-        step = ScriptStep(
-            state=routed.state,
-            text=routed.text,
-            tier=tier,
-            reason="; ".join([*notes, routed.reason]),
-            end_call=routed.end_call,
-            outcome=routed.outcome,
-            slots=routed.slots,
-        )
-        return self._decide(step, latency, citations=routed.cited_ids)
+    @turn.validator
+    def validate_turn(self, turn: Turn) -> None:
+        now = self._now
+        refusal = turn.refusal(self._call.call_id, last_seq=now.last_seq, ended=now.ended)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     @workflow.update
     def llm_result(self, report: LLMTurnReport) -> Decision:
-        """The edge's account of an LLM turn: the script checks it again before the call moves.
+        """The edge's account of an LLM turn, checked by the script before the call moves.
 
-        A transition the state does not allow is rejected (the call stays where it was); a
-        reply cut off by barge-in keeps the call in its state too, since the caller did not
-        hear where it was going. Off the critical path: the caller is already hearing it.
+        Off the critical path: the caller is already hearing the reply.
         """
-        self._events += 1
-        pending = self._pending_llm
-        assert pending is not None
-        self._pending_llm = None
-        result = report.result
-        if result.cancelled:
-            result = result.model_copy(update={"next_state": pending.state, "end_call": False})
-        routed = apply_llm_turn(self._call.playbook, pending.state, pending.slots, result)
-        entry = next(
-            e for e in reversed(self._transcript) if e.utterance_id == pending.utterance_id
-        )
-        entry.text = routed.text or entry.text
-        entry.state = routed.state
-        entry.reason = f"{entry.reason}; {routed.reason}" if entry.reason else routed.reason
-        entry.citations = list(routed.cited_ids)
-        entry.latency_ms = {**entry.latency_ms, **result.latency_ms}
-        if self._state == pending.state:
-            self._state = routed.state
-            self._slots.update(routed.slots)
-            if routed.outcome is not None:
-                self._outcome = routed.outcome
-            if routed.end_call:
-                self._end_utterance_id = pending.utterance_id
-                if entry.heard_text is not None:
-                    self._end(CallStatus.ENDED, "agent ended the call")
+        now = self._now
+        now.events += 1
+        assert now.pending_llm is not None
+        step = self._router.settle_llm(now.pending_llm.state, now.pending_llm.slots, report.result)
+        decision = now.settle_llm(step, report.result.latency_ms)
         self._publish()
-        return Decision(
-            utterance_id=pending.utterance_id,
-            text=entry.text,
-            state=routed.state,
-            end_call=routed.end_call,
-            outcome=routed.outcome,
-            tier=DecisionTier.LLM,
-            reason=entry.reason,
-            cacheable=False,
-            citations=entry.citations,
-        )
+        return decision
 
     @llm_result.validator
     def validate_llm_result(self, report: LLMTurnReport) -> None:
-        pending = self._pending_llm
+        pending = self._now.pending_llm
         if pending is None or pending.utterance_id != report.utterance_id:
             raise ValueError(
                 f"call {self._call.call_id}: {report.utterance_id} is not the LLM turn in flight"
             )
 
-    @turn.validator
-    def validate_turn(self, turn: Turn) -> None:
-        call_id = self._call.call_id
-        if self._ended:
-            raise ValueError(f"call {call_id} has ended; turn {turn.seq} refused")
-        if turn.seq <= self._last_seq:
-            raise ValueError(
-                f"stale turn {turn.seq} for call {call_id}: turn {self._last_seq} already answered"
-            )
-        if turn.seq != self._last_seq + 1:
-            raise ValueError(
-                f"turn {turn.seq} for call {call_id} skips ahead: expected {self._last_seq + 1}"
-            )
-        if (turn.kind == "start") != (turn.seq == 0):
-            raise ValueError(f"turn {turn.seq} of call {call_id}: only turn 0 may be kind 'start'")
-        if turn.kind == "speech" and not turn.text.strip():
-            raise ValueError(f"speech turn {turn.seq} of call {call_id} has no text")
-        if turn.kind == "dtmf" and not turn.digits:
-            raise ValueError(f"dtmf turn {turn.seq} of call {call_id} has no digits")
-
     @workflow.signal
     def utterance_played(self, played: UtterancePlayed) -> None:
         """The edge finished (or was cut off while) playing an utterance."""
-        self._events += 1
-        for entry in reversed(self._transcript):
-            if entry.utterance_id == played.utterance_id:
-                entry.interrupted = played.interrupted
-                entry.heard_text = played.heard_text
-                entry.latency_ms = {**entry.latency_ms, **played.latency_ms}
-                break
-        if played.utterance_id == self._end_utterance_id:
-            self._end(CallStatus.ENDED, "agent ended the call")
-        elif played.utterance_id == self._last_utterance_id and not played.interrupted:
-            self._silence_clock += 1
-            self._silence_armed = True
-        self._show_details()
-
-    @workflow.signal
-    def dtmf(self, pressed: Dtmf) -> None:
-        """Keys pressed outside a turn; answered by the workflow through the edge."""
-        self._events += 1
-        if self._ended or not pressed.digits:
-            return
-        self._silence_armed = False
-        self._silent_reprompts = 0
-        self._caller_said(f"[keys {pressed.digits}]", None)
-        self._pending_dtmf.append(pressed.digits)
+        self._now.played(played)
+        self._publish()
 
     @workflow.signal
     def call_status(self, update: CallStatusUpdate) -> None:
         """Twilio's view of the call (status callback)."""
-        self._events += 1
-        status = update.status.lower()
-        if status not in ENDED_TWILIO_STATUSES or self._ended:
-            return
-        if status in NOT_ANSWERED_TWILIO_STATUSES and self._last_seq < 0:
-            self._end(CallStatus.NO_ANSWER, f"call {status}")
-        else:
-            self._end(CallStatus.ENDED, f"call {status}")
+        now = self._now
+        now.events += 1
+        ends_as = update.ends_as(answered=now.last_seq >= 0)
+        if ends_as is not None and not now.ended:
+            self._end(ends_as, f"call {update.status.lower()}")
 
     @workflow.signal
     def hang_up(self, hang_up: HangUp) -> None:
-        self._events += 1
-        if not self._ended:
+        self._now.events += 1
+        if not self._now.ended:
             self._end(CallStatus.ENDED, hang_up.reason)
 
     @workflow.query
     def snapshot(self) -> CallSnapshot:
-        return CallSnapshot(
-            call_id=self._call.call_id,
-            status=self._status,
-            state=self._state,
-            outcome=self._outcome,
-            slots=dict(self._slots),
-            transcript=list(self._transcript),
-            reprompts=self._reprompts,
-            follow_up_call_id=self._follow_up_call_id,
-        )
-
-    def _caller_said(self, text: str, seq: int | None) -> None:
-        self._transcript.append(TranscriptEntry(speaker="caller", text=text, seq=seq))
-
-    def _decide(
-        self,
-        step: ScriptStep,
-        latency: dict[str, float] | None = None,
-        *,
-        citations: list[str] | None = None,
-        llm_request: LLMTurnRequest | None = None,
-    ) -> Decision:
-        """Apply a script step to the call and turn it into the utterance the edge speaks."""
-        self._utterances += 1
-        utterance_id = f"{self._call.call_id}-u{self._utterances}"
-        self._state = step.state
-        self._slots.update(step.slots)
-        if step.outcome is not None:
-            self._outcome = step.outcome
-        self._last_utterance_id = utterance_id
-        if step.end_call:
-            self._end_utterance_id = utterance_id
-        generated = step.tier in (DecisionTier.KNOWLEDGE, DecisionTier.LLM)
-        decision = Decision(
-            utterance_id=utterance_id,
-            text=step.text,
-            state=step.state,
-            end_call=step.end_call,
-            outcome=step.outcome,
-            tier=step.tier,
-            reason=step.reason,
-            cacheable=not generated,
-            latency_ms=dict(latency or {}),
-            citations=list(citations or []),
-            llm_request=llm_request,
-        )
-        self._transcript.append(
-            TranscriptEntry(
-                speaker="agent",
-                text=step.text,
-                utterance_id=utterance_id,
-                state=step.state,
-                tier=step.tier,
-                reason=step.reason,
-                latency_ms=dict(latency or {}),
-                citations=list(citations or []),
-            )
-        )
-        self._publish()
-        return decision
+        return self._now.snapshot()
 
     def _end(self, status: CallStatus, reason: str) -> None:
-        self._ended = True
-        self._end_reason = reason
-        self._silence_armed = False
-        self._status = status
-        if self._outcome is None and status is CallStatus.ENDED and self._last_seq >= 0:
-            self._outcome = Outcome.HUNG_UP
+        self._now.end(status, reason)
         self._publish()
 
     def _publish(self) -> None:
         """Mirror state into search attributes (only what changed) and the current details."""
-        wanted: dict[str, str | None] = {
-            CALL_STATUS.name: self._status.value,
-            SCRIPT_STATE.name: self._state,
-            OUTCOME.name: self._outcome.value if self._outcome else None,
-            SCRIPT_NAME.name: self._call.script_name,
-        }
-        updates: list[SearchAttributeUpdate[str]] = []
-        for key in (CALL_STATUS, SCRIPT_STATE, OUTCOME, SCRIPT_NAME):
-            value = wanted[key.name]
-            if key.name in self._published and self._published[key.name] == value:
-                continue
-            updates.append(key.value_set(value) if value is not None else key.value_unset())
+        now = self._now
+        wanted = call_search_attributes(now.status, now.state, now.outcome, self._call.script_name)
+        updates = search_attribute_changes(self._published, wanted)
         if updates:
             workflow.upsert_search_attributes(updates)
             self._published = wanted
-        self._show_details()
-
-    def _show_details(self) -> None:
-        outcome = self._outcome.value if self._outcome else "—"
-        lines = [
-            f"**{self._status.value}** · state `{self._state}` · outcome {outcome}",
-            "",
-        ]
-        shown = self._transcript[-DETAILS_TRANSCRIPT_LINES:]
-        if len(shown) < len(self._transcript):
-            lines.append(f"_… {len(self._transcript) - len(shown)} earlier lines_")
-        for entry in shown:
-            if entry.speaker == "agent":
-                said = entry.text
-                if entry.interrupted:
-                    said = f"{entry.heard_text or ''} — _(interrupted)_"
-                lines.append(f"- **Agent:** {said}")
-                if entry.tier is not None:
-                    lines.append(f"  - _{_decision_note(entry)}_")
-            else:
-                lines.append(f"- **Caller:** {entry.text}")
-        if self._end_reason:
-            lines += ["", f"_Ended: {self._end_reason}_"]
-        if self._follow_up_call_id:
-            lines += ["", f"Follow-up call: `{self._follow_up_call_id}`"]
-        workflow.set_current_details("\n".join(lines))
-
-
-def _decision_note(entry: TranscriptEntry) -> str:
-    """Tier, reason, router latency and citations of an agent line, for the Web UI."""
-    parts = [f"{entry.tier}: {entry.reason or ''}".strip()]
-    latency = entry.latency_ms
-    timed = [f"{k} {latency[k]:.0f} ms" for k in ROUTER_STAGES if k in latency]
-    if timed:
-        parts.append(" · ".join(timed))
-    if entry.citations:
-        parts.append("cites " + ", ".join(entry.citations))
-    return " — ".join(parts)
-
-
-ROUTER_STAGES = ("classify", "retrieve", "decision", "llm_first_token", "llm_total", "total")
+        workflow.set_current_details(
+            current_details(
+                now.status,
+                now.state,
+                now.outcome,
+                now.transcript,
+                end_reason=now.end_reason,
+                follow_up_call_id=now.follow_up_call_id,
+            )
+        )

@@ -7,10 +7,7 @@ no-LLM answer to a question: the best passage, then the state's question again.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-
-from pydantic import BaseModel
 
 from workflows.router_messages import (
     AllowedTransition,
@@ -20,21 +17,10 @@ from workflows.router_messages import (
     Passage,
     TranscriptLine,
 )
-from workflows.script import Outcome, Playbook, render
+from workflows.script import DecisionTier, Playbook, ScriptStep, render
+from workflows.sentences import sentences
 
 STAY_DESCRIPTION = "stay in this state: answer the caller, then ask this state's question again"
-
-
-class RoutedStep(BaseModel):
-    """A step decided outside the token matcher; the workflow adds the tier when recording it."""
-
-    state: str
-    text: str
-    reason: str
-    end_call: bool = False
-    outcome: Outcome | None = None
-    slots: dict[str, str] = {}
-    cited_ids: list[str] = []
 
 
 def playbook_intents(playbook: Playbook, state: str) -> list[IntentExamples]:
@@ -93,7 +79,7 @@ def llm_turn_request(
 
 def apply_llm_turn(
     playbook: Playbook, state: str, slots: dict[str, str], result: LLMTurnResult
-) -> RoutedStep:
+) -> ScriptStep:
     """The script's own check of the LLM's answer: a forbidden state or unknown slot is dropped.
 
     A forbidden transition keeps the call in `state` (the caller has already heard `say`, so the
@@ -114,18 +100,18 @@ def apply_llm_turn(
         reasons.append(", ".join(f"'{k}' = '{v}'" for k, v in kept.items()))
     if result.cited_ids:
         reasons.append("cited " + ", ".join(result.cited_ids))
-    return RoutedStep(
+    return ScriptStep(
         state=target,
         text=result.say,
+        tier=DecisionTier.LLM,
         reason="; ".join(reasons),
         end_call=target_state.terminal,
         outcome=target_state.outcome,
         slots=new_slots,
-        cited_ids=list(result.cited_ids),
+        citations=list(result.cited_ids),
     )
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 KNOWLEDGE_ANSWER_SENTENCES = 1
 """A passage's first sentence answers the question; the caller can ask for more, and a long
 generated answer is a long stretch of uncached speech before the script's question."""
@@ -134,8 +120,8 @@ generated answer is a long stretch of uncached speech before the script's questi
 def spoken_answer(text: str, max_sentences: int = 2) -> str:
     """The first sentences of a passage: a phone answer, not a document read aloud."""
     paragraph = text.strip().split("\n\n", 1)[0]
-    sentences = _SENTENCE_END.split(" ".join(paragraph.split()))
-    return " ".join(sentences[:max_sentences])
+    parts = sentences(" ".join(paragraph.split()))
+    return " ".join(parts[:max_sentences])
 
 
 def knowledge_answer(
@@ -145,7 +131,7 @@ def knowledge_answer(
     passages: Sequence[Passage],
     *,
     min_score: float,
-) -> RoutedStep | None:
+) -> ScriptStep | None:
     """Without an LLM: answer with the best passage (if close enough), then re-ask the question."""
     if not passages:
         return None
@@ -154,13 +140,14 @@ def knowledge_answer(
         return None
     current = playbook.state(state)
     question = render(playbook, current.reprompt or current.say, slots)
-    return RoutedStep(
+    return ScriptStep(
         state=state,
         text=f"{spoken_answer(best.text, KNOWLEDGE_ANSWER_SENTENCES)} {question}",
+        tier=DecisionTier.KNOWLEDGE,
         reason=(
             f"knowledge base (no LLM configured): '{best.heading}' from {best.source} "
             f"score {best.score:.2f}"
         ),
         slots=dict(slots),
-        cited_ids=[best.id],
+        citations=[best.id],
     )

@@ -7,19 +7,21 @@ payload fails loudly at the boundary instead of deep inside a workflow.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from workflows.router_messages import LLMTurnRequest
-from workflows.script import DecisionTier, Outcome, Playbook
-
-TASK_QUEUE = "slot-calls"
+from workflows.router_messages import LLMTurnRequest, RouterConfig
+from workflows.script import DecisionTier, Outcome, Playbook, ScriptStep
 
 
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+
+
+_ENDED_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+_NOT_ANSWERED_TWILIO_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 
 class CallStatus(StrEnum):
@@ -56,14 +58,35 @@ class CallInput(BaseModel):
     script_name: str
     playbook: Playbook
     timers: CallTimers = Field(default_factory=CallTimers)
-    campaign_id: str | None = None
     follow_up_of: str | None = None
     edge_url: str | None = None
     """Base URL of the media edge serving this call; set when the media stream connects."""
     llm_enabled: bool = False
     """Set by whoever starts the call when an LLM is configured (the edge runs tier 2)."""
-    knowledge_min_score: float = 0.84
-    """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    """The router's thresholds for this call (see `RouterConfig`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _knowledge_min_score_into_router(cls, data: Any) -> Any:
+        """Histories from before `router` carry `knowledge_min_score` at the top level."""
+        if isinstance(data, dict) and "knowledge_min_score" in data:
+            data = dict(data)
+            score = data.pop("knowledge_min_score")
+            if "router" not in data:
+                data["router"] = {"knowledge_min_score": score}
+        return data
+
+    def follow_up(self) -> CallInput:
+        """The input of the follow-up call this call promised (an outbound call, same script)."""
+        return self.model_copy(
+            update={
+                "call_id": f"{self.call_id}-followup",
+                "direction": Direction.OUTBOUND,
+                "follow_up_of": self.call_id,
+                "edge_url": None,
+            }
+        )
 
 
 TurnKind = Literal["start", "speech", "dtmf"]
@@ -81,6 +104,22 @@ class Turn(BaseModel):
     text: str = ""
     digits: str = ""
     edge_url: str | None = None
+
+    def refusal(self, call_id: str, *, last_seq: int, ended: bool) -> str | None:
+        """Why the call must refuse this turn (the Update validator's rule), or None."""
+        if ended:
+            return f"call {call_id} has ended; turn {self.seq} refused"
+        if self.seq <= last_seq:
+            return f"stale turn {self.seq} for call {call_id}: turn {last_seq} already answered"
+        if self.seq != last_seq + 1:
+            return f"turn {self.seq} for call {call_id} skips ahead: expected {last_seq + 1}"
+        if (self.kind == "start") != (self.seq == 0):
+            return f"turn {self.seq} of call {call_id}: only turn 0 may be kind 'start'"
+        if self.kind == "speech" and not self.text.strip():
+            return f"speech turn {self.seq} of call {call_id} has no text"
+        if self.kind == "dtmf" and not self.digits:
+            return f"dtmf turn {self.seq} of call {call_id} has no digits"
+        return None
 
 
 class Decision(BaseModel):
@@ -103,6 +142,23 @@ class Decision(BaseModel):
     """Tier 2: the edge streams the LLM's reply for this request instead of speaking `text`
     (which is then the safe line, for an edge that cannot), and reports it with `llm_result`."""
 
+    @classmethod
+    def of(cls, step: ScriptStep, utterance_id: str) -> Decision:
+        """The utterance for a step; generated text (knowledge, LLM) is not cacheable audio."""
+        return cls(
+            utterance_id=utterance_id,
+            text=step.text,
+            state=step.state,
+            end_call=step.end_call,
+            outcome=step.outcome,
+            tier=step.tier,
+            reason=step.reason,
+            cacheable=step.tier not in (DecisionTier.KNOWLEDGE, DecisionTier.LLM),
+            latency_ms=dict(step.latency_ms),
+            citations=list(step.citations),
+            llm_request=step.llm_request,
+        )
+
 
 class UtterancePlayed(BaseModel):
     """Signal from the edge after an agent utterance finished or was cut off by barge-in."""
@@ -114,15 +170,20 @@ class UtterancePlayed(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
 
 
-class Dtmf(BaseModel):
-    digits: str
-
-
 class CallStatusUpdate(BaseModel):
     """Twilio-style call status (`ringing`, `in-progress`, `completed`, `busy`, `no-answer`...)."""
 
     status: str
     call_sid: str = ""
+
+    def ends_as(self, *, answered: bool) -> CallStatus | None:
+        """The call's end this status means (not answered, or ended), or None if it goes on."""
+        status = self.status.lower()
+        if status not in _ENDED_TWILIO_STATUSES:
+            return None
+        if status in _NOT_ANSWERED_TWILIO_STATUSES and not answered:
+            return CallStatus.NO_ANSWER
+        return CallStatus.ENDED
 
 
 class HangUp(BaseModel):
@@ -142,6 +203,39 @@ class TranscriptEntry(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     citations: list[str] = Field(default_factory=list)
     """Ids of the knowledge-base passages this agent line used."""
+
+    @classmethod
+    def agent(cls, step: ScriptStep, utterance_id: str) -> TranscriptEntry:
+        return cls(
+            speaker="agent",
+            text=step.text,
+            utterance_id=utterance_id,
+            state=step.state,
+            tier=step.tier,
+            reason=step.reason,
+            latency_ms=dict(step.latency_ms),
+            citations=list(step.citations),
+        )
+
+    def settle(self, step: ScriptStep, latency_ms: dict[str, float]) -> Decision:
+        """Amend an LLM turn's line with its checked result; the final decision for the edge."""
+        self.text = step.text or self.text
+        self.state = step.state
+        self.reason = f"{self.reason}; {step.reason}" if self.reason else step.reason
+        self.citations = list(step.citations)
+        self.latency_ms = {**self.latency_ms, **latency_ms}
+        assert self.utterance_id is not None
+        return Decision(
+            utterance_id=self.utterance_id,
+            text=self.text,
+            state=step.state,
+            end_call=step.end_call,
+            outcome=step.outcome,
+            tier=DecisionTier.LLM,
+            reason=self.reason,
+            cacheable=False,
+            citations=self.citations,
+        )
 
 
 class CallSnapshot(BaseModel):

@@ -10,6 +10,41 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from workflows.intents import MATCH_THRESHOLD
+
+INTENT_CONFIDENCE_THRESHOLD = 0.65
+"""Chosen by `slot eval router` on the held-out set: the most coverage (52.6 %) at a precision
+of at least 95 % (96.7 %); rerun it after changing the playbook or the classifier's constants."""
+TOKEN_CONFIDENT_SCORE = 0.65
+"""A token-matcher score trusted when the embedding classifier is not confident. Chosen by
+`slot eval router` ("router tier 1" table): classifier ≥ 0.65, then token matches ≥ 0.65, answer
+56.1 % of held-out turns at 95.3 % precision (classifier alone: 52.6 % at 96.7 %; the token
+matcher at its 0.45 match threshold is only 81 % precise). Weaker token matches go to the LLM,
+and stand only when nothing else can answer (no LLM, no close knowledge-base passage)."""
+KNOWLEDGE_MIN_SCORE = 0.84
+"""Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
+PASSAGES_PER_TURN = 3
+
+
+class RouterConfig(BaseModel):
+    """Every threshold that steers a routing decision, snapshotted in the call's input.
+
+    Like the playbook, it is fixed when the call starts, so retuning (a new default, a setting)
+    never changes what a running call replays. Histories recorded before this existed carry
+    none and get these defaults: change a default only together with a `workflow.patched` gate,
+    or set the new value where calls are started.
+    """
+
+    intent_confidence_threshold: float = INTENT_CONFIDENCE_THRESHOLD
+    """Tier 1: the embedding classifier's intent stands at or above this confidence."""
+    token_confident_score: float = TOKEN_CONFIDENT_SCORE
+    """Tier 1: else a token match this strong stands."""
+    match_threshold: float = MATCH_THRESHOLD
+    """Tier 0: the script engine's token matcher takes an intent at or above this score."""
+    knowledge_min_score: float = KNOWLEDGE_MIN_SCORE
+    passages_per_turn: int = PASSAGES_PER_TURN
+    """Knowledge-base passages retrieved for a turn past tier 1."""
+
 
 class Passage(BaseModel):
     """A chunk of the company's documents, as retrieved for one caller question."""

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflows.intents import MATCH_THRESHOLD, best_guess, match_intent, normalize
+from workflows.router_messages import LLMTurnRequest
 
 
 class Outcome(StrEnum):
@@ -135,9 +136,11 @@ class Playbook(BaseModel):
 
 
 class ScriptStep(BaseModel):
-    """The state machine's answer to one event: where it goes and what the agent says.
+    """The answer to one event, whichever tier gave it: where the call goes and what is said.
 
-    `slots` is the complete slot map after this step (the input slots plus any collected now).
+    The script engine returns it for its own tiers, the router (`workflows.router`) for the
+    classifier, the knowledge base and the LLM; the call workflow applies it. `slots` is the
+    complete slot map after this step (the input slots plus any collected now).
     """
 
     state: str
@@ -147,6 +150,12 @@ class ScriptStep(BaseModel):
     end_call: bool = False
     outcome: Outcome | None = None
     slots: dict[str, str] = {}
+    citations: list[str] = []
+    """Knowledge-base passages the text is based on."""
+    latency_ms: dict[str, float] = {}
+    """Time the router spent on the step's local activities (`classify`, `retrieve`)."""
+    llm_request: LLMTurnRequest | None = None
+    """Tier 2: the edge streams the LLM's reply for this request; `text` is the safe line."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -551,12 +560,17 @@ def take_intent(
 # --- the four entry points -------------------------------------------------------------------
 
 
+def opening_state(playbook: Playbook, *, follow_up: bool = False) -> str:
+    """The state a call starts in: a follow-up call opens at `follow_up_start` if there is one."""
+    return playbook.follow_up_start if follow_up and playbook.follow_up_start else playbook.start
+
+
 def opening(playbook: Playbook, slots: dict[str, str], *, follow_up: bool = False) -> ScriptStep:
     """The agent's first line: the start state's `say`, rendered with `slots`.
 
     A follow-up call (one the script promised) opens at `follow_up_start` when the playbook has it.
     """
-    start = playbook.follow_up_start if follow_up and playbook.follow_up_start else playbook.start
+    start = opening_state(playbook, follow_up=follow_up)
     kind = "follow-up call" if start != playbook.start else "call"
     return _goto(
         playbook,
@@ -567,11 +581,19 @@ def opening(playbook: Playbook, slots: dict[str, str], *, follow_up: bool = Fals
     )
 
 
-def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: str) -> ScriptStep:
+def respond(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    utterance: str,
+    *,
+    match_threshold: float = MATCH_THRESHOLD,
+) -> ScriptStep:
     """Next step after the caller said `utterance` in `state`.
 
     Order: built-in rules (do not call, hang-up, repeat), the slot the state collects, the
-    state's intents then the global ones, and finally a fallback that stays in the state.
+    state's intents (token matches at or above `match_threshold`) then the global ones, and
+    finally a fallback that stays in the state.
     """
     ended = _ended(playbook, state, slots)
     if ended is not None:
@@ -614,7 +636,7 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
             )
 
     candidates = current.intents + playbook.global_intents
-    match = match_intent(utterance, candidates)
+    match = match_intent(utterance, candidates, match_threshold)
     if match is not None:
         scope = "" if match.index < len(current.intents) else "global "
         return _take_intent(
@@ -624,7 +646,7 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
             filled_now,
             match.index,
             DecisionTier.INTENT,
-            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {MATCH_THRESHOLD:.2f} "
+            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {match_threshold:.2f} "
             f"(like '{match.example}')",
         )
 
@@ -648,7 +670,7 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
             current.reprompt or current.say,
             slots,
             DecisionTier.FALLBACK,
-            f"no value for slot '{current.collect}' and no intent ≥ {MATCH_THRESHOLD:.2f}{hint}",
+            f"no value for slot '{current.collect}' and no intent ≥ {match_threshold:.2f}{hint}",
         )
     return _stay(
         playbook,
@@ -656,7 +678,7 @@ def respond(playbook: Playbook, state: str, slots: dict[str, str], utterance: st
         playbook.fallback_line,
         slots,
         DecisionTier.FALLBACK,
-        f"no intent scored ≥ {MATCH_THRESHOLD:.2f}{hint}",
+        f"no intent scored ≥ {match_threshold:.2f}{hint}",
     )
 
 

@@ -29,6 +29,7 @@ from simulator.protocol import new_sid
 from slot.devstack import Stack, settings_env
 from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot
 from workflows.script import Outcome
 
@@ -76,7 +77,7 @@ async def wait_for(
 
 async def snapshot(client: Client, workflow_id: str) -> CallSnapshot:
     result: CallSnapshot = await client.get_workflow_handle(workflow_id).query(
-        "snapshot", result_type=CallSnapshot
+        CallWorkflow.snapshot
     )
     return result
 

@@ -78,7 +78,7 @@ def test_check_passes_on_the_recorded_corpus() -> None:
     lines = completed.stdout.splitlines()
     files = history_files(CORPUS_DIR)
     for path in files:
-        assert f"ok       {path.name}" in lines, completed.stdout
+        assert f"ok       {path.relative_to(CORPUS_DIR)}" in lines, completed.stdout
     assert f"{len(files)} histories replay on the current code" in completed.stdout
 
 

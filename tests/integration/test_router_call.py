@@ -37,6 +37,7 @@ from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import serve
 from worker import ACTIVITY_SLOTS, build_worker
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot, TranscriptEntry
 from workflows.script import DecisionTier, Outcome
 
@@ -187,7 +188,7 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
                     break
         result = await running
         snapshot: CallSnapshot = await temporal_client.get_workflow_handle(call_id).query(
-            "snapshot", result_type=CallSnapshot
+            CallWorkflow.snapshot
         )
 
     assert result.error is None, result.error

@@ -19,6 +19,7 @@ from simulator.twilio_api import create_app as create_simulator_app
 from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import edge_stack, serve
+from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot
 
 ACCOUNT = "AC00000000000000000000000000000000"
@@ -132,9 +133,7 @@ async def stack(
 
 
 async def snapshot(client: Client, call_id: str) -> CallSnapshot:
-    result: CallSnapshot = await client.get_workflow_handle(call_id).query(
-        "snapshot", result_type=CallSnapshot
-    )
+    result: CallSnapshot = await client.get_workflow_handle(call_id).query(CallWorkflow.snapshot)
     return result
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from activities.intent_classifier import (
-    INTENT_CONFIDENCE_THRESHOLD,
-    IntentClassifier,
-    IntentClassifierActivities,
-)
+from activities.intent_classifier import IntentClassifier, IntentClassifierActivities
 from evals.router import Prediction, choose, load_heldout, sweep
 from slot.playbooks import load_playbook
 from slot.settings import get_settings
 from workflows.llm_turn import playbook_intents
-from workflows.router_messages import ClassifyRequest, IntentExamples
+from workflows.router_messages import (
+    INTENT_CONFIDENCE_THRESHOLD,
+    ClassifyRequest,
+    IntentExamples,
+)
 from workflows.script import Playbook
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slot.kb import KnowledgeBase, chunk_text, documents, open_knowledge_base
+from activities.knowledge_base import KnowledgeBase, chunk_text, documents, open_knowledge_base
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, get_settings
 from workflows.llm_turn import knowledge_answer
@@ -90,7 +90,7 @@ def test_without_llm_the_best_passage_answers_then_the_script_goes_on(kb: Knowle
     assert step is not None
     assert step.state == "pitch" and not step.end_call
     assert "25-year" in step.text and step.text.endswith("free solar survey?")
-    assert step.cited_ids == [passages[0].id]
+    assert step.citations == [passages[0].id]
     assert "knowledge base" in step.reason
     assert knowledge_answer(playbook, "pitch", {}, passages, min_score=0.999) is None
 

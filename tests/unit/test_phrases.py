@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from media_edge.phrases import PhraseChunker, phrases, sentences, split_sentences
+from media_edge.phrases import PhraseChunker, phrases, split_sentences
 from media_edge.tts import EspeakTTS, PhoneSpeech
+from workflows.sentences import sentences
 
 TEXT = (
     "Our panels carry a 25-year warranty, and the inverter is covered for 12 years. "

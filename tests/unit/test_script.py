@@ -323,3 +323,13 @@ def test_steps_do_not_mutate_the_callers_slots(solar: Playbook) -> None:
 
 def test_playbook_survives_a_json_round_trip(solar: Playbook) -> None:
     assert Playbook.model_validate_json(solar.model_dump_json()) == solar
+
+
+def test_the_match_threshold_comes_from_the_caller_not_a_constant(solar: Playbook) -> None:
+    """The router passes the call's `RouterConfig.match_threshold`; the engine obeys it."""
+    words = "yes i would like that"
+    loose = respond(solar, "pitch", LEAD, words, match_threshold=0.45)
+    assert loose.tier is DecisionTier.INTENT and loose.state == "qualify"
+    strict = respond(solar, "pitch", LEAD, words, match_threshold=0.9)
+    assert strict.tier is DecisionTier.FALLBACK and strict.state == "pitch"
+    assert "≥ 0.90" in strict.reason

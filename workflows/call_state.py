@@ -1,0 +1,144 @@
+"""What one call knows (script state, slots, outcome, transcript, lifecycle) and how events change
+it: pure, with no Temporal calls, so the workflow's handlers stay "receive, route, apply, publish".
+
+The workflow publishes (search attributes, current details) after every change; nothing here
+reads a clock or awaits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workflows.messages import (
+    CallInput,
+    CallSnapshot,
+    CallStatus,
+    Decision,
+    TranscriptEntry,
+    Turn,
+    UtterancePlayed,
+)
+from workflows.script import Outcome, ScriptStep, opening_state
+
+
+@dataclass
+class PendingLLMTurn:
+    """A turn handed to the edge's LLM; settled by the Update `llm_result`."""
+
+    utterance_id: str
+    state: str
+    slots: dict[str, str]
+
+
+class CallState:
+    def __init__(self, call: CallInput) -> None:
+        self.call_id = call.call_id
+        self.status = CallStatus.RINGING
+        self.state = opening_state(call.playbook, follow_up=bool(call.follow_up_of))
+        self.slots: dict[str, str] = {}
+        if call.lead.name:
+            self.slots["lead_name"] = call.lead.name
+        self.outcome: Outcome | None = None
+        self.transcript: list[TranscriptEntry] = []
+        self.last_seq = -1
+        self.utterances = 0
+        self.last_utterance_id: str | None = None
+        self.end_utterance_id: str | None = None
+        self.edge_url = call.edge_url
+        self.ended = False
+        self.end_reason = ""
+        self.silence_clock = 0
+        """Bumped when an utterance finished playing and the caller's silence starts to count."""
+        self.silence_armed = False
+        self.silent_reprompts = 0
+        self.reprompts = 0
+        self.events = 0
+        """Bumped by every turn and signal: the idle timer restarts on any of them."""
+        self.follow_up_call_id: str | None = None
+        self.pending_llm: PendingLLMTurn | None = None
+
+    def hear(self, turn: Turn) -> None:
+        """A turn arrived: the caller is not silent, and what they said joins the transcript."""
+        self.events += 1
+        self.last_seq = turn.seq
+        self.silence_armed = False
+        if turn.edge_url:
+            self.edge_url = turn.edge_url
+        if turn.kind == "start":
+            self.status = CallStatus.IN_PROGRESS
+            return
+        self.silent_reprompts = 0
+        self.pending_llm = None
+        text = f"[keys {turn.digits}]" if turn.kind == "dtmf" else turn.text
+        self.transcript.append(TranscriptEntry(speaker="caller", text=text, seq=turn.seq))
+
+    def apply(self, step: ScriptStep) -> Decision:
+        """Move the call as the step says; the utterance the edge speaks for it."""
+        self.utterances += 1
+        utterance_id = f"{self.call_id}-u{self.utterances}"
+        self.state = step.state
+        self.slots.update(step.slots)
+        if step.outcome is not None:
+            self.outcome = step.outcome
+        self.last_utterance_id = utterance_id
+        if step.end_call:
+            self.end_utterance_id = utterance_id
+        self.transcript.append(TranscriptEntry.agent(step, utterance_id))
+        if step.llm_request is not None:
+            self.pending_llm = PendingLLMTurn(utterance_id, self.state, dict(self.slots))
+        return Decision.of(step, utterance_id)
+
+    def settle_llm(self, step: ScriptStep, latency_ms: dict[str, float]) -> Decision:
+        """The checked result of the LLM turn in flight; the call moves only if it has not moved
+        since (a later turn wins), and ends at once if the goodbye was already heard."""
+        pending = self.pending_llm
+        assert pending is not None
+        self.pending_llm = None
+        entry = next(e for e in reversed(self.transcript) if e.utterance_id == pending.utterance_id)
+        decision = entry.settle(step, latency_ms)
+        if self.state == pending.state:
+            self.state = step.state
+            self.slots.update(step.slots)
+            if step.outcome is not None:
+                self.outcome = step.outcome
+            if step.end_call:
+                self.end_utterance_id = pending.utterance_id
+                if entry.heard_text is not None:
+                    self.end(CallStatus.ENDED, "agent ended the call")
+        return decision
+
+    def played(self, played: UtterancePlayed) -> None:
+        """An utterance finished or was cut off: what was heard; the goodbye ends the call, the
+        last line starts the caller's silence."""
+        self.events += 1
+        for entry in reversed(self.transcript):
+            if entry.utterance_id == played.utterance_id:
+                entry.interrupted = played.interrupted
+                entry.heard_text = played.heard_text
+                entry.latency_ms = {**entry.latency_ms, **played.latency_ms}
+                break
+        if played.utterance_id == self.end_utterance_id:
+            self.end(CallStatus.ENDED, "agent ended the call")
+        elif played.utterance_id == self.last_utterance_id and not played.interrupted:
+            self.silence_clock += 1
+            self.silence_armed = True
+
+    def end(self, status: CallStatus, reason: str) -> None:
+        self.ended = True
+        self.end_reason = reason
+        self.silence_armed = False
+        self.status = status
+        if self.outcome is None and status is CallStatus.ENDED and self.last_seq >= 0:
+            self.outcome = Outcome.HUNG_UP
+
+    def snapshot(self) -> CallSnapshot:
+        return CallSnapshot(
+            call_id=self.call_id,
+            status=self.status,
+            state=self.state,
+            outcome=self.outcome,
+            slots=dict(self.slots),
+            transcript=list(self.transcript),
+            reprompts=self.reprompts,
+            follow_up_call_id=self.follow_up_call_id,
+        )

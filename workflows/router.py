@@ -1,0 +1,206 @@
+"""The decision router: which tier answers a caller's turn, and why (runs inside the workflow).
+
+Tier 0 is the script engine itself (rules, DTMF, slots, silence); tier 1 the embedding intent
+classifier (a local activity), then a confident token match; tier 2 the LLM at the edge (the
+step carries its request), or without one the knowledge base (a local activity), or the
+script's own answer. Every step it returns is a `ScriptStep` naming its tier and the reasons,
+with the time its local activities took; the call workflow applies it.
+
+Every threshold comes from the call's `RouterConfig`, never from a constant, so a retune does
+not change what a running call replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.intent_classifier import IntentClassifierActivities
+    from activities.knowledge import KnowledgeActivities
+    from workflows import script
+    from workflows.intents import match_intent
+    from workflows.llm_turn import (
+        apply_llm_turn,
+        knowledge_answer,
+        llm_turn_request,
+        playbook_intents,
+    )
+    from workflows.messages import CallInput, TranscriptEntry
+    from workflows.router_messages import (
+        ClassifyRequest,
+        IntentClassification,
+        LLMTurnResult,
+        Retrieval,
+        RetrieveRequest,
+        TranscriptLine,
+    )
+    from workflows.script import DecisionTier, ScriptStep
+
+ROUTER_PATCH = "router-v1"
+"""Speech turns go through the router's local activities (classifier, knowledge base)."""
+ROUTER_TIMEOUT = timedelta(seconds=10)
+"""Per local activity; the first call of a worker loads the embedding model (~3 s)."""
+ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
+"""A failed classification or search is not retried on the hot path: the next tier answers."""
+
+
+class Router:
+    """Decides the turns of one call from its input snapshot (playbook, router config)."""
+
+    def __init__(self, call: CallInput) -> None:
+        self._call = call
+        self._playbook = call.playbook
+        self._config = call.router
+
+    def opening(self, slots: dict[str, str]) -> ScriptStep:
+        return script.opening(self._playbook, slots, follow_up=self._call.follow_up_of is not None)
+
+    def keys(self, state: str, slots: dict[str, str], digits: str) -> ScriptStep:
+        return script.respond_dtmf(self._playbook, state, slots, digits)
+
+    def silence(self, state: str, slots: dict[str, str], attempt: int) -> ScriptStep:
+        return script.reprompt(
+            self._playbook,
+            state,
+            slots,
+            attempt,
+            max_reprompts=self._call.timers.max_reprompts,
+        )
+
+    def settle_llm(self, state: str, slots: dict[str, str], result: LLMTurnResult) -> ScriptStep:
+        """Tier 2's answer checked by the script: a transition the state does not allow is
+        rejected, and a reply cut off by barge-in stays in `state` (the caller did not hear
+        where it was going)."""
+        if result.cancelled:
+            result = result.model_copy(update={"next_state": state, "end_call": False})
+        return apply_llm_turn(self._playbook, state, slots, result)
+
+    async def speech(
+        self,
+        state: str,
+        slots: dict[str, str],
+        utterance: str,
+        transcript: Sequence[TranscriptEntry],
+    ) -> ScriptStep:
+        """Tier 0, then tiers 1 and 2 for a turn the script's rules and slots did not settle.
+
+        `transcript` ends with the caller's `utterance`; it is read after the local activities,
+        so the LLM sees what the caller heard of the agent's lines by then.
+        """
+        step = script.respond(
+            self._playbook, state, slots, utterance, match_threshold=self._config.match_threshold
+        )
+        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not workflow.patched(
+            ROUTER_PATCH
+        ):
+            return step
+        return await self._past_the_script(state, dict(slots), utterance, step, transcript)
+
+    async def _past_the_script(
+        self,
+        state: str,
+        slots: dict[str, str],
+        utterance: str,
+        script_step: ScriptStep,
+        transcript: Sequence[TranscriptEntry],
+    ) -> ScriptStep:
+        playbook, config = self._playbook, self._config
+        latency: dict[str, float] = {}
+        notes: list[str] = []
+        found = await self._classify(utterance, state)
+        if found is not None:
+            latency["classify"] = found.elapsed_ms
+            threshold = config.intent_confidence_threshold
+            if found.intent is not None and found.confidence >= threshold:
+                step = script.take_intent(
+                    playbook,
+                    state,
+                    slots,
+                    utterance,
+                    found.index,
+                    DecisionTier.CLASSIFIER,
+                    f"classifier intent '{found.intent}' confidence {found.confidence:.2f} "
+                    f"≥ {threshold:.2f} (like '{found.example}')",
+                )
+                return step.model_copy(update={"latency_ms": latency})
+            best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
+            notes.append(f"classifier {best} < {threshold:.2f}")
+        else:
+            notes.append("classifier unavailable")
+        if script_step.tier is DecisionTier.INTENT:
+            current = playbook.state(state)
+            match = match_intent(
+                utterance, current.intents + playbook.global_intents, config.match_threshold
+            )
+            if match is not None and match.score >= config.token_confident_score:
+                reason = f"{script_step.reason}; {notes[0]}"
+                return script_step.model_copy(update={"reason": reason, "latency_ms": latency})
+        retrieval = await self._retrieve(utterance)
+        passages = retrieval.passages if retrieval is not None else []
+        if retrieval is not None:
+            latency["retrieve"] = retrieval.elapsed_ms
+        else:
+            notes.append("knowledge base unavailable")
+        if self._call.llm_enabled:
+            lines = [
+                TranscriptLine(speaker=e.speaker, text=e.heard_text or e.text)
+                for e in transcript[:-1]
+                if e.text
+            ]
+            request = llm_turn_request(playbook, state, slots, lines, utterance, passages)
+            cited = ", ".join(f"{p.id} {p.score:.2f}" for p in request.passages) or "none"
+            return ScriptStep(
+                state=state,
+                text=request.fallback_line,
+                tier=DecisionTier.LLM,
+                reason="; ".join([*notes, f"LLM streams the reply (passages: {cited})"]),
+                slots=slots,
+                latency_ms=latency,
+                llm_request=request,
+            )
+        min_score = config.knowledge_min_score
+        answer = knowledge_answer(playbook, state, slots, passages, min_score=min_score)
+        if answer is not None:
+            reason = "; ".join([*notes, answer.reason])
+            return answer.model_copy(update={"reason": reason, "latency_ms": latency})
+        if passages:
+            best_passage = max(passages, key=lambda p: p.score)
+            notes.append(f"best passage {best_passage.score:.2f} < {min_score:.2f}")
+        reason = "; ".join([script_step.reason, *notes, "no LLM configured"])
+        return script_step.model_copy(update={"reason": reason, "latency_ms": latency})
+
+    async def _classify(self, utterance: str, state: str) -> IntentClassification | None:
+        request = ClassifyRequest(
+            utterance=utterance, intents=playbook_intents(self._playbook, state)
+        )
+        if not request.intents:
+            return None
+        try:
+            return await workflow.execute_local_activity_method(
+                IntentClassifierActivities.classify_intent,
+                request,
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="classify intent",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: classifier: %s", self._call.call_id, error.cause)
+            return None
+
+    async def _retrieve(self, utterance: str) -> Retrieval | None:
+        try:
+            return await workflow.execute_local_activity_method(
+                KnowledgeActivities.retrieve_passages,
+                RetrieveRequest(query=utterance, k=self._config.passages_per_turn),
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="search knowledge base",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: knowledge: %s", self._call.call_id, error.cause)
+            return None
