@@ -29,8 +29,6 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from temporalio.client import Client
-from temporalio.service import RPCError
 from twilio.request_validator import RequestValidator
 
 from activities.knowledge_base import KBSettings
@@ -42,7 +40,7 @@ from media_edge.stt import WhisperSTT
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
-from media_edge.workflow_link import send_call_status
+from media_edge.workflow_link import LinkError, connect_temporal, send_call_status, start_call
 from slot.llm.config import LLMSettings
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
@@ -72,20 +70,9 @@ class Edge:
             self.call_sids.popitem(last=False)
 
 
-async def _connect_temporal(settings: Settings) -> Client:
-    try:
-        from slot.temporal import connect
-
-        return await connect(settings)
-    except Exception as error:
-        raise RuntimeError(
-            f"media edge cannot reach Temporal at {settings.temporal_address}: {error}"
-        ) from error
-
-
 async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None) -> Edge:
     """Connect to Temporal, load the speech models once and warm them up."""
-    client = await _connect_temporal(settings)
+    client = await connect_temporal(settings)
     inference = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
     vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
     loop = asyncio.get_running_loop()
@@ -236,15 +223,11 @@ def create_app(
                 router=RouterConfig(knowledge_min_score=KBSettings().kb_answer_min_score),
                 edge_url=settings.edge_url,
             )
-            from slot.temporal import start_call_workflow
-
             try:
-                await start_call_workflow(edge.services.client, call_input, settings)
-            except RPCError as error:
-                logger.error("call %s: cannot start its workflow: %s", call_id, error)
-                return PlainTextResponse(
-                    f"cannot start the call workflow: {error.message}", status_code=503
-                )
+                await start_call(edge.services.client, call_input, settings)
+            except LinkError as error:
+                logger.error("call %s: %s", call_id, error)
+                return PlainTextResponse(str(error), status_code=503)
             logger.info("call %s: inbound call %s, script %s", call_id, call_sid, script)
         edge.remember_call_sid(call_sid, call_id)
         twiml = connect_stream(stream_url(settings.edge_url), {"call_id": call_id})

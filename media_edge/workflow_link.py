@@ -26,8 +26,17 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from slot.settings import Settings
+from slot.temporal import connect, start_call_workflow
 from workflows.call import CallWorkflow
-from workflows.messages import CallStatusUpdate, Decision, HangUp, Turn, UtterancePlayed
+from workflows.messages import (
+    CallInput,
+    CallStatusUpdate,
+    Decision,
+    HangUp,
+    Turn,
+    UtterancePlayed,
+)
 from workflows.router_messages import LLMTurnReport
 
 SIGNAL_TIMEOUT_S = 10.0
@@ -87,6 +96,24 @@ class WorkflowNotFound(LinkError):
 
 class WorkflowUnreachable(LinkError):
     """Retryable failures until the budget ran out."""
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """The edge's Temporal client; a start-up error names the address it could not reach."""
+    try:
+        return await connect(settings)
+    except Exception as error:
+        raise RuntimeError(
+            f"media edge cannot reach Temporal at {settings.temporal_address}: {error}"
+        ) from error
+
+
+async def start_call(client: Client, call_input: CallInput, settings: Settings) -> None:
+    """Start an inbound call's workflow (or join the running one with that id)."""
+    try:
+        await start_call_workflow(client, call_input, settings)
+    except RPCError as error:
+        raise WorkflowUnreachable(f"cannot start the call workflow: {error.message}") from error
 
 
 async def send_call_status(client: Client, call_id: str, update: CallStatusUpdate) -> bool:

@@ -63,6 +63,21 @@ def test_the_edge_imports_no_cli_dev_stack_or_dev_server(path: Path) -> None:
             assert not DEV_SERVER_NAMES & set(names), f"{path.name} imports the dev server"
 
 
+TEMPORAL_CALLS = ("slot.temporal", "temporalio.service")
+"""Where Temporal is called from (client helpers, RPC errors); a `Client` type name is not."""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sources("media_edge") if p.name != "workflow_link.py"],
+    ids=lambda p: p.name,
+)
+def test_only_the_workflow_link_talks_to_temporal_from_the_edge(path: Path) -> None:
+    for module, _ in imports(path):
+        for forbidden in TEMPORAL_CALLS:
+            assert not is_within(module, forbidden), f"{path.name} imports {module}"
+
+
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from slot.devstack import DevStack\n    import slot.cli\n")
