@@ -28,6 +28,7 @@ from slot.simulator.persona import load_persona
 from slot.simulator.phone import CallResult, SimulatedCall
 from slot.simulator.protocol import new_sid
 from tests.conftest import free_port
+from tests.integration.edge_fixtures import STARTUP_S
 from workflows.messages import CallSnapshot
 from workflows.script import Outcome
 
@@ -53,7 +54,7 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     settings = stack_settings(temporal_settings, tmp_path_factory.mktemp("stack"))
     running = Stack(settings, headless=True)
-    await running.start()
+    await running.start(timeout_s=STARTUP_S)
     try:
         yield running
     finally:
