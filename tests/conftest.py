@@ -23,8 +23,8 @@ from slot.temporal import TemporalDevServer, connect
 WORKERS = 2
 """xdist workers for a run of more than one file (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it).
 A simulated call mostly waits on the clock, so two at once keep both cores of the CI machine
-busy; with three, a call could starve enough for the simulated caller to hang up on the
-agent (seen under load), and a test that passes alone must not fail for sharing the cores."""
+busy. More would be faster still, but every extra call in flight adds load, and some calls
+(test_simulator's booked call: the caller's 5 s hang-up grace) already fail under heavy load."""
 
 SLOWEST_FIRST = (
     "tests/integration/test_end_to_end.py",
