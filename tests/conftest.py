@@ -1,9 +1,18 @@
-"""Shared fixtures: one real Temporal dev server per test session, on a free loopback port."""
+"""Shared fixtures: one real Temporal dev server per test process, on a free loopback port.
+
+The suite runs on pytest-xdist workers (see `[tool.pytest.ini_options]`): most of its time is
+simulated calls waiting on the clock, so several run at once. Each worker is its own process
+with its own Temporal dev server, data folders (under its own `tmp_path_factory` base) and
+ports, so nothing is shared between workers but the cores.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -11,12 +20,75 @@ from temporalio.client import Client
 from slot.settings import Settings
 from slot.temporal import TemporalDevServer, connect
 
+WORKERS = 2
+"""xdist workers for a run of more than one file (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it).
+A simulated call mostly waits on the clock, so two at once keep both cores of the CI machine
+busy. More would be faster still, but every extra call in flight adds load, and some calls
+(test_simulator's booked call: the caller's 5 s hang-up grace) already fail under heavy load."""
+
+SLOWEST_FIRST = (
+    "tests/integration/test_end_to_end.py",
+    "tests/integration/test_router_call.py",
+    "tests/integration/test_turn_taking.py",
+    "tests/integration/test_simulator.py",
+    "tests/integration/test_end_to_end.py::test_demo_command_reaches_booked_and_reports_every_stage",
+    "tests/integration/test_dev_stack.py",
+    "tests/test_code_quality.py",
+    "tests/integration/test_replay.py",
+    "tests/integration/test_edge_bad_input.py",
+    "tests/integration/test_call_workflow.py",
+)
+"""Work units handed out first, longest first, so no long one starts last (measured with
+`--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built
+once); a test named here on its own is a unit of its own, as it builds its own stack."""
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: WORKERS, or none (run in this process) when the run names a single file."""
+    if override := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(override)
+    files = {Path(str(arg).split("::")[0]).resolve() for arg in config.args}
+    if len(files) == 1 and all(path.is_file() for path in files):
+        return 0
+    return WORKERS
+
+
+def _unit(nodeid: str) -> str:
+    return nodeid if nodeid in SLOWEST_FIRST else nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, except that a test named in SLOWEST_FIRST is a unit of its own.
+
+    (xdist's `loadgroup` cannot do it: it renames items, which pytest 9 no longer allows.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Units(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return Units(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers, the slowest units first (xdist hands units out in collection order);
+    a run in one process keeps pytest's own order."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        rank = {unit: index for index, unit in enumerate(SLOWEST_FIRST)}
+        items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))
 
 
 @pytest.fixture(scope="session")

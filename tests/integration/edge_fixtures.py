@@ -16,6 +16,7 @@ from slot.settings import Settings
 from worker import ACTIVITY_SLOTS, build_worker
 
 STARTUP_S = 120.0
+"""Patience for a stack to come up: xdist workers load their speech models at the same time."""
 
 
 @contextlib.asynccontextmanager

@@ -29,6 +29,7 @@ from simulator.protocol import new_sid
 from slot.devstack import Stack, settings_env
 from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
+from tests.integration.edge_fixtures import STARTUP_S
 from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot
 from workflows.script import Outcome
@@ -55,7 +56,7 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     settings = stack_settings(temporal_settings, tmp_path_factory.mktemp("stack"))
     running = Stack(settings, headless=True)
-    await running.start()
+    await running.start(timeout_s=STARTUP_S)
     try:
         yield running
     finally:

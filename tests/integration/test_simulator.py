@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import Client
 
 from simulator.persona import load_persona
-from simulator.phone import CallEvent, SimulatedCall
+from simulator.phone import CallerTiming, CallEvent, SimulatedCall
 from simulator.twilio_api import create_app as create_simulator_app
 from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
@@ -24,6 +24,10 @@ from workflows.messages import CallSnapshot
 
 ACCOUNT = "AC00000000000000000000000000000000"
 CALLS = f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+PATIENT = CallerTiming(hangup_grace_ms=15_000)
+"""The caller still waits for the agent to hang up first, but does not give up after 5 s: when
+the cores are shared (xdist), a gap between the goodbye's phrases can end the caller's wait
+before the goodbye is over, and its rest plus the hang-up can take longer than 5 s."""
 
 
 @pytest.fixture
@@ -148,6 +152,7 @@ async def test_inbound_call_books_with_a_barge_in(
         params={"script": "solar_survey", "lead_name": persona.name},
         status_callback=f"{stack.edge_url}/twilio/status",
         recording_path=tmp_path / "call.wav",
+        timing=PATIENT,
         events=events,
     )
     result = await call.run()

@@ -18,6 +18,7 @@ from media_edge.barge_in import is_backchannel_text
 from media_edge.events import AgentUtterance, Backchannel, BargeIn, CallEvent
 from slot.devstack import Stack
 from slot.settings import Settings
+from tests.integration.edge_fixtures import STARTUP_S
 from tests.integration.test_end_to_end import (
     caller_turns,
     place_inbound_call,
@@ -42,7 +43,7 @@ async def stack(
     )
     """Its own task queue: this stack starts its own worker, never one another module left."""
     running = Stack(settings, headless=True)
-    await running.start()
+    await running.start(timeout_s=STARTUP_S)
     try:
         yield running
     finally:
