@@ -96,7 +96,15 @@ class FrameVAD:
         self.probability = 0.0
 
     def push(self, pcm: PCM) -> float:
-        for window in self._windows.push(pcm):
+        return self.score(self.windows(pcm))
+
+    def windows(self, pcm: PCM) -> list[PCM]:
+        """The VAD windows this frame completes (none for most frames); cheap, no model."""
+        return self._windows.push(pcm)
+
+    def score(self, windows: list[PCM]) -> float:
+        """Run the model on completed windows (blocking) and return the frame's probability."""
+        for window in windows:
             self.probability = self._vad.speech_probability(window)
         return self.probability
 
@@ -179,9 +187,12 @@ class Listener:
 
     async def on_frame(self, pcm: PCM) -> None:
         now = time.monotonic()
-        probability = await asyncio.get_running_loop().run_in_executor(
-            self._vad_executor, self._vad.push, pcm
-        )
+        windows = self._vad.windows(pcm)
+        probability = self._vad.probability
+        if windows:
+            probability = await asyncio.get_running_loop().run_in_executor(
+                self._vad_executor, self._vad.score, windows
+            )
         events = self.endpointer.push(pcm, probability, now, self._hooks.agent_speaking())
         await self._handle(events)
 
