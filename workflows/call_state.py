@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workflows.expectations import expected_answer
 from workflows.messages import (
     CallInput,
     CallSnapshot,
@@ -33,6 +34,7 @@ class PendingLLMTurn:
 class CallState:
     def __init__(self, call: CallInput) -> None:
         self.call_id = call.call_id
+        self.playbook = call.playbook
         self.status = CallStatus.RINGING
         self.state = opening_state(call.playbook, follow_up=bool(call.follow_up_of))
         self.slots: dict[str, str] = {}
@@ -86,7 +88,8 @@ class CallState:
         self.transcript.append(TranscriptEntry.agent(step, utterance_id))
         if step.llm_request is not None:
             self.pending_llm = PendingLLMTurn(utterance_id, self.state, dict(self.slots))
-        return Decision.of(step, utterance_id)
+        expect = None if step.end_call else expected_answer(self.playbook, step.state, step.text)
+        return Decision.of(step, utterance_id, expect)
 
     def settle_llm(self, step: ScriptStep, latency_ms: dict[str, float]) -> Decision:
         """The checked result of the LLM turn in flight; the call moves only if it has not moved

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from workflows.expectations import ExpectedAnswer
 from workflows.router_messages import LLMTurnRequest, RouterConfig
 from workflows.script import DecisionTier, Outcome, Playbook, ScriptStep
 
@@ -138,12 +139,17 @@ class Decision(BaseModel):
     """Time the router spent inside the workflow: `classify`, `retrieve` (local activities)."""
     citations: list[str] = Field(default_factory=list)
     """Knowledge-base passages the text is based on."""
+    expect: ExpectedAnswer | None = None
+    """What the caller's answer to this line looks like, so the edge can judge a pause itself
+    (script-aware endpointing); None after the call's last line."""
     llm_request: LLMTurnRequest | None = None
     """Tier 2: the edge streams the LLM's reply for this request instead of speaking `text`
     (which is then the safe line, for an edge that cannot), and reports it with `llm_result`."""
 
     @classmethod
-    def of(cls, step: ScriptStep, utterance_id: str) -> Decision:
+    def of(
+        cls, step: ScriptStep, utterance_id: str, expect: ExpectedAnswer | None = None
+    ) -> Decision:
         """The utterance for a step; generated text (knowledge, LLM) is not cacheable audio."""
         return cls(
             utterance_id=utterance_id,
@@ -157,6 +163,7 @@ class Decision(BaseModel):
             latency_ms=dict(step.latency_ms),
             citations=list(step.citations),
             llm_request=step.llm_request,
+            expect=expect,
         )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -49,13 +50,66 @@ ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
 """A failed classification or search is not retried on the hot path: the next tier answers."""
 
 
+class RouterTools(Protocol):
+    """What the router needs from outside the script: patches, the classifier, the knowledge
+    base. In the workflow they are `workflow.patched` and local activities (`WorkflowTools`);
+    `slot replay script` runs the same router in-process with direct calls."""
+
+    def patched(self, patch_id: str) -> bool: ...
+
+    async def classify(self, request: ClassifyRequest) -> IntentClassification | None:
+        """None when the classifier failed (the next tier answers)."""
+        ...
+
+    async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
+        """None when the knowledge base failed."""
+        ...
+
+
+class WorkflowTools:
+    """The router's tools inside the call workflow: local activities, one attempt each."""
+
+    def __init__(self, call_id: str) -> None:
+        self._call_id = call_id
+
+    def patched(self, patch_id: str) -> bool:
+        return workflow.patched(patch_id)
+
+    async def classify(self, request: ClassifyRequest) -> IntentClassification | None:
+        try:
+            return await workflow.execute_local_activity_method(
+                IntentClassifierActivities.classify_intent,
+                request,
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="classify intent",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: classifier: %s", self._call_id, error.cause)
+            return None
+
+    async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
+        try:
+            return await workflow.execute_local_activity_method(
+                KnowledgeActivities.retrieve_passages,
+                request,
+                start_to_close_timeout=ROUTER_TIMEOUT,
+                retry_policy=ROUTER_RETRY,
+                summary="search knowledge base",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: knowledge: %s", self._call_id, error.cause)
+            return None
+
+
 class Router:
     """Decides the turns of one call from its input snapshot (playbook, router config)."""
 
-    def __init__(self, call: CallInput) -> None:
+    def __init__(self, call: CallInput, tools: RouterTools | None = None) -> None:
         self._call = call
         self._playbook = call.playbook
         self._config = call.router
+        self._tools: RouterTools = tools or WorkflowTools(call.call_id)
 
     def opening(self, slots: dict[str, str]) -> ScriptStep:
         return script.opening(self._playbook, slots, follow_up=self._call.follow_up_of is not None)
@@ -95,7 +149,7 @@ class Router:
         step = script.respond(
             self._playbook, state, slots, utterance, match_threshold=self._config.match_threshold
         )
-        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not workflow.patched(
+        if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not self._tools.patched(
             ROUTER_PATCH
         ):
             return step
@@ -180,27 +234,9 @@ class Router:
         )
         if not request.intents:
             return None
-        try:
-            return await workflow.execute_local_activity_method(
-                IntentClassifierActivities.classify_intent,
-                request,
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="classify intent",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: classifier: %s", self._call.call_id, error.cause)
-            return None
+        return await self._tools.classify(request)
 
     async def _retrieve(self, utterance: str) -> Retrieval | None:
-        try:
-            return await workflow.execute_local_activity_method(
-                KnowledgeActivities.retrieve_passages,
-                RetrieveRequest(query=utterance, k=self._config.passages_per_turn),
-                start_to_close_timeout=ROUTER_TIMEOUT,
-                retry_policy=ROUTER_RETRY,
-                summary="search knowledge base",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: knowledge: %s", self._call.call_id, error.cause)
-            return None
+        return await self._tools.retrieve(
+            RetrieveRequest(query=utterance, k=self._config.passages_per_turn)
+        )

@@ -1,0 +1,97 @@
+"""What the caller's next answer is expected to look like, and whether a transcript is one.
+
+The workflow attaches an `ExpectedAnswer` to each decision (the state's intents and the slots it
+can fill); the edge judges a pause with `judge_answer` on the speculative transcript, locally and
+without a round trip: a complete answer ends the turn at once, an unfinished one ("my bill is
+around...") waits for the turn model. Pure, so the workflow, the edge and the evals share it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+from workflows.intents import match_intent, normalize
+from workflows.script import Intent, Playbook, SlotSpec, extract_slot
+
+CONFIDENT_MATCH = 0.65
+"""A token-match score at which a short answer counts as complete (the router's confident score)."""
+
+_UNFINISHED_TEXT = (
+    "a an the and or but so because if about around like um uh er my our is it's was "
+    "to of for with maybe probably think i'd we'd i'm we're"
+)
+_UNFINISHED_ENDINGS = frozenset(_UNFINISHED_TEXT.split())
+"""Last words after which a person has not finished ("my bill is around...")."""
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+class ExpectedAnswer(BaseModel):
+    """The question the agent just asked and what an answer to it looks like."""
+
+    state: str
+    question: str = ""
+    """The agent's line, as said (an STT prompt can carry it)."""
+    intents: list[Intent] = Field(default_factory=list)
+    """The state's own intents, then the global ones."""
+    collect: str | None = None
+    slots: dict[str, SlotSpec] = Field(default_factory=dict)
+    """Slots an answer here can fill (the state's own and the script's choice slots)."""
+
+    def vocabulary(self) -> list[str]:
+        """Words an answer here likely contains (slot values), to bias speech recognition."""
+        words: list[str] = []
+        for spec in self.slots.values():
+            for canonical, synonyms in spec.choices.items():
+                words.extend([canonical, *synonyms])
+        return list(dict.fromkeys(words))
+
+
+class AnswerJudgement(BaseModel):
+    complete: bool
+    reason: str
+
+
+def expected_answer(playbook: Playbook, state: str, question: str = "") -> ExpectedAnswer | None:
+    """What an answer to `state`'s question looks like; None for a terminal state."""
+    current = playbook.states.get(state)
+    if current is None or current.terminal:
+        return None
+    slots = {
+        name: spec
+        for name, spec in playbook.slots.items()
+        if spec.kind == "choice" or name == current.collect
+    }
+    return ExpectedAnswer(
+        state=state,
+        question=question,
+        intents=[*current.intents, *playbook.global_intents],
+        collect=current.collect,
+        slots=slots,
+    )
+
+
+def sounds_unfinished(text: str) -> bool:
+    """The words stop where a sentence cannot end ("it's around", "and", "um")."""
+    words = _WORD.findall(text.lower().replace("\u2019", "'"))
+    return not words or words[-1] in _UNFINISHED_ENDINGS or text.rstrip().endswith(("...", "…"))
+
+
+def judge_answer(expect: ExpectedAnswer, text: str) -> AnswerJudgement:
+    """Is `text` a complete answer to the question? Only a confident one is: a slot the state
+    collects, or a confident intent match, and no unfinished ending."""
+    if not normalize(text):
+        return AnswerJudgement(complete=False, reason="no words")
+    if sounds_unfinished(text):
+        return AnswerJudgement(complete=False, reason="sounds unfinished")
+    if expect.collect is not None and expect.collect in expect.slots:
+        found = extract_slot(expect.slots[expect.collect], text)
+        if found is not None and expect.slots[expect.collect].kind != "text":
+            return AnswerJudgement(complete=True, reason=f"slot '{expect.collect}' = '{found[0]}'")
+    match = match_intent(text, expect.intents, CONFIDENT_MATCH)
+    if match is not None:
+        return AnswerJudgement(
+            complete=True, reason=f"intent '{match.name}' score {match.score:.2f}"
+        )
+    return AnswerJudgement(complete=False, reason="no confident intent or slot")
