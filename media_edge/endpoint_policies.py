@@ -6,6 +6,11 @@ Turn model's verdict is injected (`set_verdict`), so the same policy runs in the
 from `media_edge.smart_turn.TurnDetector`, arriving a few frames later), in `slot eval turns`
 (verdict from cached model outputs, delivered after the model's measured latency) and in tests
 (made-up verdicts).
+
+`ScriptAwarePolicy` wraps either: the script knows what the agent just asked, so a pause whose
+speculative transcript is a complete answer to it (`workflows.expectations.judge_answer`, injected
+through `set_answer` like the model's verdict) ends the turn at once, whatever the acoustic model
+would say; an incomplete one ("my bill is around...") is left to the wrapped policy.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-EndReason = Literal["silence", "model", "max_silence"]
+EndReason = Literal["silence", "model", "max_silence", "script"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +115,58 @@ class SmartTurnPolicy:
 
     def reset(self) -> None:
         self._pause = None
+
+
+@dataclass
+class ScriptAwarePolicy:
+    """An acoustic policy (`inner`) plus the script's judgement of each pause's transcript.
+
+    `set_answer(pause, complete)` gives the judgement of the speculative transcript of `pause`:
+    complete ends the turn (reason "script") as soon as that pause has lasted `min_pause_ms`
+    (at once if it already has); incomplete changes nothing. Judgements of a pause that is over
+    are ignored, as are the model's.
+    """
+
+    inner: EndpointPolicy
+    min_pause_ms: int = 0
+    """Silence a complete answer must be followed by before it ends the turn."""
+    _pause: int | None = field(default=None, repr=False)
+    _silence_ms: int = field(default=0, repr=False)
+    _complete: int | None = field(default=None, repr=False)
+    """The pause judged a complete answer, waiting for `min_pause_ms`."""
+
+    def push(self, pause: int, silence_ms: int) -> EndpointDecision:
+        self._pause = pause if silence_ms > 0 else None
+        self._silence_ms = silence_ms
+        decision = self.inner.push(pause, silence_ms)
+        if decision.end_of_turn:
+            self.reset()
+            return decision
+        if self._complete == pause and silence_ms >= self.min_pause_ms:
+            return self._end()
+        return decision
+
+    def set_verdict(self, pause: int, probability: float) -> EndpointDecision:
+        decision = self.inner.set_verdict(pause, probability)
+        if decision.end_of_turn:
+            self.reset()
+        return decision
+
+    def set_answer(self, pause: int, complete: bool) -> EndpointDecision:
+        """The script's judgement of the transcript of `pause` (complete answer or not)."""
+        if not complete or pause != self._pause:
+            return CONTINUE
+        if self._silence_ms >= self.min_pause_ms:
+            return self._end()
+        self._complete = pause
+        return CONTINUE
+
+    def _end(self) -> EndpointDecision:
+        self.reset()
+        return EndpointDecision(end_of_turn=True, reason="script")
+
+    def reset(self) -> None:
+        self._pause = None
+        self._silence_ms = 0
+        self._complete = None
+        self.inner.reset()

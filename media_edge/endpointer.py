@@ -10,6 +10,15 @@ or Smart Turn, whose verdict the endpointer asks for with a `TurnModelWanted` ev
 back through `set_verdict`. Whether speech over the agent interrupts it is a
 `BargeInClassifier` (`media_edge.barge_in`): by duration, optionally confirmed by the first STT
 words, asked for with a `WordsWanted` event and handed back through `set_words`.
+
+With a `ScriptAwarePolicy`, the listener judges each pause's speculative transcript against the
+question being answered and hands the judgement back through `set_answer`.
+
+Barge-in reacts at speech onset: caller speech over the agent that reaches
+`pause_agent_after_ms` asks for the agent to be paused (`PauseAgent`: `clear`, the unplayed audio
+kept). The classifier then decides: an interruption is a `BargeIn` (the agent is cut off as
+before); speech that ends as a backchannel ("mm-hmm", a cough) is a `Backchannel` once
+`backchannel_silence_ms` of silence follows it, and the agent resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 
 from media_edge.audio import FRAME_MS
 from media_edge.barge_in import BargeInClassifier
-from media_edge.endpoint_policies import EndpointPolicy, FixedSilencePolicy
+from media_edge.endpoint_policies import EndpointPolicy, FixedSilencePolicy, ScriptAwarePolicy
 from media_edge.providers import PCM
 
 
@@ -33,11 +42,22 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeculativePause:
-    """The caller paused long enough that an early transcript is likely to be the final one."""
+    """The caller paused long enough that an early transcript is likely to be the final one;
+    its judgement against the script comes back with `Endpointer.set_answer(pause, ...)`."""
 
     audio: PCM = field(repr=False)
     last_voiced_at: float
     at: float
+    pause: int = 0
+
+
+@dataclass(frozen=True)
+class PauseAgent:
+    """Caller speech has started over the agent: stop its audio now and keep the rest, until a
+    `BargeIn` (cut it off) or a `Backchannel` (resume it) says what the speech was."""
+
+    at: float
+    speech_started_at: float
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class TurnModelWanted:
     at: float
 
 
-EndReason = Literal["silence", "model", "max_silence", "max_length"]
+EndReason = Literal["silence", "model", "max_silence", "script", "max_length"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,7 @@ TurnEvent = (
     SpeechStarted
     | SpeculativePause
     | SpeechResumed
+    | PauseAgent
     | BargeIn
     | WordsWanted
     | TurnModelWanted
@@ -118,6 +139,11 @@ class EndpointerConfig:
     barge_in_min_speech_ms: int = 200
     """Duration-only barge-in rule, used when no `BargeInClassifier` is given."""
     max_turn_ms: int = 30_000
+    pause_agent_after_ms: int | None = None
+    """Voiced time over the agent after which it is paused (None: never paused, only cut off)."""
+    backchannel_silence_ms: int | None = None
+    """Silence after speech over the agent that ends it as a backchannel, when the classifier
+    says it was one (None: the endpoint policy ends it, like any turn)."""
 
 
 class Endpointer:
@@ -154,6 +180,7 @@ class Endpointer:
         self._last_voiced_at = 0.0
         self._speculated = False
         self._barged_in = False
+        self._paused_agent = False
         self._overlap_ms = 0
         self._words: str | None = None
         self._words_wanted = False
@@ -235,9 +262,15 @@ class Endpointer:
                 self._speculated = True
                 events.append(
                     SpeculativePause(
-                        audio=self._audio(), last_voiced_at=self._last_voiced_at, at=now
+                        audio=self._audio(),
+                        last_voiced_at=self._last_voiced_at,
+                        at=now,
+                        pause=self.pause,
                     )
                 )
+            if self._is_backchannel_over(agent_speaking):
+                events.append(self._end(now, "silence", agent_speaking))
+                return events
         decision = self.policy.push(self.pause, self._silence_ms)
         if decision.end_of_turn:
             assert decision.reason is not None
@@ -249,17 +282,34 @@ class Endpointer:
             events.append(self._end(now, "max_length", agent_speaking))
         return events
 
+    def _is_backchannel_over(self, agent_speaking: bool) -> bool:
+        """Speech over the agent has been followed by enough silence, and was a backchannel
+        (words that were asked for have arrived and say so)."""
+        limit = self.config.backchannel_silence_ms
+        if limit is None or self._silence_ms < limit:
+            return False
+        if not agent_speaking or self._barged_in or self._overlap_ms == 0:
+            return False
+        if self._words_wanted and self._words is None:
+            return False
+        return self.barge_in.classify(self._overlap_ms, self._words, ended=True) == "backchannel"
+
     def _check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
         if not agent_speaking or self._barged_in or not self.in_segment:
             return []
+        events: list[TurnEvent] = []
+        pause_after = self.config.pause_agent_after_ms
+        if not self._paused_agent and pause_after is not None and self._overlap_ms >= pause_after:
+            self._paused_agent = True
+            events.append(PauseAgent(at=now, speech_started_at=self._started_at))
         verdict = self.barge_in.classify(self._overlap_ms, self._words)
         if verdict == "interrupt":
             self._barged_in = True
-            return [BargeIn(at=now, speech_started_at=self._started_at)]
-        if not self._words_wanted and self.barge_in.wants_words(self._overlap_ms):
+            events.append(BargeIn(at=now, speech_started_at=self._started_at))
+        elif not self._words_wanted and self.barge_in.wants_words(self._overlap_ms):
             self._words_wanted = True
-            return [WordsWanted(audio=self._audio(), segment=self.segment, at=now)]
-        return []
+            events.append(WordsWanted(audio=self._audio(), segment=self.segment, at=now))
+        return events
 
     def set_words(self, segment: int, text: str) -> None:
         """The first STT words of `segment`'s speech (asked for by `WordsWanted`)."""
@@ -279,9 +329,29 @@ class Endpointer:
         assert decision.reason is not None
         return [self._end(now, decision.reason, agent_speaking)]
 
+    def set_answer(
+        self, pause: int, complete: bool, now: float, agent_speaking: bool = False
+    ) -> list[TurnEvent]:
+        """The script's judgement of `pause`'s speculative transcript (asked for by
+        `SpeculativePause`): a complete answer ends the turn if that pause is still going and
+        the policy is script-aware (`ScriptAwarePolicy`)."""
+        if not isinstance(self.policy, ScriptAwarePolicy):
+            return []
+        if not self.paused or pause != self.pause:
+            return []
+        decision = self.policy.set_answer(pause, complete)
+        if not decision.end_of_turn:
+            return []
+        assert decision.reason is not None
+        return [self._end(now, decision.reason, agent_speaking)]
+
     def check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
-        """Classify the speech over the agent again, between frames (e.g. its words arrived)."""
-        return self._check_barge_in(now, agent_speaking)
+        """Classify the speech over the agent again, between frames (e.g. its words arrived);
+        a backchannel already followed by enough silence ends here."""
+        events = self._check_barge_in(now, agent_speaking)
+        if self.paused and self._is_backchannel_over(agent_speaking):
+            events.append(self._end(now, "silence", agent_speaking))
+        return events
 
     def _audio(self) -> PCM:
         return np.concatenate(self._segment) if self._segment else np.zeros(0, dtype=np.int16)

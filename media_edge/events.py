@@ -34,6 +34,9 @@ class CallerTurn(BaseModel):
     seq: int
     text: str
     latency_ms: dict[str, float] = Field(default_factory=dict)
+    end_reason: str | None = None
+    """What ended the turn: "script" (a complete answer to the question), "model" (Smart
+    Turn), "silence", "max_silence" or "max_length"."""
 
 
 class AgentUtterance(BaseModel):
@@ -72,6 +75,24 @@ class BargeIn(BaseModel):
     played_ms: int
 
 
+class AgentPaused(BaseModel):
+    """Caller speech started over the agent: its audio was stopped (`clear`) and kept, until
+    the speech turns out to be a backchannel (`agent_resumed`) or an interruption (`barge_in`)."""
+
+    type: Literal["agent_paused"] = "agent_paused"
+    utterance_id: str
+    heard_text: str
+    played_ms: int
+
+
+class AgentResumed(BaseModel):
+    """The speech that paused the agent was a backchannel: it plays on from `played_ms`."""
+
+    type: Literal["agent_resumed"] = "agent_resumed"
+    utterance_id: str
+    played_ms: int
+
+
 class Backchannel(BaseModel):
     """Short caller speech over the agent that did not interrupt it."""
 
@@ -104,6 +125,8 @@ CallEvent = Annotated[
     | AgentUtterance
     | LLMResult
     | BargeIn
+    | AgentPaused
+    | AgentResumed
     | Backchannel
     | UtteranceDone
     | CallEnded

@@ -5,8 +5,13 @@ with its policy and barge-in classifier (pure, clock-free; `slot eval turns` dri
 same objects with a simulated clock) → what the endpointer asks for: the turn model at a pause,
 the first STT words of speech over the agent, a speculative transcript once the caller pauses →
 what the call needs to know, reported to a `ListenerHooks`: a turn ended (with its transcript
-on the way), a barge-in, a backchannel. Speculative transcriptions that speech made stale are
-cancelled, not left running.
+on the way), speech over the agent (pause it), a barge-in, a backchannel. Speculative
+transcriptions that speech made stale are cancelled, not left running.
+
+Script-aware endpointing: the call hands the listener what the agent's question expects
+(`expect`); each speculative transcript is judged against it (`judge_answer`) and a complete
+answer ends the turn at once, with that transcript (no second STT). Transcriptions are biased to
+the question (`SpeechContext`) when `stt_script_context` is on.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from media_edge.barge_in import BargeInClassifier
 from media_edge.endpoint_policies import (
     EndpointPolicy,
     FixedSilencePolicy,
+    ScriptAwarePolicy,
     SmartTurnConfig,
     SmartTurnPolicy,
 )
@@ -33,6 +39,7 @@ from media_edge.endpointer import (
     EndOfTurn,
     Endpointer,
     EndpointerConfig,
+    PauseAgent,
     SpeculativePause,
     SpeechResumed,
     SpeechStarted,
@@ -41,9 +48,16 @@ from media_edge.endpointer import (
     WordsWanted,
 )
 from media_edge.events import ms_between
-from media_edge.providers import PCM, SpeechToText, Transcript, VoiceActivityDetector
+from media_edge.providers import (
+    PCM,
+    SpeechContext,
+    SpeechToText,
+    Transcript,
+    VoiceActivityDetector,
+)
 from media_edge.smart_turn import TurnDetector
 from slot.settings import Settings
+from workflows.expectations import ExpectedAnswer, judge_answer
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
 
@@ -54,10 +68,17 @@ def endpointer_config(settings: Settings) -> EndpointerConfig:
         speculative_after_ms=settings.speculative_stt_after_ms,
         barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
         max_turn_ms=int(settings.max_turn_s * 1000),
+        pause_agent_after_ms=settings.barge_in_pause_after_ms,
+        backchannel_silence_ms=(
+            settings.backchannel_resume_after_ms
+            if settings.barge_in_pause_after_ms is not None
+            else None
+        ),
     )
 
 
-def endpoint_policy(settings: Settings) -> EndpointPolicy:
+def acoustic_policy(settings: Settings) -> EndpointPolicy:
+    """When the caller sounds finished: Smart Turn, or a fixed silence."""
     if settings.endpointing == "smart_turn":
         return SmartTurnPolicy(
             SmartTurnConfig(
@@ -67,6 +88,20 @@ def endpoint_policy(settings: Settings) -> EndpointPolicy:
             )
         )
     return FixedSilencePolicy(settings.endpoint_silence_ms)
+
+
+def endpoint_policy(settings: Settings) -> EndpointPolicy:
+    """The acoustic policy, script-aware when `script_endpointing` is on."""
+    policy = acoustic_policy(settings)
+    if settings.script_endpointing:
+        return ScriptAwarePolicy(policy, settings.script_endpoint_min_pause_ms)
+    return policy
+
+
+def uses_turn_model(policy: EndpointPolicy) -> bool:
+    if isinstance(policy, ScriptAwarePolicy):
+        return uses_turn_model(policy.inner)
+    return isinstance(policy, SmartTurnPolicy)
 
 
 def barge_in_classifier(settings: Settings) -> BargeInClassifier:
@@ -116,21 +151,29 @@ class TurnEnded:
     stt: asyncio.Task[tuple[Transcript, float]] = field(repr=False)
     last_voiced_at: float
     pause_at: float
-    """When the pause that ended the turn was found (the model was asked, or silence ran out)."""
+    """When the pause that ended the turn was found (the model was asked, the speculative
+    transcript was started, or silence ran out)."""
     endpoint_at: float
-    """When the turn was declared over: the model's verdict, or the end of the silence."""
+    """When the turn was declared over: the model's verdict, the script's, or the silence's."""
     model_asked: bool
     uses_turn_model: bool
+    reason: str = "silence"
 
     async def transcript(self) -> tuple[Transcript, dict[str, float]]:
-        """The words, and the latency stages up to them: endpointing, turn model, STT."""
+        """The words, and the latency stages up to them, adding up to the time from the last
+        voiced frame to the words: endpointing, turn model, STT; for a turn the script ended,
+        the speculative STT then its judgement (`script_judge`)."""
         transcript, finished_at = await self.stt
         latency = {"endpointing": ms_between(self.pause_at, self.last_voiced_at)}
         if self.uses_turn_model:
             latency["turn_model"] = (
                 ms_between(self.endpoint_at, self.pause_at) if self.model_asked else 0.0
             )
-        latency["stt"] = ms_between(finished_at, self.endpoint_at)
+        if self.reason == "script":
+            latency["stt"] = ms_between(finished_at, self.pause_at)
+            latency["script_judge"] = ms_between(self.endpoint_at, finished_at)
+        else:
+            latency["stt"] = ms_between(finished_at, self.endpoint_at)
         return transcript, latency
 
 
@@ -139,11 +182,17 @@ class ListenerHooks(Protocol):
 
     def agent_speaking(self) -> bool: ...
 
+    async def on_agent_paused(self, at: float) -> None:
+        """Caller speech started over the agent: stop its audio now, keep the rest."""
+        ...
+
+    def on_backchannel(self, voiced_ms: int) -> None:
+        """The speech over the agent was a backchannel: the agent plays on."""
+        ...
+
     async def on_barge_in(self, at: float) -> None:
         """The caller talks over the agent and means it: silence the agent now."""
         ...
-
-    def on_backchannel(self, voiced_ms: int) -> None: ...
 
     def on_turn_ended(self, turn: TurnEnded) -> None: ...
 
@@ -169,7 +218,7 @@ class Listener:
         log: logging.LoggerAdapter[logging.Logger],
     ) -> None:
         self.endpointer = build_endpointer(settings)
-        self.uses_turn_model = isinstance(self.endpointer.policy, SmartTurnPolicy)
+        self.uses_turn_model = uses_turn_model(self.endpointer.policy)
         if self.uses_turn_model and turn_detector is None:
             raise RuntimeError("endpointing is smart_turn but the edge has no turn detector")
         self._vad = FrameVAD(vad)
@@ -180,8 +229,13 @@ class Listener:
         self._spawn = spawn
         self._call_id = call_id
         self._log_transcripts = settings.log_transcripts
+        self._script_context = settings.stt_script_context
         self.log = log
+        self.expect: ExpectedAnswer | None = None
+        """What an answer to the agent's current question looks like (None: no script)."""
         self._speculative: asyncio.Task[tuple[Transcript, float]] | None = None
+        self._speculated_at: dict[int, float] = {}
+        """When the speculative transcript of each pause of the open segment was started."""
         self._model_asked_at: dict[int, float] = {}
         """When the turn model was asked about each pause of the open segment."""
 
@@ -200,11 +254,14 @@ class Listener:
         for event in events:
             if isinstance(event, SpeculativePause):
                 self._supersede_speculative()
-                self._speculative = self._spawn(self._transcribe(event.audio))
+                self._speculated_at[event.pause] = event.at
+                self._speculative = self._spawn(self._speculate(event))
             elif isinstance(event, SpeechResumed | SpeechStarted):
                 self._supersede_speculative()
             elif isinstance(event, TurnModelWanted):
                 self._ask_turn_model(event)
+            elif isinstance(event, PauseAgent):
+                await self._hooks.on_agent_paused(event.at)
             elif isinstance(event, BargeIn):
                 await self._hooks.on_barge_in(event.at)
             elif isinstance(event, WordsWanted):
@@ -214,6 +271,7 @@ class Listener:
             elif isinstance(event, Backchannel):
                 self._supersede_speculative()
                 self._model_asked_at.clear()
+                self._speculated_at.clear()
                 self.log.debug("backchannel of %d ms over the agent ignored", event.voiced_ms)
                 self._hooks.on_backchannel(event.voiced_ms)
 
@@ -244,21 +302,51 @@ class Listener:
         await self._handle(events)
 
     def _end_of_turn(self, event: EndOfTurn) -> None:
-        stt = self._speculative or self._spawn(self._transcribe(event.audio))
+        stt = self._speculative or self._spawn(self._transcribe(event.audio, self._context()))
         self._speculative = None
+        pause_at = event.endpoint_at
         asked_at = self._model_asked_at.get(self.endpointer.pause)
         model_asked = event.reason == "model" and asked_at is not None
+        if model_asked and asked_at is not None:
+            pause_at = asked_at
+        speculated_at = self._speculated_at.get(self.endpointer.pause)
+        if event.reason == "script" and speculated_at is not None:
+            pause_at = speculated_at
         self._model_asked_at.clear()
+        self._speculated_at.clear()
         self._hooks.on_turn_ended(
             TurnEnded(
                 stt=stt,
                 last_voiced_at=event.last_voiced_at,
-                pause_at=asked_at if model_asked and asked_at is not None else event.endpoint_at,
+                pause_at=pause_at,
                 endpoint_at=event.endpoint_at,
                 model_asked=model_asked,
                 uses_turn_model=self.uses_turn_model,
+                reason=event.reason,
             )
         )
+
+    def _context(self) -> SpeechContext | None:
+        """What biases the transcription of an answer: the question and the answer's words."""
+        expect = self.expect
+        if not self._script_context or expect is None:
+            return None
+        return SpeechContext(prompt=expect.question, hotwords=tuple(expect.vocabulary()))
+
+    async def _speculate(self, pause: SpeculativePause) -> tuple[Transcript, float]:
+        """The transcript of the turn so far; if it completely answers the question, the turn
+        ends now (the endpointer is told; this very transcript becomes the turn's)."""
+        expect = self.expect
+        transcript, finished_at = await self._transcribe(pause.audio, self._context())
+        if expect is not None and isinstance(self.endpointer.policy, ScriptAwarePolicy):
+            judgement = judge_answer(expect, transcript.text)
+            if self._log_transcripts:
+                self.log.info("pause %d judged %s", pause.pause, judgement.reason)
+            events = self.endpointer.set_answer(
+                pause.pause, judgement.complete, time.monotonic(), self._hooks.agent_speaking()
+            )
+            await self._handle(events)
+        return transcript, finished_at
 
     async def _first_words(self, wanted: WordsWanted) -> None:
         """Caller speech over the agent: its first words tell a backchannel from an interruption."""
@@ -270,10 +358,12 @@ class Listener:
             self.endpointer.check_barge_in(time.monotonic(), self._hooks.agent_speaking())
         )
 
-    async def _transcribe(self, audio: PCM) -> tuple[Transcript, float]:
+    async def _transcribe(
+        self, audio: PCM, context: SpeechContext | None = None
+    ) -> tuple[Transcript, float]:
         """A failed transcription loses one turn, never the call."""
         try:
-            transcript = await self._stt.transcribe(audio, PHONE_RATE)
+            transcript = await self._stt.transcribe(audio, PHONE_RATE, context)
         except Exception as error:
             self.log.error("speech-to-text failed: %r", error, exc_info=error)
             self._hooks.on_error(f"speech-to-text failed: {error}")

@@ -33,9 +33,23 @@ class Transcript:
     confidence: float | None = None
 
 
+@dataclass(frozen=True)
+class SpeechContext:
+    """What the caller is likely answering: recognition biased to the script's words.
+
+    `prompt` is the agent's question (Whisper's initial prompt: the text said just before the
+    audio), `hotwords` the words an answer here likely holds (slot values such as weekdays)."""
+
+    prompt: str = ""
+    hotwords: tuple[str, ...] = ()
+
+
 class SpeechToText(Protocol):
-    async def transcribe(self, audio: PCM, sample_rate: int) -> Transcript:
-        """Final transcript of one caller segment; runs off the event loop."""
+    async def transcribe(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
+        """Final transcript of one caller segment; runs off the event loop. A provider that
+        cannot use `context` ignores it."""
         ...
 
 

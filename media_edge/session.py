@@ -2,8 +2,10 @@
 
 The session dispatches the protocol's messages and owns the call's lifecycle (start, stop, the
 task group). It wires three parts: the `Listener` (frames to caller events, reported to the
-session as its `ListenerHooks`), the `Speaker` (decisions to paced frames; `interrupt()` on
-barge-in) and the `WorkflowLink` (the Update `turn` and the signals: all its Temporal traffic).
+session as its `ListenerHooks`), the `Speaker` (decisions to paced frames; `pause()` when the
+caller starts talking over the agent, `resume()` after a backchannel, `interrupt()` on barge-in)
+and the `WorkflowLink` (the Update `turn` and the signals: all its Temporal traffic). Each
+decision's `expect` goes to the listener, which judges the caller's pauses against it.
 Whatever goes wrong inside a session is logged with the call id and ends that call only.
 """
 
@@ -264,6 +266,11 @@ class CallSession:
     def agent_speaking(self) -> bool:
         return self.speaker is not None and self.speaker.speaking
 
+    async def on_agent_paused(self, at: float) -> None:
+        """Caller speech started over the agent: stop its audio now, keep the rest."""
+        assert self.speaker is not None
+        await self.speaker.pause(at)
+
     async def on_barge_in(self, at: float) -> None:
         """Caller talks over the agent: silence it now; the speaker reports what was heard."""
         assert self.speaker is not None
@@ -274,6 +281,8 @@ class CallSession:
     def on_backchannel(self, voiced_ms: int) -> None:
         uid = self.speaker.utterance_id if self.speaker is not None else None
         self._publish(Backchannel(utterance_id=uid, voiced_ms=voiced_ms))
+        if self.speaker is not None:
+            self.speaker.resume()
 
     def on_turn_ended(self, turn: TurnEnded) -> None:
         self._turns.put_nowait(PendingTurn(kind="speech", speech=turn))
@@ -286,7 +295,13 @@ class CallSession:
     def say(self, decision: Decision) -> None:
         """Speak a decision the workflow delivered outside a turn (a reprompt, a goodbye)."""
         if self.speaker is not None:
+            self._expect(decision)
             self.speaker.say(decision)
+
+    def _expect(self, decision: Decision) -> None:
+        """The caller's next words answer this decision's line: the listener judges by it."""
+        if self.listener is not None:
+            self.listener.expect = decision.expect
 
     async def _speak(self) -> None:
         assert self.speaker is not None
@@ -308,7 +323,14 @@ class CallSession:
                 turn.text = transcript.text
                 if self.settings.log_transcripts:
                     self.log.info("caller said: %s", transcript.text)
-                self._publish(CallerTurn(seq=turn.seq, text=transcript.text, latency_ms=latency))
+                self._publish(
+                    CallerTurn(
+                        seq=turn.seq,
+                        text=transcript.text,
+                        latency_ms=latency,
+                        end_reason=pending.speech.reason,
+                    )
+                )
             elif pending.kind == "dtmf":
                 turn.digits = pending.digits
             sent_at = time.monotonic()
@@ -319,6 +341,7 @@ class CallSession:
             self._seq += 1
             latency["decision"] = ms_between(decided_at, sent_at)
             last_voiced_at = pending.speech.last_voiced_at if pending.speech else None
+            self._expect(decision)
             self.speaker.reply(SpeakRequest(decision, decided_at, latency, last_voiced_at))
 
     async def _send_turn(self, turn: Turn) -> Decision | None:

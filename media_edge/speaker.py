@@ -3,9 +3,13 @@
 Each decision is spoken from cached audio (fixed lines), TTS phrase by phrase, or an LLM stream
 (`LLMUtterance`, started as soon as the decision arrives). Audio is sent slightly ahead of real
 time (`LEAD_S`), each chunk followed by a mark named `<utterance>:<n>`, the utterance by
-`<utterance>:end`. Twilio echoes a mark once the audio before it has played, so on barge-in
-`interrupt()` sends `clear` at once and works out what the caller actually heard from the
-echoed marks plus the played time of the chunk in progress (`Playback.heard`).
+`<utterance>:end`. Twilio echoes a mark once the audio before it has played, so the speaker
+knows what the caller actually heard from the echoed marks plus the played time of the chunk in
+progress (`Playback.heard`).
+
+When the caller starts talking over the agent, `pause()` sends `clear` at once and keeps the
+unplayed audio; `resume()` (the speech was a backchannel) plays on from where the caller stopped
+hearing; `interrupt()` (real speech) cuts the utterance off and reports what was heard.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field
 from media_edge import twilio_protocol as tp
 from media_edge.audio import frames
 from media_edge.events import (
+    AgentPaused,
+    AgentResumed,
     AgentUtterance,
     BargeIn,
     CallEvent,
@@ -28,6 +34,7 @@ from media_edge.events import (
 )
 from media_edge.llm import LanguageModel
 from media_edge.llm_speech import LLMUtterance
+from media_edge.playback import ChunkPlay, Playback
 from media_edge.tts import PhoneSpeech
 from media_edge.workflow_link import WorkflowLink
 from workflows.messages import Decision, UtterancePlayed
@@ -37,6 +44,11 @@ LEAD_S = 0.1
 """How far ahead of real time audio is sent, so `clear` silences the caller quickly."""
 MARK_GRACE_S = 5.0
 """Extra wait for the final mark's echo before assuming the audio was played."""
+PAUSE_TAIL_MS = 300.0
+"""A fully rendered utterance with less than this left unplayed is not paused: the caller is
+answering its last words, and the answer must be a turn, not a backchannel to a paused agent."""
+
+__all__ = ["ChunkPlay", "Cut", "Playback", "SpeakRequest", "Speaker"]
 
 
 @dataclass
@@ -49,64 +61,6 @@ class SpeakRequest:
     """A tier-2 decision: its reply, already streaming from the LLM."""
     llm_report: asyncio.Task[Decision | None] | None = None
     """The Update `llm_result` once the reply is complete: the workflow's final decision."""
-
-
-@dataclass
-class ChunkPlay:
-    name: str
-    text: str
-    duration_ms: float
-
-
-@dataclass
-class Playback:
-    """One utterance on its way to the caller, and what the echoed marks say was heard."""
-
-    decision: Decision
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    chunks: list[ChunkPlay] = field(default_factory=list)
-    first_frame_at: float | None = None
-    heard_chunks: int = 0
-    last_echo_at: float | None = None
-    end_echoed: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: bool = False
-    cancel_hooks: list[Callable[[], object]] = field(default_factory=list)
-
-    @property
-    def utterance_id(self) -> str:
-        return self.decision.utterance_id
-
-    def on_cancel(self, hook: Callable[[], object]) -> None:
-        """Run `hook` when a barge-in cuts this utterance off: the place to stop what still
-        produces its words (an LLM stream, a remote TTS request). The speaking task itself is
-        cancelled right after the hooks, which closes the TTS stream it was reading."""
-        self.cancel_hooks.append(hook)
-
-    def on_mark(self, name: str, now: float) -> None:
-        suffix = name.removeprefix(self.utterance_id + ":")
-        if suffix == "end":
-            self.heard_chunks = len(self.chunks)
-            self.end_echoed.set()
-        elif suffix.isdigit():
-            self.heard_chunks = max(self.heard_chunks, int(suffix) + 1)
-            self.last_echo_at = now
-
-    def heard(self, now: float) -> tuple[str, int]:
-        """Whole chunks whose marks came back, plus the words of the next one by played time."""
-        done = min(self.heard_chunks, len(self.chunks))
-        texts = [c.text for c in self.chunks[:done]]
-        played_ms = sum(c.duration_ms for c in self.chunks[:done])
-        started = self.last_echo_at if done else self.first_frame_at
-        if done < len(self.chunks) and started is not None:
-            chunk = self.chunks[done]
-            elapsed_ms = min(max(0.0, (now - started) * 1000.0), chunk.duration_ms)
-            words = chunk.text.split()
-            fraction = elapsed_ms / chunk.duration_ms if chunk.duration_ms else 0.0
-            partial = words[: int(len(words) * fraction)]
-            if partial:
-                texts.append(" ".join(partial))
-            played_ms += elapsed_ms
-        return " ".join(texts), round(played_ms)
 
 
 @dataclass(frozen=True)
@@ -192,17 +146,49 @@ class Speaker:
             if task.result():
                 return
 
+    async def pause(self, now: float) -> bool:
+        """Caller speech over the agent: stop its audio now (`clear`), keep the rest. False
+        when there is nothing to pause, or only the utterance's last words are left."""
+        playback = self._playback
+        if not self.speaking or playback is None or playback.finished or playback.paused:
+            return False
+        if playback.rendered and playback.total_ms - playback.position_ms(now) < PAUSE_TAIL_MS:
+            return False
+        async with self._lock:
+            position = playback.pause(now)
+            await self._send_text(tp.clear_message(self.stream_sid))
+        self._play_end = time.monotonic()
+        heard_text, played_ms = playback.heard(now)
+        self.log.info("paused %s after %d ms (caller speech)", playback.utterance_id, position)
+        self.publish(
+            AgentPaused(
+                utterance_id=playback.utterance_id, heard_text=heard_text, played_ms=played_ms
+            )
+        )
+        return True
+
+    def resume(self) -> bool:
+        """The speech that paused the agent was a backchannel: play on from where it stopped."""
+        playback = self._playback
+        if playback is None or playback.finished or not playback.paused:
+            return False
+        position = playback.resume()
+        self.log.info("resumed %s at %d ms", playback.utterance_id, position)
+        self.publish(AgentResumed(utterance_id=playback.utterance_id, played_ms=round(position)))
+        return True
+
     async def interrupt(self, now: float) -> Cut | None:
-        """Barge-in: silence the agent now and report what the caller actually heard. Queued
-        utterances are dropped (reported as not heard at all)."""
+        """Barge-in: silence the agent now (already done if it was paused) and report what the
+        caller actually heard. Queued utterances are dropped (reported as not heard at all)."""
         playback = self._playback
         if not self.speaking or playback is None or playback.finished:
             return None
         playback.finished = True
         self._playback = None
-        await self._send(tp.clear_message(self.stream_sid))
+        if not playback.paused:
+            await self._send(tp.clear_message(self.stream_sid))
+            self._play_end = time.monotonic()
         self._cancel(playback)
-        self._play_end = time.monotonic()
         heard_text, played_ms = playback.heard(now)
         uid = playback.utterance_id
         self.log.info("barge-in on %s after %d ms", uid, played_ms)
@@ -255,63 +241,35 @@ class Speaker:
         playback = Playback(decision, {**decision.latency_ms, **request.latency_ms})
         self._playback = playback
         latency = playback.latency_ms
-        first_audio_at: float | None = None
         llm = self._start_llm(request)
         if llm is not None:
             playback.on_cancel(llm.cancel)
             audio = llm.chunks()
         else:
             audio = self.speech.render(decision.text, decision.cacheable)
+        first_audio_at: float | None = None
         index = 0
         async for chunk in audio:
             if first_audio_at is None:
                 first_audio_at = time.monotonic()
-            playback.chunks.append(
-                ChunkPlay(f"{decision.utterance_id}:{index}", chunk.text, chunk.duration_ms)
+            playback.add(
+                ChunkPlay(
+                    f"{decision.utterance_id}:{index}",
+                    chunk.text,
+                    chunk.duration_ms,
+                    frames(chunk.audio),
+                )
             )
-            for frame in frames(chunk.audio):
-                ahead = self._play_end - time.monotonic() - LEAD_S
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-                if not await self._send(tp.media_message(self.stream_sid, frame), playback):
-                    return False
-                now = time.monotonic()
-                self._play_end = max(self._play_end, now) + 0.02
-                if playback.first_frame_at is None:
-                    playback.first_frame_at = now
-                    latency["tts_first_audio"] = ms_between(first_audio_at, request.decided_at)
-                    latency["send"] = ms_between(now, first_audio_at)
-                    if request.last_voiced_at is not None:
-                        latency["total"] = ms_between(now, request.last_voiced_at)
-                    if llm is not None:
-                        latency.update(llm.latency())
-                    self.publish(
-                        AgentUtterance(
-                            utterance_id=decision.utterance_id,
-                            text=chunk.text if llm is not None else decision.text,
-                            streaming=llm is not None,
-                            state=decision.state,
-                            tier=decision.tier.value,
-                            reason=decision.reason,
-                            latency_ms=dict(latency),
-                        )
-                    )
-            await self._send(tp.mark_message(self.stream_sid, playback.chunks[-1].name))
             index += 1
+            if not await self._play(playback, request, first_audio_at, llm):
+                return False
         if request.llm_report is not None:
             final = await asyncio.shield(request.llm_report)
             if final is not None:
                 decision = final
-        await self._send(tp.mark_message(self.stream_sid, f"{decision.utterance_id}:end"))
-        wait = max(0.0, self._play_end - time.monotonic()) + MARK_GRACE_S
-        try:
-            await asyncio.wait_for(playback.end_echoed.wait(), timeout=wait)
-        except TimeoutError:
-            self.log.warning(
-                "no echo of mark %s:end after %.1f s; treating it as played",
-                decision.utterance_id,
-                wait,
-            )
+        playback.rendered = True
+        if not await self._play_to_end(playback, request, first_audio_at, llm):
+            return False
         if playback.finished:
             return False
         playback.finished = True
@@ -320,7 +278,7 @@ class Speaker:
             utterance_id=decision.utterance_id,
             interrupted=False,
             heard_text=" ".join(c.text for c in playback.chunks) if llm else decision.text,
-            played_ms=round(sum(c.duration_ms for c in playback.chunks)),
+            played_ms=round(playback.total_ms),
             latency_ms=latency,
         )
         self.publish(UtteranceDone(utterance_id=decision.utterance_id, interrupted=False))
@@ -330,6 +288,108 @@ class Speaker:
             return True
         self.link.utterance_played(played)
         return False
+
+    async def _play_to_end(
+        self,
+        playback: Playback,
+        request: SpeakRequest,
+        first_audio_at: float | None,
+        llm: LLMUtterance | None,
+    ) -> bool:
+        """Send what is left and the end mark, then wait for its echo; a pause in between
+        holds the wait, a resume sends the rest again. False when the utterance was cut off."""
+        uid = playback.utterance_id
+        while True:
+            if not await self._play(playback, request, first_audio_at, llm):
+                return False
+            generation = playback.generation
+            if not await self._send(tp.mark_message(self.stream_sid, f"{uid}:end"), playback):
+                return False
+            while not playback.end_echoed.is_set() and playback.generation == generation:
+                playback.changed.clear()
+                if playback.paused:
+                    await playback.changed.wait()
+                    continue
+                wait = max(0.0, self._play_end - time.monotonic()) + MARK_GRACE_S
+                waiters = [
+                    asyncio.ensure_future(playback.end_echoed.wait()),
+                    asyncio.ensure_future(playback.changed.wait()),
+                ]
+                try:
+                    done, _ = await asyncio.wait(
+                        waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                if not done:
+                    self.log.warning(
+                        "no echo of mark %s:end after %.1f s; treating it as played", uid, wait
+                    )
+                    return True
+            if playback.end_echoed.is_set():
+                return True
+
+    async def _play(
+        self,
+        playback: Playback,
+        request: SpeakRequest,
+        first_audio_at: float | None,
+        llm: LLMUtterance | None,
+    ) -> bool:
+        """Send the frames from the cursor to the last one rendered, paced in real time, each
+        chunk's mark after its last frame; waits while paused. False once cut off."""
+        while playback.cursor < playback.frame_count:
+            await playback.playing.wait()
+            ahead = self._play_end - time.monotonic() - LEAD_S
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            async with self._lock:
+                if playback.finished:
+                    return False
+                if playback.paused:
+                    continue
+                frame = playback.cursor
+                first = playback.first_frame_at is None
+                await self._send_text(tp.media_message(self.stream_sid, playback.frames[frame]))
+                now = time.monotonic()
+                playback.frame_sent(now)
+                mark = playback.mark_after(frame)
+                if mark is not None:
+                    await self._send_text(tp.mark_message(self.stream_sid, mark))
+            self._play_end = max(self._play_end, now) + 0.02
+            if first:
+                self._first_frame(playback, request, first_audio_at or now, now, llm)
+        return True
+
+    def _first_frame(
+        self,
+        playback: Playback,
+        request: SpeakRequest,
+        first_audio_at: float,
+        now: float,
+        llm: LLMUtterance | None,
+    ) -> None:
+        """The utterance's first audio left: its latency stages, and `agent_utterance`."""
+        decision = request.decision
+        latency = playback.latency_ms
+        latency["tts_first_audio"] = ms_between(first_audio_at, request.decided_at)
+        latency["send"] = ms_between(now, first_audio_at)
+        if request.last_voiced_at is not None:
+            latency["total"] = ms_between(now, request.last_voiced_at)
+        if llm is not None:
+            latency.update(llm.latency())
+        self.publish(
+            AgentUtterance(
+                utterance_id=decision.utterance_id,
+                text=playback.chunks[0].text if llm is not None else decision.text,
+                streaming=llm is not None,
+                state=decision.state,
+                tier=decision.tier.value,
+                reason=decision.reason,
+                latency_ms=dict(latency),
+            )
+        )
 
     def _start_llm(self, request: SpeakRequest) -> LLMUtterance | None:
         """Start streaming a tier-2 decision's reply now (once), and its report to the workflow."""

@@ -19,13 +19,16 @@ import numpy as np
 import numpy.typing as npt
 
 from media_edge.audio import resample, to_float
-from media_edge.providers import PCM, Transcript
+from media_edge.providers import PCM, SpeechContext, Transcript
 
 WHISPER_RATE = 16000
 FULL_WINDOW_FRAMES = 3000
 """Whisper's own window: 30 s of 10 ms mel frames."""
 SHORT_WINDOW_FRAMES = 1000
 TAIL_FRAMES = 200
+PROMPT_TOKENS = 64
+"""At most this many tokens of the agent's question go into the prompt (its end matters most)."""
+HOTWORD_TOKENS = 48
 
 
 @cache
@@ -69,19 +72,38 @@ class WhisperSTT:
         self._tokenizer = tokenizer
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
 
-    def transcribe_sync(self, audio: PCM, sample_rate: int) -> Transcript:
+    def prompt(self, context: SpeechContext | None) -> list[int]:
+        """Decoder prompt: faster-whisper's layout for `hotwords` and `initial_prompt`
+        (previous-text slot: hotwords, then the question), then the task tokens."""
+        tokenizer = self._tokenizer
+        previous: list[int] = []
+        if context is not None:
+            hotwords = " ".join(context.hotwords).strip()
+            if hotwords:
+                previous += tokenizer.encode(" " + hotwords)[:HOTWORD_TOKENS]
+            if context.prompt.strip():
+                previous += tokenizer.encode(" " + context.prompt.strip())[-PROMPT_TOKENS:]
+        if not previous:
+            return self._prompt
+        return [tokenizer.sot_prev, *previous, *self._prompt]
+
+    def transcribe_sync(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
         samples = to_float(resample(audio, sample_rate, WHISPER_RATE))
         if samples.size < WHISPER_RATE // 10:
             return Transcript(text="")
         features = self._model.feature_extractor(samples)
         frames = features.shape[-1]
         if self._short_window and frames + TAIL_FRAMES <= FULL_WINDOW_FRAMES:
-            transcript = self._short(features)
+            transcript = self._short(features, context)
             if transcript is not None:
                 return transcript
-        return self._full(samples)
+        return self._full(samples, context)
 
-    def _short(self, features: npt.NDArray[np.float32]) -> Transcript | None:
+    def _short(
+        self, features: npt.NDArray[np.float32], context: SpeechContext | None = None
+    ) -> Transcript | None:
         """The short-window transcript, or None when it looks like a decoding loop."""
         import ctranslate2  # type: ignore[import-untyped]
 
@@ -90,13 +112,15 @@ class WhisperSTT:
         window += window % 2
         padded = np.full((features.shape[0], window), features.min(), dtype=np.float32)
         padded[:, :frames] = features
-        max_length = 8 + frames * 6 // 100
+        budget = 8 + frames * 6 // 100
+        """Tokens the words may take (about 6 per second of speech, a loop runs past it)."""
+        prompt = self.prompt(context)
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(padded[None]))
         result = self._model.model.generate(
             encoded,
-            [self._prompt],
+            [prompt],
             beam_size=1,
-            max_length=max_length,
+            max_length=budget + len(prompt),  # CTranslate2 counts the prompt in the length
             suppress_blank=True,
             suppress_tokens=[-1],
             return_scores=True,
@@ -105,12 +129,15 @@ class WhisperSTT:
         sequence = result.sequences_ids[0]
         tokens = [t for t in sequence if t < eot]
         text = self._tokenizer.decode(tokens).strip()
-        if len(sequence) >= max_length or looks_looped(text):
+        if len(sequence) >= budget or looks_looped(text):
             return None
         confidence = float(np.exp(result.scores[0])) if tokens else None
         return Transcript(text=text, confidence=confidence)
 
-    def _full(self, samples: npt.NDArray[np.float32]) -> Transcript:
+    def _full(
+        self, samples: npt.NDArray[np.float32], context: SpeechContext | None = None
+    ) -> Transcript:
+        hotwords = " ".join(context.hotwords).strip() if context is not None else ""
         segments, _info = self._model.transcribe(
             samples,
             language="en",
@@ -118,12 +145,18 @@ class WhisperSTT:
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
+            initial_prompt=(context.prompt.strip() or None) if context is not None else None,
+            hotwords=hotwords or None,
         )
         parts = list(segments)
         text = " ".join(s.text.strip() for s in parts).strip()
         confidence = float(np.exp(np.mean([s.avg_logprob for s in parts]))) if parts else None
         return Transcript(text=text, confidence=confidence)
 
-    async def transcribe(self, audio: PCM, sample_rate: int) -> Transcript:
+    async def transcribe(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.transcribe_sync, audio, sample_rate)
+        return await loop.run_in_executor(
+            self._executor, self.transcribe_sync, audio, sample_rate, context
+        )

@@ -57,13 +57,30 @@ class Settings(BaseSettings):
     """Silence before Smart Turn is asked, once per pause."""
     max_endpoint_silence_ms: int = Field(default=1500, ge=100)
     """Silence that ends a turn whatever Smart Turn said."""
-    speculative_stt_after_ms: int = 200
+    speculative_stt_after_ms: int = Field(default=150, ge=20)
+    """Silence after which the turn so far is transcribed, ahead of the endpoint (Whisper takes
+    ~60-150 ms on a short turn here, so a complete answer can end the turn ~250 ms in)."""
+    script_endpointing: bool = True
+    """End a turn at a pause whose speculative transcript is a complete answer to the script's
+    question (`workflows.expectations.judge_answer`), without waiting for Smart Turn or silence."""
+    script_endpoint_min_pause_ms: int = Field(default=0, ge=0)
+    """Silence a complete answer must be followed by before it ends the turn (0: as soon as it
+    is judged, i.e. `speculative_stt_after_ms` plus the speculative STT)."""
+    stt_script_context: bool = True
+    """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
+    answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""
     barge_in_min_speech_ms: int = Field(default=500, ge=20)
     """Caller speech over the agent shorter than this never interrupts ("uh-huh", a cough)."""
     barge_in_confirm_words: bool = True
     """Past the minimum, interrupt only once the first STT words are more than a backchannel."""
     barge_in_max_backchannel_ms: int = Field(default=1200, ge=20)
     """Caller speech over the agent this long interrupts whatever its words."""
+    barge_in_pause_after_ms: int | None = Field(default=120, ge=20)
+    """Voiced caller speech over the agent after which its audio is paused (`clear`, the rest
+    kept) until the speech proves a backchannel (resume) or an interruption (cut off). Longer
+    than a click, shorter than any word; None: the agent talks on until a barge-in."""
+    backchannel_resume_after_ms: int = Field(default=300, ge=20)
+    """Silence after a backchannel over the paused agent before it resumes."""
     presynthesize_lines: bool = True
     """Synthesize every fixed playbook line at edge start-up, so no caller waits for them."""
     max_turn_s: float = 30.0

@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from media_edge.barge_in import BargeInClassifier
-from media_edge.endpoint_policies import FixedSilencePolicy, SmartTurnConfig, SmartTurnPolicy
+from media_edge.endpoint_policies import (
+    FixedSilencePolicy,
+    ScriptAwarePolicy,
+    SmartTurnConfig,
+    SmartTurnPolicy,
+)
 from media_edge.endpointer import (
     Backchannel,
     BargeIn,
     EndOfTurn,
     Endpointer,
     EndpointerConfig,
+    PauseAgent,
     SpeculativePause,
     SpeechResumed,
     SpeechStarted,
@@ -250,3 +256,134 @@ def test_pauses_are_numbered_and_the_segment_audio_is_readable() -> None:
     run.feed(0.9, 5)
     run.feed(0.0, 2)
     assert run.endpointer.pause == 2
+
+
+def script_run(min_pause_ms: int = 0) -> Run:
+    """Smart Turn that never answers (max silence 1.5 s), made script-aware."""
+    run = Run()
+    policy = SmartTurnPolicy(SmartTurnConfig(threshold=0.9, min_pause_ms=200, max_silence_ms=1500))
+    run.endpointer = Endpointer(CONFIG, ScriptAwarePolicy(policy, min_pause_ms))
+    return run
+
+
+def test_a_complete_answer_ends_the_turn_at_the_pause_without_waiting() -> None:
+    run = script_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 12)  # 240 ms: the speculative transcript was taken at 200 ms
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause) and spec.pause == run.endpointer.pause
+    (end,) = run.endpointer.set_answer(spec.pause, True, now=0.9)
+    assert isinstance(end, EndOfTurn) and end.reason == "script" and end.endpoint_at == 0.9
+    assert end.last_voiced_at == 29 * 0.02
+    run.feed(0.0, 80)
+    assert run.of(EndOfTurn) == []  # the turn ended once, well before max silence
+
+
+def test_an_incomplete_answer_waits_for_max_silence() -> None:
+    run = script_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 12)
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause)
+    assert run.endpointer.set_answer(spec.pause, False, now=0.9) == []
+    run.feed(0.0, 63)
+    ((i_end, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.reason == "max_silence"
+    assert i_end == 30 + 75 - 1  # 75 silent frames = 1.5 s
+
+
+def test_a_judgement_of_a_pause_that_is_over_is_ignored() -> None:
+    run = script_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 12)
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause)
+    run.feed(0.9, 10)  # the caller went on: that transcript is stale
+    assert run.endpointer.set_answer(spec.pause, True, now=1.0) == []
+    run.feed(0.0, 5)
+    assert run.endpointer.set_answer(spec.pause, True, now=1.1) == []
+    assert run.of(EndOfTurn) == []
+
+
+def test_a_complete_answer_waits_for_the_minimum_pause() -> None:
+    run = script_run(min_pause_ms=400)
+    run.feed(0.9, 30)
+    run.feed(0.0, 12)
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause)
+    assert run.endpointer.set_answer(spec.pause, True, now=0.9) == []
+    run.feed(0.0, 8)
+    ((i_end, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.reason == "script" and i_end == 30 + 20 - 1
+
+
+def test_an_acoustic_policy_alone_ignores_the_script() -> None:
+    run = Run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 12)
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause)
+    assert run.endpointer.set_answer(spec.pause, True, now=0.9) == []
+
+
+PAUSING = EndpointerConfig(
+    min_speech_ms=60,
+    speculative_after_ms=200,
+    pause_agent_after_ms=100,
+    backchannel_silence_ms=300,
+)
+
+
+def pausing_run() -> Run:
+    run = Run(PAUSING, endpoint_ms=600)
+    run.endpointer = Endpointer(
+        PAUSING,
+        FixedSilencePolicy(600),
+        BargeInClassifier(min_interrupt_ms=500, max_backchannel_ms=1200, use_words=True),
+    )
+    return run
+
+
+def test_speech_over_the_agent_pauses_it_at_onset() -> None:
+    run = pausing_run()
+    run.feed(0.0, 10, agent=True)
+    run.feed(0.9, 10, agent=True)  # frames 10-19
+    ((i_pause, pause),) = run.of(PauseAgent)
+    assert i_pause == 14  # 5 voiced frames = 100 ms, long before any barge-in verdict
+    assert isinstance(pause, PauseAgent) and pause.speech_started_at == 10 * 0.02
+    assert run.of(BargeIn) == []
+
+
+def test_a_backchannel_ends_after_a_short_silence_so_the_agent_resumes() -> None:
+    run = pausing_run()
+    run.feed(0.9, 20, agent=True)  # 400 ms "mm-hmm": paused at 100 ms
+    run.feed(0.0, 15, agent=True)  # the paused agent still holds the floor
+    ((i_back, back),) = run.of(Backchannel)
+    assert i_back == 20 + 15 - 1  # 300 ms of silence, not the 600 ms endpoint
+    assert isinstance(back, Backchannel) and back.voiced_ms == 400
+    assert len(run.of(PauseAgent)) == 1 and run.of(BargeIn) == [] and run.of(EndOfTurn) == []
+
+
+def test_a_backchannel_waits_for_the_words_it_asked_for() -> None:
+    run = pausing_run()
+    run.feed(0.9, 30, agent=True)  # 600 ms: its words decide
+    ((_, wanted),) = run.of(WordsWanted)
+    assert isinstance(wanted, WordsWanted)
+    run.feed(0.0, 25, agent=True)
+    assert run.of(Backchannel) == []  # no verdict without the words
+    run.endpointer.set_words(wanted.segment, "Yeah, right.")
+    (back,) = run.endpointer.check_barge_in(1.2, agent_speaking=True)
+    assert isinstance(back, Backchannel)
+
+
+def test_real_words_over_the_paused_agent_interrupt_it() -> None:
+    run = pausing_run()
+    run.feed(0.9, 30, agent=True)
+    ((_, wanted),) = run.of(WordsWanted)
+    assert isinstance(wanted, WordsWanted)
+    run.endpointer.set_words(wanted.segment, "Hang on, how much does it cost?")
+    (barge,) = run.endpointer.check_barge_in(0.7, agent_speaking=True)
+    assert isinstance(barge, BargeIn)
+    run.feed(0.0, 30, agent=False)
+    ((_, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.barged_in

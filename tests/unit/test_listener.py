@@ -16,8 +16,10 @@ import numpy as np
 
 from media_edge.audio import FRAME_SAMPLES
 from media_edge.listener import Listener, TurnEnded
-from media_edge.providers import PCM, Transcript
-from slot.settings import Settings
+from media_edge.providers import PCM, SpeechContext, Transcript
+from slot.playbooks import load_playbook_file
+from slot.settings import REPO_ROOT, Settings
+from workflows.expectations import expected_answer
 
 SPEECH = np.full(FRAME_SAMPLES, 1000, dtype=np.int16)
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -45,7 +47,9 @@ class HeldSTT:
     def release(self) -> None:
         self._release.set()
 
-    async def transcribe(self, audio: PCM, sample_rate: int) -> Transcript:
+    async def transcribe(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
         self.calls += 1
         self.started.set()
         try:
@@ -56,16 +60,34 @@ class HeldSTT:
         return Transcript(text=f"{len(audio)} samples")
 
 
+class ScriptedSTT:
+    """Hears `text` in every segment at once; records the context each call was given."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.contexts: list[SpeechContext | None] = []
+
+    async def transcribe(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
+        self.contexts.append(context)
+        return Transcript(text=self.text)
+
+
 class Hooks:
     def __init__(self, agent: bool = False) -> None:
         self.agent = agent
         self.turns: list[TurnEnded] = []
         self.barge_ins: list[float] = []
+        self.pauses: list[float] = []
         self.backchannels: list[int] = []
         self.errors: list[str] = []
 
     def agent_speaking(self) -> bool:
         return self.agent
+
+    async def on_agent_paused(self, at: float) -> None:
+        self.pauses.append(at)
 
     async def on_barge_in(self, at: float) -> None:
         self.barge_ins.append(at)
@@ -81,13 +103,22 @@ class Hooks:
         self.errors.append(reason)
 
 
-def listener(hooks: Hooks, stt: HeldSTT, tasks: list[asyncio.Task[Any]]) -> Listener:
+def listener(
+    hooks: Hooks,
+    stt: HeldSTT | ScriptedSTT,
+    tasks: list[asyncio.Task[Any]],
+    **overrides: Any,
+) -> Listener:
     settings = Settings(
-        endpointing="silence",
-        endpoint_silence_ms=600,
-        speculative_stt_after_ms=200,
-        barge_in_min_speech_ms=200,
-        barge_in_confirm_words=False,
+        **{
+            "endpointing": "silence",
+            "endpoint_silence_ms": 600,
+            "speculative_stt_after_ms": 200,
+            "barge_in_min_speech_ms": 200,
+            "barge_in_confirm_words": False,
+            "barge_in_pause_after_ms": None,
+            **overrides,
+        }
     )
 
     def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -148,5 +179,82 @@ async def test_speech_over_the_agent_reports_a_barge_in_and_a_backchannel() -> N
     stt.release()
     transcript, _ = await asyncio.wait_for(turn.transcript(), 5)
     assert transcript.text
+    for task in tasks:
+        task.cancel()
+
+
+PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
+
+
+async def settle(tasks: list[asyncio.Task[Any]]) -> None:
+    """Let the spawned transcriptions (and their judgements) finish."""
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+
+
+async def script_turn(text: str, question: str, state: str) -> tuple[Hooks, ScriptedSTT]:
+    """Two seconds of speech, then a pause of 300 ms judged against the question; the acoustic
+    policy alone would wait 1.5 s."""
+    hooks, stt, tasks = Hooks(), ScriptedSTT(text), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks, endpoint_silence_ms=1500, script_endpointing=True)
+    listen.expect = expected_answer(PLAYBOOK, state, question)
+    await feed(listen, SPEECH, 100)
+    await feed(listen, SILENCE, 15)
+    await settle(tasks)
+    return hooks, stt
+
+
+async def test_a_complete_answer_ends_the_turn_at_the_pause_with_its_transcript() -> None:
+    hooks, stt = await script_turn("Yeah, we own it.", "Do you own your home?", "homeowner")
+    (turn,) = hooks.turns
+    assert turn.reason == "script"
+    transcript, latency = await turn.transcript()
+    assert transcript.text == "Yeah, we own it."
+    assert len(stt.contexts) == 1  # the speculative transcript is the turn's: no second STT
+    assert {"endpointing", "stt", "script_judge"} <= set(latency)
+    context = stt.contexts[0]
+    assert context is not None and context.prompt == "Do you own your home?"
+
+
+async def test_an_unfinished_answer_waits() -> None:
+    hooks, _ = await script_turn(
+        "My bill is around", "About how much is your monthly bill?", "qualify"
+    )
+    assert hooks.turns == []
+
+
+async def test_a_turn_without_a_script_waits_for_the_silence() -> None:
+    hooks, stt, tasks = Hooks(), ScriptedSTT("Yeah, we own it."), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks, endpoint_silence_ms=1500, script_endpointing=True)
+    await feed(listen, SPEECH, 100)
+    await feed(listen, SILENCE, 15)
+    await settle(tasks)
+    assert hooks.turns == [] and stt.contexts == [None]
+
+
+async def test_transcription_is_biased_to_the_question_when_switched_on() -> None:
+    for switched_on in (True, False):
+        hooks, stt, tasks = Hooks(), ScriptedSTT("Wednesday."), list[asyncio.Task[Any]]()
+        listen = listener(hooks, stt, tasks, stt_script_context=switched_on)
+        listen.expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
+        await feed(listen, SPEECH, 50)
+        await feed(listen, SILENCE, 40)
+        await settle(tasks)
+        (context,) = stt.contexts
+        if switched_on:
+            assert context is not None and context.prompt == "Which weekday works best?"
+            assert "Wednesday" in context.hotwords
+        else:
+            assert context is None
+
+
+async def test_speech_over_the_agent_pauses_it_then_a_backchannel_resumes_it() -> None:
+    hooks, stt, tasks = Hooks(agent=True), ScriptedSTT("Mm-hmm."), list[asyncio.Task[Any]]()
+    listen = listener(
+        hooks, stt, tasks, barge_in_pause_after_ms=100, backchannel_resume_after_ms=300
+    )
+    await feed(listen, SPEECH, 8)
+    assert len(hooks.pauses) == 1  # paused at onset, 100 ms in
+    await feed(listen, SILENCE, 15)
+    assert hooks.backchannels == [160] and hooks.barge_ins == [] and hooks.turns == []
     for task in tasks:
         task.cancel()
