@@ -530,7 +530,7 @@ class SimulatedCall:
             self._playback.push_mark(name)
         elif event == "clear":
             self.result.clears_received += 1
-            self._last_clear_ms = self._now_ms
+            self._last_clear_ms = self._now_ms + FRAME_MS  # after this tick's frame played
             self._emit("clear_received")
             if self._agent_speaking:
                 self._end_agent_segment(cleared=True)

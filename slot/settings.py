@@ -57,15 +57,16 @@ class Settings(BaseSettings):
     """Silence before Smart Turn is asked, once per pause."""
     max_endpoint_silence_ms: int = Field(default=1500, ge=100)
     """Silence that ends a turn whatever Smart Turn said."""
-    speculative_stt_after_ms: int = Field(default=150, ge=20)
+    speculative_stt_after_ms: int = Field(default=200, ge=20)
     """Silence after which the turn so far is transcribed, ahead of the endpoint (Whisper takes
-    ~60-150 ms on a short turn here, so a complete answer can end the turn ~250 ms in)."""
+    ~60-150 ms on a short turn here: its judgement is ready by `script_endpoint_min_pause_ms`)."""
     script_endpointing: bool = True
     """End a turn at a pause whose speculative transcript is a complete answer to the script's
     question (`workflows.expectations.judge_answer`), without waiting for Smart Turn or silence."""
-    script_endpoint_min_pause_ms: int = Field(default=0, ge=0)
-    """Silence a complete answer must be followed by before it ends the turn (0: as soon as it
-    is judged, i.e. `speculative_stt_after_ms` plus the speculative STT)."""
+    script_endpoint_min_pause_ms: int = Field(default=350, ge=0)
+    """Silence a complete answer must be followed by before it ends the turn: longer than the
+    pause at a comma ("Yes, [220-320 ms] I own my home" in the simulator's Piper voice), so a
+    complete first clause does not cut off the rest of the sentence."""
     stt_script_context: bool = True
     """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
     answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""

@@ -1,5 +1,6 @@
 """Turn-taking on whole calls: the simulated caller talks over the agent, once to interrupt it and
 once to acknowledge it ("uh-huh"), and the call workflow's record says what the caller heard.
+Either way the agent is paused at the speech's onset; an acknowledgement resumes it.
 
 Real processes throughout (Temporal dev server, worker, edge with Smart Turn endpointing and the
 barge-in classifier, the phone simulator speaking synthesized audio in real time).
@@ -15,7 +16,16 @@ import pytest
 from temporalio.client import Client
 
 from media_edge.barge_in import is_backchannel_text
-from media_edge.events import AgentUtterance, Backchannel, BargeIn, CallEvent
+from media_edge.events import (
+    AgentPaused,
+    AgentResumed,
+    AgentUtterance,
+    Backchannel,
+    BargeIn,
+    CallerTurn,
+    CallEvent,
+    UtteranceDone,
+)
 from slot.devstack import Stack
 from slot.settings import Settings
 from tests.integration.edge_fixtures import STARTUP_S
@@ -79,6 +89,10 @@ async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
     assert agent.text.startswith(heard) and len(heard) < len(agent.text), (heard, agent.text)
     barge = next(e for e in events if isinstance(e, BargeIn))
     assert barge.utterance_id == agent.utterance_id and barge.heard_text == heard
+    paused = [e for e in events if isinstance(e, AgentPaused)]
+    assert paused and paused[0].utterance_id == agent.utterance_id, "paused at speech onset"
+    assert events.index(paused[0]) < events.index(barge)
+    assert paused[0].heard_text == heard, "what was heard is what was heard at the pause"
 
     interrupting = transcript[cut[0] + 1]
     assert interrupting.speaker == "caller"
@@ -87,6 +101,8 @@ async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
     for reply in agent_replies(transcript):
         for stage in STAGES:
             assert stage in reply.latency_ms, (stage, reply.text, reply.latency_ms)
+    reasons = {e.end_reason for e in events if isinstance(e, CallerTurn)}
+    assert "script" in reasons, "complete answers to the script's questions end at the pause"
 
 
 async def test_backchannels_do_not_interrupt_and_are_not_turns(
@@ -100,12 +116,27 @@ async def test_backchannels_do_not_interrupt_and_are_not_turns(
         "Uh-huh.",
         "Yeah, right.",
     ]
-    assert result.clears_received == 0, "no clear: the agent talked through the backchannels"
     final = await snapshot(temporal_client, call_id)
     assert final.outcome == Outcome.BOOKED
 
     acknowledged = [e.utterance_id for e in events if isinstance(e, Backchannel)]
     assert len(acknowledged) == 2, [e for e in events if not isinstance(e, AgentUtterance)]
+    # Each acknowledgement paused the agent at its onset (a clear), then the agent resumed the
+    # same utterance from where it stopped and played it to its end.
+    paused = [e.utterance_id for e in events if isinstance(e, AgentPaused)]
+    resumed = [e for e in events if isinstance(e, AgentResumed)]
+    assert paused == acknowledged, [e for e in events if not isinstance(e, AgentUtterance)]
+    assert [e.utterance_id for e in resumed] == acknowledged
+    assert result.clears_received == len(paused)
+    for event in resumed:
+        done = next(
+            e
+            for e in events[events.index(event) :]
+            if isinstance(e, UtteranceDone) and e.utterance_id == event.utterance_id
+        )
+        assert not done.interrupted
+    cleared = [i for i, s in enumerate(result.agent_segments) if s.cleared]
+    assert len(cleared) == 2 and all(i + 1 < len(result.agent_segments) for i in cleared)
     by_id = {e.utterance_id: e for e in final.transcript if e.speaker == "agent"}
     for utterance_id in acknowledged:
         entry = by_id[utterance_id]

@@ -192,14 +192,15 @@ async def settle(tasks: list[asyncio.Task[Any]]) -> None:
 
 
 async def script_turn(text: str, question: str, state: str) -> tuple[Hooks, ScriptedSTT]:
-    """Two seconds of speech, then a pause of 300 ms judged against the question; the acoustic
+    """Two seconds of speech, then a pause of 400 ms judged against the question; the acoustic
     policy alone would wait 1.5 s."""
     hooks, stt, tasks = Hooks(), ScriptedSTT(text), list[asyncio.Task[Any]]()
     listen = listener(hooks, stt, tasks, endpoint_silence_ms=1500, script_endpointing=True)
     listen.expect = expected_answer(PLAYBOOK, state, question)
     await feed(listen, SPEECH, 100)
-    await feed(listen, SILENCE, 15)
+    await feed(listen, SILENCE, 15)  # transcribed at 200 ms, judged complete or not
     await settle(tasks)
+    await feed(listen, SILENCE, 5)  # 400 ms: past the minimum pause after a complete answer
     return hooks, stt
 
 
