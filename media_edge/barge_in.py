@@ -24,12 +24,23 @@ BACKCHANNEL_WORDS = frozenset(
 """Words that, alone, acknowledge rather than take the floor ("uh-huh", "yeah right", "I see")."""
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_HUM = re.compile(r"[mh]+|(?:u+h+)+|a+h+|o+h+|h?u+m+")
+"""Hums as Whisper spells them, any length: "mmmm", "mm-m-m", "uh-uh", "hmmm", "ummm"."""
+_NOISE_ONLY = frozenset({"you"})
+"""What Whisper hears in line noise alone (measured: white noise and hiss give "You")."""
+
+
+def is_backchannel_word(word: str) -> bool:
+    return word in BACKCHANNEL_WORDS or _HUM.fullmatch(word.replace("-", "")) is not None
 
 
 def is_backchannel_text(text: str) -> bool:
-    """True when every word of the first STT words is an acknowledgement (or there are none)."""
+    """True when every word of the first STT words is an acknowledgement or a hum, the words
+    are only what Whisper hears in noise, or there are none."""
     words = _WORD.findall(text.lower())
-    return all(word in BACKCHANNEL_WORDS for word in words)
+    if " ".join(words) in _NOISE_ONLY:
+        return True
+    return all(is_backchannel_word(word) for word in words)
 
 
 @dataclass(frozen=True)

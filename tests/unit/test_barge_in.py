@@ -8,14 +8,23 @@ from media_edge.barge_in import BargeInClassifier, is_backchannel_text
 
 
 @pytest.mark.parametrize(
-    "text", ["uh-huh", "Yeah.", "Right, right.", "Okay", "Mm-hmm.", "I see.", ""]
+    "text",
+    [
+        *("uh-huh", "Yeah.", "Right, right.", "Okay", "Mm-hmm.", "I see.", ""),
+        # Whisper's spellings of hums in the simulator's caller voices, and of line noise.
+        *("MMMM.", "Mm-m-m", "Uh-uh.", "Mm, mm", "Um.", "You"),
+    ],
 )
 def test_acknowledgements_are_backchannels(text: str) -> None:
     assert is_backchannel_text(text)
 
 
 @pytest.mark.parametrize(
-    "text", ["Wait, sorry.", "No.", "Hold on.", "Sorry, who is this?", "Yeah but how much?"]
+    "text",
+    [
+        *("Wait, sorry.", "No.", "Hold on.", "Sorry, who is this?", "Yeah but how much?"),
+        *("You know what, no.", "Hmm, how much?", "Mom?"),
+    ],
 )
 def test_real_words_are_not_backchannels(text: str) -> None:
     assert not is_backchannel_text(text)
