@@ -11,6 +11,7 @@ import pytest
 
 from media_edge.audio import PHONE_RATE, mulaw_decode
 from media_edge.phrases import split_sentences
+from media_edge.providers import SpeechContext
 from media_edge.stt import WhisperSTT
 from media_edge.tts import PhoneSpeech, PiperTTS
 
@@ -64,6 +65,26 @@ async def test_piper_speech_transcribed_back_by_whisper(executor: ThreadPoolExec
 
     stt = WhisperSTT(executor, cpu_threads=2)
     transcript = await stt.transcribe(phone_audio, PHONE_RATE)
+    assert words(transcript.text) == words(text)
+
+
+async def test_whisper_biased_to_the_question_still_hears_the_words(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """The question as Whisper's prompt and the slot words as hotwords, in faster-whisper's
+    layout (before the task tokens), on the short-window path a caller turn takes."""
+    text = "Thursday afternoon would work for me."
+    speech = PhoneSpeech(PiperTTS(executor), executor)
+    chunks = [chunk async for chunk in speech.render(text, cacheable=False)]
+    phone_audio = mulaw_decode(b"".join(c.audio for c in chunks))
+    stt = WhisperSTT(executor, cpu_threads=2)
+    context = SpeechContext(
+        prompt="Which weekday works best for a short visit?",
+        hotwords=("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "afternoon"),
+    )
+    prompt, plain = stt.prompt(context), stt.prompt(None)
+    assert prompt[0] == stt._tokenizer.sot_prev and prompt[-len(plain) :] == plain
+    transcript = await stt.transcribe(phone_audio, PHONE_RATE, context)
     assert words(transcript.text) == words(text)
 
 
