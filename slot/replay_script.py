@@ -1,0 +1,363 @@
+"""`slot replay script`: re-decide stored calls with a changed playbook or router config.
+
+Each call's recorded caller turns (speech, DTMF, silence) go through the same `CallState` and
+`Router` the call workflow uses, in-process: the router's tools call the intent classifier and
+the knowledge base directly and take every patch (today's code). No audio, no Temporal, no LLM:
+with `--llm` a turn the router hands to tier 2 is replayed with the LLM answer the call
+recorded (checked by the changed script), or reported as "LLM would answer" when the call had
+none. The result is, per call, the recorded decision and the new one for every turn, and the
+outcome before and after (`slot.script_diff` renders them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import BaseModel, ConfigDict
+
+from activities.intent_classifier import IntentClassifier, shared_classifier
+from activities.knowledge_base import KnowledgeBase
+from slot.playbooks import PlaybookError, load_playbook, load_playbook_file
+from slot.settings import Settings
+from slot.stored_calls import (
+    RecordedDecision,
+    RecordedTurn,
+    StoredCall,
+    StoredCallError,
+    fetch_recent_calls,
+    load_calls,
+    parse_since,
+)
+from slot.yaml_models import YamlModel
+from workflows.call_state import CallState
+from workflows.messages import CallStatus, Turn, TurnKind
+from workflows.router import Router
+from workflows.router_messages import (
+    ClassifyRequest,
+    IntentClassification,
+    Retrieval,
+    RetrieveRequest,
+    RouterConfig,
+)
+from workflows.script import DecisionTier, Playbook, ScriptStep
+
+LLM_WOULD_ANSWER = "LLM would answer"
+
+
+# --- inputs: the changed playbook and router config ------------------------------------------
+
+
+class RouterConfigError(ValueError):
+    """A router config file that cannot be used; one line naming the file and the field."""
+
+
+class _RouterConfigFile(RouterConfig):
+    """The fields a config file may set; a misspelt one is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+_ROUTER_CONFIG = YamlModel(_RouterConfigFile, RouterConfigError, what="router config")
+
+
+def load_router_config(path: Path) -> dict[str, object]:
+    """The `RouterConfig` fields a YAML/JSON file sets (the rest stay as each call had them)."""
+    config = _ROUTER_CONFIG.load(path)
+    return {name: getattr(config, name) for name in config.model_fields_set}
+
+
+def resolve_playbook(spec: str, settings: Settings) -> Playbook:
+    """A playbook file path, or the name of one in the playbooks folder."""
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in spec:
+        return load_playbook_file(path)
+    return load_playbook(spec, settings.playbooks_dir)
+
+
+# --- the router's tools, in-process -------------------------------------------------------------
+
+
+class InProcessTools:
+    """`RouterTools` without a workflow: every patch taken (today's code), the classifier and
+    the knowledge base called directly. A knowledge base that cannot be opened (e.g. the local
+    Qdrant folder is held by a running worker) answers None, as a failed local activity does,
+    and `knowledge_problem` says why."""
+
+    def __init__(
+        self,
+        classifier: IntentClassifier,
+        knowledge: Callable[[], KnowledgeBase] | None,
+    ) -> None:
+        self._classifier = classifier
+        self._open_knowledge = knowledge
+        self._knowledge: KnowledgeBase | None = None
+        self.knowledge_problem: str | None = None if knowledge else "no knowledge base given"
+
+    def patched(self, patch_id: str) -> bool:
+        return True
+
+    async def classify(self, request: ClassifyRequest) -> IntentClassification | None:
+        return self._classifier.classify(request.utterance, request.intents)
+
+    async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
+        knowledge = self._knowledge_base()
+        if knowledge is None:
+            return None
+        started = time.perf_counter()
+        passages = knowledge.search(request.query, request.k)
+        return Retrieval(
+            passages=passages, elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
+        )
+
+    def _knowledge_base(self) -> KnowledgeBase | None:
+        if self._knowledge is None and self.knowledge_problem is None:
+            assert self._open_knowledge is not None
+            try:
+                self._knowledge = self._open_knowledge()
+            except Exception as error:  # any failure to open: tier 2 runs without passages
+                self.knowledge_problem = f"knowledge base unavailable ({error})"
+        return self._knowledge
+
+
+# --- re-deciding one call ------------------------------------------------------------------------
+
+
+class NewDecision(BaseModel):
+    """What the changed script decides for a turn."""
+
+    state: str
+    text: str
+    tier: str
+    reason: str = ""
+    end_call: bool = False
+    outcome: str | None = None
+
+
+@dataclass
+class TurnReplay:
+    """One recorded turn: what was decided then, and now (None: the call ended before it)."""
+
+    number: int
+    turn: RecordedTurn
+    was: RecordedDecision | None
+    now: NewDecision | None
+
+    @property
+    def changed(self) -> bool:
+        if self.was is None or self.now is None:
+            return (self.was is None) != (self.now is None)
+        was, now = self.was, self.now
+        return (was.state, was.text, was.tier) != (now.state, now.text, now.tier)
+
+
+@dataclass
+class CallReplay:
+    """A stored call re-decided: every turn, and the outcome then and now."""
+
+    call: StoredCall
+    turns: list[TurnReplay] = field(default_factory=list)
+    outcome_now: str | None = None
+    ended_now: str = ""
+    """How the re-run ended: the agent's goodbye, the caller as recorded, or still open."""
+
+    @property
+    def outcome_was(self) -> str | None:
+        return self.call.outcome
+
+    @property
+    def outcome_changed(self) -> bool:
+        return self.outcome_was != self.outcome_now
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome_changed or any(t.changed for t in self.turns)
+
+
+async def redecide(
+    stored: StoredCall,
+    playbook: Playbook,
+    router_config: dict[str, object],
+    tools: InProcessTools,
+    *,
+    llm: bool = False,
+) -> CallReplay:
+    """Run the recorded turns of `stored` through `playbook` and the router, in order."""
+    config = RouterConfig.model_validate({**stored.call.router.model_dump(), **router_config})
+    call = stored.call.model_copy(
+        update={"playbook": playbook, "router": config, "llm_enabled": llm}
+    )
+    now, router = CallState(call), Router(call, tools)
+    replay = CallReplay(call=stored)
+    ended = False
+    silent = 0
+    for number, turn in enumerate(stored.turns):
+        if turn.decision is None:
+            continue  # refused by the workflow (the call had ended): nobody heard an answer
+        if ended:
+            replay.turns.append(TurnReplay(number, turn, turn.decision, None))
+            continue
+        silent = silent + 1 if turn.kind == "silence" else 0
+        step, new = await _decide(now, router, turn, silent)
+        replay.turns.append(TurnReplay(number, turn, turn.decision, new))
+        ended = step.end_call
+    if ended:
+        replay.ended_now = "agent ended the call"
+    elif stored.ended_by_caller is not None or stored.status == CallStatus.NO_ANSWER:
+        now.end(CallStatus.ENDED, stored.ended_by_caller or "not answered")
+        replay.ended_now = stored.ended_by_caller or "not answered"
+    else:
+        replay.ended_now = f"still open in state '{now.state}' (the recorded caller said no more)"
+    replay.outcome_now = now.outcome.value if now.outcome is not None else None
+    return replay
+
+
+async def _decide(
+    now: CallState, router: Router, turn: RecordedTurn, silent: int
+) -> tuple[ScriptStep, NewDecision]:
+    """One turn through the router and the call state, as the workflow's `turn` does."""
+    if turn.kind == "silence":
+        step = router.silence(now.state, now.slots, silent)
+    else:
+        kind: TurnKind = turn.kind if turn.kind in ("start", "dtmf") else "speech"
+        now.hear(Turn(seq=turn.seq, kind=kind, text=turn.text, digits=turn.digits))
+        if turn.kind == "start":
+            step = router.opening(now.slots)
+        elif turn.kind == "dtmf":
+            step = router.keys(now.state, now.slots, turn.digits)
+        else:
+            step = await router.speech(now.state, now.slots, turn.text, now.transcript)
+    decision = now.apply(step)
+    if step.tier is DecisionTier.LLM:
+        if turn.llm_result is None:
+            return step, NewDecision(
+                state=decision.state,
+                text=LLM_WOULD_ANSWER,
+                tier=DecisionTier.LLM.value,
+                reason=f"{step.reason}; no recorded LLM answer for this turn",
+            )
+        pending = now.pending_llm
+        assert pending is not None
+        step = router.settle_llm(pending.state, pending.slots, turn.llm_result)
+        decision = now.settle_llm(step, {})
+        decision = decision.model_copy(update={"reason": f"recorded LLM answer; {step.reason}"})
+    return step, NewDecision(
+        state=decision.state,
+        text=decision.text,
+        tier=decision.tier.value,
+        reason=decision.reason,
+        end_call=decision.end_call,
+        outcome=decision.outcome.value if decision.outcome is not None else None,
+    )
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+@dataclass
+class ScriptReplay:
+    """Everything one run found: the calls re-decided and what could not be used."""
+
+    playbook: Playbook
+    router_config: dict[str, object]
+    source: str
+    calls: list[CallReplay]
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Script name -> calls of other scripts, left out."""
+    notes: list[str] = field(default_factory=list)
+
+
+async def replay_script(
+    stored: Sequence[StoredCall],
+    playbook: Playbook,
+    router_config: dict[str, object],
+    tools: InProcessTools,
+    *,
+    source: str,
+    llm: bool = False,
+) -> ScriptReplay:
+    """Re-decide the stored calls made with `playbook`'s script (by name)."""
+    result = ScriptReplay(playbook, router_config, source, calls=[])
+    for call in stored:
+        if call.call.script_name != playbook.name:
+            result.skipped[call.call.script_name] = result.skipped.get(call.call.script_name, 0) + 1
+            continue
+        result.calls.append(await redecide(call, playbook, router_config, tools, llm=llm))
+    if tools.knowledge_problem and any(
+        t.was is not None and t.was.tier == DecisionTier.KNOWLEDGE.value
+        for c in result.calls
+        for t in c.turns
+    ):
+        result.notes.append(f"{tools.knowledge_problem}: knowledge answers cannot be reproduced")
+    if llm:
+        result.notes.append(
+            "--llm: tier 2 turns replay the LLM answer the call recorded, checked by this "
+            f"script; turns that had none show '{LLM_WOULD_ANSWER}'"
+        )
+    return result
+
+
+async def load_stored_calls(
+    settings: Settings, folder: Path | None, since: str | None, address: str | None
+) -> tuple[list[StoredCall], str]:
+    """The stored calls and where they came from (a folder, or Temporal's last `since`)."""
+    if folder is not None:
+        return load_calls(folder), str(folder)
+    assert since is not None
+    window = parse_since(since)
+    from slot.temporal import connect
+
+    client = await connect(settings, address=address)
+    started_after = datetime.now(UTC) - window
+    calls = await fetch_recent_calls(client, started_after)
+    return calls, f"Temporal {address or settings.temporal_address}, calls since {since} ago"
+
+
+def main(
+    settings: Settings,
+    *,
+    playbook: str,
+    router_config: Path | None,
+    calls: Path | None,
+    since: str | None,
+    json_out: Path | None,
+    llm: bool,
+    address: str | None = None,
+    out: TextIO = sys.stdout,
+    knowledge: Callable[[], KnowledgeBase] | None = None,
+) -> int:
+    """Exit 0 when it ran (differences are information), 2 without calls, 1 for bad input."""
+    from slot.script_diff import render_json, render_text
+
+    try:
+        changed = resolve_playbook(playbook, settings)
+        overrides = load_router_config(router_config) if router_config else {}
+        stored, source = asyncio.run(load_stored_calls(settings, calls, since, address))
+    except (PlaybookError, RouterConfigError, StoredCallError) as problem:
+        print(problem, file=out)
+        return 1
+    except (OSError, RuntimeError) as unreachable:
+        print(f"cannot read stored calls: {unreachable}", file=out)
+        return 1
+    if not stored:
+        print(f"no stored calls in {source}", file=out)
+        return 2
+    if knowledge is None:
+        from activities.knowledge import shared_knowledge_base
+
+        def knowledge() -> KnowledgeBase:
+            return shared_knowledge_base(settings)
+
+    tools = InProcessTools(shared_classifier(), knowledge)
+    result = asyncio.run(replay_script(stored, changed, overrides, tools, source=source, llm=llm))
+    render_text(result, out)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(render_json(result))
+    return 0 if result.calls else 2
