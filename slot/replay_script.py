@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +49,7 @@ from workflows.router_messages import (
 from workflows.script import DecisionTier, Playbook, ScriptStep
 
 LLM_WOULD_ANSWER = "LLM would answer"
+_MEMO_LIMIT = 20_000
 
 
 # --- inputs: the changed playbook and router config ------------------------------------------
@@ -88,7 +89,8 @@ class InProcessTools:
     """`RouterTools` without a workflow: every patch taken (today's code), the classifier and
     the knowledge base called directly. A knowledge base that cannot be opened (e.g. the local
     Qdrant folder is held by a running worker) answers None, as a failed local activity does,
-    and `knowledge_problem` says why."""
+    and `knowledge_problem` says why. Answers are remembered by request: replaying the same
+    calls with several variants of a playbook asks mostly the same questions."""
 
     def __init__(
         self,
@@ -98,23 +100,32 @@ class InProcessTools:
         self._classifier = classifier
         self._open_knowledge = knowledge
         self._knowledge: KnowledgeBase | None = None
+        self._classified: dict[str, IntentClassification] = {}
+        self._retrieved: dict[str, Retrieval] = {}
         self.knowledge_problem: str | None = None if knowledge else "no knowledge base given"
 
     def patched(self, patch_id: str) -> bool:
         return True
 
     async def classify(self, request: ClassifyRequest) -> IntentClassification | None:
-        return self._classifier.classify(request.utterance, request.intents)
+        key = request.model_dump_json()
+        if key not in self._classified:
+            _remember(self._classified, key)
+            self._classified[key] = self._classifier.classify(request.utterance, request.intents)
+        return self._classified[key]
 
     async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
         knowledge = self._knowledge_base()
         if knowledge is None:
             return None
-        started = time.perf_counter()
-        passages = knowledge.search(request.query, request.k)
-        return Retrieval(
-            passages=passages, elapsed_ms=round((time.perf_counter() - started) * 1000, 2)
-        )
+        key = request.model_dump_json()
+        if key not in self._retrieved:
+            started = time.perf_counter()
+            passages = knowledge.search(request.query, request.k)
+            elapsed = round((time.perf_counter() - started) * 1000, 2)
+            _remember(self._retrieved, key)
+            self._retrieved[key] = Retrieval(passages=passages, elapsed_ms=elapsed)
+        return self._retrieved[key]
 
     def _knowledge_base(self) -> KnowledgeBase | None:
         if self._knowledge is None and self.knowledge_problem is None:
@@ -124,6 +135,19 @@ class InProcessTools:
             except Exception as error:  # any failure to open: tier 2 runs without passages
                 self.knowledge_problem = f"knowledge base unavailable ({error})"
         return self._knowledge
+
+
+def _remember(memo: dict[str, Any], key: str) -> None:
+    """Make room for `key` (a bounded memo: cleared when full)."""
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+
+
+def default_tools(settings: Settings) -> InProcessTools:
+    """The worker's classifier and knowledge base (opened on first use)."""
+    from activities.knowledge import shared_knowledge_base
+
+    return InProcessTools(shared_classifier(), lambda: shared_knowledge_base(settings))
 
 
 # --- re-deciding one call ------------------------------------------------------------------------
@@ -329,12 +353,13 @@ def main(
     json_out: Path | None,
     llm: bool,
     address: str | None = None,
-    out: TextIO = sys.stdout,
-    knowledge: Callable[[], KnowledgeBase] | None = None,
+    out: TextIO | None = None,
+    tools: InProcessTools | None = None,
 ) -> int:
     """Exit 0 when it ran (differences are information), 2 without calls, 1 for bad input."""
     from slot.script_diff import render_json, render_text
 
+    out = out or sys.stdout
     try:
         changed = resolve_playbook(playbook, settings)
         overrides = load_router_config(router_config) if router_config else {}
@@ -348,13 +373,7 @@ def main(
     if not stored:
         print(f"no stored calls in {source}", file=out)
         return 2
-    if knowledge is None:
-        from activities.knowledge import shared_knowledge_base
-
-        def knowledge() -> KnowledgeBase:
-            return shared_knowledge_base(settings)
-
-    tools = InProcessTools(shared_classifier(), knowledge)
+    tools = tools or default_tools(settings)
     result = asyncio.run(replay_script(stored, changed, overrides, tools, source=source, llm=llm))
     render_text(result, out)
     if json_out is not None:

@@ -1,0 +1,262 @@
+"""`slot replay script` on the recorded corpus: the playbook the calls were made with reproduces
+their script decisions; an edited line or an added example shows exactly that difference, in
+the terminal diff and the JSON; a broken playbook or router config exits 1 with its message and
+an empty folder exits 2.
+
+The classifier and the knowledge base are the real ones (the knowledge folder ingested into a
+local Qdrant under the test's temporary folder), as the worker runs them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from activities.intent_classifier import shared_classifier
+from activities.knowledge_base import KnowledgeBase, open_knowledge_base
+from slot import cli
+from slot.replay import CORPUS_DIR
+from slot.replay_script import InProcessTools, main
+from slot.settings import REPO_ROOT, Settings
+from slot.stored_calls import load_calls
+
+SCRIPT_TIERS = {"script", "rule", "intent"}
+TOOL_TIERS = {"classifier", "knowledge", "llm", "fallback"}
+"""Tiers whose decisions depend on the router's tools (classifier, knowledge base, LLM)."""
+PRE_ROUTER = "pre_router_call.json"
+"""Recorded before the router's patch: its token-matcher turns are now the classifier's."""
+NEW_QUALIFY = "Lovely. Roughly what do you spend on electricity in a month?"
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    kb = open_knowledge_base(path=tmp_path_factory.mktemp("qdrant"))
+    kb.ingest([REPO_ROOT / "knowledge" / "solar_survey"])
+    yield kb
+    kb.close()
+
+
+@pytest.fixture(scope="module")
+def recorded_playbook() -> dict[str, Any]:
+    """The playbook the corpus' calls were made with (each history snapshots it)."""
+    playbooks = {c.call.playbook.model_dump_json() for c in load_calls(CORPUS_DIR)}
+    assert len(playbooks) == 1, "the corpus was recorded with one playbook"
+    playbook = json.loads(playbooks.pop())
+    assert isinstance(playbook, dict)
+    return playbook
+
+
+Run = Callable[..., tuple[int, str, dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, knowledge: KnowledgeBase) -> Run:
+    """`slot replay script` in-process: exit status, terminal output, JSON. One set of tools
+    for every run, as one process replaying several variants has."""
+    folder = tmp_path_factory.mktemp("replay-script")
+    settings = Settings(data_dir=folder)
+    tools = InProcessTools(shared_classifier(), lambda: knowledge)
+    runs = iter(range(1_000))
+
+    def replay(playbook: dict[str, Any], *, llm: bool = False, **options: Any) -> Any:
+        number = next(runs)
+        path = folder / f"playbook-{number}.yaml"
+        path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+        json_out = folder / f"result-{number}.json"
+        out = io.StringIO()
+        status = main(
+            settings,
+            playbook=str(path),
+            router_config=options.get("router_config"),
+            calls=options.get("calls", CORPUS_DIR),
+            since=None,
+            json_out=json_out,
+            llm=llm,
+            out=out,
+            tools=tools,
+        )
+        result = json.loads(json_out.read_text()) if json_out.exists() else {}
+        return status, out.getvalue(), result
+
+    return replay
+
+
+@pytest.fixture(scope="module")
+def baseline(run: Run, recorded_playbook: dict[str, Any]) -> dict[str, Any]:
+    status, _, result = run(recorded_playbook)
+    assert status == 0
+    return result
+
+
+def turns(result: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(c["source"], t["turn"]): t for c in result["calls"] for t in c["turns"]}
+
+
+def test_the_recorded_playbook_reproduces_the_scripts_own_decisions(
+    baseline: dict[str, Any],
+) -> None:
+    """Until a turn the router's tools decide differently moves a call elsewhere (no LLM here,
+    a knowledge answer instead of the LLM's), every turn lands where it did; the script's own
+    decisions are the same line from the same tier."""
+    calls = baseline["calls"]
+    assert len(calls) == len(load_calls(CORPUS_DIR)) == 29
+    checked = 0
+    for call in calls:
+        source = call["source"]
+        for turn in call["turns"]:
+            was, now, number = turn["was"], turn["now"], turn["turn"]
+            assert now is not None, f"{source} turn {number}: the call ended before it"
+            if turn["changed"]:
+                assert was["tier"] in TOOL_TIERS or source == PRE_ROUTER, (source, number, now)
+            if was["tier"] in SCRIPT_TIERS:
+                checked += 1
+                expected = (was["state"], was["text"])
+                tier = "classifier" if source == PRE_ROUTER and was["tier"] == "intent" else None
+                assert (now["state"], now["text"]) == expected, (source, number, now)
+                assert now["tier"] == (tier or was["tier"]), (source, number, now)
+            if now["state"] != was["state"]:
+                break  # the call is elsewhere now: later turns answer other questions
+    assert checked >= 50
+    assert baseline["summary"]["outcomes_changed"] == 0
+    assert all(c["outcome"]["was"] == c["outcome"]["now"] for c in calls)
+
+
+def test_with_llm_the_recorded_llm_answers_are_replayed_through_the_script(
+    run: Run, recorded_playbook: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    status, text, result = run(recorded_playbook, llm=True)
+    assert status == 0
+    llm_turns = [t for t in turns(result).values() if t["was"]["tier"] == "llm"]
+    assert len(llm_turns) >= 8
+    for turn in llm_turns:
+        now, was = turn["now"], turn["was"]
+        assert (now["state"], now["text"], now["tier"]) == (was["state"], was["text"], "llm")
+    without = [t for t in turns(baseline).values() if t["was"]["tier"] == "llm"]
+    assert all(t["changed"] for t in without), "without --llm no turn goes to tier 2"
+    asked = [t for t in turns(result).values() if t["was"]["tier"] == "knowledge"]
+    assert asked and all(t["now"]["text"] == "LLM would answer" for t in asked)
+    assert "LLM would answer" in text
+
+
+def test_an_edited_line_shows_exactly_where_it_is_said(
+    run: Run, recorded_playbook: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    playbook = json.loads(json.dumps(recorded_playbook))
+    old = playbook["states"]["qualify"]["say"]
+    playbook["states"]["qualify"]["say"] = NEW_QUALIFY
+    status, text, result = run(playbook)
+    assert status == 0
+
+    before, after = turns(baseline), turns(result)
+    edited = []
+    for key, turn in after.items():
+        expected = before[key]["now"]["text"].replace(old, NEW_QUALIFY)
+        assert turn["now"]["text"] == expected, key
+        assert turn["now"]["state"] == before[key]["now"]["state"], key
+        if expected != before[key]["now"]["text"]:
+            edited.append(key)
+            assert turn["changed"], key
+    assert len(edited) >= 6
+    assert {c["source"] for c in result["calls"] if c["changed"]} >= {s for s, _ in edited}
+    assert result["summary"]["outcomes_changed"] == 0
+    assert f'now qualify "{NEW_QUALIFY}" (classifier)' in text
+    assert f'was qualify "{old}" (classifier)' in text
+    assert "call booked (booked.json)" in text
+    assert 'turn 3: caller said "Sure, that sounds good.":' in text
+
+
+def test_an_added_example_turns_a_fallback_into_an_intent_and_changes_the_outcome(
+    run: Run, recorded_playbook: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    playbook = json.loads(json.dumps(recorded_playbook))
+    playbook["states"]["pitch"]["intents"].append(
+        {"name": "not_interested", "examples": ["Favourite colour?"], "next": "not_interested"}
+    )
+    status, text, result = run(playbook)
+    assert status == 0
+
+    flipped = "token_match_then_nothing_answers.json"
+    call = next(c for c in result["calls"] if c["source"] == flipped)
+    turn = call["turns"][3]
+    assert turn["text"] == "What's your favourite colour?"
+    assert turn["was"]["tier"] == "fallback"
+    assert turn["now"]["state"] == "not_interested"
+    assert turn["now"]["tier"] in ("intent", "classifier")
+    assert turn["changed"]
+    assert call["outcome"] == {"was": "hung_up", "now": "not_interested"}
+    assert call["ended_now"] == "agent ended the call"
+
+    before = {c["source"]: c["changed"] for c in baseline["calls"]}
+    newly_changed = [c["source"] for c in result["calls"] if c["changed"] > before[c["source"]]]
+    assert newly_changed == [flipped]
+    assert result["summary"]["outcomes_changed"] == 1
+    assert "call token_match_then_nothing_answers (token_match_then_nothing_answers.json)" in text
+    assert '  turn 3: caller said "What\'s your favourite colour?":' in text
+    assert '    was pitch "Sorry, could you say that again?" (fallback)' in text
+    assert "  outcome was hung_up -> now not_interested (agent ended the call)" in text
+    changed = result["summary"]["changed"]
+    assert text.rstrip().endswith(f"29 calls, {changed} changed, outcomes changed 1")
+
+
+def test_a_router_config_is_applied_and_a_misspelt_field_is_refused(
+    run: Run, recorded_playbook: dict[str, Any], tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    for name in ("booked.json", "not_interested.json", "transfer.json"):
+        (calls / name).write_bytes((CORPUS_DIR / name).read_bytes())
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("intent_confidence_threshold: 0.999\n")
+    status, text, result = run(recorded_playbook, router_config=strict, calls=calls)
+    assert status == 0
+    assert result["router_config"] == {"intent_confidence_threshold": 0.999}
+    assert "router config: intent_confidence_threshold=0.999" in text.splitlines()[0]
+    was_classifier = [t for t in turns(result).values() if t["was"]["tier"] == "classifier"]
+    assert was_classifier and all(t["changed"] for t in was_classifier)
+    assert all(t["now"] is None or t["now"]["tier"] != "classifier" for t in turns(result).values())
+
+    misspelt = tmp_path / "misspelt.json"
+    misspelt.write_text('{"intent_confidence_treshold": 0.5}')
+    status, text, result = run(recorded_playbook, router_config=misspelt, calls=calls)
+    assert status == 1
+    assert "misspelt.json" in text and "intent_confidence_treshold" in text
+    assert result == {}
+
+
+def slot_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """The `slot` command line, in this process: exit status and what it printed."""
+    status = cli.main(list(argv))
+    return status, capsys.readouterr().out
+
+
+def test_a_broken_playbook_exits_1_with_its_message(
+    recorded_playbook: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    playbook = json.loads(json.dumps(recorded_playbook))
+    playbook["states"]["confirm"]["intents"][0]["next"] = "nowhere"
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    status, out = slot_cli(capsys, "replay", "script", str(path), "--calls", str(CORPUS_DIR))
+    assert status == 1, out
+    assert "state 'confirm', field 'intents[0].next': unknown state 'nowhere'" in out
+
+
+def test_an_empty_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out = slot_cli(capsys, "replay", "script", "solar_survey", "--calls", str(tmp_path))
+    assert status == 2, out
+    assert f"no stored calls in {tmp_path}" in out
+
+
+def test_a_file_that_is_not_a_history_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.json").write_text('{"hello": "world"}')
+    status, out = slot_cli(capsys, "replay", "script", "solar_survey", "--calls", str(tmp_path))
+    assert status == 1, out
+    assert "notes.json" in out
