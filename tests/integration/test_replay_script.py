@@ -1,0 +1,102 @@
+"""`slot replay script --since 1d` reads yesterday's calls from a running Temporal: a real call
+made by the real worker is listed, its history fetched and re-decided with an edited playbook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from temporalio.client import Client
+
+from slot.playbooks import load_playbook
+from slot.replay_script import main
+from slot.settings import Settings
+from slot.temporal import start_call_workflow
+from worker import ACTIVITY_SLOTS, build_worker
+from workflows.call import CallWorkflow
+from workflows.messages import CallInput, HangUp, Lead, Turn
+
+NEW_PITCH = "Panels could halve your bill, and the survey costs nothing. Shall we book one?"
+VISIBLE_WITHIN_S = 30.0
+
+
+async def visible(client: Client, workflow_id: str) -> None:
+    """Wait until the closed call shows in Temporal's list (visibility is eventually consistent)."""
+    query = f"WorkflowId = '{workflow_id}' AND ExecutionStatus = 'Completed'"
+    deadline = time.monotonic() + VISIBLE_WITHIN_S
+    while True:
+        if [w async for w in client.list_workflows(query)]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{workflow_id} never showed in Temporal's list")
+        await asyncio.sleep(0.2)
+
+
+async def test_since_replays_the_calls_temporal_ran(
+    temporal_client: Client, temporal_settings: Settings, tmp_path: Path
+) -> None:
+    settings = temporal_settings.model_copy(
+        update={
+            "task_queue": f"replay-script-{uuid.uuid4().hex[:8]}",
+            "database_url": f"sqlite:///{tmp_path}/records.db",
+        }
+    )
+    playbook = load_playbook("solar_survey", settings.playbooks_dir)
+    call = CallInput(
+        call_id=f"call-replay-script-{uuid.uuid4().hex[:8]}",
+        lead=Lead(name="Jordan", phone="+15550001111"),
+        script_name="solar_survey",
+        playbook=playbook,
+    )
+    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+        async with build_worker(temporal_client, settings, executor):
+            handle = await start_call_workflow(temporal_client, call, settings)
+            await handle.execute_update(CallWorkflow.turn, Turn(seq=0, kind="start"))
+            homeowner = await handle.execute_update(
+                CallWorkflow.turn, Turn(seq=1, kind="speech", text="Yes, speaking.")
+            )
+            pitch = await handle.execute_update(
+                CallWorkflow.turn, Turn(seq=2, kind="speech", text="Yes, I own my home.")
+            )
+            await handle.signal(CallWorkflow.hang_up, HangUp())
+            await handle.result()
+    assert (homeowner.state, pitch.state) == ("homeowner", "pitch")
+    await visible(temporal_client, call.call_id)
+
+    edited = playbook.model_dump(mode="json")
+    edited["states"]["pitch"]["say"] = NEW_PITCH
+    path = tmp_path / "solar_survey.yaml"
+    path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    out, json_out = io.StringIO(), tmp_path / "result.json"
+    status = await asyncio.to_thread(
+        main,
+        settings,
+        playbook=str(path),
+        router_config=None,
+        calls=None,
+        since="1d",
+        json_out=json_out,
+        llm=False,
+        address=settings.temporal_address,
+        out=out,
+    )
+    text = out.getvalue()
+    assert status == 0, text
+
+    result = json.loads(json_out.read_text())
+    assert result["source"] == f"Temporal {settings.temporal_address}, calls since 1d ago"
+    replayed = next(c for c in result["calls"] if c["call_id"] == call.call_id)
+    assert replayed["source"] == f"temporal:{call.call_id}"
+    assert [t["changed"] for t in replayed["turns"]] == [False, False, True]
+    assert replayed["turns"][2]["was"]["text"] == pitch.text
+    assert replayed["turns"][2]["now"]["text"] == NEW_PITCH
+    assert replayed["outcome"] == {"was": "hung_up", "now": "hung_up"}
+    assert f"call {call.call_id} (temporal:{call.call_id})" in text
+    assert f'    now pitch "{NEW_PITCH}" ({pitch.tier.value})' in text
