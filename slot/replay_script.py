@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.service import RPCError
 
 from activities.intent_classifier import IntentClassifier, shared_classifier
 from activities.knowledge_base import KnowledgeBase
@@ -31,6 +33,7 @@ from slot.stored_calls import (
     RecordedTurn,
     StoredCall,
     StoredCallError,
+    calls_from_records,
     fetch_recent_calls,
     load_calls,
     parse_since,
@@ -327,20 +330,53 @@ async def replay_script(
     return result
 
 
-async def load_stored_calls(
-    settings: Settings, folder: Path | None, since: str | None, address: str | None
-) -> tuple[list[StoredCall], str]:
-    """The stored calls and where they came from (a folder, or Temporal's last `since`)."""
-    if folder is not None:
-        return load_calls(folder), str(folder)
-    assert since is not None
-    window = parse_since(since)
-    from slot.temporal import connect
+@dataclass
+class StoredCalls:
+    """The calls to replay, where they came from, and any source that could not be read."""
 
-    client = await connect(settings, address=address)
-    started_after = datetime.now(UTC) - window
-    calls = await fetch_recent_calls(client, started_after)
-    return calls, f"Temporal {address or settings.temporal_address}, calls since {since} ago"
+    calls: list[StoredCall]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+async def load_stored_calls(
+    settings: Settings,
+    playbook: Playbook,
+    folder: Path | None,
+    since: str | None,
+    address: str | None,
+) -> StoredCalls:
+    """A folder of histories; or the calls of the last `since` from Temporal (their histories)
+    and, for calls Temporal no longer holds, the call records. StoredCallError when neither
+    source can be read."""
+    if folder is not None:
+        return StoredCalls(load_calls(folder), str(folder))
+    assert since is not None
+    started_after = datetime.now(UTC) - parse_since(since)
+    temporal = address or settings.temporal_address
+    found = StoredCalls([], f"Temporal {temporal} and call records, calls since {since} ago")
+    try:
+        from slot.temporal import connect
+
+        client = await connect(settings, address=address)
+        found.calls = await fetch_recent_calls(client, started_after)
+    except (RuntimeError, RPCError) as unreachable:  # RuntimeError: temporalio cannot connect
+        found.notes.append(f"Temporal at {temporal} unreadable ({unreachable})")
+    try:
+        skip = {c.call_id for c in found.calls}
+        from_records = calls_from_records(settings.database_url, started_after, playbook, skip)
+    except SQLAlchemyError as unreadable:
+        found.notes.append(f"call records unreadable ({type(unreadable).__name__})")
+        from_records = []
+    if len(found.notes) == 2:
+        raise StoredCallError(f"cannot read stored calls: {'; '.join(found.notes)}")
+    if from_records:
+        found.notes.append(
+            f"{len(from_records)} call{'' if len(from_records) == 1 else 's'} from the call "
+            "records (Temporal no longer holds them): default router config, no LLM answers"
+        )
+    found.calls += from_records
+    return found
 
 
 def main(
@@ -363,18 +399,23 @@ def main(
     try:
         changed = resolve_playbook(playbook, settings)
         overrides = load_router_config(router_config) if router_config else {}
-        stored, source = asyncio.run(load_stored_calls(settings, calls, since, address))
+        stored = asyncio.run(load_stored_calls(settings, changed, calls, since, address))
     except (PlaybookError, RouterConfigError, StoredCallError) as problem:
         print(problem, file=out)
         return 1
-    except (OSError, RuntimeError) as unreachable:
-        print(f"cannot read stored calls: {unreachable}", file=out)
+    except OSError as unreadable:
+        print(f"cannot read stored calls: {unreadable}", file=out)
         return 1
-    if not stored:
-        print(f"no stored calls in {source}", file=out)
+    if not stored.calls:
+        print(f"no stored calls in {stored.source}", file=out)
+        for note in stored.notes:
+            print(f"note: {note}", file=out)
         return 2
     tools = tools or default_tools(settings)
-    result = asyncio.run(replay_script(stored, changed, overrides, tools, source=source, llm=llm))
+    result = asyncio.run(
+        replay_script(stored.calls, changed, overrides, tools, source=stored.source, llm=llm)
+    )
+    result.notes[:0] = stored.notes
     render_text(result, out)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,15 @@
 """Stored calls for `slot replay script`: what each caller did and what the agent decided, read
-from call histories (a folder of `slot replay export` files, or the running Temporal).
+from call histories (a folder of `slot replay export` files, or the running Temporal) and, for
+calls Temporal no longer holds, from the SQL call records.
 
 A history has everything a re-run needs: the call's input (lead, follow-up flag, router config)
 from its first event, every caller turn from the accepted `turn` Updates (speech, DTMF) with the
 decision each returned, the silence reprompts the workflow delivered itself, how an LLM turn
-was settled (`llm_result`), whether the caller hung up, and the final outcome. The SQL call
-records hold the transcript but not the call's input, so histories are the source.
+was settled (`llm_result`), whether the caller hung up, and the final outcome, so histories come
+first. A call record has the transcript (caller turns with the agent line after each, the
+reprompts as agent lines after agent lines) and the outcome, but not the call's input: the
+lead's name comes from the recorded slots, the router config is the default, and the LLM's own
+answers are not there (with `--llm` such turns show "LLM would answer").
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +27,15 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
-from workflows.messages import CallInput
+from workflows.messages import CallInput, Direction, Lead, TranscriptEntry
 from workflows.router_messages import LLMTurnResult
+from workflows.script import Playbook
 
 WORKFLOW_TYPE = "CallWorkflow"
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _CALLER_ENDS = {"hang_up": "caller hung up", "call_status": "the line ended the call"}
+_KEYS = re.compile(r"^\[keys (.+)\]$")
 
 
 class StoredCallError(ValueError):
@@ -245,3 +251,76 @@ async def fetch_recent_calls(client: Client, since: datetime) -> list[StoredCall
         history = await handle.fetch_history()
         calls.append(call_from_history(history, f"temporal:{workflow_id}"))
     return calls
+
+
+def calls_from_records(
+    database_url: str, since: datetime, playbook: Playbook, skip: set[str]
+) -> list[StoredCall]:
+    """The call records of calls started at or after `since`, except the `skip` ids, oldest
+    first. Records do not snapshot the playbook: the input is rebuilt around `playbook`."""
+    from sqlmodel import Session, col, select
+
+    from activities.records import CallRecord, make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            query = select(CallRecord).where(col(CallRecord.started_at) >= since.astimezone(UTC))
+            records = session.exec(query.order_by(col(CallRecord.started_at))).all()
+    finally:
+        engine.dispose()
+    return [call_from_record(record, playbook) for record in records if record.call_id not in skip]
+
+
+def call_from_record(record: Any, playbook: Playbook) -> StoredCall:
+    """One `CallRecord` row as a stored call (see the module's note on what records lack)."""
+    source = f"records:{record.call_id}"
+    try:
+        entries = [TranscriptEntry.model_validate(e) for e in json.loads(record.transcript_json)]
+        slots = json.loads(record.slots_json)
+        call = CallInput(
+            call_id=record.call_id,
+            direction=Direction(record.direction),
+            lead=Lead(name=str(slots.get("lead_name", ""))),
+            script_name=record.script_name,
+            playbook=playbook,
+            follow_up_of=record.follow_up_of,
+        )
+    except (ValueError, ValidationError) as invalid:
+        raise StoredCallError(f"{source}: unreadable call record ({invalid})") from None
+    stored = StoredCall(
+        call=call,
+        source=source,
+        outcome=record.outcome,
+        status=record.status,
+        ended_by_caller="caller hung up" if record.outcome == "hung_up" else None,
+    )
+    waiting: RecordedTurn | None = RecordedTurn(seq=0, kind="start")
+    """The caller's turn the next agent line answers; None: the next one is a reprompt."""
+    for entry in entries:
+        if entry.speaker == "caller":
+            keys = _KEYS.match(entry.text)
+            waiting = RecordedTurn(
+                seq=entry.seq if entry.seq is not None else len(stored.turns),
+                kind="dtmf" if keys else "speech",
+                text="" if keys else entry.text,
+                digits=keys.group(1) if keys else "",
+            )
+            stored.turns.append(waiting)
+            continue
+        decision = RecordedDecision(
+            state=entry.state or "",
+            text=entry.text,
+            tier=entry.tier.value if entry.tier else "",
+            reason=entry.reason or "",
+            utterance_id=entry.utterance_id or "",
+        )
+        if waiting is None:
+            seq = stored.turns[-1].seq if stored.turns else 0
+            stored.turns.append(RecordedTurn(seq=seq, kind="silence", decision=decision))
+        else:
+            waiting.decision = decision
+            if waiting.kind == "start":
+                stored.turns.insert(0, waiting)
+            waiting = None
+    return stored

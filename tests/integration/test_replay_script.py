@@ -1,5 +1,6 @@
 """`slot replay script --since 1d` reads yesterday's calls from a running Temporal: a real call
-made by the real worker is listed, its history fetched and re-decided with an edited playbook.
+made by the real worker is listed, its history fetched and re-decided with an edited playbook;
+when Temporal no longer has it, the same call comes from its call record, with the same diff.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from temporalio.client import Client
@@ -18,7 +21,9 @@ from temporalio.client import Client
 from slot.playbooks import load_playbook
 from slot.replay_script import main
 from slot.settings import Settings
+from slot.stored_calls import calls_from_records
 from slot.temporal import start_call_workflow
+from tests.conftest import free_port
 from worker import ACTIVITY_SLOTS, build_worker
 from workflows.call import CallWorkflow
 from workflows.messages import CallInput, HangUp, Lead, Turn
@@ -74,24 +79,9 @@ async def test_since_replays_the_calls_temporal_ran(
     edited["states"]["pitch"]["say"] = NEW_PITCH
     path = tmp_path / "solar_survey.yaml"
     path.write_text(yaml.safe_dump(edited, sort_keys=False))
-    out, json_out = io.StringIO(), tmp_path / "result.json"
-    status = await asyncio.to_thread(
-        main,
-        settings,
-        playbook=str(path),
-        router_config=None,
-        calls=None,
-        since="1d",
-        json_out=json_out,
-        llm=False,
-        address=settings.temporal_address,
-        out=out,
-    )
-    text = out.getvalue()
+    status, text, result = await replay_since(settings, path, settings.temporal_address)
     assert status == 0, text
-
-    result = json.loads(json_out.read_text())
-    assert result["source"] == f"Temporal {settings.temporal_address}, calls since 1d ago"
+    assert result["notes"] == []
     replayed = next(c for c in result["calls"] if c["call_id"] == call.call_id)
     assert replayed["source"] == f"temporal:{call.call_id}"
     assert [t["changed"] for t in replayed["turns"]] == [False, False, True]
@@ -100,3 +90,38 @@ async def test_since_replays_the_calls_temporal_ran(
     assert replayed["outcome"] == {"was": "hung_up", "now": "hung_up"}
     assert f"call {call.call_id} (temporal:{call.call_id})" in text
     assert f'    now pitch "{NEW_PITCH}" ({pitch.tier.value})' in text
+
+    nobody = f"127.0.0.1:{free_port()}"
+    status, text, result = await replay_since(settings, path, nobody)
+    assert status == 0, text
+    assert result["notes"][0].startswith(f"Temporal at {nobody} unreadable")
+    assert result["notes"][1].startswith("1 call from the call records")
+    from_record = next(c for c in result["calls"] if c["call_id"] == call.call_id)
+    assert from_record["source"] == f"records:{call.call_id}"
+    assert [t["kind"] for t in from_record["turns"]] == ["start", "speech", "speech"]
+    assert from_record["turns"] == replayed["turns"]
+    assert from_record["outcome"] == replayed["outcome"]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert calls_from_records(settings.database_url, later, playbook, skip=set()) == []
+
+
+async def replay_since(
+    settings: Settings, playbook: Path, address: str
+) -> tuple[int, str, dict[str, Any]]:
+    """`slot replay script PLAYBOOK --since 1d` (in a thread: it runs its own event loop)."""
+    out, json_out = io.StringIO(), playbook.parent / "result.json"
+    json_out.unlink(missing_ok=True)
+    status = await asyncio.to_thread(
+        main,
+        settings,
+        playbook=str(playbook),
+        router_config=None,
+        calls=None,
+        since="1d",
+        json_out=json_out,
+        llm=False,
+        address=address,
+        out=out,
+    )
+    result = json.loads(json_out.read_text()) if json_out.exists() else {}
+    return status, out.getvalue(), result

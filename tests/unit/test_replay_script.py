@@ -9,9 +9,11 @@ local Qdrant under the test's temporary folder), as the worker runs them.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,14 @@ import yaml
 
 from activities.intent_classifier import shared_classifier
 from activities.knowledge_base import KnowledgeBase, open_knowledge_base
+from activities.records import RecordsActivities, SaveCallRecord
 from slot import cli
 from slot.replay import CORPUS_DIR
 from slot.replay_script import InProcessTools, main
 from slot.settings import REPO_ROOT, Settings
-from slot.stored_calls import load_calls
+from slot.stored_calls import calls_from_records, load_calls
+from workflows.messages import CallSnapshot
+from workflows.script import Playbook
 
 SCRIPT_TIERS = {"script", "rule", "intent"}
 TOOL_TIERS = {"classifier", "knowledge", "llm", "fallback"}
@@ -260,3 +265,50 @@ def test_a_file_that_is_not_a_history_exits_1(
     status, out = slot_cli(capsys, "replay", "script", "solar_survey", "--calls", str(tmp_path))
     assert status == 1, out
     assert "notes.json" in out
+
+
+def test_call_records_give_the_same_turns_as_histories(
+    tmp_path: Path, recorded_playbook: dict[str, Any]
+) -> None:
+    """Each corpus call's final snapshot saved as its call record (by the records activity) reads
+    back as the turns and decisions its history has: speech, keys, silence, refused, LLM."""
+    records = RecordsActivities(f"sqlite:///{tmp_path}/records.db")
+    histories = {c.call_id: c for c in load_calls(CORPUS_DIR) if c.status is not None}
+    started = datetime.now(UTC)
+    for stored in histories.values():
+        history = json.loads((CORPUS_DIR / stored.source).read_text())
+        result = history["events"][-1]["workflowExecutionCompletedEventAttributes"]["result"]
+        snapshot = CallSnapshot.model_validate_json(base64.b64decode(result["payloads"][0]["data"]))
+        records.save_call_record(
+            SaveCallRecord(
+                snapshot=snapshot,
+                direction=stored.call.direction,
+                script_name=stored.call.script_name,
+                follow_up_of=stored.call.follow_up_of,
+                started_at=started,
+            )
+        )
+    records.close()
+    playbook = Playbook.model_validate(recorded_playbook)
+
+    from_records = calls_from_records(records.database_url, started, playbook, skip=set())
+    assert sorted(c.call_id for c in from_records) == sorted(histories)
+    kinds = set()
+    for call in from_records:
+        history = histories[call.call_id]
+        assert call.outcome == history.outcome, call.call_id
+        assert call.call.lead.name == history.call.lead.name, call.call_id
+        assert call.call.follow_up_of == history.call.follow_up_of
+        shape = [(t.kind, t.seq, t.text, t.digits) for t in call.turns]
+        assert shape == [(t.kind, t.seq, t.text, t.digits) for t in history.turns], call.call_id
+        for ours, theirs in zip(call.turns, history.turns, strict=True):
+            assert (ours.decision is None) == (theirs.decision is None), call.call_id
+            if ours.decision and theirs.decision:
+                decided = ("state", "text", "tier")
+                assert ours.decision.model_dump(include=set(decided)) == theirs.decision.model_dump(
+                    include=set(decided)
+                ), (call.call_id, ours.seq)
+            kinds.add(ours.kind if ours.decision else "refused")
+    assert kinds == {"start", "speech", "dtmf", "silence", "refused"}
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert calls_from_records(records.database_url, later, playbook, skip=set()) == []
