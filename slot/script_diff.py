@@ -25,6 +25,12 @@ def render_text(result: ScriptReplay, out: TextIO) -> None:
         print(f"note: {note}", file=out)
     for script, count in sorted(result.skipped.items()):
         print(f"skipped {count} call{_s(count)} of script '{script}'", file=out)
+    if result.skipped and not result.calls:
+        print(
+            f"no call was made with script '{result.playbook.name}' (the playbook's `name`, "
+            "or its file name when it has none)",
+            file=out,
+        )
     for call in result.calls:
         if call.changed:
             print(file=out)

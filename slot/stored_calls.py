@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError
 
+from slot.settings import Settings
 from workflows.messages import CallInput, Direction, Lead, TranscriptEntry
 from workflows.router_messages import LLMTurnResult
 from workflows.script import Playbook
@@ -213,6 +216,55 @@ def _json(payload: Payload) -> Any:
 
 
 # --- where stored calls come from -----------------------------------------------------------
+
+
+@dataclass
+class StoredCalls:
+    """The calls to replay, where they came from, and any source that could not be read."""
+
+    calls: list[StoredCall]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+async def load_stored_calls(
+    settings: Settings,
+    playbook: Playbook,
+    folder: Path | None,
+    since: str | None,
+    address: str | None,
+) -> StoredCalls:
+    """A folder of histories; or the calls of the last `since` from Temporal (their histories)
+    and, for calls Temporal no longer holds, the call records. StoredCallError when neither
+    source can be read."""
+    if folder is not None:
+        return StoredCalls(load_calls(folder), str(folder))
+    assert since is not None
+    started_after = datetime.now(UTC) - parse_since(since)
+    temporal = address or settings.temporal_address
+    found = StoredCalls([], f"Temporal {temporal} and call records, calls since {since} ago")
+    try:
+        from slot.temporal import connect
+
+        client = await connect(settings, address=address)
+        found.calls = await fetch_recent_calls(client, started_after)
+    except (RuntimeError, RPCError) as unreachable:  # RuntimeError: temporalio cannot connect
+        found.notes.append(f"Temporal at {temporal} unreadable ({unreachable})")
+    try:
+        skip = {c.call_id for c in found.calls}
+        from_records = calls_from_records(settings.database_url, started_after, playbook, skip)
+    except SQLAlchemyError as unreadable:
+        found.notes.append(f"call records unreadable ({type(unreadable).__name__})")
+        from_records = []
+    if len(found.notes) == 2:
+        raise StoredCallError(f"cannot read stored calls: {'; '.join(found.notes)}")
+    if from_records:
+        found.notes.append(
+            f"{len(from_records)} call{'' if len(from_records) == 1 else 's'} from the call "
+            "records (no history in Temporal): default router config, no LLM answers"
+        )
+    found.calls += from_records
+    return found
 
 
 def history_files(folder: Path) -> list[Path]:

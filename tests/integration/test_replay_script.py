@@ -95,7 +95,7 @@ async def test_since_replays_the_calls_temporal_ran(
     status, text, result = await replay_since(settings, path, nobody)
     assert status == 0, text
     assert result["notes"][0].startswith(f"Temporal at {nobody} unreadable")
-    assert result["notes"][1].startswith("1 call from the call records")
+    assert result["notes"][1].startswith("1 call from the call records (no history")
     from_record = next(c for c in result["calls"] if c["call_id"] == call.call_id)
     assert from_record["source"] == f"records:{call.call_id}"
     assert [t["kind"] for t in from_record["turns"]] == ["start", "speech", "speech"]
