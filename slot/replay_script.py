@@ -234,7 +234,7 @@ async def redecide(
         now.end(CallStatus.ENDED, stored.ended_by_caller or "not answered")
         replay.ended_now = stored.ended_by_caller or "not answered"
     else:
-        replay.ended_now = f"still open in state '{now.state}' (the recorded caller said no more)"
+        replay.ended_now = f"still open in state '{now.state}': the recorded caller said no more"
     replay.outcome_now = now.outcome.value if now.outcome is not None else None
     return replay
 

@@ -53,7 +53,7 @@ def _render_call(call: CallReplay, out: TextIO) -> None:
             _render_turn(turn, out)
     was, now = call.outcome_was or "none", call.outcome_now or "none"
     if call.outcome_changed:
-        print(f"  outcome was {was} -> now {now} ({call.ended_now})", file=out)
+        print(f"  outcome was {was} -> now {now}; {call.ended_now}", file=out)
     else:
         print(f"  outcome unchanged: {was}", file=out)
 

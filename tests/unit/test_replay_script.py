@@ -204,9 +204,41 @@ def test_an_added_example_turns_a_fallback_into_an_intent_and_changes_the_outcom
     assert "call token_match_then_nothing_answers (token_match_then_nothing_answers.json)" in text
     assert '  turn 3: caller said "What\'s your favourite colour?":' in text
     assert '    was pitch "Sorry, could you say that again?" (fallback)' in text
-    assert "  outcome was hung_up -> now not_interested (agent ended the call)" in text
+    assert "  outcome was hung_up -> now not_interested; agent ended the call" in text
     changed = result["summary"]["changed"]
     assert text.rstrip().endswith(f"29 calls, {changed} changed, outcomes changed 1")
+
+
+def test_a_new_state_before_the_goodbye_leaves_the_call_open_where_the_caller_stopped(
+    run: Run, recorded_playbook: dict[str, Any], tmp_path: Path
+) -> None:
+    """A second chance before "not interested": the recorded caller never heard that question,
+    so the call is left open there, and its outcome is gone."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    (calls / "not_interested.json").write_bytes((CORPUS_DIR / "not_interested.json").read_bytes())
+    playbook = json.loads(json.dumps(recorded_playbook))
+    playbook["states"]["pitch"]["intents"].append(
+        {
+            "name": "not_interested",
+            "examples": ["No thanks, I'm not interested."],
+            "next": "soft_close",
+        }
+    )
+    playbook["states"]["soft_close"] = {
+        "say": "Could I at least send you a free estimate?",
+        "intents": [{"name": "no", "examples": ["No."], "next": "not_interested"}],
+    }
+    status, text, result = run(playbook, calls=calls)
+    assert status == 0
+    (call,) = result["calls"]
+    assert call["turns"][3]["now"]["state"] == "soft_close"
+    assert call["outcome"] == {"was": "not_interested", "now": None}
+    assert call["ended_now"] == (
+        "still open in state 'soft_close': the recorded caller said no more"
+    )
+    assert "  outcome was not_interested -> now none; still open in state 'soft_close'" in text
+    assert text.rstrip().endswith("1 call, 1 changed, outcomes changed 1")
 
 
 def test_a_router_config_is_applied_and_a_misspelt_field_is_refused(
