@@ -172,10 +172,16 @@ class TurnReplay:
 
     @property
     def changed(self) -> bool:
+        """The caller would now hear another line, or the call would be elsewhere."""
         if self.was is None or self.now is None:
             return (self.was is None) != (self.now is None)
-        was, now = self.was, self.now
-        return (was.state, was.text, was.tier) != (now.state, now.text, now.tier)
+        return (self.was.state, self.was.text) != (self.now.state, self.now.text)
+
+    @property
+    def tier_changed(self) -> bool:
+        """Another tier decided (e.g. the classifier where the token matcher did); counted, but
+        the same line in the same state is no difference to the caller."""
+        return self.was is not None and self.now is not None and self.was.tier != self.now.tier
 
 
 @dataclass

@@ -43,7 +43,15 @@ def summary_line(result: ScriptReplay) -> str:
     calls = result.calls
     changed = sum(c.changed for c in calls)
     outcomes = sum(c.outcome_changed for c in calls)
-    return f"{len(calls)} call{_s(len(calls))}, {changed} changed, outcomes changed {outcomes}"
+    line = f"{len(calls)} call{_s(len(calls))}, {changed} changed, outcomes changed {outcomes}"
+    retiered = _retiered(result)
+    if retiered:
+        line += f" ({retiered} turn{_s(retiered)} kept their line but another tier decided)"
+    return line
+
+
+def _retiered(result: ScriptReplay) -> int:
+    return sum(t.tier_changed and not t.changed for c in result.calls for t in c.turns)
 
 
 def _render_call(call: CallReplay, out: TextIO) -> None:
@@ -92,6 +100,7 @@ def render_json(result: ScriptReplay) -> str:
             "calls": len(calls),
             "changed": sum(c.changed for c in calls),
             "outcomes_changed": sum(c.outcome_changed for c in calls),
+            "turns_decided_by_another_tier": _retiered(result),
         },
         "calls": [_call_json(c) for c in calls],
     }
@@ -114,6 +123,7 @@ def _call_json(call: CallReplay) -> dict[str, Any]:
                 "text": t.turn.text,
                 "digits": t.turn.digits,
                 "changed": t.changed,
+                "tier_changed": t.tier_changed,
                 "was": t.was.model_dump(exclude={"utterance_id"}) if t.was else None,
                 "now": t.now.model_dump() if t.now else None,
             }
