@@ -2,11 +2,13 @@
 
 Each call's recorded caller turns (speech, DTMF, silence) go through the same `CallState` and
 `Router` the call workflow uses, in-process: the router's tools call the intent classifier and
-the knowledge base directly and take every patch (today's code). No audio, no Temporal, no LLM:
-with `--llm` a turn the router hands to tier 2 is replayed with the LLM answer the call
-recorded (checked by the changed script), or reported as "LLM would answer" when the call had
-none. The result is, per call, the recorded decision and the new one for every turn, and the
-outcome before and after (`slot.script_diff` renders them).
+the knowledge base directly and take every patch (today's code). No audio, no Temporal, and no
+LLM unless `--llm`: then a turn the router hands to tier 2 is asked of the configured LLM
+through the edge's own adapter (`media_edge.llm`), or, with no LLM configured, replayed with
+the LLM answer the call recorded, else reported as "LLM would answer"; either answer is checked
+by the changed script, as the workflow checks the edge's. The result is, per call, the recorded
+decision and the new one for every turn, and the outcome before and after (`slot.script_diff`
+renders them).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel, ConfigDict
 
@@ -44,6 +46,9 @@ from workflows.router_messages import (
     RouterConfig,
 )
 from workflows.script import DecisionTier, Playbook, ScriptStep
+
+if TYPE_CHECKING:  # the LLM adapter loads BAML's runtime: only when `--llm` asks for it
+    from media_edge.llm import LanguageModel
 
 LLM_WOULD_ANSWER = "LLM would answer"
 _MEMO_LIMIT = 20_000
@@ -214,8 +219,10 @@ async def redecide(
     tools: InProcessTools,
     *,
     llm: bool = False,
+    model: LanguageModel | None = None,
 ) -> CallReplay:
-    """Run the recorded turns of `stored` through `playbook` and the router, in order."""
+    """Run the recorded turns of `stored` through `playbook` and the router, in order; with
+    `llm`, tier 2 asks `model` (else the recorded answer)."""
     config = RouterConfig.model_validate({**stored.call.router.model_dump(), **router_config})
     call = stored.call.model_copy(
         update={"playbook": playbook, "router": config, "llm_enabled": llm}
@@ -231,7 +238,7 @@ async def redecide(
             replay.turns.append(TurnReplay(number, turn, turn.decision, None))
             continue
         silent = silent + 1 if turn.kind == "silence" else 0
-        step, new = await _decide(now, router, turn, silent)
+        step, new = await _decide(now, router, turn, silent, model)
         replay.turns.append(TurnReplay(number, turn, turn.decision, new))
         ended = step.end_call
     if ended:
@@ -246,7 +253,7 @@ async def redecide(
 
 
 async def _decide(
-    now: CallState, router: Router, turn: RecordedTurn, silent: int
+    now: CallState, router: Router, turn: RecordedTurn, silent: int, model: LanguageModel | None
 ) -> tuple[ScriptStep, NewDecision]:
     """One turn through the router and the call state, as the workflow's `turn` does."""
     if turn.kind == "silence":
@@ -261,19 +268,23 @@ async def _decide(
         else:
             step = await router.speech(now.state, now.slots, turn.text, now.transcript)
     decision = now.apply(step)
-    if step.tier is DecisionTier.LLM:
-        if turn.llm_result is None:
+    if step.llm_request is not None:
+        if model is not None:
+            answer, source = await model.decide_turn(step.llm_request).result(), "LLM now"
+        elif turn.llm_result is not None:
+            answer, source = turn.llm_result, "recorded LLM answer"
+        else:
             return step, NewDecision(
                 state=decision.state,
                 text=LLM_WOULD_ANSWER,
                 tier=DecisionTier.LLM.value,
-                reason=f"{step.reason}; no recorded LLM answer for this turn",
+                reason=f"{step.reason}; no LLM configured and none recorded for this turn",
             )
         pending = now.pending_llm
         assert pending is not None
-        step = router.settle_llm(pending.state, pending.slots, turn.llm_result)
+        step = router.settle_llm(pending.state, pending.slots, answer)
         decision = now.settle_llm(step, {})
-        decision = decision.model_copy(update={"reason": f"recorded LLM answer; {step.reason}"})
+        decision = decision.model_copy(update={"reason": f"{source}; {step.reason}"})
     return step, NewDecision(
         state=decision.state,
         text=decision.text,
@@ -308,6 +319,7 @@ async def replay_script(
     *,
     source: str,
     llm: bool = False,
+    model: LanguageModel | None = None,
 ) -> ScriptReplay:
     """Re-decide the stored calls made with `playbook`'s script (by name)."""
     result = ScriptReplay(playbook, router_config, source, calls=[])
@@ -315,17 +327,21 @@ async def replay_script(
         if call.call.script_name != playbook.name:
             result.skipped[call.call.script_name] = result.skipped.get(call.call.script_name, 0) + 1
             continue
-        result.calls.append(await redecide(call, playbook, router_config, tools, llm=llm))
+        result.calls.append(
+            await redecide(call, playbook, router_config, tools, llm=llm, model=model)
+        )
     if tools.knowledge_problem and any(
         t.was is not None and t.was.tier == DecisionTier.KNOWLEDGE.value
         for c in result.calls
         for t in c.turns
     ):
         result.notes.append(f"{tools.knowledge_problem}: knowledge answers cannot be reproduced")
-    if llm:
+    if llm and model is not None:
+        result.notes.append(f"--llm: tier 2 turns asked {model.description}")
+    elif llm:
         result.notes.append(
-            "--llm: tier 2 turns replay the LLM answer the call recorded, checked by this "
-            f"script; turns that had none show '{LLM_WOULD_ANSWER}'"
+            "--llm without an LLM configured: tier 2 turns replay the LLM answer the call "
+            f"recorded, checked by this script; turns that had none show '{LLM_WOULD_ANSWER}'"
         )
     return result
 
@@ -342,8 +358,10 @@ def main(
     address: str | None = None,
     out: TextIO | None = None,
     tools: InProcessTools | None = None,
+    model: LanguageModel | None = None,
 ) -> int:
-    """Exit 0 when it ran (differences are information), 2 without calls, 1 for bad input."""
+    """Exit 0 when it ran (differences are information), 2 without calls, 1 for bad input.
+    With `llm`, tier 2 asks `model`, by default the LLM the settings configure, if any."""
     from slot.script_diff import render_json, render_text
 
     out = out or sys.stdout
@@ -363,8 +381,14 @@ def main(
             print(f"note: {note}", file=out)
         return 2
     tools = tools or default_tools(settings)
+    if llm and model is None:
+        from media_edge.llm import BamlLanguageModel
+
+        model = BamlLanguageModel.from_settings()
     result = asyncio.run(
-        replay_script(stored.calls, changed, overrides, tools, source=stored.source, llm=llm)
+        replay_script(
+            stored.calls, changed, overrides, tools, source=stored.source, llm=llm, model=model
+        )
     )
     result.notes[:0] = stored.notes
     render_text(result, out)

@@ -18,10 +18,14 @@ from typing import Any
 import yaml
 from temporalio.client import Client
 
+from media_edge.llm import BamlLanguageModel
+from simulator.llm_server import OpenAIProtocolServer, Reply
+from slot.llm.config import LLMSettings
 from slot.playbooks import load_playbook
+from slot.replay import CORPUS_DIR
 from slot.replay_script import main
 from slot.settings import Settings
-from slot.stored_calls import calls_from_records
+from slot.stored_calls import calls_from_records, load_calls
 from slot.temporal import start_call_workflow
 from tests.conftest import free_port
 from worker import ACTIVITY_SLOTS, build_worker
@@ -125,3 +129,53 @@ async def replay_since(
     )
     result = json.loads(json_out.read_text()) if json_out.exists() else {}
     return status, out.getvalue(), result
+
+
+WARRANTY = "Twenty-five years on the panels. Shall we book your free survey?"
+
+
+async def test_llm_answers_tier_2_turns_through_the_edges_adapter(tmp_path: Path) -> None:
+    """With an LLM configured, `--llm` asks it for the turns past tier 1 (here a local server
+    speaking OpenAI's protocol), and the changed script checks its answer."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    name = "knowledge_answer.json"
+    (calls / name).write_bytes((CORPUS_DIR / name).read_bytes())
+    (stored,) = load_calls(calls)
+    path = tmp_path / "solar_survey.yaml"
+    path.write_text(yaml.safe_dump(stored.call.playbook.model_dump(mode="json"), sort_keys=False))
+    settings = Settings(data_dir=tmp_path / "data")
+    async with OpenAIProtocolServer() as server:
+        answer = {"next_state": "pitch", "say": WARRANTY, "end_call": False, "cited_ids": []}
+        server.set_default(Reply.json({**answer, "slots": {}}))
+        model = BamlLanguageModel.from_settings(
+            LLMSettings(base_url=server.base_url, model="test-model", api_key="test-key")
+        )
+        assert model is not None
+        out, json_out = io.StringIO(), tmp_path / "result.json"
+        status = await asyncio.to_thread(
+            main,
+            settings,
+            playbook=str(path),
+            router_config=None,
+            calls=calls,
+            since=None,
+            json_out=json_out,
+            llm=True,
+            out=out,
+            model=model,
+        )
+        asked = [json.dumps(body) for body in server.requests]
+    text = out.getvalue()
+    assert status == 0, text
+    result = json.loads(json_out.read_text())
+    assert result["notes"] == [f"--llm: tier 2 turns asked {model.description}"]
+    (call,) = result["calls"]
+    question = call["turns"][3]
+    assert question["text"] == "How long is the warranty?"
+    assert question["was"]["tier"] == "knowledge"
+    assert question["now"]["tier"] == "llm"
+    assert (question["now"]["state"], question["now"]["text"]) == ("pitch", WARRANTY)
+    assert question["now"]["reason"].startswith("LLM now; ")
+    assert len(asked) == 1 and "How long is the warranty?" in asked[0]
+    assert f'    now pitch "{WARRANTY}" (llm)' in text

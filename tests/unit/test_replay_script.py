@@ -36,6 +36,7 @@ TOOL_TIERS = {"classifier", "knowledge", "llm", "fallback"}
 """Tiers whose decisions depend on the router's tools (classifier, knowledge base, LLM)."""
 PRE_ROUTER = "pre_router_call.json"
 """Recorded before the router's patch: its token-matcher turns are now decided by another tier."""
+LLM_VARIABLES = ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "GROQ_API_KEY", "ANTHROPIC_API_KEY")
 NEW_QUALIFY = "Lovely. Roughly what do you spend on electricity in a month?"
 
 
@@ -75,17 +76,20 @@ def run(tmp_path_factory: pytest.TempPathFactory, knowledge: KnowledgeBase) -> R
         path.write_text(yaml.safe_dump(playbook, sort_keys=False))
         json_out = folder / f"result-{number}.json"
         out = io.StringIO()
-        status = main(
-            settings,
-            playbook=str(path),
-            router_config=options.get("router_config"),
-            calls=options.get("calls", CORPUS_DIR),
-            since=None,
-            json_out=json_out,
-            llm=llm,
-            out=out,
-            tools=tools,
-        )
+        with pytest.MonkeyPatch.context() as env:
+            for name in LLM_VARIABLES:  # --llm replays recorded answers, never a real LLM here
+                env.delenv(name, raising=False)
+            status = main(
+                settings,
+                playbook=str(path),
+                router_config=options.get("router_config"),
+                calls=options.get("calls", CORPUS_DIR),
+                since=None,
+                json_out=json_out,
+                llm=llm,
+                out=out,
+                tools=tools,
+            )
         result = json.loads(json_out.read_text()) if json_out.exists() else {}
         return status, out.getvalue(), result
 
@@ -149,6 +153,7 @@ def test_with_llm_the_recorded_llm_answers_are_replayed_through_the_script(
     asked = [t for t in turns(result).values() if t["was"]["tier"] == "knowledge"]
     assert asked and all(t["now"]["text"] == "LLM would answer" for t in asked)
     assert "LLM would answer" in text
+    assert result["notes"][0].startswith("--llm without an LLM configured")
 
 
 def test_an_edited_line_shows_exactly_where_it_is_said(
