@@ -67,7 +67,9 @@ def _render_call(call: CallReplay, out: TextIO) -> None:
 
 
 def _render_turn(turn: TurnReplay, out: TextIO) -> None:
-    print(f"  turn {turn.number}: {turn.turn.said()}:", file=out)
+    recorded = turn.turn
+    where = f"after turn {recorded.seq}" if recorded.kind == "silence" else f"turn {recorded.seq}"
+    print(f"  {where}: {recorded.said()}:", file=out)
     print(f"    was {_decision(turn.was)}", file=out)
     if turn.now is None:
         print("    now not reached: the call had already ended", file=out)

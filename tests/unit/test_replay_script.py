@@ -249,6 +249,28 @@ def test_a_new_state_before_the_goodbye_leaves_the_call_open_where_the_caller_st
     assert text.splitlines()[-1].startswith("1 call, 1 changed, outcomes changed 1")
 
 
+def test_silences_are_replayed_as_reprompts(
+    run: Run, recorded_playbook: dict[str, Any], tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    for name in ("silent_then_answers.json", "silent_caller_released.json"):
+        (calls / name).write_bytes((CORPUS_DIR / name).read_bytes())
+    playbook = json.loads(json.dumps(recorded_playbook))
+    playbook["states"]["greeting"]["reprompt"] = "Hello, are you there?"
+    status, text, result = run(playbook, calls=calls)
+    assert status == 0
+    silences = [t for c in result["calls"] for t in c["turns"] if t["kind"] == "silence"]
+    reprompts = [t for t in silences if not t["now"]["end_call"]]
+    assert len(reprompts) == 3 and all(t["changed"] for t in reprompts)
+    assert all(t["now"]["text"] == "Hello, are you there?" for t in reprompts)
+    goodbye = next(t for t in silences if t["now"]["end_call"])
+    assert not goodbye["changed"] and goodbye["now"]["outcome"] == "no_response"
+    assert '  after turn 0: caller stayed silent:\n    was greeting "Hello? This is' in text
+    assert '    now greeting "Hello, are you there?" (rule)' in text
+    assert text.splitlines()[-1].startswith("2 calls, 2 changed, outcomes changed 0")
+
+
 def test_a_router_config_is_applied_and_a_misspelt_field_is_refused(
     run: Run, recorded_playbook: dict[str, Any], tmp_path: Path
 ) -> None:
