@@ -86,6 +86,21 @@ def _cmd_replay_export(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_replay_script(args: argparse.Namespace) -> int:
+    from slot.replay_script import main
+
+    return main(
+        get_settings(),
+        playbook=args.playbook,
+        router_config=args.router_config,
+        calls=args.calls,
+        since=args.since,
+        json_out=args.json,
+        llm=args.llm,
+        address=args.address,
+    )
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
@@ -170,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay_export.add_argument("--out", type=Path, default=Path("."), help="folder to write")
     replay_export.add_argument("--address", default=None, help="Temporal (default: settings)")
     replay_export.set_defaults(func=_cmd_replay_export)
+    replay_script = replay.add_parser(
+        "script",
+        help="re-decide stored calls with a changed playbook or router config; show what differs",
+    )
+    replay_script.add_argument("playbook", help="playbook file, or a name in the playbooks folder")
+    replay_script.add_argument(
+        "--router-config", type=Path, default=None, help="YAML/JSON of RouterConfig fields to set"
+    )
+    stored = replay_script.add_mutually_exclusive_group(required=True)
+    stored.add_argument("--calls", type=Path, default=None, help="folder of call histories")
+    stored.add_argument("--since", default=None, help="calls Temporal started this recently: 1d")
+    replay_script.add_argument("--json", type=Path, default=None, help="also write the result here")
+    replay_script.add_argument(
+        "--llm", action="store_true", help="route tier 2 to the LLM (recorded answers replayed)"
+    )
+    replay_script.add_argument("--address", default=None, help="Temporal (default: settings)")
+    replay_script.set_defaults(func=_cmd_replay_script)
 
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),
