@@ -49,6 +49,14 @@ def _cmd_eval_turns(args: argparse.Namespace) -> int:
     return main(options)
 
 
+def _cmd_eval_stt(args: argparse.Namespace) -> int:
+    from evals.stt import main
+
+    options = ["--reports", str(args.reports)] if args.reports else []
+    options += ["--limit", str(args.limit)] if args.limit else []
+    return main(options)
+
+
 def _cmd_eval_router(args: argparse.Namespace) -> int:
     from evals.router import main
 
@@ -133,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     turns.add_argument("--reports", type=Path, default=None, help="where the table and plot go")
     turns.add_argument("--rebuild", action="store_true", help="synthesize the dataset again")
     turns.set_defaults(func=_cmd_eval_turns)
+    stt = evals.add_parser(
+        "stt",
+        help="word error rate of the embedded STT on the persona corpus, with and without "
+        "script biasing",
+    )
+    stt.add_argument("--reports", type=Path, default=None, help="where the table goes")
+    stt.add_argument("--limit", type=int, default=None, help="first N lines a split (smoke run)")
+    stt.set_defaults(func=_cmd_eval_stt)
     router = evals.add_parser(
         "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
     )
