@@ -38,6 +38,10 @@ from typing import Any, Literal
 import numpy as np
 
 from evals.persona_lines import SPLITS, PersonaLine, Split, persona_lines, text_key
+from media_edge import endpoint_policies as _policies
+from media_edge import endpointer as _endpointer
+from media_edge import listener as _listener
+from media_edge import providers as _providers
 from media_edge.audio import (
     FRAME_MS,
     FRAME_SAMPLES,
@@ -71,6 +75,16 @@ from media_edge.smart_turn import SmartTurnModel
 from media_edge.vad import SileroVAD
 from simulator.caller_voice import CALLER_VOICES, named_caller_voice, phone_band, phone_line
 from slot.settings import Settings
+
+SCRIPT_AWARE_POLICY: Any = getattr(_policies, "ScriptAwarePolicy", None)
+"""The edge's script-aware policy (branch `edge`); None before it is merged, when the eval's own
+model of it (`judge_by_script`) stands in."""
+PAUSE_AGENT: Any = getattr(_endpointer, "PauseAgent", None)
+"""The edge's pause-at-speech-onset event (branch `edge`), when there is one."""
+SPEECH_CONTEXT: Any = getattr(_providers, "SpeechContext", None)
+acoustic_policy: Callable[[Settings], EndpointPolicy] = getattr(
+    _listener, "acoustic_policy", endpoint_policy
+)
 
 DATASET_VERSION = "v2"
 FRAME_S = FRAME_MS / 1000
@@ -385,6 +399,9 @@ class BargeOutcome:
     latency_ms: float | None
     """From the start of the caller's speech to the interruption."""
     words: str | None = None
+    paused_ms: float | None = None
+    """From the start of the caller's speech to the agent being paused (`clear`), when the edge
+    pauses at speech onset."""
 
 
 ModelFn = Callable[[str, int, PCM], Any]
@@ -402,6 +419,8 @@ class ClipRun:
     end: EndOfTurn | None = None
     barge_in: BargeIn | None = None
     words: str | None = None
+    paused_at: float | None = None
+    speech_started_at: float | None = None
 
 
 def run_clip(
@@ -447,7 +466,12 @@ def run_clip(
                 answers.append((now + model_latency_s, "verdict", event.pause, p))
             elif isinstance(event, SpeculativePause) and transcript is not None:
                 text = transcript(clip.id, i, event.audio)
-                answers.append((now + stt_latency_s, "transcript", endpointer.pause, text))
+                pause = int(getattr(event, "pause", 0) or endpointer.pause)
+                answers.append((now + stt_latency_s, "transcript", pause, text))
+            elif PAUSE_AGENT is not None and isinstance(event, PAUSE_AGENT):
+                if run.paused_at is None:
+                    run.paused_at = float(event.at)
+                    run.speech_started_at = float(event.speech_started_at)
             elif isinstance(event, WordsWanted) and words is not None:
                 text = words(clip.id, i, event.audio)
                 answers.append((now + stt_latency_s, "words", event.segment, text))
@@ -471,11 +495,16 @@ def turn_outcome(clip: Clip, run: ClipRun) -> TurnOutcome:
 
 
 def barge_outcome(clip: Clip, run: ClipRun) -> BargeOutcome:
+    paused = (
+        (run.paused_at - run.speech_started_at) * 1000
+        if run.paused_at is not None and run.speech_started_at is not None
+        else None
+    )
     barge = run.barge_in
     if barge is None:
-        return BargeOutcome(clip.id, clip.kind, False, None, run.words)
+        return BargeOutcome(clip.id, clip.kind, False, None, run.words, paused)
     latency = (barge.at - barge.speech_started_at) * 1000
-    return BargeOutcome(clip.id, clip.kind, True, latency, run.words)
+    return BargeOutcome(clip.id, clip.kind, True, latency, run.words, paused)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -498,6 +527,7 @@ class PolicyResult:
         interruptions = [b for b in self.barge_ins if b.kind == "interruption"]
         backchannels = [b for b in self.barge_ins if b.kind == "backchannel"]
         latencies = [b.latency_ms for b in interruptions if b.latency_ms is not None]
+        pauses = [b.paused_ms for b in interruptions if b.paused_ms is not None]
         paused = [t for t in self.turns if t.kind != "complete"]
         row: dict[str, Any] = {
             "policy": self.name,
@@ -521,6 +551,8 @@ class PolicyResult:
             "false_interruptions": sum(b.interrupted for b in backchannels),
             "backchannels": len(backchannels),
             "median_interrupt_latency_ms": _percentile(latencies, 50),
+            "median_pause_latency_ms": _percentile(pauses, 50),
+            "backchannels_paused_agent": sum(b.paused_ms is not None for b in backchannels),
         }
         if self.turns:
             row["expected_cost_ms"] = expected_cost_ms(row)
@@ -535,8 +567,10 @@ class _Models:
         self.audio = {c.id: clip_audio(out_dir, c) for c in clips}
         self.smart_turn = SmartTurnModel(threads=1)
         self._verdicts: dict[tuple[str, int, int], float] = {}
-        self._words: dict[tuple[str, int, int], str] = {}
+        self._words: dict[tuple[str, int, int, str], str] = {}
         self._stt: Any = None
+        self.contexts: dict[str, Any] = {}
+        """Per state, the STT context the edge gives a speculative transcript (when it does)."""
         self.smart_turn_ms: list[float] = []
         self.stt_ms: list[float] = []
 
@@ -548,19 +582,34 @@ class _Models:
             self.smart_turn_ms.append((time.thread_time() - started) * 1000)
         return self._verdicts[key]
 
-    def words(self, clip_id: str, frame: int, audio: PCM) -> str:
-        """Whisper on the audio so far (first words of a barge-in, or a speculative transcript)."""
-        key = (clip_id, frame, len(audio))
+    def words(self, clip_id: str, frame: int, audio: PCM, state: str = "") -> str:
+        """Whisper on the audio so far: the first words of a barge-in, or (with the `state`
+        whose question the caller answers) a speculative transcript, biased to that question
+        as the edge does when its STT takes a context."""
+        key = (clip_id, frame, len(audio), state)
         if key not in self._words:
             if self._stt is None:
                 from media_edge.stt import WhisperSTT
 
                 self._stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=2)
+            context = self.contexts.get(state)
             started = time.process_time()
-            text: str = self._stt.transcribe_sync(audio, PHONE_RATE).text
+            transcribe: Any = self._stt.transcribe_sync
+            result = (
+                transcribe(audio, PHONE_RATE, context)
+                if context is not None
+                else transcribe(audio, PHONE_RATE)
+            )
             self.stt_ms.append((time.process_time() - started) * 1000)
-            self._words[key] = text
+            self._words[key] = str(result.text)
         return self._words[key]
+
+    def transcript_for(self, state: str) -> ModelFn:
+        """The speculative-transcript function for clips answering `state`."""
+        return partial(self._transcript, state=state)
+
+    def _transcript(self, clip_id: str, frame: int, audio: PCM, state: str) -> str:
+        return self.words(clip_id, frame, audio, state)
 
     def stt_latency_s(self) -> float:
         return statistics.median(self.stt_ms) / 1000 if self.stt_ms else 0.0
@@ -610,20 +659,35 @@ def _choose_barge(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def judge_by_script(expect: Any) -> TranscriptSink:
-    """The eval's model of script-aware endpointing (until the edge's own policy lands): a
-    speculative transcript that `judge_answer` finds a complete answer to the clip's question
-    ends the turn at once, as a turn-model verdict of certainty would; anything else leaves the
-    turn to Smart Turn and the maximum silence."""
+    """Script-aware endpointing: the speculative transcript judged against the clip's question
+    (`judge_answer`). With the edge's `ScriptAwarePolicy` the judgement goes to it through
+    `Endpointer.set_answer`, as the edge's listener hands it over; before that policy is merged,
+    the eval's own model of it: a complete answer ends the turn at once, as a turn-model
+    verdict of certainty would, anything else leaves the turn to Smart Turn."""
     from workflows.expectations import judge_answer
 
     def hand_over(
         endpointer: Endpointer, pause: int, text: str, now: float, speaking: bool
     ) -> list[TurnEvent]:
-        if judge_answer(expect, text).complete:
+        complete = judge_answer(expect, text).complete
+        if SCRIPT_AWARE_POLICY is not None and isinstance(endpointer.policy, SCRIPT_AWARE_POLICY):
+            set_answer: Any = getattr(endpointer, "set_answer")  # noqa: B009
+            events: list[TurnEvent] = set_answer(pause, complete, now, speaking)
+            return events
+        if complete:
             return endpointer.set_verdict(pause, 1.0, now, speaking)
         return []
 
     return hand_over
+
+
+def script_aware_policy(config: SmartTurnConfig, min_pause_ms: int = 0) -> EndpointPolicy:
+    """Smart Turn made script-aware: the edge's `ScriptAwarePolicy` when it is there, else Smart
+    Turn alone (the eval's model then acts through `judge_by_script`)."""
+    if SCRIPT_AWARE_POLICY is not None:
+        policy: EndpointPolicy = SCRIPT_AWARE_POLICY(SmartTurnPolicy(config), min_pause_ms)
+        return policy
+    return SmartTurnPolicy(config)
 
 
 @dataclass
@@ -648,7 +712,12 @@ class _Runner:
         from evals.persona_lines import expected_answers, sample_playbook
 
         self.expects = expected_answers(sample_playbook())
-        turn = next(c for c in clips if c.kind == "complete")
+        if SPEECH_CONTEXT is not None and getattr(settings, "stt_script_context", False):
+            models.contexts = {
+                state: SPEECH_CONTEXT(prompt=e.question, hotwords=tuple(e.vocabulary()))
+                for state, e in self.expects.items()
+            }
+        turn = next(c for c in clips if c.kind == "complete" and c.state)
         probe = models.audio[turn.id][: round(turn.true_end * PHONE_RATE)]
         # Model answers arrive after their CPU time (one thread for Smart Turn, both for STT;
         # CPU time, so other work on the machine does not inflate it).
@@ -658,8 +727,8 @@ class _Runner:
             models.smart_turn.predict(probe)
             timings.append(time.thread_time() - t0)
         self.model_latency_s = statistics.median(timings)
-        for _ in range(3):
-            models.words(turn.id, -1 - _, probe)
+        for k in range(3):
+            models.words(turn.id, -1 - k, probe, turn.state or "")
         self.stt_latency_s = models.stt_latency_s()
 
     def run(
@@ -671,7 +740,10 @@ class _Runner:
         script_aware: bool = False,
     ) -> ClipRun:
         classifier = classifier or self.barge_in
-        expect = self.expects.get(clip.state or "") if script_aware else None
+        aware = script_aware or (
+            SCRIPT_AWARE_POLICY is not None and isinstance(policy, SCRIPT_AWARE_POLICY)
+        )
+        expect = self.expects.get(clip.state or "") if aware else None
         return run_clip(
             clip,
             self.models.audio[clip.id],
@@ -681,7 +753,7 @@ class _Runner:
             self.models.words if classifier.use_words else None,
             self.model_latency_s,
             self.stt_latency_s,
-            self.models.words if expect is not None else None,
+            self.models.transcript_for(clip.state or "") if expect is not None else None,
             judge_by_script(expect) if expect is not None else None,
         )
 
@@ -705,8 +777,9 @@ class _Runner:
     ) -> tuple[list[dict[str, Any]], SmartTurnConfig]:
         rows = []
         for cfg in SMART_GRID:
+            make = script_aware_policy if script_aware else SmartTurnPolicy
             turns = [
-                turn_outcome(c, self.run(c, SmartTurnPolicy(cfg), script_aware=script_aware))
+                turn_outcome(c, self.run(c, make(cfg), script_aware=script_aware))
                 for c in data.turns
             ]
             rows.append(PolicyResult("smart", turns, [], asdict(cfg)).summary())
@@ -756,6 +829,7 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
     best_barge = barge_sweep[best_barge_name][0]
 
     edge = endpoint_policy(settings)
+    script_default = SCRIPT_AWARE_POLICY is not None and isinstance(edge, SCRIPT_AWARE_POLICY)
     edge_patience = settings.max_endpoint_silence_ms
     patience = [(edge_patience, "edge")]
     if best_smart.max_silence_ms != edge_patience:
@@ -775,11 +849,20 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
         rows.append(
             runner.policy(
                 "VAD + Smart Turn, edge defaults",
-                lambda: endpoint_policy(settings),
+                lambda: acoustic_policy(settings),
                 data,
-                {"endpoint_policy": repr(edge)},
+                {"endpoint_policy": repr(acoustic_policy(settings))},
             )
         )
+        if script_default:
+            rows.append(
+                runner.policy(
+                    "script-aware + Smart Turn, edge defaults",
+                    lambda: endpoint_policy(settings),
+                    data,
+                    {"endpoint_policy": repr(edge)},
+                )
+            )
         rows.append(
             runner.policy(
                 "VAD + Smart Turn, chosen on dev",
@@ -791,7 +874,7 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
         rows.append(
             runner.policy(
                 "script-aware + Smart Turn, chosen on dev",
-                lambda: SmartTurnPolicy(best_script),
+                lambda: script_aware_policy(best_script),
                 data,
                 asdict(best_script),
                 script_aware=True,
@@ -842,7 +925,12 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
             "count": len(models.smart_turn_ms),
         },
         "stt_ms": {"probe": round(runner.stt_latency_s * 1000, 1), "count": len(models.stt_ms)},
-        "script_aware": "eval model (evals.turns.judge_by_script); edge policy not merged yet",
+        "script_aware": (
+            "the edge's ScriptAwarePolicy (judge_answer on the speculative transcript"
+            + (", STT biased to the question)" if models.contexts else ")")
+            if SCRIPT_AWARE_POLICY is not None
+            else "the eval's model (evals.turns.judge_by_script); the edge policy is not merged"
+        ),
         "chosen_on_dev": {
             "smart_turn": asdict(best_smart),
             "script_aware_smart_turn": asdict(best_script),
