@@ -17,10 +17,11 @@ from evals.turns import (
     judge_by_script,
     render_clip,
     run_clip,
+    script_aware_policy,
     turn_outcome,
 )
 from media_edge.audio import FRAME_SAMPLES
-from media_edge.endpoint_policies import SmartTurnConfig, SmartTurnPolicy
+from media_edge.endpoint_policies import SmartTurnConfig
 from media_edge.endpointer import Endpointer, EndpointerConfig
 from media_edge.providers import PCM
 
@@ -82,7 +83,7 @@ def _paused_turn(text: str, state: str) -> tuple[Clip, float | None]:
         clip,
         audio,
         probabilities,
-        Endpointer(EndpointerConfig(), SmartTurnPolicy(SmartTurnConfig(0.95, 200, 1500))),
+        Endpointer(EndpointerConfig(), script_aware_policy(SmartTurnConfig(0.95, 200, 1500))),
         verdict=lambda _clip, _frame, _audio: 0.1,
         model_latency_s=0.05,
         stt_latency_s=0.1,
