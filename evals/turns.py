@@ -959,11 +959,12 @@ def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
 
 
 def _cells(row: dict[str, Any]) -> str:
+    reaction = row.get("median_pause_latency_ms") or row["median_interrupt_latency_ms"]
     return (
         f"{_fmt(row['median_delay_ms'])} / {_fmt(row['p90_delay_ms'])} "
         f"| {_fmt(row['premature_rate'] * 100, '{:.1f}')} % "
         f"| {row['missed_interruptions']}/{row['interruptions']}, "
-        f"{row['false_interruptions']}/{row['backchannels']}"
+        f"{row['false_interruptions']}/{row['backchannels']}, {_fmt(reaction)} ms"
     )
 
 
@@ -978,9 +979,10 @@ def _barge_sweep_text(rows: dict[str, dict[str, Any]]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     policies = report["policies"]
     lines = [
-        "| policy | dev: delay p50 / p90 (ms) | dev: cut off | dev: missed, false barge-ins "
+        "| policy | dev: delay p50 / p90 (ms) | dev: cut off "
+        "| dev: barge-in missed, false, reaction p50 "
         "| held-out: delay p50 / p90 (ms) | held-out: cut off "
-        "| held-out: missed, false barge-ins |",
+        "| held-out: barge-in missed, false, reaction p50 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for dev, held in zip(policies["dev"], policies["heldout"], strict=True):
@@ -1002,7 +1004,9 @@ def markdown(report: dict[str, Any]) -> str:
         "speech to the endpoint, over turns not cut off. Cut off: the turn ended before the "
         "caller finished. Every policy uses the edge's barge-in rule "
         f"({report['policies']['dev'][0]['config']['barge_in']['min_interrupt_ms']} ms of "
-        "speech, confirmed by the first STT words).",
+        "speech, confirmed by the first STT words); reaction: from the start of the caller's "
+        "speech over the agent to the agent going quiet (paused at speech onset when the edge "
+        "does that, else cut off).",
         "",
         "Per kind (cut off / turns), held-out: "
         + "; ".join(
