@@ -615,6 +615,8 @@ class _Models:
         return statistics.median(self.stt_ms) / 1000 if self.stt_ms else 0.0
 
 
+SCRIPT_MIN_PAUSES = (0, 150, 300, 450, 600)
+"""Silence (ms) a complete answer must be followed by before it ends the turn, swept on dev."""
 SMART_GRID = [
     SmartTurnConfig(threshold=t, min_pause_ms=p, max_silence_ms=m)
     for p in (200, 300)
@@ -772,18 +774,31 @@ class _Runner:
         barges = [barge_outcome(c, self.run(c, make())) for c in data.barges]
         return PolicyResult(name, turns, barges, {**config, "barge_in": asdict(self.barge_in)})
 
-    def sweep(
-        self, data: _Split, *, script_aware: bool = False
-    ) -> tuple[list[dict[str, Any]], SmartTurnConfig]:
+    def sweep(self, data: _Split) -> tuple[list[dict[str, Any]], SmartTurnConfig]:
         rows = []
         for cfg in SMART_GRID:
-            make = script_aware_policy if script_aware else SmartTurnPolicy
-            turns = [
-                turn_outcome(c, self.run(c, make(cfg), script_aware=script_aware))
-                for c in data.turns
-            ]
+            turns = [turn_outcome(c, self.run(c, SmartTurnPolicy(cfg))) for c in data.turns]
             rows.append(PolicyResult("smart", turns, [], asdict(cfg)).summary())
         return rows, SmartTurnConfig(**_choose_smart(rows)["config"])
+
+    def script_sweep(self, data: _Split) -> tuple[list[dict[str, Any]], SmartTurnConfig, int]:
+        """Smart Turn's settings under the script, and the silence a complete answer must be
+        followed by (`SCRIPT_MIN_PAUSES`, the edge's `script_endpoint_min_pause_ms`)."""
+        rows = []
+        pauses = SCRIPT_MIN_PAUSES if SCRIPT_AWARE_POLICY is not None else (0,)
+        for cfg in SMART_GRID:
+            for min_pause in pauses:
+                turns = [
+                    turn_outcome(
+                        c, self.run(c, script_aware_policy(cfg, min_pause), script_aware=True)
+                    )
+                    for c in data.turns
+                ]
+                config = {**asdict(cfg), "script_min_pause_ms": min_pause}
+                rows.append(PolicyResult("script-aware", turns, [], config).summary())
+        best = dict(_choose_smart(rows)["config"])
+        min_pause = int(best.pop("script_min_pause_ms"))
+        return rows, SmartTurnConfig(**best), min_pause
 
     def barge_sweep(
         self, data: _Split, policy: SmartTurnConfig
@@ -819,7 +834,7 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
     dev = splits["dev"]
 
     smart_sweep, best_smart = runner.sweep(dev)
-    script_sweep, best_script = runner.sweep(dev, script_aware=True)
+    script_sweep, best_script, best_script_pause = runner.script_sweep(dev)
     barge_sweep = runner.barge_sweep(dev, best_smart)
     barge_rows = {
         name: PolicyResult(name, [], outcomes, asdict(classifier)).summary()
@@ -874,9 +889,9 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
         rows.append(
             runner.policy(
                 "script-aware + Smart Turn, chosen on dev",
-                lambda: script_aware_policy(best_script),
+                lambda: script_aware_policy(best_script, best_script_pause),
                 data,
-                asdict(best_script),
+                {**asdict(best_script), "script_min_pause_ms": best_script_pause},
                 script_aware=True,
             )
         )
@@ -933,7 +948,10 @@ def evaluate(data_dir: Path) -> dict[str, Any]:
         ),
         "chosen_on_dev": {
             "smart_turn": asdict(best_smart),
-            "script_aware_smart_turn": asdict(best_script),
+            "script_aware_smart_turn": {
+                **asdict(best_script),
+                "script_min_pause_ms": best_script_pause,
+            },
             "barge_in": asdict(best_barge),
         },
         "policies": {split: [p.summary() for p in rows] for split, rows in results.items()},
@@ -1017,7 +1035,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Chosen on dev (lowest expected cost, a cut-off counted as {CUT_OFF_COST_MS} ms): "
         f"Smart Turn threshold {st['threshold']}, min pause {st['min_pause_ms']} ms, max "
         f"silence {st['max_silence_ms']} ms; script-aware: threshold {sa['threshold']}, min "
-        f"pause {sa['min_pause_ms']} ms, max silence {sa['max_silence_ms']} ms; barge-in "
+        f"pause {sa['min_pause_ms']} ms, max silence {sa['max_silence_ms']} ms, a complete "
+        f"answer ends the turn after {sa.get('script_min_pause_ms', 0)} ms of silence; barge-in "
         f"after {bi['min_interrupt_ms']} ms{' + words' if bi['use_words'] else ''}. "
         f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms CPU, "
         f"speculative STT {_fmt(report['stt_ms']['probe'])} ms CPU (added to their answers). "
