@@ -1063,7 +1063,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [p["policy"] for p in report["policies"]["dev"]]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(16, 5.6))
     x = np.arange(len(names))
     for offset, (split, colour) in zip(
         (-0.2, 0.2), (("dev", "#8ab"), ("heldout", "#27a")), strict=True
@@ -1087,7 +1087,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             x + offset, [r["premature_rate"] * 100 for r in rows], 0.4, color=colour, label=split
         )
         right.bar_label(bars, fmt="%.0f", fontsize=7)
-    labels = [textwrap.fill(n, 16) for n in names]
+    labels = [textwrap.fill(n, 14) for n in names]
     for axis in (left, right):
         axis.set_xticks(x, labels, fontsize=7)
         axis.legend(fontsize=8)
