@@ -49,18 +49,18 @@ def _cmd_eval_turns(args: argparse.Namespace) -> int:
     return main(options)
 
 
+def _cmd_eval_router(args: argparse.Namespace) -> int:
+    from evals.router import main
+
+    return main(["--min-precision", str(args.min_precision)])
+
+
 def _cmd_eval_stt(args: argparse.Namespace) -> int:
     from evals.stt import main
 
     options = ["--reports", str(args.reports)] if args.reports else []
     options += ["--limit", str(args.limit)] if args.limit else []
     return main(options)
-
-
-def _cmd_eval_router(args: argparse.Namespace) -> int:
-    from evals.router import main
-
-    return main(["--min-precision", str(args.min_precision)])
 
 
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     turns.add_argument("--reports", type=Path, default=None, help="where the table and plot go")
     turns.add_argument("--rebuild", action="store_true", help="synthesize the dataset again")
     turns.set_defaults(func=_cmd_eval_turns)
+    router = evals.add_parser(
+        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
+    )
+    router.add_argument("--min-precision", type=float, default=0.95)
+    router.set_defaults(func=_cmd_eval_router)
     stt = evals.add_parser(
         "stt",
         help="word error rate of the embedded STT on the persona corpus, with and without "
@@ -149,11 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument("--reports", type=Path, default=None, help="where the table goes")
     stt.add_argument("--limit", type=int, default=None, help="first N lines a split (smoke run)")
     stt.set_defaults(func=_cmd_eval_stt)
-    router = evals.add_parser(
-        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
-    )
-    router.add_argument("--min-precision", type=float, default=0.95)
-    router.set_defaults(func=_cmd_eval_router)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
         dest="kb_command", required=True
