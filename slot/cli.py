@@ -55,6 +55,14 @@ def _cmd_eval_router(args: argparse.Namespace) -> int:
     return main(["--min-precision", str(args.min_precision)])
 
 
+def _cmd_eval_stt(args: argparse.Namespace) -> int:
+    from evals.stt import main
+
+    options = ["--reports", str(args.reports)] if args.reports else []
+    options += ["--limit", str(args.limit)] if args.limit else []
+    return main(options)
+
+
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
     from activities.knowledge_base import ingest_main
 
@@ -153,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     router.add_argument("--min-precision", type=float, default=0.95)
     router.set_defaults(func=_cmd_eval_router)
+    stt = evals.add_parser(
+        "stt",
+        help="word error rate of the embedded STT on the persona corpus, with and without "
+        "script biasing",
+    )
+    stt.add_argument("--reports", type=Path, default=None, help="where the table goes")
+    stt.add_argument("--limit", type=int, default=None, help="first N lines a split (smoke run)")
+    stt.set_defaults(func=_cmd_eval_stt)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
         dest="kb_command", required=True
