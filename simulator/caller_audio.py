@@ -1,66 +1,62 @@
 """Caller speech for reactive personas: named voices, cached on disk, pauses put in.
 
-Synthesizing a persona's replies costs CPU the calls need, so every text is synthesized once per
-voice, ahead of the call, and kept under `.slot-data/caller-audio/` (keyed by voice and text).
-A reply with `...` pauses is its stretches of speech joined by `pause_ms` of silence.
+Synthesizing a persona's replies costs CPU the calls need, so each stretch of speech is
+synthesized once per voice, ahead of the calls, and kept under `.slot-data/caller-audio/`
+(clean phone-band PCM, keyed by voice and text). A reply is its stretches joined by `pause_ms`
+of silence at each `...`, then put through the phone line (seeded line noise over the whole
+reply, pauses included, and mu-law), as `simulator.caller_voice` does for a single line.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import logging
 import threading
 from collections.abc import Callable, Iterable
-from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from media_edge.audio import FRAME_SAMPLES, mulaw_decode
-from simulator.caller_voice import CallerVoice, EspeakCallerVoice, PiperCallerVoice
+from media_edge.audio import FRAME_SAMPLES, PHONE_RATE, frames, mulaw_decode
+from media_edge.providers import PCM
+from simulator.caller_voice import named_caller_voice, phone_line, text_seed
 from simulator.persona import ReactivePersona, Reply
-from simulator.protocol import FRAME_MS, SILENT_FRAME
 
-log = logging.getLogger(__name__)
-
-VoiceFactory = Callable[[str], CallerVoice]
-_FALLBACK_VOICES: dict[str, Callable[[], CallerVoice]] = {
-    "piper_slow": lambda: PiperCallerVoice(length_scale=1.25),
-    "piper_fast": lambda: PiperCallerVoice(length_scale=0.9),
-    "espeak_f3": lambda: EspeakCallerVoice("en-us+f3", 160),
-    "espeak_m3": lambda: EspeakCallerVoice("en-us+m3", 170),
-    "espeak_f5": lambda: EspeakCallerVoice("en-us+f5", 150),
-}
-"""Used only while simulator.caller_voice has no `named_caller_voice` (no phone band, no line
-noise): the names stay the same, the cache key says which implementation spoke."""
+CACHE_VERSION = "1"
+"""Part of every cache key: bump it when the voices change, so old audio is not reused."""
 
 
-def _named_factory() -> tuple[str, VoiceFactory]:
-    """`simulator.caller_voice.named_caller_voice` when it exists, else the local fallback."""
-    module = importlib.import_module("simulator.caller_voice")
-    named: VoiceFactory | None = getattr(module, "named_caller_voice", None)
-    if named is not None:
-        return "named", named
-    return "fallback", lambda name: _FALLBACK_VOICES[name]()
+class CleanVoice(Protocol):
+    """What caller audio needs of a voice: clean speech, and how noisy its line is."""
+
+    def speech(self, text: str) -> PCM: ...
+
+    @property
+    def noise_rms(self) -> float: ...
 
 
-@cache
-def named_voice(name: str) -> CallerVoice:
-    """One shared instance per voice name (Piper takes a moment to load)."""
-    return _named_factory()[1](name)
+class _Named:
+    def __init__(self, name: str) -> None:
+        self._voice = named_caller_voice(name)
+
+    def speech(self, text: str) -> PCM:
+        return self._voice.speech(text)
+
+    @property
+    def noise_rms(self) -> float:
+        return self._voice.spec.noise_rms
 
 
-def voiced_span(frames: list[bytes], floor_db: float = -35.0) -> tuple[int, int]:
+def voiced_span(spoken: list[bytes], floor_db: float = -35.0) -> tuple[int, int]:
     """The first voiced frame and one past the last: frames within `floor_db` of the loudest
-    frame count as speech, so line noise in the padding does not."""
-    if not frames:
+    one count as speech, so line noise in pauses and padding does not."""
+    if not spoken:
         return 0, 0
-    pcm = mulaw_decode(b"".join(frames)).astype(np.float64)
+    pcm = mulaw_decode(b"".join(spoken)).astype(np.float64)
     usable = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
-    rms = np.sqrt(np.mean(pcm[:usable].reshape(-1, FRAME_SAMPLES) ** 2, axis=1) + 1e-9)
-    if not len(rms):
+    if not usable:
         return 0, 0
+    rms = np.sqrt(np.mean(pcm[:usable].reshape(-1, FRAME_SAMPLES) ** 2, axis=1) + 1e-9)
     voiced = np.flatnonzero(20 * np.log10(rms / rms.max()) > floor_db)
     if not len(voiced):
         return 0, 0
@@ -68,67 +64,72 @@ def voiced_span(frames: list[bytes], floor_db: float = -35.0) -> tuple[int, int]
 
 
 class CallerAudio:
-    """Speech of named voices, synthesized once and cached on disk and in memory."""
+    """Replies of named voices as phone frames: synthesized once, cached on disk and in memory."""
 
-    def __init__(self, folder: Path, voice: VoiceFactory | None = None) -> None:
-        source, factory = ("custom", voice) if voice is not None else _named_factory()
+    def __init__(self, folder: Path, voice: Callable[[str], CleanVoice] = _Named) -> None:
         self.folder = folder
-        self.source = source
-        self._voice: VoiceFactory = factory if voice is not None else named_voice
-        self._memory: dict[tuple[str, str], list[bytes]] = {}
+        self._voice_of = voice
+        self._voices: dict[str, CleanVoice] = {}
+        self._frames: dict[tuple[str, str, int], list[bytes]] = {}
         self._lock = threading.Lock()
 
-    def _path(self, voice: str, text: str) -> Path:
-        key = hashlib.sha256(f"{self.source}\n{voice}\n{text}".encode()).hexdigest()[:20]
-        return self.folder / voice / f"{key}.ulaw"
-
-    def speech(self, voice: str, text: str) -> list[bytes]:
-        """`text` in `voice` as 20 ms mu-law frames (blocking: synthesizes on a cache miss)."""
-        key = (voice, text)
+    def _voice(self, name: str) -> CleanVoice:
         with self._lock:
-            if key in self._memory:
-                return self._memory[key]
+            if name not in self._voices:
+                self._voices[name] = self._voice_of(name)
+            return self._voices[name]
+
+    def _path(self, voice: str, text: str) -> Path:
+        key = hashlib.sha256(f"{CACHE_VERSION}\n{voice}\n{text}".encode()).hexdigest()[:24]
+        return self.folder / voice / f"{key}.pcm"
+
+    def clean_speech(self, voice: str, text: str) -> PCM:
+        """`text` in `voice`, phone band, no line noise (from the disk cache when there)."""
         path = self._path(voice, text)
         if path.exists():
-            data = path.read_bytes()
-            spoken = [data[i : i + FRAME_SAMPLES] for i in range(0, len(data), FRAME_SAMPLES)]
-        else:
-            spoken = self._voice(voice).synthesize(text)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            partial.write_bytes(b"".join(spoken))
-            partial.replace(path)
-        with self._lock:
-            self._memory[key] = spoken
-        return spoken
+            return np.frombuffer(path.read_bytes(), dtype=np.int16)
+        pcm = np.asarray(self._voice(voice).speech(text), dtype=np.int16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(pcm.tobytes())
+        partial.replace(path)
+        return pcm
 
-    def prepare(self, personas: Iterable[ReactivePersona]) -> int:
-        """Synthesize (or load) every stretch of speech these personas may say; returns how many
-        texts there are. Run before the calls, so no call waits on synthesis."""
-        count = 0
-        for persona in personas:
-            for text in persona_texts(persona):
-                self.speech(persona.voice, text)
-                count += 1
-        return count
+    def said(self, voice: str, text: str, pause_ms: int = 0) -> list[bytes]:
+        """`text` as 20 ms mu-law frames; each `...` in it is `pause_ms` of (noisy) silence."""
+        key = (voice, text, pause_ms)
+        with self._lock:
+            cached = self._frames.get(key)
+        if cached is not None:
+            return cached
+        gap = np.zeros(pause_ms * PHONE_RATE // 1000, dtype=np.int16)
+        parts: list[PCM] = []
+        for index, segment in enumerate(Reply(say=text).segments):
+            if index:
+                parts.append(gap)
+            parts.append(self.clean_speech(voice, segment))
+        pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+        rng = np.random.default_rng(text_seed(voice, text))
+        spoken = frames(phone_line(pcm, rng, self._voice(voice).noise_rms))
+        with self._lock:
+            self._frames[key] = spoken
+        return spoken
 
     def reply_frames(self, voice: str, reply: Reply) -> list[bytes]:
-        """The reply's `say`, its `...` pauses as `pause_ms` of silence."""
-        pause = [SILENT_FRAME] * (reply.pause_ms // FRAME_MS)
-        spoken: list[bytes] = []
-        for index, segment in enumerate(reply.segments):
-            if index:
-                spoken.extend(pause)
-            spoken.extend(self.speech(voice, segment))
-        return spoken
+        """What the caller says for `reply` (its `say`, pauses included)."""
+        return self.said(voice, reply.say, reply.pause_ms)
 
-
-def persona_texts(persona: ReactivePersona) -> list[str]:
-    """Every text synthesized for a persona: backchannels and each stretch between pauses."""
-    texts: list[str] = []
-    for replies in persona.answers.values():
-        for reply in replies:
-            if reply.backchannel.strip():
-                texts.append(reply.backchannel.strip())
-            texts.extend(reply.segments)
-    return list(dict.fromkeys(texts))
+    def prepare(self, personas: Iterable[ReactivePersona]) -> int:
+        """Synthesize (or load) everything these personas may say; returns how many clips.
+        Run before the calls, so no call waits on synthesis."""
+        count = 0
+        for persona in personas:
+            for replies in persona.answers.values():
+                for reply in replies:
+                    if reply.backchannel.strip():
+                        self.said(persona.voice, reply.backchannel.strip())
+                        count += 1
+                    if reply.say.strip():
+                        self.reply_frames(persona.voice, reply)
+                        count += 1
+        return count

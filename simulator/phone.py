@@ -815,7 +815,7 @@ class SimulatedCall:
                 -1, text, 0, 0, False, True, topic=planned.topic, state=utterance.state
             )
             line = replace(line, utterance_id=utterance.utterance_id)
-            await self._speak(self._audio.speech(self.persona.voice, text), line)
+            await self._speak(self._audio.said(self.persona.voice, text), line)
         interrupting = reply.interrupt_after_ms is not None
         if reply.interrupt_after_ms is not None:
             if not await self._into_utterance(reply.interrupt_after_ms, since):
