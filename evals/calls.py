@@ -367,6 +367,7 @@ async def run_eval(
     concurrency: int = DEFAULT_CONCURRENCY,
     reports: Path = REPO_ROOT / "reports",
     console: Console | None = None,
+    startup_s: float = 60.0,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Run every persona's call (at most `concurrency` at once) and write the reports."""
     console = console or Console(highlight=False)
@@ -380,7 +381,7 @@ async def run_eval(
     )
     stack = Stack(settings, headless=True, with_simulator=False)
     with console.status("starting the embedded stack (Temporal, worker, edge)..."):
-        await stack.start()
+        await stack.start(timeout_s=startup_s)
     for note in stack.notes:
         console.print(f"[dim]{note}[/]")
     if stack.reused:
@@ -393,7 +394,7 @@ async def run_eval(
         async with gate:
             record = await run_call(settings, item, audio, script)
         records.append(record)
-        console.print(progress_line(len(records), len(corpus), record))
+        console.print(progress_line(len(records), len(corpus), record), soft_wrap=True)
         return record
 
     try:
