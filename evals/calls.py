@@ -25,7 +25,7 @@ from evals.call_metrics import CallMetrics, call_metrics, percentile
 from media_edge.events import AgentUtterance, BargeIn, CallerTurn
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
-from simulator.phone import CallResult, SimulatedCall
+from simulator.phone import CallerTiming, CallResult, SimulatedCall
 from simulator.protocol import new_sid
 from simulator.reactive import ReactivePolicy
 from simulator.topics import script_topics
@@ -37,6 +37,10 @@ SETS = ("dev", "heldout")
 SET_TITLES = {"dev": "dev", "heldout": "held-out"}
 DEFAULT_CONCURRENCY = 6
 """Calls in flight at once. Measured on 2 cores: see the README's `slot eval calls` section."""
+
+MAX_CALL_MS = 240_000
+"""A corpus call lasts 40-90 s; one still going after 4 minutes is stuck, and the caller hangs up
+(the workflow records `hung_up`, a missed outcome) rather than hold a slot of the eval."""
 
 TARGETS: dict[str, tuple[str, float]] = {
     "outcome_pct": (">=", 90.0),
@@ -155,6 +159,7 @@ async def run_call(
         recording_path=recording,
         policy=ReactivePolicy(persona, script_topics(script, settings.playbooks_dir)),
         caller_audio=audio,
+        timing=CallerTiming(max_call_ms=MAX_CALL_MS),
     )
     result = await call.run()
     metrics = call_metrics(
@@ -255,6 +260,13 @@ def markdown(report: dict[str, Any]) -> str:
     for key, title in ROWS:
         cells = [_cell(report["sets"][name].get(key)) for name in sets]
         lines.append("| " + " | ".join([title, *cells, _target(key)]) + " |")
+    lines += ["", "## By caller voice", "", "| voice | calls | reached | fallback lines |"]
+    lines.append("|---|---|---|---|")
+    for voice, row in report["voices"].items():
+        lines.append(
+            f"| {voice} | {row['calls']} | {_cell(row['outcome_pct'])} % | "
+            f"{_cell(row['fallback_pct'])} % |"
+        )
     lines += [
         "",
         "## Calls",
@@ -334,6 +346,10 @@ def build_report(
         "cores": os.cpu_count(),
         "targets": {key: {"op": op, "value": value} for key, (op, value) in TARGETS.items()},
         "sets": by_set,
+        "voices": {
+            voice: set_summary([r for r in records if r.corpus.persona.voice == voice])
+            for voice in sorted({r.corpus.persona.voice for r in records})
+        },
         "personas": [record.row() for record in records],
     }
 

@@ -440,6 +440,8 @@ class SimulatedCall:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if self._agent_speaking:  # the agent's last words, cut by the hang-up
+                    self._end_agent_segment(cleared=False)
                 if follower is not None:
                     # the last events (the goodbye played, call_ended) come just after the close
                     with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
@@ -835,6 +837,10 @@ class SimulatedCall:
         heard.since = await self._answer(taken.reply, current, taken.topic, interrupting)
         heard.answered = current.utterance_id
         if taken.reply.hang_up:
+            if not taken.reply.say.strip():
+                self.result.notes.append(
+                    f"asked about {taken.topic} {taken.phrasing + 1} times: the caller gave up"
+                )
             await self._hang_up()
             return False
         return True

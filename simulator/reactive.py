@@ -3,7 +3,8 @@
 Pure policy, no audio and no clock (simulator.phone plays it): the agent's script state picks a
 topic, asked the same topic again the caller uses its next phrasing (the last one repeats), a
 topic the persona has no reply for is answered from `other`, and a state whose line ends the
-call gets no reply at all (the caller waits for the hang-up).
+call gets no reply at all (the caller waits for the hang-up). Like a person, the caller gives up
+(hangs up) when asked the same thing more than `patience` times.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ class PlannedReply:
     reply: Reply
 
 
+PATIENCE = 5
+"""Answers to one topic after which a caller asked it again hangs up."""
+GIVE_UP = Reply(hang_up=True)
+
+
 class ReactivePolicy:
     """One call's replies: remembers how often each topic was answered."""
 
-    def __init__(self, persona: ReactivePersona, script: ScriptTopics) -> None:
+    def __init__(
+        self, persona: ReactivePersona, script: ScriptTopics, patience: int = PATIENCE
+    ) -> None:
         self.persona = persona
         self.script = script
+        self.patience = patience
         self.answered: Counter[Topic] = Counter()
 
     def ends_call(self, state: str) -> bool:
@@ -51,6 +60,8 @@ class ReactivePolicy:
         if topic is None:
             return None
         replies = self.persona.answers[topic]
+        if self.answered[topic] >= self.patience:
+            return PlannedReply(state, topic, self.answered[topic], GIVE_UP)
         phrasing = min(self.answered[topic], len(replies) - 1)
         return PlannedReply(state, topic, phrasing, replies[phrasing])
 

@@ -143,3 +143,9 @@ def test_either_kind_of_persona_file_loads(tmp_path: Path) -> None:
     reactive.write_text("name: A\nphone: '+1'\nanswers:\n  identity: [Hi.]\n", encoding="utf-8")
     assert isinstance(load_any_persona(reactive), ReactivePersona)
     assert isinstance(load_any_persona(REPO_ROOT / "personas" / "booked_caller.yaml"), Persona)
+
+
+def test_asked_the_same_thing_too_often_the_caller_hangs_up() -> None:
+    caller = ReactivePolicy(dana(), script_topics("solar_survey", REPO_ROOT / "playbooks"), 3)
+    said = [caller.take("homeowner") for _ in range(4)]
+    assert [p.reply.hang_up for p in said if p is not None] == [False, False, False, True]
