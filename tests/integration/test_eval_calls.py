@@ -19,8 +19,8 @@ from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import STARTUP_S
 
-SMOKE = ("omar_wrong_number", "mei_do_not_call", "ellen_apartment_renter")
-"""Three short dev calls with different outcomes."""
+SMOKE = ("pete_wants_real_person", "jamal_duplex_renter", "brent_driving")
+"""Three short dev calls with different outcomes (transfer, not_interested, call_back_later)."""
 
 
 async def test_three_dev_personas_are_called_and_measured(
@@ -64,4 +64,4 @@ def check_report(report: dict[str, Any], paths: list[Path], progress: str) -> No
         assert name in progress, "one progress line per finished call"
     assert summary["calls"] == 3 and summary["outcome_pct"] == 100.0
     markdown = paths[0].read_text()
-    assert "| measure | dev |" in markdown and "omar_wrong_number" in markdown
+    assert "| measure | dev |" in markdown and "pete_wants_real_person" in markdown
