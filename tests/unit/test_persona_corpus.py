@@ -99,11 +99,14 @@ def test_every_voice_is_a_named_caller_voice() -> None:
 
 
 def test_no_persona_line_copies_a_playbook_example() -> None:
+    """Nor does the demo's caller (personas/demo_caller.yaml)."""
     examples = playbook_examples()
     assert examples
+    demo = PERSONAS / "demo_caller.yaml"
+    everyone = [*corpus("dev"), *corpus("heldout"), (demo, load_reactive_persona(demo))]
     copies = {
         str(path.relative_to(PERSONAS)): found
-        for path, persona in corpus("dev") + corpus("heldout")
+        for path, persona in everyone
         if (found := copied_lines(persona, examples))
     }
     assert copies == {}
