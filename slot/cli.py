@@ -49,6 +49,17 @@ def _cmd_eval_turns(args: argparse.Namespace) -> int:
     return main(options)
 
 
+def _cmd_eval_calls(args: argparse.Namespace) -> int:
+    from evals.calls import main
+
+    options = ["--set", args.set]
+    options += ["--concurrency", str(args.concurrency)] if args.concurrency else []
+    options += ["--personas", str(args.personas)] if args.personas else []
+    options += ["--reports", str(args.reports)] if args.reports else []
+    options += ["--only", *args.only] if args.only else []
+    return main(options)
+
+
 def _cmd_eval_router(args: argparse.Namespace) -> int:
     from evals.router import main
 
@@ -156,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     turns.add_argument("--reports", type=Path, default=None, help="where the table and plot go")
     turns.add_argument("--rebuild", action="store_true", help="synthesize the dataset again")
     turns.set_defaults(func=_cmd_eval_turns)
+    calls = evals.add_parser(
+        "calls", help="whole simulated calls with the persona corpus (dev and held-out)"
+    )
+    calls.add_argument("--set", choices=("dev", "heldout", "all"), default="all")
+    calls.add_argument("--personas", type=Path, default=None, help="default: personas/")
+    calls.add_argument("--concurrency", type=int, default=None, help="calls at once")
+    calls.add_argument("--only", nargs="+", default=None, metavar="NAME", help="persona names")
+    calls.add_argument("--reports", type=Path, default=None, help="where the reports go")
+    calls.set_defaults(func=_cmd_eval_calls)
     router = evals.add_parser(
         "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
     )
