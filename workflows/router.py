@@ -192,9 +192,9 @@ class Router:
         if found is not None:
             latency["classify"] = found.elapsed_ms
             threshold = (
-                config.intent_confidence_threshold
-                if context is None
-                else config.understanding_intent_threshold
+                config.understanding_intent_threshold
+                if context is not None and not self._call.llm_enabled
+                else config.intent_confidence_threshold
             )
             if found.intent is not None and found.confidence >= threshold:
                 step = script.take_intent(

@@ -42,7 +42,9 @@ class RouterConfig(BaseModel):
     intent_confidence_threshold: float = INTENT_CONFIDENCE_THRESHOLD
     """Tier 1: the embedding classifier's intent stands at or above this confidence."""
     understanding_intent_threshold: float = UNDERSTANDING_INTENT_THRESHOLD
-    """The same on the understanding-v1 path (calls recorded before it use the one above)."""
+    """The same on the understanding-v1 path without an LLM (measured there: a question the
+    classifier takes for an intent only loses a knowledge-base answer); with an LLM, and for
+    calls recorded before the patch, the one above."""
     token_confident_score: float = TOKEN_CONFIDENT_SCORE
     """Tier 1: else a token match this strong stands."""
     match_threshold: float = MATCH_THRESHOLD

@@ -544,9 +544,9 @@ def extract_slot(spec: SlotSpec, utterance: str, *, asked: bool = True) -> tuple
     if spec.kind in ("weekday", "daypart"):
         reader = read_weekday if spec.kind == "weekday" else read_daypart
         known = WEEKDAYS if spec.kind == "weekday" else DAYPARTS
-        found = reader(utterance, tuple(spec.choices) or known)
-        if found is not None:
-            return found.value, found.words
+        read = reader(utterance, tuple(spec.choices) or known)
+        if read is not None:
+            return read.value, read.words
         text = f" {normalize(utterance)} "
         for canonical, synonyms in spec.choices.items():
             for phrase in synonyms:
