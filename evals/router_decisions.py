@@ -13,9 +13,9 @@ chosen on the DEV sets only (`dev_playbook.yaml` + `dev_callers.yaml`; the class
 `understanding_intent_threshold` on the new path): the most accurate pair
 whose precision (right among the turns it answered) is at least `--min-precision`. The held-out
 callers (`heldout_callers.yaml`, written blind) are then reported with those thresholds, beside
-dev. "before" is the router of main before issue 8 (the older script engine, the playbook's
-slots as they were: pattern amount, plain choices) at its default thresholds; "after" is the
-`understanding-v1` path.
+dev. "before" is the router of main before issue 8 (the older script engine and the sample
+playbook as it was, `data/router/solar_survey_before.yaml`) at its default thresholds; "after"
+is the `understanding-v1` path with today's playbook.
 """
 
 from __future__ import annotations
@@ -30,8 +30,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from activities.intent_classifier import IntentClassifier
-from evals.router_labels import DEV_CALLERS, DEV_PLAYBOOK, HELDOUT_CALLERS, Case, load_cases
-from slot.playbooks import load_playbook
+from evals.router_labels import (
+    BEFORE_PLAYBOOK,
+    DEV_CALLERS,
+    DEV_PLAYBOOK,
+    HELDOUT_CALLERS,
+    Case,
+    load_cases,
+)
+from slot.playbooks import load_playbook, load_playbook_file
 from slot.settings import REPO_ROOT, get_settings
 from workflows.messages import CallInput, TranscriptEntry
 from workflows.router import UNDERSTANDING_PATCH, Router
@@ -42,7 +49,7 @@ from workflows.router_messages import (
     RetrieveRequest,
     RouterConfig,
 )
-from workflows.script import DecisionTier, Playbook, ScriptStep, SlotSpec, render
+from workflows.script import DecisionTier, Playbook, ScriptStep, render
 
 INTENT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 TOKEN_THRESHOLDS = tuple(round(0.55 + 0.05 * i, 2) for i in range(8))
@@ -70,18 +77,6 @@ class EvalTools:
 
     async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
         return None
-
-
-def legacy_playbook(playbook: Playbook) -> Playbook:
-    """The playbook's slots as they were before issue 8 (for the "before" figures)."""
-    slots: dict[str, SlotSpec] = {}
-    for name, spec in playbook.slots.items():
-        if spec.kind == "money":
-            spec = SlotSpec(kind="pattern", pattern=r"(\d[\d,]*)", default=spec.default)
-        elif spec.kind in ("weekday", "daypart"):
-            spec = spec.model_copy(update={"kind": "choice"})
-        slots[name] = spec
-    return playbook.model_copy(update={"slots": slots})
 
 
 def router_for(playbook: Playbook, config: RouterConfig, tools: EvalTools) -> Router:
@@ -248,7 +243,7 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
     dev = sets["dev_playbook"] + sets["dev_callers"]
     before_tools = EvalTools(classifier, understanding=False)
     after_tools = EvalTools(classifier, understanding=True)
-    legacy = legacy_playbook(playbook)
+    legacy = load_playbook_file(BEFORE_PLAYBOOK)
     chosen, grid = await choose_thresholds(playbook, after_tools, dev, min_precision)
     before_config = RouterConfig()
     results: dict[str, dict[str, list[tuple[Case, ScriptStep, str]]]] = {}

@@ -21,6 +21,8 @@ DATA = Path(__file__).parent / "data" / "router"
 DEV_PLAYBOOK = DATA / "dev_playbook.yaml"
 DEV_CALLERS = DATA / "dev_callers.yaml"
 HELDOUT_CALLERS = DATA / "heldout_callers.yaml"
+BEFORE_PLAYBOOK = DATA / "solar_survey_before.yaml"
+"""The sample playbook before issue 8: the "before" figures run the old router on it."""
 
 TOPIC_STATES: dict[str, tuple[str, ...]] = {
     "identity": ("greeting",),

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     turns.add_argument("--rebuild", action="store_true", help="synthesize the dataset again")
     turns.set_defaults(func=_cmd_eval_turns)
     router = evals.add_parser(
-        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
+        "router",
+        help="the router's whole decision: thresholds chosen on dev, reported on held-out",
     )
     router.add_argument("--min-precision", type=float, default=0.95)
     router.set_defaults(func=_cmd_eval_router)

@@ -49,6 +49,7 @@ class ExpectedAnswer(BaseModel):
     yes: str | None = None
     """The intent a plain yes answers here (the state's `yes`), if any."""
     no: str | None = None
+    """The intent a plain no answers here (the state's `no`), if any."""
 
     def vocabulary(self) -> list[str]:
         """Words an answer here likely contains (slot values), to bias speech recognition."""
