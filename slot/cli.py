@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--reports", type=Path, default=None, help="where the reports go")
     calls.set_defaults(func=_cmd_eval_calls)
     router = evals.add_parser(
-        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
+        "router",
+        help="the router's whole decision: thresholds chosen on dev, reported on held-out",
     )
     router.add_argument("--min-precision", type=float, default=0.95)
     router.set_defaults(func=_cmd_eval_router)
