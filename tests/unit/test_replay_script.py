@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from activities.intent_classifier import shared_classifier
 from activities.knowledge_base import KnowledgeBase, open_knowledge_base
 from activities.records import RecordsActivities, SaveCallRecord
 from slot import cli
-from slot.replay import CORPUS_DIR
+from slot.replay import CORPUS_DIR as RECORDED_CORPUS
 from slot.replay_script import InProcessTools, main
 from slot.settings import REPO_ROOT, Settings
 from slot.stored_calls import calls_from_records, load_calls
@@ -38,6 +40,21 @@ PRE_ROUTER = "pre_router_call.json"
 """Recorded before the router's patch: its token-matcher turns are now decided by another tier."""
 LLM_VARIABLES = ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "GROQ_API_KEY", "ANTHROPIC_API_KEY")
 NEW_QUALIFY = "Lovely. Roughly what do you spend on electricity in a month?"
+
+
+def _corpus_of_one_playbook() -> Path:
+    """The recorded corpus without the histories recorded after the playbook changed (they
+    snapshot a newer playbook): these tests replay every call with one playbook."""
+    folder = Path(tempfile.mkdtemp(prefix="replay-script-corpus-"))
+    shutil.copytree(RECORDED_CORPUS, folder, dirs_exist_ok=True)
+    first = next(c for c in load_calls(folder) if c.source == "booked.json").call.playbook
+    for stored in load_calls(folder):
+        if stored.call.playbook != first:
+            (folder / stored.source).unlink()
+    return folder
+
+
+CORPUS_DIR = _corpus_of_one_playbook()
 
 
 @pytest.fixture(scope="module")
@@ -279,11 +296,14 @@ def test_a_router_config_is_applied_and_a_misspelt_field_is_refused(
     for name in ("booked.json", "not_interested.json", "transfer.json"):
         (calls / name).write_bytes((CORPUS_DIR / name).read_bytes())
     strict = tmp_path / "strict.yaml"
-    strict.write_text("intent_confidence_threshold: 0.999\n")
+    strict.write_text("intent_confidence_threshold: 0.999\nunderstanding_intent_threshold: 0.999\n")
     status, text, result = run(recorded_playbook, router_config=strict, calls=calls)
     assert status == 0
-    assert result["router_config"] == {"intent_confidence_threshold": 0.999}
-    assert "router config: intent_confidence_threshold=0.999" in text.splitlines()[0]
+    assert result["router_config"] == {
+        "intent_confidence_threshold": 0.999,
+        "understanding_intent_threshold": 0.999,
+    }
+    assert "intent_confidence_threshold=0.999" in text.splitlines()[0]
     was_classifier = [t for t in turns(result).values() if t["was"]["tier"] == "classifier"]
     assert was_classifier and all(t["tier_changed"] for t in was_classifier)
     assert all(t["now"] is None or t["now"]["tier"] != "classifier" for t in turns(result).values())
