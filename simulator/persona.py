@@ -1,6 +1,11 @@
-"""Caller personas: what a simulated caller says, turn by turn, loaded from YAML.
+"""Caller personas: what a simulated caller says, loaded from YAML.
 
-A persona is the caller's half of a test conversation. Each line is one caller turn: spoken after
+Two kinds. A linear `Persona` (the tests' and scenario files) says a fixed list of lines, turn by
+turn. A `ReactivePersona` (personas/dev, personas/heldout; format in personas/README.md) answers
+the question the agent is asking: its replies are grouped by topic, and `simulator.reactive`
+picks the next one from the agent's script state.
+
+In a linear persona each line is one caller turn: spoken after
 the agent finishes, spoken over the agent (`interrupt_after_ms`) to exercise barge-in, or left
 silent (`silent: true`) to exercise the workflow's no-input reprompt. A `backchannel` line is not
 a turn: a short acknowledgement ("uh-huh") said `after_ms` into the agent's next utterance, which
@@ -9,7 +14,9 @@ the agent is expected to talk through; the following line answers that same utte
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,3 +81,104 @@ def parse_persona(data: object, source: str = "<persona>") -> Persona:
 def load_persona(path: str | Path) -> Persona:
     """Load a persona YAML file; every problem is a `PersonaError` naming the file and field."""
     return _PERSONA.load(path)
+
+
+# ---- reactive personas ------------------------------------------------------------------------
+
+Topic = Literal["identity", "homeowner", "interest", "bill", "day", "time", "confirm", "other"]
+TOPICS: tuple[Topic, ...] = get_args(Topic)
+VoiceName = Literal["piper_slow", "piper_fast", "espeak_f3", "espeak_m3", "espeak_f5"]
+"""The named caller voices (simulator.caller_voice implements them)."""
+VOICE_NAMES: tuple[VoiceName, ...] = get_args(VoiceName)
+PAUSE = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
+"""A `...` (or `…`) in a reply: the caller stops mid-sentence for `pause_ms`."""
+
+
+class Reply(BaseModel):
+    """One way a reactive caller answers a topic; plain text in YAML is `say` alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    say: str = ""
+    pause_ms: int = Field(default=800, ge=0)
+    """Silence at each `...` in `say`."""
+    interrupt_after_ms: int | None = Field(default=None, ge=0)
+    """Say it over the agent's question, this far into it, instead of waiting for the end."""
+    backchannel: str = ""
+    """A short acknowledgement said `after_ms` into the agent's question; not a turn."""
+    after_ms: int = Field(default=1000, ge=0)
+    hang_up: bool = False
+    """Hang up after saying `say` (or at once, when there is nothing to say)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, data: Any) -> Any:
+        return {"say": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Reply:
+        if not self.say.strip() and not self.hang_up:
+            raise ValueError("`say` is required unless the reply is `hang_up: true`")
+        if self.backchannel.strip() and self.interrupt_after_ms is not None:
+            raise ValueError("a reply cannot both backchannel and interrupt the agent")
+        return self
+
+    @property
+    def segments(self) -> list[str]:
+        """`say` split at its `...` pauses: the stretches of speech, in order."""
+        return [part for part in PAUSE.split(self.say.strip()) if part.strip(" ,.")]
+
+    @property
+    def texts(self) -> list[str]:
+        """Everything this reply says aloud (backchannel first)."""
+        return [text for text in (self.backchannel.strip(), self.say.strip()) if text]
+
+
+class ReactivePersona(BaseModel):
+    """A caller who answers the question the agent is asking (personas/README.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    phone: str = Field(min_length=1)
+    expect_outcome: str | None = None
+    voice: VoiceName = "piper_slow"
+    about: str = ""
+    answers: dict[Topic, tuple[Reply, ...]]
+
+    @model_validator(mode="after")
+    def _has_replies(self) -> ReactivePersona:
+        empty = [topic for topic, replies in self.answers.items() if not replies]
+        if empty:
+            raise ValueError(f"topic {empty[0]!r} has no replies")
+        if not self.answers:
+            raise ValueError("`answers` needs at least one topic")
+        return self
+
+    @property
+    def spoken_lines(self) -> list[str]:
+        """Every text this caller may say (for synthesis ahead of the call and corpus checks)."""
+        return [text for replies in self.answers.values() for r in replies for text in r.texts]
+
+
+_REACTIVE = YamlModel(ReactivePersona, PersonaError, what="persona")
+_ANSWERS = re.compile(r"^answers\s*:", re.MULTILINE)
+
+AnyPersona = Persona | ReactivePersona
+
+
+def parse_reactive_persona(data: object, source: str = "<persona>") -> ReactivePersona:
+    return _REACTIVE.validate(data, source)
+
+
+def load_reactive_persona(path: str | Path) -> ReactivePersona:
+    return _REACTIVE.load(path)
+
+
+def load_any_persona(path: str | Path) -> AnyPersona:
+    """A persona file of either kind: reactive when it has `answers`, linear otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return _PERSONA.load(path)  # the loader's own error names the file
+    return _REACTIVE.load(path) if _ANSWERS.search(text) else _PERSONA.load(path)

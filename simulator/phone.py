@@ -5,7 +5,10 @@ the voice webhook, opens the WebSocket, sends `connected` and `start`, then a 20
 on a monotonic clock for the whole call (silence when the caller is not speaking). The agent's
 audio plays through a real-time `PlaybackBuffer`, marks are echoed when their audio has played,
 and `clear` empties the buffer. On top of that, a caller persona speaks its lines as synthesized
-speech, waiting for the agent like a person would, interrupting when told to.
+speech, waiting for the agent like a person would, interrupting when told to. A linear persona
+says its lines in order; a reactive one answers the question the agent is asking, which it reads
+from the edge's event stream (the script state of each `agent_utterance`; `simulator.reactive`
+picks the reply). Everything is timed on the media clock, so the eval can measure on it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Literal
@@ -31,8 +34,11 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from media_edge.events import AgentUtterance, CallEnded, parse_event
+from media_edge.events import CallEvent as EdgeEvent
+from simulator.caller_audio import CallerAudio, voiced_span
 from simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
-from simulator.persona import Persona, PersonaLine
+from simulator.persona import AnyPersona, Persona, PersonaLine, ReactivePersona, Reply
 from simulator.protocol import (
     FRAME_MS,
     SILENT_FRAME,
@@ -46,6 +52,7 @@ from simulator.protocol import (
     new_sid,
     parse_twiml,
 )
+from simulator.reactive import ReactivePolicy
 from simulator.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,14 @@ class SpokenLine:
     """The line was meant to start while the agent was talking (`interrupt_after_ms`)."""
     backchannel: bool = False
     """An acknowledgement over the agent that expects no reply."""
+    voiced_start_ms: int | None = None
+    voiced_end_ms: int | None = None
+    """Where the words are (synthesized audio has quiet padding); None when not measured."""
+    topic: str = ""
+    state: str = ""
+    """A reactive caller: the topic it answered, the agent's script state it heard."""
+    utterance_id: str | None = None
+    """The agent utterance this line answered, interrupted or backchannelled over."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,9 @@ class CallResult:
     agent_segments: list[AgentSegment] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     clears_received: int = 0
+    clears_ms: list[int] = field(default_factory=list)
+    edge_events: list[tuple[int, EdgeEvent]] = field(default_factory=list)
+    """A reactive call: the edge's events for this call, with the media time they arrived."""
     stream_parameters: dict[str, str] = field(default_factory=dict)
     close_code: int | None = None
     protocol_errors: list[str] = field(default_factory=list)
@@ -145,6 +163,14 @@ class _CallOver(Exception):
 
 
 @dataclass
+class _Heard:
+    """Where a reactive caller is: the agent utterance it last answered, and when it finished."""
+
+    answered: str | None = None
+    since: int = 0
+
+
+@dataclass
 class CallerTiming:
     """How the simulated caller paces itself (ms on the media timeline)."""
 
@@ -173,7 +199,7 @@ class SimulatedCall:
     def __init__(
         self,
         edge_url: str,
-        persona: Persona,
+        persona: AnyPersona,
         *,
         direction: CallDirection = "inbound",
         call_sid: str | None = None,
@@ -194,10 +220,15 @@ class SimulatedCall:
         timing: CallerTiming | None = None,
         events: asyncio.Queue[CallEvent] | None = None,
         on_event: Callable[[CallEvent], None] | None = None,
+        policy: ReactivePolicy | None = None,
+        caller_audio: CallerAudio | None = None,
     ) -> None:
         """`voice_url` (an outbound call's Url) replaces `{edge_url}/twilio/voice`; `params` are
         added to its query string. Inbound: From is the persona's phone, To the agent's number;
-        outbound-api: the reverse, as Twilio reports them."""
+        outbound-api: the reverse, as Twilio reports them. A reactive persona needs its
+        `policy` and the `caller_audio` its voice speaks from."""
+        if isinstance(persona, ReactivePersona) and (policy is None or caller_audio is None):
+            raise ValueError("a reactive persona needs a ReactivePolicy and a CallerAudio")
         self.edge_url = edge_url.rstrip("/")
         self.persona = persona
         self.direction: CallDirection = direction
@@ -224,6 +255,10 @@ class SimulatedCall:
         self._voice_engine: CallerEngine = voice_engine
         self._events = events
         self._on_event = on_event
+        self._policy = policy
+        self._audio = caller_audio
+        self._utterance: AgentUtterance | None = None
+        self._utterance_heard_ms = 0
 
         self._playback = PlaybackBuffer()
         self._recorder = CallRecorder()
@@ -268,10 +303,14 @@ class SimulatedCall:
 
     async def run(self) -> CallResult:
         """Place the call and play it out; never raises for call-level failures (see `error`)."""
-        texts = [line.text for line in self.persona.lines]
-        spoken = [i for i, line in enumerate(self.persona.lines) if not line.silent]
-        speech = synthesize_ahead([texts[i] for i in spoken], self._voice_engine, self._voice)
-        self._speech = dict(zip(spoken, speech, strict=True))
+        speech: list[asyncio.Future[list[bytes]]] = []
+        if isinstance(self.persona, Persona):
+            texts = [line.text for line in self.persona.lines]
+            spoken = [i for i, line in enumerate(self.persona.lines) if not line.silent]
+            speech = synthesize_ahead([texts[i] for i in spoken], self._voice_engine, self._voice)
+            self._speech = dict(zip(spoken, speech, strict=True))
+        elif self._audio is not None:
+            await asyncio.to_thread(self._audio.prepare, [self.persona])
         async with httpx.AsyncClient(timeout=15.0) as http:
             self._http = http
             try:
@@ -383,8 +422,14 @@ class SimulatedCall:
             tasks = [
                 asyncio.create_task(self._send_media(), name="sim-media"),
                 asyncio.create_task(self._receive(), name="sim-receive"),
-                asyncio.create_task(self._converse(), name="sim-caller"),
             ]
+            follower: asyncio.Task[None] | None = None
+            if isinstance(self.persona, ReactivePersona):
+                call_id = parameters.get("call_id") or f"call-{self.call_sid}"
+                follower = asyncio.create_task(self._follow_events(call_id), name="sim-events")
+                tasks.append(asyncio.create_task(self._converse_reactive(), name="sim-caller"))
+            else:
+                tasks.append(asyncio.create_task(self._converse(), name="sim-caller"))
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -395,6 +440,14 @@ class SimulatedCall:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if self._agent_speaking:  # the agent's last words, cut by the hang-up
+                    self._end_agent_segment(cleared=False)
+                if follower is not None:
+                    # the last events (the goodbye played, call_ended) come just after the close
+                    with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
+                        await asyncio.wait_for(asyncio.shield(follower), timeout=3)
+                    follower.cancel()
+                    await asyncio.gather(follower, return_exceptions=True)
             self.result.close_code = ws.close_code
 
     async def _send(self, message: dict[str, Any]) -> None:
@@ -530,6 +583,7 @@ class SimulatedCall:
             self._playback.push_mark(name)
         elif event == "clear":
             self.result.clears_received += 1
+            self.result.clears_ms.append(self._now_ms)
             self._last_clear_ms = self._now_ms + FRAME_MS  # after this tick's frame played
             self._emit("clear_received")
             if self._agent_speaking:
@@ -591,6 +645,7 @@ class SimulatedCall:
         )
 
     async def _converse(self) -> None:
+        assert isinstance(self.persona, Persona)
         try:
             since = 0
             for index, line in enumerate(self.persona.lines):
@@ -665,16 +720,160 @@ class SimulatedCall:
         self, index: int, text: str, interrupting: bool, *, backchannel: bool = False
     ) -> int:
         speech = await self._speech[index]
+        line = SpokenLine(index, text, 0, 0, interrupting, backchannel)
+        return await self._speak(speech, line)
+
+    async def _speak(self, speech: list[bytes], line: SpokenLine) -> int:
+        """Play `speech` as the caller and record `line` with its times; returns when done."""
         if self._closed:
             raise _CallOver
-        self._emit("caller_line", text)
+        self._emit("caller_line", line.text)
         start = self._now_ms + FRAME_MS
+        first, last = voiced_span(speech)
         self._caller_frames.extend(speech)
         await self._wait_until(lambda: not self._caller_frames and not self._caller_speaking)
         self.result.lines_spoken.append(
-            SpokenLine(index, text, start, self._now_ms + FRAME_MS, interrupting, backchannel)
+            replace(
+                line,
+                start_ms=start,
+                end_ms=self._now_ms + FRAME_MS,
+                voiced_start_ms=start + first * FRAME_MS,
+                voiced_end_ms=start + last * FRAME_MS,
+            )
         )
         return self._now_ms
+
+    # ---- the reactive caller ----------------------------------------------------------------
+
+    async def _follow_events(self, call_id: str) -> None:
+        """The edge's events for this call, stamped with the media time they arrived."""
+        url = self.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
+        async with connect(url, open_timeout=10) as socket:
+            async for raw in socket:
+                event = parse_event(raw)
+                self.result.edge_events.append((self._now_ms, event))
+                if isinstance(event, AgentUtterance):
+                    self._utterance = event
+                    self._utterance_heard_ms = self._now_ms
+                if isinstance(event, CallEnded):
+                    return
+
+    def _new_utterance(self, answered: str | None) -> bool:
+        """An agent utterance other than `answered` has started and its audio is being heard."""
+        return (
+            self._utterance is not None
+            and self._utterance.utterance_id != answered
+            and self._agent_speaking
+        )
+
+    async def _into_utterance(self, ms: int, since: int) -> bool:
+        """Wait until `ms` into the agent utterance being heard; False if it ended first."""
+        target = max(self._agent_segment_start, self._utterance_heard_ms) + ms
+        await self._wait_until(lambda: self._now_ms >= target or self._agent_turn_done(since))
+        return self._agent_speaking and self._now_ms >= target
+
+    async def _converse_reactive(self) -> None:
+        """Answer each agent utterance by its script state until the call ends."""
+        heard = _Heard()
+        try:
+            while await self._reactive_turn(heard):
+                pass
+        except _CallOver:
+            return
+
+    async def _pause_then_agent_quiet(self) -> bool:
+        """A person's short pause before answering; False if the agent spoke again meanwhile."""
+        pause_end = self._now_ms + self.timing.human_pause_ms
+        await self._wait_until(lambda: self._now_ms >= pause_end)
+        return not self._agent_speaking
+
+    async def _reactive_turn(self, heard: _Heard) -> bool:
+        """Hear the agent's next utterance and answer it; False once the call is over."""
+        assert self._policy is not None and self._audio is not None
+        assert isinstance(self.persona, ReactivePersona)
+        since = heard.since
+        await self._wait_until(
+            lambda: self._new_utterance(heard.answered) or self._agent_turn_done(since)
+        )
+        utterance = self._utterance
+        if utterance is None:
+            self.result.notes.append("the agent never spoke; the caller hung up")
+            await self._hang_up()
+            return False
+        if self._policy.ends_call(utterance.state):
+            await self._wait_for_hang_up(since)
+            return False
+        planned = self._policy.peek(utterance.state)
+        if planned is None:
+            self.result.notes.append(f"no reply for state {utterance.state!r}: stays silent")
+            self.result.silent_turns += 1
+            await self._wait_until(lambda: self._agent_turn_done(since))
+            heard.answered, heard.since = utterance.utterance_id, self._now_ms
+            return True
+        reply = planned.reply
+        if reply.backchannel.strip() and await self._into_utterance(reply.after_ms, since):
+            text = reply.backchannel.strip()
+            line = SpokenLine(
+                -1, text, 0, 0, False, True, topic=planned.topic, state=utterance.state
+            )
+            line = replace(line, utterance_id=utterance.utterance_id)
+            await self._speak(self._audio.said(self.persona.voice, text), line)
+        interrupting = reply.interrupt_after_ms is not None
+        if reply.interrupt_after_ms is not None:
+            if not await self._into_utterance(reply.interrupt_after_ms, since):
+                interrupting = False
+                self.result.notes.append(
+                    f"{planned.topic}: the agent was not speaking "
+                    f"{reply.interrupt_after_ms} ms into its line; no interruption"
+                )
+        else:
+            await self._wait_until(lambda: self._agent_turn_done(since))
+            if not await self._pause_then_agent_quiet():
+                return True  # the agent went on (an answer, then its question): hear it out
+        current = self._utterance or utterance
+        taken = self._policy.take(current.state)
+        if taken is None:
+            return True
+        heard.since = await self._answer(taken.reply, current, taken.topic, interrupting)
+        heard.answered = current.utterance_id
+        if taken.reply.hang_up:
+            if not taken.reply.say.strip():
+                self.result.notes.append(
+                    f"asked about {taken.topic} {taken.phrasing + 1} times: the caller gave up"
+                )
+            await self._hang_up()
+            return False
+        return True
+
+    async def _answer(
+        self, reply: Reply, utterance: AgentUtterance, topic: str, interrupting: bool
+    ) -> int:
+        assert self._audio is not None and isinstance(self.persona, ReactivePersona)
+        if not reply.say.strip():
+            return self._now_ms
+        speech = self._audio.reply_frames(self.persona.voice, reply)
+        line = SpokenLine(
+            len(self.result.lines_spoken),
+            reply.say,
+            0,
+            0,
+            interrupting,
+            topic=topic,
+            state=utterance.state,
+            utterance_id=utterance.utterance_id,
+        )
+        return await self._speak(speech, line)
+
+    async def _wait_for_hang_up(self, since: int) -> None:
+        """The agent's last line: hear it out, then give the agent time to hang up first."""
+        await self._wait_until(lambda: self._agent_turn_done(since))
+        grace_end = self._now_ms + self.timing.hangup_grace_ms
+        await self._wait_until(lambda: self._now_ms >= grace_end)
+        self.result.notes.append(
+            f"the agent had not hung up {self.timing.hangup_grace_ms} ms after its last line; "
+            "the caller hung up"
+        )
+        await self._hang_up()
 
 
 class _WebhookError(Exception):

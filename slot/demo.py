@@ -28,9 +28,12 @@ from media_edge.events import (
     parse_event,
 )
 from media_edge.events import CallEvent as EdgeEvent
-from simulator.persona import Persona, load_persona
+from simulator.caller_audio import CallerAudio
+from simulator.persona import AnyPersona, ReactivePersona, load_any_persona
 from simulator.phone import CallEvent, CallResult, SimulatedCall
 from simulator.protocol import new_sid
+from simulator.reactive import ReactivePolicy
+from simulator.topics import script_topics
 from slot.devstack import Stack, StackError
 from slot.llm.config import LLMSettings
 from slot.settings import Settings
@@ -50,6 +53,8 @@ STAGES = (
 )
 ROUTER_STAGES = ("classify", "retrieve")
 """Parts of `decision` spent in the workflow's local activities."""
+DEMO_PERSONA = "demo_caller.yaml"
+"""A reactive caller in its own words (a copy of a dev persona), not the playbook's examples."""
 FINAL_STATUSES = {CallStatus.ENDED, CallStatus.FOLLOW_UP_SCHEDULED, CallStatus.COMPLETED}
 
 
@@ -190,7 +195,7 @@ async def run_demo(
     report_path: Path | None = None,
 ) -> int:
     console = Console(highlight=False)
-    persona: Persona = load_persona(persona_path or settings.personas_dir / "booked_caller.yaml")
+    persona: AnyPersona = load_any_persona(persona_path or settings.personas_dir / DEMO_PERSONA)
     expected = expect or persona.expect_outcome
     script_name = script or settings.default_script
     console.print(f"decisions: {active_tiers()}")
@@ -211,13 +216,23 @@ async def run_demo(
             f"expecting outcome {expected or '(any)'}"
         )
         view = LiveView(console)
+        params = {"script": script_name}
+        policy: ReactivePolicy | None = None
+        caller_audio: CallerAudio | None = None
+        if isinstance(persona, ReactivePersona):
+            # the agent greets the caller by name, and the caller answers what it is asked
+            params["lead_name"] = persona.name
+            policy = ReactivePolicy(persona, script_topics(script_name, settings.playbooks_dir))
+            caller_audio = CallerAudio(settings.data_dir / "caller-audio")
         simulated = SimulatedCall(
             settings.edge_url,
             persona,
             call_sid=call_sid,
             account_sid=settings.twilio_account_sid,
             agent_number=settings.agent_phone_number,
-            params={"script": script_name},
+            params=params,
+            policy=policy,
+            caller_audio=caller_audio,
             status_callback=f"{settings.edge_url}/twilio/status",
             recording_path=settings.data_dir / "recordings" / f"{call_sid}.wav",
             on_event=view.on_simulator_event,

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from simulator.persona import PersonaError, load_persona, parse_persona
+from simulator.persona import (
+    Persona,
+    PersonaError,
+    ReactivePersona,
+    load_any_persona,
+    load_persona,
+    parse_persona,
+)
 from slot.settings import REPO_ROOT
 
 
@@ -61,7 +68,14 @@ def test_shipped_personas_load() -> None:
     paths = sorted((REPO_ROOT / "personas").glob("*.yaml"))
     assert paths
     for path in paths:
-        assert load_persona(path).lines
+        persona = load_any_persona(path)
+        assert persona.lines if isinstance(persona, Persona) else persona.answers
+
+
+def test_the_demo_caller_is_reactive_and_books() -> None:
+    demo = load_any_persona(REPO_ROOT / "personas" / "demo_caller.yaml")
+    assert isinstance(demo, ReactivePersona) and demo.expect_outcome == "booked"
+    assert any(r.interrupt_after_ms is not None for rs in demo.answers.values() for r in rs)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,67 @@
+"""`slot eval calls`, smoke run: three dev personas through the real stack (Temporal dev server,
+worker and edge processes, the simulator's reactive callers over real WebSockets).
+
+It checks the measurement, not the targets: the report has every measure, each call reached its
+expected outcome, and the caller's side was measured (latencies, agent turns, recordings).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from evals.calls import ROWS, load_corpus, run_eval
+from slot.settings import REPO_ROOT, Settings
+from tests.conftest import free_port
+from tests.integration.edge_fixtures import STARTUP_S
+
+SMOKE = ("pete_wants_real_person", "jamal_duplex_renter", "brent_driving")
+"""Three short dev calls with different outcomes (transfer, not_interested, call_back_later)."""
+
+
+async def test_three_dev_personas_are_called_and_measured(
+    temporal_settings: Settings, tmp_path: Path
+) -> None:
+    settings = Settings(
+        temporal_address=temporal_settings.temporal_address,
+        data_dir=tmp_path / "data",
+        edge_port=free_port(),
+        simulator_port=free_port(),
+    )
+    corpus = load_corpus(REPO_ROOT / "personas", ("dev",), SMOKE)
+    assert sorted(c.path.stem for c in corpus) == sorted(SMOKE)
+    output = io.StringIO()
+    report, paths = await run_eval(
+        settings,
+        corpus,
+        concurrency=3,
+        reports=tmp_path / "reports",
+        console=Console(file=output, width=200),
+        startup_s=STARTUP_S,
+    )
+
+    check_report(report, paths, output.getvalue())
+
+
+def check_report(report: dict[str, Any], paths: list[Path], progress: str) -> None:
+    assert [path.name for path in paths] == ["calls.md", "calls.json", "calls.png"]
+    assert json.loads(paths[1].read_text()) == report
+    summary = report["sets"]["dev"]
+    for key, _ in ROWS:
+        assert key in summary, key
+    rows = {row["persona"]: row for row in report["personas"]}
+    for name in SMOKE:
+        row = rows[name]
+        assert row["error"] is None, row
+        assert (row["outcome"], row["reached"]) == (row["expected"], True), row["timeline"]
+        assert Path(row["recording"]).stat().st_size > 8000
+        assert row["metrics"]["agent_turns"] >= 2
+        assert row["metrics"]["latency_p50_ms"] is not None
+        assert name in progress, "one progress line per finished call"
+    assert summary["calls"] == 3 and summary["outcome_pct"] == 100.0
+    markdown = paths[0].read_text()
+    assert "| measure | dev |" in markdown and "pete_wants_real_person" in markdown

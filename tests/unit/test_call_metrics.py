@@ -1,0 +1,113 @@
+"""`slot eval calls` measures, computed on synthetic timelines (media-clock ms)."""
+
+from __future__ import annotations
+
+from evals.call_metrics import CallMetrics, call_metrics, percentile
+from media_edge.events import AgentUtterance, BargeIn, UtteranceDone
+from media_edge.events import CallEvent as EdgeEvent
+from simulator.phone import AgentSegment, SpokenLine
+
+
+def turn(
+    start: int, end: int, *, interrupting: bool = False, backchannel: bool = False, uid: str = ""
+) -> SpokenLine:
+    """A caller line whose words run from `start` to `end` (padding around them)."""
+    return SpokenLine(
+        0,
+        "words",
+        start - 20,
+        end + 60,
+        interrupting,
+        backchannel,
+        voiced_start_ms=start,
+        voiced_end_ms=end,
+        utterance_id=uid or None,
+    )
+
+
+def said(uid: str, text: str, tier: str = "script") -> AgentUtterance:
+    return AgentUtterance(utterance_id=uid, text=text, state="s", tier=tier, reason="")
+
+
+def test_response_latency_runs_from_the_end_of_the_words_to_the_next_agent_audio() -> None:
+    lines = [turn(3000, 4000), turn(8000, 9000)]
+    segments = [AgentSegment(0, 2500, False), AgentSegment(4400, 7000, False)]
+    segments.append(AgentSegment(9900, 12000, False))
+    metrics = call_metrics(lines, segments, [], [])
+    assert metrics.response_latency_ms == [400, 900]
+    assert metrics.premature_cutoffs == 0 and metrics.unanswered_turns == 0
+
+
+def test_agent_audio_during_a_mid_sentence_pause_is_a_premature_cut_off() -> None:
+    lines = [turn(3000, 6000)]  # "um... let me think... Wednesday", pauses inside
+    segments = [AgentSegment(0, 2500, False), AgentSegment(4200, 5000, True)]
+    segments.append(AgentSegment(6300, 8000, False))
+    metrics = call_metrics(lines, segments, [5000], [])
+    assert metrics.premature_cutoffs == 1
+    assert metrics.summary()["premature_cutoff_pct"] == 100.0
+    assert metrics.response_latency_ms == [300]
+
+
+def test_a_turn_the_agent_never_answers_has_no_latency() -> None:
+    lines = [turn(3000, 4000), turn(40000, 41000)]
+    segments = [AgentSegment(41500, 43000, False)]
+    metrics = call_metrics(lines, segments, [], [])
+    assert metrics.unanswered_turns == 1
+    assert metrics.response_latency_ms == [500]
+
+
+def test_barge_in_reaction_runs_from_the_interrupting_words_to_the_clear() -> None:
+    lines = [turn(2000, 3000, interrupting=True), turn(9000, 9500, interrupting=True)]
+    segments = [AgentSegment(500, 2300, True), AgentSegment(3400, 5000, False)]
+    segments.append(AgentSegment(8000, 12000, False))  # talked through the second one
+    metrics = call_metrics(lines, segments, [2300], [])
+    assert metrics.barge_in_reaction_ms == [300]
+    assert metrics.barge_ins_unanswered == 1
+    assert metrics.summary()["barge_ins"] == 2
+
+
+def test_an_interruption_after_the_agent_finished_is_not_a_barge_in() -> None:
+    metrics = call_metrics(
+        [turn(3000, 4000, interrupting=True)], [AgentSegment(0, 2500, False)], [], []
+    )
+    assert metrics.barge_in_reaction_ms == [] and metrics.barge_ins_unanswered == 0
+
+
+def test_fallback_rate_runs_and_identical_lines_come_from_agent_utterances() -> None:
+    events: list[EdgeEvent] = [
+        said("u1", "Hi, is this Dana?"),
+        said("u2", "Sorry, could you say that again?", "fallback"),
+        said("u3", "Sorry, could you say that again?", "fallback"),
+        said("u4", "Do you own your home?", "classifier"),
+        said("u5", "Sorry, could you say that again?", "fallback"),
+    ]
+    metrics = call_metrics([], [], [], events)
+    assert (metrics.agent_turns, metrics.fallback_turns) == (5, 3)
+    assert metrics.longest_fallback_run == 2
+    assert metrics.identical_in_a_row == 1
+    assert metrics.summary()["fallback_pct"] == 60.0
+
+
+def test_after_a_backchannel_the_agent_line_must_play_to_its_end() -> None:
+    lines = [
+        turn(1000, 1300, backchannel=True, uid="u1"),
+        turn(5000, 5300, backchannel=True, uid="u2"),
+        turn(9000, 9300, backchannel=True, uid="u3"),
+    ]
+    events: list[EdgeEvent] = [
+        UtteranceDone(utterance_id="u1", interrupted=False),  # paused, resumed, finished
+        BargeIn(utterance_id="u2", heard_text="Do you", played_ms=900),
+        UtteranceDone(utterance_id="u2", interrupted=True),
+    ]  # u3: the call ended before it finished
+    metrics = call_metrics(lines, [], [], events)
+    assert (metrics.backchannels, metrics.backchannels_completed) == (3, 1)
+    assert metrics.caller_turns == 0, "a backchannel is not a turn"
+
+
+def test_sets_combine_by_pooling_samples() -> None:
+    a = CallMetrics(caller_turns=2, response_latency_ms=[100, 300], longest_fallback_run=1)
+    b = CallMetrics(caller_turns=1, response_latency_ms=[900], longest_fallback_run=3)
+    both = a.combine(b)
+    assert both.caller_turns == 3 and both.longest_fallback_run == 3
+    assert both.summary()["latency_p50_ms"] == 300.0
+    assert percentile([], 50) is None
