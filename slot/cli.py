@@ -66,6 +66,14 @@ def _cmd_eval_router(args: argparse.Namespace) -> int:
     return main(["--min-precision", str(args.min_precision)])
 
 
+def _cmd_eval_stt(args: argparse.Namespace) -> int:
+    from evals.stt import main
+
+    options = ["--reports", str(args.reports)] if args.reports else []
+    options += ["--limit", str(args.limit)] if args.limit else []
+    return main(options)
+
+
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
     from activities.knowledge_base import ingest_main
 
@@ -95,6 +103,21 @@ def _cmd_replay_export(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _cmd_replay_script(args: argparse.Namespace) -> int:
+    from slot.replay_script import main
+
+    return main(
+        get_settings(),
+        playbook=args.playbook,
+        router_config=args.router_config,
+        calls=args.calls,
+        since=args.since,
+        json_out=args.json,
+        llm=args.llm,
+        address=args.address,
+    )
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -154,10 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--reports", type=Path, default=None, help="where the reports go")
     calls.set_defaults(func=_cmd_eval_calls)
     router = evals.add_parser(
-        "router", help="tier-1 intent classifiers on held-out utterances, and their thresholds"
+        "router",
+        help="the router's whole decision: thresholds chosen on dev, reported on held-out",
     )
     router.add_argument("--min-precision", type=float, default=0.95)
     router.set_defaults(func=_cmd_eval_router)
+    stt = evals.add_parser(
+        "stt",
+        help="word error rate of the embedded STT on the persona corpus, with and without "
+        "script biasing",
+    )
+    stt.add_argument("--reports", type=Path, default=None, help="where the table goes")
+    stt.add_argument("--limit", type=int, default=None, help="first N lines a split (smoke run)")
+    stt.set_defaults(func=_cmd_eval_stt)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
         dest="kb_command", required=True
@@ -190,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay_export.add_argument("--out", type=Path, default=Path("."), help="folder to write")
     replay_export.add_argument("--address", default=None, help="Temporal (default: settings)")
     replay_export.set_defaults(func=_cmd_replay_export)
+    replay_script = replay.add_parser(
+        "script",
+        help="re-decide stored calls with a changed playbook or router config; show what differs",
+    )
+    replay_script.add_argument("playbook", help="playbook file, or a name in the playbooks folder")
+    replay_script.add_argument(
+        "--router-config", type=Path, default=None, help="YAML/JSON of RouterConfig fields to set"
+    )
+    stored = replay_script.add_mutually_exclusive_group(required=True)
+    stored.add_argument("--calls", type=Path, default=None, help="folder of call histories")
+    stored.add_argument("--since", default=None, help="calls Temporal started this recently: 1d")
+    replay_script.add_argument("--json", type=Path, default=None, help="also write the result here")
+    replay_script.add_argument(
+        "--llm", action="store_true", help="route tier 2 to the LLM (recorded answers replayed)"
+    )
+    replay_script.add_argument("--address", default=None, help="Temporal (default: settings)")
+    replay_script.set_defaults(func=_cmd_replay_script)
 
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),

@@ -13,7 +13,15 @@ import re
 from pydantic import BaseModel, Field
 
 from workflows.intents import match_intent, normalize
-from workflows.script import Intent, Playbook, SlotSpec, extract_slot
+from workflows.script import (
+    Intent,
+    Playbook,
+    SlotSpec,
+    answer_polarity,
+    extract_slot,
+    rule_phrase,
+)
+from workflows.understanding import asks_to_be_called_back
 
 CONFIDENT_MATCH = 0.65
 """A token-match score at which a short answer counts as complete (the router's confident score)."""
@@ -38,6 +46,10 @@ class ExpectedAnswer(BaseModel):
     collect: str | None = None
     slots: dict[str, SlotSpec] = Field(default_factory=dict)
     """Slots an answer here can fill (the state's own and the script's choice slots)."""
+    yes: str | None = None
+    """The intent a plain yes answers here (the state's `yes`), if any."""
+    no: str | None = None
+    """The intent a plain no answers here (the state's `no`), if any."""
 
     def vocabulary(self) -> list[str]:
         """Words an answer here likely contains (slot values), to bias speech recognition."""
@@ -61,7 +73,7 @@ def expected_answer(playbook: Playbook, state: str, question: str = "") -> Expec
     slots = {
         name: spec
         for name, spec in playbook.slots.items()
-        if spec.kind == "choice" or name == current.collect
+        if spec.kind in ("choice", "weekday", "daypart") or name == current.collect
     }
     return ExpectedAnswer(
         state=state,
@@ -69,6 +81,8 @@ def expected_answer(playbook: Playbook, state: str, question: str = "") -> Expec
         intents=[*current.intents, *playbook.global_intents],
         collect=current.collect,
         slots=slots,
+        yes=current.yes,
+        no=current.no,
     )
 
 
@@ -79,19 +93,30 @@ def sounds_unfinished(text: str) -> bool:
 
 
 def judge_answer(expect: ExpectedAnswer, text: str) -> AnswerJudgement:
-    """Is `text` a complete answer to the question? Only a confident one is: a slot the state
-    collects, or a confident intent match, and no unfinished ending."""
-    if not normalize(text):
+    """Is `text` a complete answer to the question? Only one the router's tier 0 understands
+    at once is (the same functions): a built-in rule, a request to be called back, the slot the
+    state collects (number words, weekdays, times of day), a confident intent match, or a
+    plain yes/no where the state says what it means; and no unfinished ending."""
+    normalized = normalize(text)
+    if not normalized:
         return AnswerJudgement(complete=False, reason="no words")
     if sounds_unfinished(text):
         return AnswerJudgement(complete=False, reason="sounds unfinished")
+    if (phrase := rule_phrase(normalized)) is not None:
+        return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'")
     if expect.collect is not None and expect.collect in expect.slots:
         found = extract_slot(expect.slots[expect.collect], text)
         if found is not None and expect.slots[expect.collect].kind != "text":
             return AnswerJudgement(complete=True, reason=f"slot '{expect.collect}' = '{found[0]}'")
+    if (words := asks_to_be_called_back(text)) is not None:
+        return AnswerJudgement(complete=True, reason=f"asks for a call back: '{words}'")
     match = match_intent(text, expect.intents, CONFIDENT_MATCH)
     if match is not None:
         return AnswerJudgement(
             complete=True, reason=f"intent '{match.name}' score {match.score:.2f}"
+        )
+    if (answered := answer_polarity(expect.yes, expect.no, text)) is not None:
+        return AnswerJudgement(
+            complete=True, reason=f"'{answered[1]}' answers it: intent '{answered[0]}'"
         )
     return AnswerJudgement(complete=False, reason="no confident intent or slot")

@@ -40,10 +40,13 @@ with workflow.unsafe.imports_passed_through():
         RetrieveRequest,
         TranscriptLine,
     )
-    from workflows.script import DecisionTier, ScriptStep
+    from workflows.script import DecisionTier, ScriptStep, TurnContext
 
 ROUTER_PATCH = "router-v1"
 """Speech turns go through the router's local activities (classifier, knowledge base)."""
+UNDERSTANDING_PATCH = "understanding-v1"
+"""Speech turns use `script.respond_v1`: slots from every turn, yes/no answers with content,
+number words, recovery that never loops (calls recorded before it keep the older engine)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
@@ -146,6 +149,24 @@ class Router:
         `transcript` ends with the caller's `utterance`; it is read after the local activities,
         so the LLM sees what the caller heard of the agent's lines by then.
         """
+        if self._tools.patched(UNDERSTANDING_PATCH):
+            context = turn_context(transcript, state)
+            step = script.respond(
+                self._playbook,
+                state,
+                slots,
+                utterance,
+                match_threshold=self._config.match_threshold,
+                confident_score=self._config.token_confident_score,
+                context=context,
+            )
+            if step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT) or not self._tools.patched(
+                ROUTER_PATCH
+            ):
+                return step
+            return await self._past_the_script(
+                state, dict(slots), utterance, step, transcript, context
+            )
         step = script.respond(
             self._playbook, state, slots, utterance, match_threshold=self._config.match_threshold
         )
@@ -162,6 +183,7 @@ class Router:
         utterance: str,
         script_step: ScriptStep,
         transcript: Sequence[TranscriptEntry],
+        context: TurnContext | None = None,
     ) -> ScriptStep:
         playbook, config = self._playbook, self._config
         latency: dict[str, float] = {}
@@ -169,7 +191,11 @@ class Router:
         found = await self._classify(utterance, state)
         if found is not None:
             latency["classify"] = found.elapsed_ms
-            threshold = config.intent_confidence_threshold
+            threshold = (
+                config.understanding_intent_threshold
+                if context is not None and not self._call.llm_enabled
+                else config.intent_confidence_threshold
+            )
             if found.intent is not None and found.confidence >= threshold:
                 step = script.take_intent(
                     playbook,
@@ -180,13 +206,24 @@ class Router:
                     DecisionTier.CLASSIFIER,
                     f"classifier intent '{found.intent}' confidence {found.confidence:.2f} "
                     f"≥ {threshold:.2f} (like '{found.example}')",
+                    context=context,
                 )
                 return step.model_copy(update={"latency_ms": latency})
             best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
             notes.append(f"classifier {best} < {threshold:.2f}")
         else:
             notes.append("classifier unavailable")
-        if script_step.tier is DecisionTier.INTENT:
+        if context is not None and script_step.tier is DecisionTier.INTENT:
+            agreed = found is not None and found.intent == script_step.intent
+            if agreed:
+                reason = f"{script_step.reason}; the classifier's best is the same intent"
+                return script_step.model_copy(update={"reason": reason, "latency_ms": latency})
+            notes.append(f"token match '{script_step.intent}' without the classifier's support")
+            filled_now = {k: v for k, v in script_step.slots.items() if slots.get(k) != v}
+            script_step = script.recover(
+                playbook, state, slots, filled_now, context, script_step.reason
+            )
+        elif script_step.tier is DecisionTier.INTENT:
             current = playbook.state(state)
             match = match_intent(
                 utterance, current.intents + playbook.global_intents, config.match_threshold
@@ -240,3 +277,18 @@ class Router:
         return await self._tools.retrieve(
             RetrieveRequest(query=utterance, k=self._config.passages_per_turn)
         )
+
+
+def turn_context(transcript: Sequence[TranscriptEntry], state: str) -> TurnContext:
+    """What the script's understanding needs from the call so far: the states already asked,
+    the misses since the call entered `state`, and the agent's last line."""
+    asked = frozenset(e.state for e in transcript if e.speaker == "agent" and e.state)
+    agent_lines = [e for e in transcript if e.speaker == "agent"]
+    misses = 0
+    for entry in reversed(agent_lines):
+        if entry.state != state:
+            break
+        if entry.tier is DecisionTier.FALLBACK:
+            misses += 1
+    last_line = agent_lines[-1].text if agent_lines else ""
+    return TurnContext(asked=asked, misses=misses, last_line=last_line)

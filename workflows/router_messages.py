@@ -21,6 +21,11 @@ TOKEN_CONFIDENT_SCORE = 0.65
 56.1 % of held-out turns at 95.3 % precision (classifier alone: 52.6 % at 96.7 %; the token
 matcher at its 0.45 match threshold is only 81 % precise). Weaker token matches go to the LLM,
 and stand only when nothing else can answer (no LLM, no close knowledge-base passage)."""
+UNDERSTANDING_INTENT_THRESHOLD = 0.55
+"""The classifier's threshold on the understanding-v1 path, where a token match stands only with
+the classifier's support and yes/no, slot and call-back rules answer first. Chosen by `slot eval
+router` on the dev sets only (most accurate at precision >= 95 %: dev 91.1 % / 95.3 %; held-out
+callers 69.8 % / 91.9 %, against 57.5 % / 83.0 % for the router before)."""
 KNOWLEDGE_MIN_SCORE = 0.84
 """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
 PASSAGES_PER_TURN = 3
@@ -37,6 +42,10 @@ class RouterConfig(BaseModel):
 
     intent_confidence_threshold: float = INTENT_CONFIDENCE_THRESHOLD
     """Tier 1: the embedding classifier's intent stands at or above this confidence."""
+    understanding_intent_threshold: float = UNDERSTANDING_INTENT_THRESHOLD
+    """The same on the understanding-v1 path without an LLM (measured there: a question the
+    classifier takes for an intent only loses a knowledge-base answer); with an LLM, and for
+    calls recorded before the patch, the one above."""
     token_confident_score: float = TOKEN_CONFIDENT_SCORE
     """Tier 1: else a token match this strong stands."""
     match_threshold: float = MATCH_THRESHOLD

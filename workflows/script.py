@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass
 from enum import StrEnum
 from string import Formatter
 from typing import Literal
@@ -21,6 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflows.intents import MATCH_THRESHOLD, best_guess, match_intent, normalize
 from workflows.router_messages import LLMTurnRequest
+from workflows.understanding import (
+    DAYPARTS,
+    WEEKDAYS,
+    asks_to_be_called_back,
+    polarity,
+    read_daypart,
+    read_money,
+    read_weekday,
+)
 
 
 class Outcome(StrEnum):
@@ -72,7 +82,10 @@ class SlotSpec(BaseModel):
 
     model_config = _STRICT
 
-    kind: Literal["text", "choice", "pattern"] = "text"
+    kind: Literal["text", "choice", "pattern", "money", "weekday", "daypart"] = "text"
+    """`money`: an amount, number words too ("one eighty a month" -> 180); `weekday` and
+    `daypart`: a day or a time of day as people say them ("Wednesdays are best", "after
+    lunch"), limited to the canonical values of `choices` when it has any."""
     choices: dict[str, list[str]] = Field(default_factory=dict)
     """Canonical value -> synonyms; the canonical value itself always matches too."""
     pattern: str | None = None
@@ -86,6 +99,12 @@ class State(BaseModel):
 
     say: str = Field(min_length=1)
     reprompt: str | None = None
+    rephrase: str | None = None
+    """The question asked differently (a yes/no or either/or form) after a second miss."""
+    yes: str | None = None
+    """The intent a plain yes answers ("Yeah, we've owned it ten years" -> owns_home)."""
+    no: str | None = None
+    """The intent a plain no answers ("No, we rent" -> rents)."""
     intents: list[Intent] = Field(default_factory=list)
     collect: str | None = None
     """Slot filled from the caller's reply; on a valid value the script moves to `next`."""
@@ -117,6 +136,11 @@ class Playbook(BaseModel):
     fallback_line: str = "Sorry, could you say that again?"
     no_input_goodbye: str = "I can't seem to hear you, so I'll try again another time. Goodbye!"
     max_reprompts: int = Field(default=2, ge=0)
+    on_confusion: str | None = None
+    """The state a call goes to after a third miss in a state (transfer, offer a call back, or a
+    goodbye); without it the fallback line and the rephrased question alternate."""
+    acknowledge: str = "Got it."
+    """Said before the question again when a turn gave details for later but did not answer."""
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -156,6 +180,22 @@ class ScriptStep(BaseModel):
     """Time the router spent on the step's local activities (`classify`, `retrieve`)."""
     llm_request: LLMTurnRequest | None = None
     """Tier 2: the edge streams the LLM's reply for this request; `text` is the safe line."""
+    intent: str | None = None
+    """The intent this step followed, if it followed one (evals read it)."""
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the call knows beyond its state and slots, for the understanding of patch
+    `understanding-v1` (the router builds it from the transcript; None is the older engine)."""
+
+    asked: frozenset[str] = frozenset()
+    """States whose question the agent has already asked in this call: a slot filled earlier
+    skips only a state not asked yet (a caller who changes the day is asked again)."""
+    misses: int = 0
+    """Turns in a row in the current state that the script did not understand."""
+    last_line: str = ""
+    """The agent's last line, which the next fallback must not repeat."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -211,7 +251,8 @@ def playbook_problems(playbook: Playbook) -> list[str]:
         problems.append("field 'states': a playbook needs at least one state")
     check_target(playbook.start, None, "start")
     check_target(playbook.follow_up_start, None, "follow_up_start")
-    for field in ("fallback_line", "no_input_goodbye"):
+    check_target(playbook.on_confusion, None, "on_confusion")
+    for field in ("fallback_line", "no_input_goodbye", "acknowledge"):
         check_template(getattr(playbook, field), None, field)
 
     def check_intent(intent: Intent, state: str | None, field: str) -> None:
@@ -227,6 +268,13 @@ def playbook_problems(playbook: Playbook) -> list[str]:
         where = f"slot '{slot_name}'"
         if slot.kind == "choice" and not slot.choices:
             problems.append(f"{where}, field 'choices': a choice slot needs choices")
+        for kind, known in (("weekday", WEEKDAYS), ("daypart", DAYPARTS)):
+            unknown = [c for c in slot.choices if c not in known] if slot.kind == kind else []
+            if unknown:
+                problems.append(
+                    f"{where}, field 'choices': a {kind} slot's values are among "
+                    f"{list(known)}, not {unknown}"
+                )
         if slot.kind == "pattern":
             if not slot.pattern:
                 problems.append(f"{where}, field 'pattern': a pattern slot needs a pattern")
@@ -241,8 +289,17 @@ def playbook_problems(playbook: Playbook) -> list[str]:
     for name, state in states.items():
         check_template(state.say, name, "say")
         check_template(state.reprompt, name, "reprompt")
+        check_template(state.rephrase, name, "rephrase")
         for i, intent in enumerate(state.intents):
             check_intent(intent, name, f"intents[{i}]")
+        answerable = {i.name for i in [*state.intents, *playbook.global_intents]}
+        for field in ("yes", "no"):
+            meant = getattr(state, field)
+            if meant is not None and meant not in answerable:
+                problems.append(
+                    f"{_where(name, field)}: unknown intent '{meant}' (one of this state's or "
+                    f"the global intents: {sorted(answerable)})"
+                )
         for digits, target in state.dtmf.items():
             check_target(target, name, f"dtmf.{digits}")
         check_target(state.next, name, "next")
@@ -254,6 +311,9 @@ def playbook_problems(playbook: Playbook) -> list[str]:
                 ("collect", state.collect is not None),
                 ("next", state.next is not None),
                 ("dtmf", bool(state.dtmf)),
+                ("rephrase", state.rephrase is not None),
+                ("yes", state.yes is not None),
+                ("no", state.no is not None),
             ):
                 if present:
                     problems.append(
@@ -288,6 +348,7 @@ _RULE_OUTCOMES = (Outcome.DO_NOT_CALL, Outcome.TRANSFER, Outcome.HUNG_UP, Outcom
 def reachable_states(playbook: Playbook) -> set[str]:
     """States some conversation can reach, counting the built-in rules' targets."""
     roots = [playbook.start, *([playbook.follow_up_start] if playbook.follow_up_start else [])]
+    roots += [playbook.on_confusion] if playbook.on_confusion else []
     roots += [n for n, s in playbook.states.items() if s.outcome in _RULE_OUTCOMES]
     seen: set[str] = set()
     queue = deque(r for r in roots if r in playbook.states)
@@ -461,8 +522,39 @@ def _ended(playbook: Playbook, name: str, slots: dict[str, str]) -> ScriptStep |
 # --- slot filling ----------------------------------------------------------------------------
 
 
-def extract_slot(spec: SlotSpec, utterance: str) -> tuple[str, str] | None:
-    """(value, the words it came from) for a choice or pattern slot, if the utterance has one."""
+_CHOICE_LIKE = ("choice", "weekday", "daypart")
+"""Slot kinds read from any turn, whatever the state asks."""
+
+
+def _negated_before(text: str, at: int) -> bool:
+    return any(w in ("not", "no") for w in text[:at].split()[-2:])
+
+
+def extract_slot(spec: SlotSpec, utterance: str, *, asked: bool = True) -> tuple[str, str] | None:
+    """(value, the words it came from) for the slot, if the utterance has one.
+
+    `asked`: the current question asks for this slot; a `money` slot takes a bare number only
+    then ("We bought it in twenty ten" is not a bill)."""
+    if spec.kind == "money":
+        amount = read_money(utterance, asked=asked)
+        if amount is None:
+            return None
+        words = f"{amount.words} ({amount.note})" if amount.note else amount.words
+        return str(amount.value), words
+    if spec.kind in ("weekday", "daypart"):
+        reader = read_weekday if spec.kind == "weekday" else read_daypart
+        known = WEEKDAYS if spec.kind == "weekday" else DAYPARTS
+        read = reader(utterance, tuple(spec.choices) or known)
+        if read is not None:
+            return read.value, read.words
+        text = f" {normalize(utterance)} "
+        for canonical, synonyms in spec.choices.items():
+            for phrase in synonyms:
+                needle = normalize(phrase)
+                at = text.find(f" {needle} ") if needle else -1
+                if at >= 0 and not _negated_before(text, at):
+                    return canonical, needle
+        return None
     if spec.kind == "choice":
         text = f" {normalize(utterance)} "
         best: tuple[int, str, str] | None = None
@@ -485,28 +577,48 @@ def extract_slot(spec: SlotSpec, utterance: str) -> tuple[str, str] | None:
     return (text, text) if text else None
 
 
-def _skip_filled(playbook: Playbook, target: str, filled_now: set[str], reasons: list[str]) -> str:
-    """Skip states asking for a slot the caller already gave in this same reply."""
+def _skip_filled(
+    playbook: Playbook,
+    target: str,
+    filled_now: set[str],
+    reasons: list[str],
+    earlier: dict[str, str] | None = None,
+    context: TurnContext | None = None,
+) -> str:
+    """Skip states asking for a slot the caller already gave in this same reply, and with
+    `context` (understanding-v1) one given in any earlier turn whose state was not asked yet."""
     seen = set()
+    given_before = {n for n, v in (earlier or {}).items() if v} if context is not None else set()
     while target not in seen:
         seen.add(target)
         state = playbook.states[target]
-        if state.terminal or state.collect not in filled_now or state.next is None:
+        if state.terminal or state.next is None or state.collect is None:
             return target
-        reasons.append(f"skipped '{target}': '{state.collect}' already given")
+        if state.collect in filled_now:
+            reasons.append(f"skipped '{target}': '{state.collect}' already given")
+        elif context is not None and state.collect in given_before and target not in context.asked:
+            reasons.append(f"skipped '{target}': '{state.collect}' given earlier")
+        else:
+            return target
         target = state.next
     return target
 
 
 def _slots_in(
-    playbook: Playbook, current: State, utterance: str
+    playbook: Playbook, current: State, utterance: str, context: TurnContext | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Choice slots (and the state's own pattern slot) the utterance gives, with their words."""
+    """Choice-like slots (and the state's own pattern or money slot) the utterance gives, with
+    their words; with `context` (understanding-v1) also an amount said with money words in any
+    state ("our bill is about two hundred a month")."""
     filled: dict[str, str] = {}
     evidence: dict[str, str] = {}
     for name, spec in playbook.slots.items():
-        if spec.kind == "choice" or (name == current.collect and spec.kind == "pattern"):
-            found = extract_slot(spec, utterance)
+        own = name == current.collect
+        wanted = spec.kind in _CHOICE_LIKE or (own and spec.kind in ("pattern", "money"))
+        if context is not None and spec.kind == "money":
+            wanted = True
+        if wanted:
+            found = extract_slot(spec, utterance, asked=own)
             if found is not None:
                 filled[name], evidence[name] = found
     return filled, evidence
@@ -520,6 +632,7 @@ def _take_intent(
     index: int,
     tier: DecisionTier,
     why: str,
+    context: TurnContext | None = None,
 ) -> ScriptStep:
     current = playbook.state(state)
     intent = (current.intents + playbook.global_intents)[index]
@@ -528,8 +641,9 @@ def _take_intent(
     reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items()]
     filled_now.update(intent.set)
     reasons += [f"sets '{n}' = '{v}'" for n, v in intent.set.items()]
-    target = _skip_filled(playbook, intent.next, set(filled_now), reasons)
-    return _goto(playbook, target, _with_slots(slots, filled_now), tier, "; ".join(reasons))
+    target = _skip_filled(playbook, intent.next, set(filled_now), reasons, slots, context)
+    step = _goto(playbook, target, _with_slots(slots, filled_now), tier, "; ".join(reasons))
+    return step.model_copy(update={"intent": intent.name})
 
 
 def take_intent(
@@ -540,11 +654,14 @@ def take_intent(
     index: int,
     tier: DecisionTier,
     why: str,
+    *,
+    context: TurnContext | None = None,
 ) -> ScriptStep:
     """Follow intent `index` of `state` (its own intents, then the global ones) as `respond`
     would have: slots the utterance gives are kept, states asking for them are skipped.
 
     Used when a classifier outside the token matcher picked the intent; `why` says how.
+    `context` selects the understanding of patch understanding-v1 (see `respond`).
     """
     ended = _ended(playbook, state, slots)
     if ended is not None:
@@ -553,8 +670,8 @@ def take_intent(
     candidates = current.intents + playbook.global_intents
     if not 0 <= index < len(candidates):
         raise ValueError(f"state '{state}' has no intent number {index}")
-    filled_now, _ = _slots_in(playbook, current, utterance)
-    return _take_intent(playbook, state, dict(slots), filled_now, index, tier, why)
+    filled_now, _ = _slots_in(playbook, current, utterance, context)
+    return _take_intent(playbook, state, dict(slots), filled_now, index, tier, why, context)
 
 
 # --- the four entry points -------------------------------------------------------------------
@@ -588,13 +705,28 @@ def respond(
     utterance: str,
     *,
     match_threshold: float = MATCH_THRESHOLD,
+    context: TurnContext | None = None,
+    confident_score: float = 0.65,
 ) -> ScriptStep:
     """Next step after the caller said `utterance` in `state`.
 
     Order: built-in rules (do not call, hang-up, repeat), the slot the state collects, the
     state's intents (token matches at or above `match_threshold`) then the global ones, and
     finally a fallback that stays in the state.
+
+    With `context` (patch understanding-v1, `respond_v1`): slots from any turn, yes/no answers
+    with content, and recovery that never loops.
     """
+    if context is not None:
+        return respond_v1(
+            playbook,
+            state,
+            slots,
+            utterance,
+            context,
+            match_threshold=match_threshold,
+            confident_score=confident_score,
+        )
     ended = _ended(playbook, state, slots)
     if ended is not None:
         return ended
@@ -751,4 +883,225 @@ def reprompt(
         Outcome.NO_RESPONSE,
         dict(slots),
         f"no input after {limit} reprompts: goodbye",
+    )
+
+
+# --- understanding-v1 ------------------------------------------------------------------------
+
+
+def _builtin_rule(
+    playbook: Playbook, state: str, current: State, slots: dict[str, str], text: str
+) -> ScriptStep | None:
+    if (phrase := _first_rule(_DO_NOT_CALL, text)) is not None:
+        return _end_with(playbook, Outcome.DO_NOT_CALL, slots, f"rule do_not_call: '{phrase}'")
+    if (phrase := _first_rule(_HANG_UP, text)) is not None:
+        return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
+    if (phrase := _first_rule(_REPEAT, text)) is not None:
+        return _stay(
+            playbook, state, current.say, slots, DecisionTier.RULE, f"rule repeat: '{phrase}'"
+        )
+    return None
+
+
+def answer_polarity(yes: str | None, no: str | None, utterance: str) -> tuple[str, str] | None:
+    """(intent, the words) when `utterance` is a plain yes or no and the state names the intent
+    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home."""
+    said = polarity(utterance)
+    if said is None:
+        return None
+    meant = yes if said[0] == "yes" else no
+    return (meant, said[1]) if meant is not None else None
+
+
+def call_back_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
+    """The first of `intents` that leads to the playbook's call-back-later ending."""
+    return next(
+        (
+            i
+            for i, c in enumerate(intents)
+            if c.next in playbook.states
+            and playbook.states[c.next].outcome is Outcome.CALL_BACK_LATER
+        ),
+        None,
+    )
+
+
+def rule_phrase(text: str) -> str | None:
+    """The words of a built-in rule (do not call, hang up, repeat) in a normalized utterance."""
+    for patterns in (_DO_NOT_CALL, _HANG_UP, _REPEAT):
+        if (phrase := _first_rule(patterns, text)) is not None:
+            return phrase
+    return None
+
+
+def respond_v1(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    utterance: str,
+    context: TurnContext,
+    *,
+    match_threshold: float = MATCH_THRESHOLD,
+    confident_score: float = 0.65,
+) -> ScriptStep:
+    """`respond` with the understanding of patch understanding-v1.
+
+    Order: built-in rules; the slot the state collects (number words, weekdays and times of
+    day as people say them); a confident token match (`confident_score`); a yes or no with
+    content when the state names the intents they mean; a token match at `match_threshold`
+    (tier 1 may overrule it); else recovery (`recover`). Slots any turn gives are kept, and a
+    state whose slot was given earlier is skipped when the script reaches it.
+    """
+    ended = _ended(playbook, state, slots)
+    if ended is not None:
+        return ended
+    current = playbook.state(state)
+    slots = dict(slots)
+    text = normalize(utterance)
+    if not text:
+        return recover(playbook, state, slots, {}, context, "empty transcript")
+    rule = _builtin_rule(playbook, state, current, slots, text)
+    if rule is not None:
+        return rule
+    candidates = current.intents + playbook.global_intents
+    if (words := asks_to_be_called_back(utterance)) is not None:
+        index = call_back_intent(playbook, candidates)
+        if index is not None:
+            return _take_intent(
+                playbook,
+                state,
+                slots,
+                {},
+                index,
+                DecisionTier.SCRIPT,
+                f"'{words}' asks for a call back: intent '{candidates[index].name}'",
+                context,
+            )
+
+    filled_now, evidence = _slots_in(playbook, current, utterance, context)
+    if current.collect is not None and current.collect in filled_now and current.next:
+        collect = current.collect
+        reasons = [f"slot '{collect}' = '{filled_now[collect]}' from '{evidence[collect]}'"]
+        reasons += [f"also '{n}' = '{v}'" for n, v in filled_now.items() if n != collect]
+        target = _skip_filled(playbook, current.next, set(filled_now), reasons, slots, context)
+        return _goto(
+            playbook,
+            target,
+            _with_slots(slots, filled_now),
+            DecisionTier.SCRIPT,
+            "; ".join(reasons),
+        )
+
+    match = match_intent(utterance, candidates, match_threshold)
+    scope = "" if match is None or match.index < len(current.intents) else "global "
+    if match is not None and match.score >= confident_score:
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            filled_now,
+            match.index,
+            DecisionTier.SCRIPT,
+            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {confident_score:.2f} "
+            f"(like '{match.example}')",
+            context,
+        )
+    answered = answer_polarity(current.yes, current.no, utterance)
+    if answered is not None:
+        meant, words = answered
+        index = next(i for i, c in enumerate(candidates) if c.name == meant)
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            filled_now,
+            index,
+            DecisionTier.SCRIPT,
+            f"'{words}' answers the question: intent '{meant}'",
+            context,
+        )
+    if match is not None:
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            filled_now,
+            match.index,
+            DecisionTier.INTENT,
+            f"{scope}intent '{match.name}' score {match.score:.2f} ≥ {match_threshold:.2f} "
+            f"(like '{match.example}')",
+            context,
+        )
+    if current.collect is not None and playbook.slots[current.collect].kind == "text":
+        value = utterance.strip()
+        target = _skip_filled(playbook, current.next or state, set(), [], slots, context)
+        return _goto(
+            playbook,
+            target,
+            _with_slots(slots, {**filled_now, current.collect: value}),
+            DecisionTier.SCRIPT,
+            f"slot '{current.collect}' = '{value}'",
+        )
+    guess = best_guess(utterance, candidates)
+    hint = f" (best '{guess.name}' {guess.score:.2f})" if guess else ""
+    what = f"no value for slot '{current.collect}' and no" if current.collect else "no"
+    return recover(
+        playbook, state, slots, filled_now, context, f"{what} intent ≥ {match_threshold:.2f}{hint}"
+    )
+
+
+def recover(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    filled_now: dict[str, str],
+    context: TurnContext,
+    why: str,
+) -> ScriptStep:
+    """A turn the script did not understand, without ever looping on one line.
+
+    The first miss in a state says the fallback line (a state collecting a slot asks its
+    reprompt); the second asks the question differently (`rephrase`); the third goes to the
+    playbook's `on_confusion` state, and a miss there ends the call politely. Never the agent's
+    last line again. Details the turn gave for later are kept and acknowledged. Tier FALLBACK,
+    so the router's tiers 1 and 2 may still answer the turn instead.
+    """
+    current = playbook.state(state)
+    new_slots = _with_slots(slots, filled_now)
+    noted = {n: v for n, v in filled_now.items() if slots.get(n) != v}
+    reasons = [why, *(f"noted '{n}' = '{v}' for later" for n, v in noted.items())]
+    misses = context.misses
+    reasons.append(f"miss {misses + 1} in '{state}'")
+    question = current.reprompt or current.say
+    second = current.rephrase or question
+    if misses >= 2 and playbook.on_confusion is not None:
+        if playbook.on_confusion != state:
+            reasons.append(f"on_confusion: '{playbook.on_confusion}'")
+            step = _goto(playbook, playbook.on_confusion, new_slots, DecisionTier.FALLBACK, "")
+            return step.model_copy(update={"reason": "; ".join(reasons)})
+        reasons.append("still not understood in the on_confusion state: goodbye")
+        ended = _end_with(playbook, Outcome.NO_RESPONSE, new_slots, "")
+        return ended.model_copy(
+            update={"tier": DecisionTier.FALLBACK, "reason": "; ".join(reasons)}
+        )
+    if noted and misses == 0:
+        options = [f"{playbook.acknowledge} {question}", second, playbook.fallback_line]
+    elif misses == 0:
+        first = question if current.collect is not None else playbook.fallback_line
+        options = [first, second, question]
+    elif misses % 2 == 1:
+        options = [second, question, playbook.fallback_line]
+    else:
+        options = [playbook.fallback_line, second, question]
+    last = " ".join(context.last_line.split())
+    text = next(
+        (t for t in (render(playbook, o, new_slots) for o in options) if t != last),
+        render(playbook, current.say, new_slots),
+    )
+    return ScriptStep(
+        state=state,
+        text=text,
+        tier=DecisionTier.FALLBACK,
+        reason="; ".join(reasons),
+        slots=new_slots,
     )

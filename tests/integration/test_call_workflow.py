@@ -481,7 +481,7 @@ async def test_classifier_decides_what_the_token_matcher_cannot(env: Env) -> Non
     call = call_input(env.settings)
     handle = await start_call_workflow(env.client, call, env.settings)
     await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
-    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="Yep, you've got him."))
+    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="You've got him."))
     assert decision.state == "homeowner"
     assert decision.tier is DecisionTier.CLASSIFIER
     assert "classifier intent 'confirm_identity' confidence" in decision.reason
@@ -673,7 +673,7 @@ async def test_hang_up_while_a_turn_is_routed_ends_the_call_and_the_turn_is_not_
             )
             await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
             gate.open.clear()
-            words = Turn(seq=1, kind="speech", text="No thanks, I'm not interested.")
+            words = Turn(seq=1, kind="speech", text="Hmm, who did you say you were?")
             turn = asyncio.create_task(
                 handle.execute_update(CallWorkflow.turn, words, id=f"{handle.id}-turn-1")
             )
@@ -704,6 +704,7 @@ async def test_hang_up_while_a_turn_is_routed_ends_the_call_and_the_turn_is_not_
 
 RETUNED = {
     "intent_confidence_threshold": 1.01,
+    "understanding_intent_threshold": 1.01,
     "token_confident_score": 1.01,
     "match_threshold": 0.99,
     "knowledge_min_score": 0.0,
@@ -718,6 +719,7 @@ def retuned_router_defaults(values: dict[str, float]) -> Iterator[None]:
     module-level constant they come from, wherever workflow or activity code imported it."""
     constants = {
         "intent_confidence_threshold": "INTENT_CONFIDENCE_THRESHOLD",
+        "understanding_intent_threshold": "UNDERSTANDING_INTENT_THRESHOLD",
         "token_confident_score": "TOKEN_CONFIDENT_SCORE",
         "match_threshold": "MATCH_THRESHOLD",
         "knowledge_min_score": "KNOWLEDGE_MIN_SCORE",
@@ -745,7 +747,7 @@ async def test_a_call_replays_after_the_router_is_retuned(env: Env) -> None:
     call = call_input(env.settings)
     handle = await start_call_workflow(env.client, call, env.settings)
     await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
-    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="Yep, you've got him."))
+    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="You've got him."))
     assert decision.tier is DecisionTier.CLASSIFIER and decision.state == "homeowner"
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()

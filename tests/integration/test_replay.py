@@ -254,6 +254,7 @@ REQUIRED: dict[str, set[str]] = {
         "signal call_status",
     },
     "pre_router_call.json": set(),
+    "understood_in_own_words.json": {"outcome booked", "tier script", "tier fallback"},
 }
 
 

@@ -7,12 +7,16 @@ One call covers the three things that only show up end to end:
 - a caller talking over a streaming reply cancels the LLM stream, not just the audio;
 - a reply taking a transition the script forbids is never spoken: the caller hears the safe
   line and the workflow stays in its state.
+
+And without an LLM, issue 8's caller in their own words books (turns sent as the edge sends
+them, through the real workflow and worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import uuid
@@ -24,6 +28,8 @@ from typing import Any
 import pytest
 import websockets
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
@@ -33,12 +39,14 @@ from simulator.persona import Persona, PersonaLine
 from simulator.phone import SimulatedCall
 from simulator.protocol import new_sid
 from slot.llm.config import LLMSettings
+from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
+from slot.temporal import start_call_workflow
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import serve
-from worker import ACTIVITY_SLOTS, build_worker
+from worker import ACTIVITY_SLOTS, build_worker, warm_up_router
 from workflows.call import CallWorkflow
-from workflows.messages import CallSnapshot, TranscriptEntry
+from workflows.messages import CallInput, CallSnapshot, Lead, TranscriptEntry, Turn, UtterancePlayed
 from workflows.script import DecisionTier, Outcome
 
 CALL_TIMEOUT_S = 300.0
@@ -231,3 +239,72 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
         assert "fallback line" in (forbidden.reason or "")
         assert forbidden.heard_text == SAFE_LINE
     assert "booked" not in [e.state for e in snapshot.transcript if e.speaker == "agent"]
+
+
+ISSUE_CALLER = (
+    "Yes, this is Jordan.",
+    "Okay, Thursday afternoon would work for me",
+    "Yeah, we've owned the place for about ten years now",
+    "Sure, why not.",
+    "Oh, one eighty a month, give or take",
+    "Yep, go ahead",
+)
+"""Issue 8's caller in their own words: a detail given early, yes with content, number words."""
+
+
+async def test_a_caller_in_their_own_words_books_without_an_llm(
+    temporal_client: Client, temporal_settings: Settings
+) -> None:
+    """The real workflow and worker, turns sent as the edge sends them (no audio): the early
+    "Thursday afternoon" is kept and its questions skipped, "Yeah, we've owned the place..."
+    answers the homeowner question, "one eighty" is 180, and the call books."""
+    settings = temporal_settings.model_copy(
+        update={"task_queue": f"understand-{uuid.uuid4().hex[:8]}"}
+    )
+    await asyncio.to_thread(warm_up_router, settings)
+    call = CallInput(
+        call_id=f"call-{uuid.uuid4().hex[:12]}",
+        lead=Lead(name="Jordan", phone="+15550001234"),
+        script_name="solar_survey",
+        playbook=load_playbook("solar_survey", settings.playbooks_dir),
+    )
+    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+        async with build_worker(temporal_client, settings, executor):
+            handle = await start_call_workflow(temporal_client, call, settings)
+            turns = [Turn(seq=0, kind="start")]
+            turns += [
+                Turn(seq=n, kind="speech", text=text) for n, text in enumerate(ISSUE_CALLER, 1)
+            ]
+            decisions = []
+            for turn in turns:
+                decisions.append(
+                    await handle.execute_update(
+                        CallWorkflow.turn, turn, id=f"{handle.id}-turn-{turn.seq}"
+                    )
+                )
+            last = decisions[-1]
+            await handle.signal(
+                CallWorkflow.utterance_played,
+                UtterancePlayed(utterance_id=last.utterance_id, heard_text=last.text, played_ms=1),
+            )
+            snapshot = await handle.result()
+
+    states = [d.state for d in decisions]
+    assert states == ["greeting", "homeowner", "homeowner", "pitch", "qualify", "confirm", "booked"]
+    assert decisions[2].text == "Got it, thanks. Do you own your home, or do you rent?"
+    assert decisions[3].tier is DecisionTier.SCRIPT
+    assert "'yeah' answers the question: intent 'owns_home'" in decisions[3].reason
+    assert "given earlier" in decisions[5].reason
+    assert decisions[5].text.startswith("Perfect. That's a free solar survey on Thursday afternoon")
+    assert snapshot.outcome is Outcome.BOOKED
+    assert snapshot.slots["monthly_bill"] == "180"
+    assert (snapshot.slots["survey_day"], snapshot.slots["survey_time"]) == (
+        "Thursday",
+        "afternoon",
+    )
+    agent_lines = [e.text for e in snapshot.transcript if e.speaker == "agent"]
+    assert all(a != b for a, b in itertools.pairwise(agent_lines))
+    history = await handle.fetch_history()
+    await Replayer(
+        workflows=[CallWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)

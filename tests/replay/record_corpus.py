@@ -267,6 +267,28 @@ class Recorder:
             expect(decision.state == state, f"booked: {text!r} went to {decision.state}")
         await self.finish(call, Outcome.BOOKED)
 
+    async def understood_in_own_words(self) -> None:
+        """Patch understanding-v1: a detail given early, a miss asked again differently, yes
+        with content, number words, questions answered earlier skipped; books without an LLM."""
+        call = await self.call("understood_in_own_words")
+        await call.turn()
+        steps = [
+            ("Yes, this is Jordan.", "homeowner"),
+            ("Okay, Thursday afternoon would work for me", "homeowner"),
+            ("Purple elephants, honestly.", "homeowner"),
+            ("Yeah, we've owned the place for about ten years now", "pitch"),
+            ("Sure, why not.", "qualify"),
+            ("Oh, one eighty a month, give or take", "confirm"),
+            ("Yep, go ahead", "booked"),
+        ]
+        said = []
+        for text, state in steps:
+            decision = await call.turn(text)
+            said.append(decision.text)
+            expect(decision.state == state, f"own words: {text!r} went to {decision.state}")
+        expect(said[1] != said[2], "the same recovery line twice in a row")
+        await self.finish(call, Outcome.BOOKED)
+
     async def not_interested(self) -> None:
         call = await self.call("not_interested")
         await self.walk_to_pitch(call)
@@ -489,6 +511,7 @@ class Recorder:
             self.llm_turn_cut_off_by_barge_in,
             self.outbound_no_answer,
             self.edge_booked_with_barge_in,
+            self.understood_in_own_words,
         ]
 
 

@@ -26,3 +26,22 @@ def test_an_unfinished_sentence_waits_even_with_a_matching_intent() -> None:
 
 def test_terminal_states_expect_no_answer() -> None:
     assert expected_answer(PLAYBOOK, "booked") is None
+
+
+def test_judgement_shares_the_routers_understanding() -> None:
+    """A turn judged complete is one the router's tier 0 understands at once."""
+    homeowner = expected_answer(PLAYBOOK, "homeowner")
+    qualify = expected_answer(PLAYBOOK, "qualify")
+    ask_time = expected_answer(PLAYBOOK, "ask_time")
+    greeting = expected_answer(PLAYBOOK, "greeting")
+    assert homeowner and qualify and ask_time and greeting
+    assert homeowner.yes == "owns_home" and homeowner.no == "rents"
+    owned = judge_answer(homeowner, "Yeah, we've owned the place for about ten years now")
+    assert owned.complete and "owns_home" in owned.reason
+    bill = judge_answer(qualify, "one eighty a month")
+    assert bill.complete and bill.reason == "slot 'monthly_bill' = '180'"
+    assert judge_answer(ask_time, "any time after two").complete
+    assert judge_answer(greeting, "Can you ring back this evening?").complete
+    assert judge_answer(greeting, "Please stop calling me").complete
+    assert not judge_answer(qualify, "It's around").complete
+    assert not judge_answer(homeowner, "Okay, Thursday afternoon would work for me").complete

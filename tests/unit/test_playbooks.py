@@ -197,3 +197,55 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_playbook_names_its_source() -> None:
     with pytest.raises(PlaybookError, match=r"^inline: field 'start'"):
         parse_playbook(VALID.replace("start: greeting", "start: nowhere"), "inline")
+
+
+def test_understanding_fields_load(tmp_path: Path) -> None:
+    """yes/no intents, a rephrased question, on_confusion and the new slot kinds."""
+    text = (
+        VALID.replace(
+            "    say: Hi {lead_name}, this is {agent_name}. Want a visit?\n",
+            "    say: Hi {lead_name}, this is {agent_name}. Want a visit?\n"
+            "    rephrase: Shall we visit, yes or no?\n    yes: 'yes'\n    no: 'no'\n",
+        )
+        .replace("    kind: choice\n", "    kind: weekday\n")
+        .replace("start: greeting\n", "start: greeting\non_confusion: bye\n")
+    )
+    playbook = load_playbook(write(tmp_path, "tiny", text))
+    greeting = playbook.states["greeting"]
+    assert (greeting.yes, greeting.no) == ("yes", "no")
+    assert greeting.rephrase == "Shall we visit, yes or no?"
+    assert playbook.on_confusion == "bye"
+    assert playbook.slots["day"].kind == "weekday"
+
+
+def test_yes_must_name_an_intent_of_the_state(tmp_path: Path) -> None:
+    broken = VALID.replace(
+        "    intents:\n      - name: yes\n", "    yes: agree\n    intents:\n      - name: yes\n"
+    )
+    message = error_for(tmp_path, broken)
+    assert message.startswith("state 'greeting', field 'yes': unknown intent 'agree'")
+
+
+def test_on_confusion_must_be_a_state(tmp_path: Path) -> None:
+    broken = VALID.replace("start: greeting\n", "start: greeting\non_confusion: human\n")
+    assert error_for(tmp_path, broken) == "field 'on_confusion': unknown state 'human'"
+
+
+def test_rephrase_placeholders_are_checked(tmp_path: Path) -> None:
+    broken = VALID.replace("    collect: day\n", "    rephrase: Is {dya} good?\n    collect: day\n")
+    message = error_for(tmp_path, broken)
+    assert message.startswith("state 'ask_day', field 'rephrase': unknown placeholder '{dya}'")
+
+
+def test_a_weekday_slot_holds_weekdays(tmp_path: Path) -> None:
+    broken = VALID.replace("    kind: choice\n", "    kind: weekday\n").replace(
+        "Friday: [fri]", "Someday: [soon]"
+    )
+    message = error_for(tmp_path, broken)
+    assert message.startswith("slot 'day', field 'choices': a weekday slot's values are among")
+
+
+def test_terminal_states_cannot_have_yes_or_rephrase(tmp_path: Path) -> None:
+    broken = VALID.replace("    outcome: booked\n", "    outcome: booked\n    rephrase: Again?\n")
+    message = error_for(tmp_path, broken)
+    assert message.startswith("state 'booked', field 'rephrase': a terminal state")

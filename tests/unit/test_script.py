@@ -248,12 +248,19 @@ def test_choice_slots_accept_synonyms(solar: Playbook, utterance: str, day: str)
     assert step.text == f"Would {day} morning or afternoon be better?"
 
 
-def test_pattern_slot_and_its_word_fallback(solar: Playbook) -> None:
+def test_money_slot_reads_digits_and_number_words(solar: Playbook) -> None:
     step = respond(solar, "qualify", LEAD, "About $1,200 a year, so 100 a month.")
-    assert step.slots["monthly_bill"] == "1,200"
+    assert step.slots["monthly_bill"] == "1200"
     worded = respond(solar, "qualify", LEAD, "About a hundred and fifty dollars a month.")
     assert worded.state == "ask_day"
-    assert "monthly_bill" not in worded.slots
+    assert worded.slots["monthly_bill"] == "150"
+
+
+def test_pattern_slot_and_its_word_fallback() -> None:
+    """The older pattern slot (playbooks recorded before `money`) keeps its behaviour."""
+    pattern = SlotSpec(kind="pattern", pattern=r"(\d[\d,]*)")
+    assert extract_slot(pattern, "About $1,200 a year") == ("1,200", "1,200")
+    assert extract_slot(pattern, "About a hundred and fifty dollars a month.") is None
 
 
 def test_an_intent_can_set_a_slot(solar: Playbook) -> None:

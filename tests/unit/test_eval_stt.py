@@ -1,0 +1,47 @@
+"""`slot eval stt`: the corpus it reads, the biasing it gives Whisper, and how it counts errors."""
+
+from __future__ import annotations
+
+from evals.persona_lines import persona_lines
+from evals.stt import biasing, corpus, phone_audio
+from evals.wer import number_readings, number_words, score
+
+
+def test_numbers_whisper_writes_are_read_as_the_caller_said_them() -> None:
+    said = "Um... it's usually around... one forty a month."
+    assert score(said, "It's usually around $140 a month.").errors == 0
+    assert score("About a hundred and ten.", "About 110.").errors == 0
+    assert score("Three thirty works.", "3:30 works.").errors == 0
+    assert score("five five five, zero one three four", "555-0134").errors == 0
+    assert number_words(1234) == "one thousand two hundred thirty four"
+    assert "one forty" in number_readings("140")
+
+
+def test_errors_are_substitutions_deletions_and_insertions() -> None:
+    said = "Yeah, we've owned the place for ten years."
+    scored = score(said, "Yeah we won't the place for ten years now")
+    assert scored.errors == 3  # we've -> we, owned -> won't, + now
+    assert len(scored.reference) == 8
+    assert score("Okay.", "OK").errors == 0
+
+
+def test_the_corpus_is_every_line_once_per_voice_without_pause_marks() -> None:
+    lines = persona_lines("heldout")
+    paused = [line for line in lines if "..." in line.text]
+    assert paused and all("..." not in line.words for line in paused)
+    assert {line.kind for line in lines} == {"reply", "backchannel"}
+    texts = [(line.voice, line.words.lower()) for line in corpus("heldout")]
+    assert len(texts) == len(set(texts))
+
+
+def test_biasing_is_the_state_question_to_this_caller_and_the_slot_words() -> None:
+    contexts = biasing("Georgia")
+    assert "Georgia" in contexts["greeting"].prompt
+    assert "weekday" in contexts["ask_day"].prompt
+    assert "Thursday" in contexts["ask_day"].hotwords
+    assert "afternoon" in contexts["ask_time"].hotwords
+
+
+def test_the_same_line_gives_the_same_audio() -> None:
+    line = corpus("dev")[0]
+    assert (phone_audio(line) == phone_audio(line)).all()

@@ -1,0 +1,427 @@
+"""Understanding a caller's words without an LLM: amounts, weekdays, times of day, yes and no.
+
+People on the phone say "one eighty a month", "Wednesdays are best", "after lunch" and "Yeah,
+we've owned it for ten years"; a playbook's examples cannot list every such phrasing, so these
+rules read them the way a person would. They are pure functions of the text (no clock, no I/O),
+so the workflow, the edge's endpointing judgement (`workflows.expectations`) and the evals share
+them and replay stays deterministic.
+
+Every reader returns the value and the words it came from, so a decision's reason can say why.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from workflows.intents import normalize
+
+# --- numbers ---------------------------------------------------------------------------------
+
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "seven": 7, "eight": 8, "nine": 9,
+}  # fmt: skip
+_TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60,
+    "seventy": 70, "eighty": 80, "ninety": 90,
+}  # fmt: skip
+_SCALES = {"hundred": 100, "thousand": 1000, "grand": 1000, "k": 1000}
+_NUMBER_WORDS = {**_UNITS, **_TEENS, **_TENS}
+_RANGE_WORDS = frozenset({"to", "or", "and"})
+_VAGUE = frozenset({"few", "several", "couple", "many", "some", "of"})
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A number a caller said: `value` (a midpoint for a range), the words, and how it was read."""
+
+    value: int
+    words: str
+    note: str = ""
+    """Set when the value is not literally what was said ("midpoint of 100-200")."""
+
+
+def _is_number_token(token: str) -> bool:
+    return token.isdigit() or token in _NUMBER_WORDS or token in _SCALES
+
+
+def _parse_run(tokens: list[str]) -> int | None:
+    """The value of a run of number tokens ("a hundred and twenty", "one eighty", "2 fifty")."""
+    tokens = [t for t in tokens if t != "and"]
+    if not tokens:
+        return None
+    if tokens[0] == "a":
+        tokens = ["one", *tokens[1:]]
+    if len(tokens) == 1 and tokens[0].isdigit():
+        return int(tokens[0])
+    # Spoken hundreds without the word: "one eighty" = 180, "two seventy five" = 275,
+    # "twelve fifty" = 1250; a unit or teen followed by a tens or teen word.
+    if (
+        len(tokens) >= 2
+        and (tokens[0] in _NUMBER_WORDS)
+        and (tokens[1] in _TENS or tokens[1] in _TEENS)
+        and (tokens[0] not in _TENS or tokens[1] in _TEENS)
+        and not any(t in _SCALES for t in tokens)
+    ):
+        head = _NUMBER_WORDS[tokens[0]]
+        rest = _parse_run(tokens[1:])
+        return None if rest is None or rest >= 100 else head * 100 + rest
+    total, current = 0, 0
+    for token in tokens:
+        if token.isdigit():
+            current += int(token)
+        elif token in _NUMBER_WORDS:
+            current += _NUMBER_WORDS[token]
+        elif token in _SCALES:
+            scale = _SCALES[token]
+            if scale == 100:
+                current = (current or 1) * 100
+            else:
+                total += (current or 1) * scale
+                current = 0
+        else:
+            return None
+    return total + current
+
+
+def _runs(words: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of each maximal run of number tokens; "a" and "and" join inside a run."""
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        starts = _is_number_token(word) or (
+            word == "a" and i + 1 < len(words) and words[i + 1] in _SCALES
+        )
+        if not starts or word in ("thousand", "grand", "k"):
+            i += 1
+            continue
+        j = i + 1
+        while j < len(words):
+            nxt = words[j]
+            if _is_number_token(nxt):
+                j += 1
+            elif (
+                nxt == "and"
+                and j + 1 < len(words)
+                and _is_number_token(words[j + 1])
+                and words[j - 1] in _SCALES
+            ):
+                j += 1  # "a hundred and twenty"
+            else:
+                break
+        runs.append((i, j))
+        i = j
+    return runs
+
+
+def _digits_joined(text: str) -> str:
+    """ "$1,200.50" -> "1200"; keeps the rest of the text for the word reader."""
+    text = re.sub(r"(\d),(\d{3})", r"\1\2", text)
+    return re.sub(r"(\d+)\.\d+", r"\1", text)
+
+
+def read_amounts(text: str) -> list[Amount]:
+    """Every number in `text`, number words included; a range becomes its midpoint.
+
+    "one eighty" -> 180, "a hundred and twenty" -> 120, "two fifty" -> 250, "between one and
+    two hundred" -> 150 (noted as a midpoint), "150 to 200" -> 175.
+    """
+    words = normalize(_digits_joined(text)).split()
+    runs = _runs(words)
+    amounts: list[Amount] = []
+    used: set[int] = set()
+    for n, (start, end) in enumerate(runs):
+        if n in used:
+            continue
+        value = _parse_run(words[start:end])
+        if value is None:
+            continue
+        if words[start] in _SCALES and start > 0 and words[start - 1] in _VAGUE:
+            continue  # "several hundred", "a few hundred": an answer, but no number
+        if n + 1 < len(runs):
+            nxt_start, nxt_end = runs[n + 1]
+            link = words[end:nxt_start]
+            ranged = len(link) == 1 and link[0] in _RANGE_WORDS
+            if link == ["and"]:
+                ranged = start > 0 and words[start - 1] == "between"
+            if ranged:
+                high = _parse_run(words[nxt_start:nxt_end])
+                if high is not None:
+                    low = value
+                    if low < 10 <= 100 <= high:
+                        low *= 10 ** (len(str(high)) - 1)  # "one and two hundred"
+                    if low < high:
+                        used.add(n + 1)
+                        midpoint = (low + high) // 2
+                        said = " ".join(words[start:nxt_end])
+                        amounts.append(Amount(midpoint, said, f"midpoint of {low}-{high}"))
+                        continue
+        amounts.append(Amount(value, " ".join(words[start:end])))
+    return amounts
+
+
+_MONEY_CONTEXT = re.compile(
+    r"\b(dollars?|bucks?|a month|per month|each month|every month|monthly|a bill|"
+    r"the bill|my bill|our bill|bill is|bill was|k a year)\b|\$"
+)
+
+
+def has_money_context(text: str) -> bool:
+    """Words that make a number an amount of money ("bucks", "a month", "$", "bill")."""
+    return bool(_MONEY_CONTEXT.search(text.lower()))
+
+
+def read_money(text: str, *, asked: bool) -> Amount | None:
+    """An amount of money: a number with money words, or any number when the question asked for
+    one (`asked`: the state collects it). "We bought it in twenty ten" is not a bill."""
+    if not asked and not has_money_context(text):
+        return None
+    amounts = [a for a in read_amounts(text) if a.value >= 10]
+    return amounts[0] if amounts else None
+
+
+# --- weekdays --------------------------------------------------------------------------------
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_DAY_FORMS = {
+    "Monday": ("monday", "mondays", "mon"),
+    "Tuesday": ("tuesday", "tuesdays", "tues", "tue"),
+    "Wednesday": ("wednesday", "wednesdays", "wed", "weds", "wednes"),
+    "Thursday": ("thursday", "thursdays", "thurs", "thur", "thu"),
+    "Friday": ("friday", "fridays", "fri"),
+    "Saturday": ("saturday", "saturdays", "sat"),
+    "Sunday": ("sunday", "sundays", "sun"),
+}
+_NEGATORS = frozenset({"not", "no", "except", "but", "never", "nor", "without"})
+
+
+@dataclass(frozen=True)
+class Found:
+    value: str
+    words: str
+
+
+def read_weekday(text: str, allowed: tuple[str, ...] = WEEKDAYS) -> Found | None:
+    """The weekday a caller picks: "Wednesdays are best", "Weds"; a day said with "not" before it
+    is ruled out ("not Monday, not Tuesday... Wednesday's fine" -> Wednesday). The last day said
+    wins when several are ("Tuesday, no, Thursday")."""
+    words = normalize(text).split()
+    picked: Found | None = None
+    for i, word in enumerate(words):
+        day = next((d for d, forms in _DAY_FORMS.items() if word in forms), None)
+        if day is None or day not in allowed:
+            continue
+        if word in ("sat", "sun", "wed", "mon") and len(words) > 1 and not _day_context(words, i):
+            continue  # "sat down", "the sun", "wed" as a verb: only as a day near day words
+        before = words[max(0, i - 2) : i]
+        if before and (
+            before[-1] in _NEGATORS or (before[-1] in ("on", "the") and before[0] in _NEGATORS)
+        ):
+            continue
+        picked = Found(day, word)
+    return picked
+
+
+def _day_context(words: list[str], i: int) -> bool:
+    near = words[max(0, i - 2) : i + 3]
+    return any(w in ("on", "next", "this", "day", "works", "is", "best", "good") for w in near)
+
+
+# --- time of day -----------------------------------------------------------------------------
+
+DAYPARTS = ("morning", "afternoon", "evening")
+_DAYPART_PHRASES: tuple[tuple[str, str], ...] = (
+    ("first thing", "morning"),
+    ("early in the day", "morning"),
+    ("early", "morning"),
+    ("before noon", "morning"),
+    ("before lunch", "morning"),
+    ("in the am", "morning"),
+    ("in the a m", "morning"),
+    ("mornings", "morning"),
+    ("morning", "morning"),
+    ("after lunch", "afternoon"),
+    ("after noon", "afternoon"),
+    ("afternoons", "afternoon"),
+    ("afternoon", "afternoon"),
+    ("later in the day", "afternoon"),
+    ("late in the day", "afternoon"),
+    ("midday", "afternoon"),
+    ("lunchtime", "afternoon"),
+    ("in the pm", "afternoon"),
+    ("evenings", "evening"),
+    ("evening", "evening"),
+    ("tonight", "evening"),
+)
+_HOUR = re.compile(
+    r"\b(after|before|around|about|at|by|from|like|past|until|till|say)\s+"
+    r"(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|noon)"
+    r"(\s+(o clock|thirty|fifteen|forty five|am|a m|pm|p m))?\b"
+    r"(?!\s+(years?|months?|weeks?|days?|hours?|minutes?|dollars?|bucks?|percent|of|kids|"
+    r"people|times|hundred|thousand|\d|[a-z]+ty\b|[a-z]+teen\b))"
+)
+"""An hour after a preposition ("after two", "around nine"), not a count ("for about ten
+years") or an amount ("around two hundred")."""
+_CLOCK = re.compile(r"\b(\d{1,2})\s?(am|pm|a m|p m)\b")
+_BARE_HOURS = re.compile(
+    r"\b(eight|nine|ten|eleven|7|8|9|10|11)\s+or\s+(eight|nine|ten|eleven|8|9|10|11)\b"
+)
+
+
+def _hour_daypart(hour: int, preposition: str) -> str:
+    """Daytime hours a visit could take: 7-11 are the morning, 12-6 the afternoon, 7+ pm the
+    evening; "after eleven" is late morning still, "before two" is not the morning."""
+    if hour == 12:
+        return "morning" if preposition in ("before", "until", "till", "by") else "afternoon"
+    if 7 <= hour <= 11:
+        return "morning"
+    if 1 <= hour <= 6:
+        return "afternoon"
+    return "evening"
+
+
+def read_daypart(text: str, allowed: tuple[str, ...] = DAYPARTS) -> Found | None:
+    """Morning, afternoon or evening from what a caller says: "mornings, ideally", "after lunch",
+    "first thing", "any time after two" (afternoon), "early, like eight or nine" (morning)."""
+    normalized = f" {normalize(text)} "
+    best: tuple[int, Found] | None = None
+    said_a_daypart = False
+    for phrase, value in _DAYPART_PHRASES:
+        at = normalized.find(f" {phrase} ")
+        if at < 0:
+            continue
+        said_a_daypart = True
+        if value not in allowed:
+            continue
+        before = normalized[:at].split()[-2:]
+        if any(w in ("not", "no") for w in before):
+            continue
+        if best is None or at < best[0]:
+            best = (at, Found(value, phrase))
+    if said_a_daypart:  # a daypart word beats an hour ("around seven tonight")
+        return best[1] if best else None
+    for clock in _CLOCK.finditer(normalized):
+        hour, suffix = int(clock.group(1)), clock.group(2).replace(" ", "")
+        value = (
+            "morning" if suffix == "am" else "afternoon" if hour < 6 or hour == 12 else "evening"
+        )
+        if value in allowed:
+            return Found(value, clock.group(0))
+    for found in _HOUR.finditer(normalized):
+        word = found.group(2)
+        hour = 12 if word == "noon" else int(word) if word.isdigit() else _NUMBER_WORDS[word]
+        suffix = (found.group(4) or "").replace(" ", "")
+        if word == "noon":
+            value = (
+                "morning" if found.group(1) in ("before", "until", "till", "by") else "afternoon"
+            )
+        elif suffix == "am":
+            value = "morning"
+        elif suffix == "pm":
+            value = "afternoon" if hour < 6 or hour == 12 else "evening"
+        else:
+            value = _hour_daypart(hour, found.group(1))
+        if value in allowed and (best is None or found.start() < best[0]):
+            best = (found.start(), Found(value, found.group(0).strip()))
+    bare = _BARE_HOURS.search(normalized)
+    if bare and "morning" in allowed and (best is None or bare.start() < best[0]):
+        best = (bare.start(), Found("morning", bare.group(0).strip()))
+    return best[1] if best else None
+
+
+# --- yes and no ------------------------------------------------------------------------------
+
+Polarity = Literal["yes", "no"]
+
+_FILLER_TEXT = "um uh er erm ah oh hmm hm mm well so look listen like actually honestly"
+_FILLERS = frozenset(_FILLER_TEXT.split())
+_YES_PHRASES = (
+    "yes", "yeah", "yea", "yep", "yup", "ya", "yah", "aye", "sure", "surely", "certainly",
+    "absolutely", "definitely", "of course", "course", "correct", "that is right",
+    "that is correct", "indeed", "mhm", "mm hmm", "mm hm", "uh huh", "go ahead", "go on",
+    "sounds good", "sounds great", "that works", "works for me", "i do", "we do", "you bet",
+    "why not",
+)  # fmt: skip
+_WEAK_YES = ("okay", "ok", "alright", "all right", "right", "fine", "great", "perfect", "cool")
+"""Acknowledgements that are a yes only alone ("Okay, do it."), not before other content
+("Okay, Thursday afternoon would work for me" answers another question)."""
+_WEAK_TAIL = 2
+_NO_PHRASES = (
+    "no", "nope", "nah", "naw", "not really", "negative", "i do not", "we do not",
+    "i am not", "we are not", "it is not", "not at all", "never",
+)  # fmt: skip
+_CLOSING_YES = ("so yes", "so yeah", "so okay", "so sure", "so go ahead", "go ahead", "so ok")
+_CONTRAST = frozenset({"but", "though", "however", "although"})
+
+
+def _starts_with(words: list[str], phrases: tuple[str, ...]) -> str | None:
+    text = " ".join(words)
+    for phrase in sorted(phrases, key=len, reverse=True):
+        if text == phrase or text.startswith(phrase + " "):
+            return phrase
+    return None
+
+
+def polarity(text: str) -> tuple[Polarity, str] | None:
+    """Whether an answer opens (or closes) with yes or no, and the words that say it.
+
+    "Yeah, we've owned the place for ten years" -> yes; "No, we rent" -> no; "Um, I've been
+    meaning to look into that, so okay" -> yes. An answer that turns with "but" ("Yeah it's me,
+    but call me tonight") or says both is not a plain yes or no: None.
+    """
+    words = normalize(text).split()
+    while words and words[0] in _FILLERS:
+        words = words[1:]
+    if not words:
+        return None
+    yes, no = _starts_with(words, _YES_PHRASES), _starts_with(words, _NO_PHRASES)
+    if yes is None and no is None:
+        weak = _starts_with(words, _WEAK_YES)
+        if weak is not None and len(words) - len(weak.split()) <= _WEAK_TAIL:
+            yes = weak
+    if yes == "no":  # never: "no" is only a no
+        yes = None
+    if yes and no:
+        yes, no = (yes, None) if len(yes) > len(no) else (None, no)
+    if no in ("no",) and len(words) > 1 and words[1] in ("problem", "worries", "doubt"):
+        no, yes = None, "no problem"
+    if yes is None and no is None:
+        tail = " ".join(words[-3:])
+        closing = next((p for p in _CLOSING_YES if tail.endswith(p)), None)
+        if closing is None:
+            return None
+        yes = closing
+    if any(w in _CONTRAST for w in words):
+        return None
+    if yes is not None:
+        rest = words[len(yes.split()) :]
+        if any(w in ("not", "no", "never") for w in rest[:1]):
+            return None
+        return "yes", yes
+    assert no is not None
+    return "no", no
+
+
+# --- asking to be called back ----------------------------------------------------------------
+
+_CALL_BACK = re.compile(
+    r"\b(call|ring|phone|try|reach|catch) (me |us )?(back|again)\b"
+    r"|\b(call|ring|phone|try|catch) (me|us) (later|tomorrow|tonight|next week|another time|"
+    r"some other time|after|around|at|in the|on|this evening|this afternoon)\b"
+    r"|\bcall back\b"
+)
+
+
+def asks_to_be_called_back(text: str) -> str | None:
+    """The words of a request to be called back ("ring back this evening", "try me tomorrow
+    after four"), which outranks any day or time in the same breath: they are for the call
+    back, not the visit."""
+    found = _CALL_BACK.search(normalize(text))
+    return found.group(0) if found else None
