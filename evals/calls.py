@@ -36,7 +36,10 @@ from slot.settings import REPO_ROOT, Settings, get_settings
 SETS = ("dev", "heldout")
 SET_TITLES = {"dev": "dev", "heldout": "held-out"}
 DEFAULT_CONCURRENCY = 6
-"""Calls in flight at once. Measured on 2 cores: see the README's `slot eval calls` section."""
+"""Calls in flight at once: the fewest that keep the 46-persona corpus under 10 minutes on
+2 cores (measured: 6 at a time, 473 s of calls, 8 min 17 s with start-up; 8 at a time, 395 s).
+More at once inflates the latency it measures (the edge's STT queues): `--concurrency 1` for
+the cleanest latency figures."""
 
 MAX_CALL_MS = 240_000
 """A corpus call lasts 40-90 s; one still going after 4 minutes is stuck, and the caller hangs up

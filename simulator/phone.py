@@ -30,11 +30,12 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
+from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from media_edge.events import AgentUtterance, CallEnded, parse_event
+from media_edge.events import AgentUtterance, CallEnded, UtteranceDone, parse_event
 from media_edge.events import CallEvent as EdgeEvent
 from simulator.caller_audio import CallerAudio, voiced_span
 from simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
@@ -180,6 +181,9 @@ class CallerTiming:
     human_pause_ms: int = 300
     agent_reply_timeout_ms: int = 30_000
     """Speak anyway if the agent says nothing for this long (reprompts come within this)."""
+    unfinished_grace_ms: int = 3_000
+    """A reactive caller: quiet this long ends the agent's turn even if its utterance is not
+    reported played (a cut-off or lost event)."""
     hangup_grace_ms: int = 5_000
     """After the last reply, how long the caller waits for the agent to hang up first."""
     max_call_ms: int = 600_000
@@ -259,6 +263,8 @@ class SimulatedCall:
         self._audio = caller_audio
         self._utterance: AgentUtterance | None = None
         self._utterance_heard_ms = 0
+        self._played: set[str] = set()
+        """Agent utterances the edge reported played to their end (`utterance_played`)."""
 
         self._playback = PlaybackBuffer()
         self._recorder = CallRecorder()
@@ -750,13 +756,28 @@ class SimulatedCall:
         url = self.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
         async with connect(url, open_timeout=10) as socket:
             async for raw in socket:
-                event = parse_event(raw)
+                try:
+                    event = parse_event(raw)
+                except ValidationError:  # an event kind newer than this simulator
+                    continue
                 self.result.edge_events.append((self._now_ms, event))
                 if isinstance(event, AgentUtterance):
                     self._utterance = event
                     self._utterance_heard_ms = self._now_ms
+                if isinstance(event, UtteranceDone) and not event.interrupted:
+                    self._played.add(event.utterance_id)
                 if isinstance(event, CallEnded):
                     return
+
+    def _utterance_finished(self, since: int) -> bool:
+        """The agent is quiet and its latest utterance was played to its end: a gap between
+        phrases of one slow utterance (a loaded edge) is not the end of the agent's turn, as a
+        person hears from the unfinished sentence. Quiet for `unfinished_grace_ms` also ends it."""
+        if not self._agent_turn_done(since):
+            return False
+        if self._utterance is None or self._utterance.utterance_id in self._played:
+            return True
+        return self._now_ms - self._last_agent_audio_ms >= self.timing.unfinished_grace_ms
 
     def _new_utterance(self, answered: str | None) -> bool:
         """An agent utterance other than `answered` has started and its audio is being heard."""
@@ -827,7 +848,7 @@ class SimulatedCall:
                     f"{reply.interrupt_after_ms} ms into its line; no interruption"
                 )
         else:
-            await self._wait_until(lambda: self._agent_turn_done(since))
+            await self._wait_until(lambda: self._utterance_finished(since))
             if not await self._pause_then_agent_quiet():
                 return True  # the agent went on (an answer, then its question): hear it out
         current = self._utterance or utterance
