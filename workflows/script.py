@@ -409,6 +409,12 @@ _DO_NOT_CALL = [
     r"\blose (my|this) number\b",
     r"\bno more calls\b",
 ]
+_DO_NOT_CALL_V1 = [
+    *_DO_NOT_CALL,
+    r"\b(put|add) (me|us|my number|this number) (on|to) (your|the) do not call\b",
+    r"\bdo not call (list|register|registry)\b",
+]
+"""understanding-v1 also hears the list asked for by name, even when the last word is lost."""
 _HANG_UP = [
     r"^(ok |okay |alright |well )?(bye|goodbye|bye bye)( now| then)?$",
     r"\b(i am|i will be) hanging up\b",
@@ -892,7 +898,7 @@ def reprompt(
 def _builtin_rule(
     playbook: Playbook, state: str, current: State, slots: dict[str, str], text: str
 ) -> ScriptStep | None:
-    if (phrase := _first_rule(_DO_NOT_CALL, text)) is not None:
+    if (phrase := _first_rule(_DO_NOT_CALL_V1, text)) is not None:
         return _end_with(playbook, Outcome.DO_NOT_CALL, slots, f"rule do_not_call: '{phrase}'")
     if (phrase := _first_rule(_HANG_UP, text)) is not None:
         return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
@@ -928,7 +934,7 @@ def call_back_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
 
 def rule_phrase(text: str) -> str | None:
     """The words of a built-in rule (do not call, hang up, repeat) in a normalized utterance."""
-    for patterns in (_DO_NOT_CALL, _HANG_UP, _REPEAT):
+    for patterns in (_DO_NOT_CALL_V1, _HANG_UP, _REPEAT):
         if (phrase := _first_rule(patterns, text)) is not None:
             return phrase
     return None
