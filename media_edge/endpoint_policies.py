@@ -133,7 +133,8 @@ class ScriptAwarePolicy:
     _pause: int | None = field(default=None, repr=False)
     _silence_ms: int = field(default=0, repr=False)
     _complete: int | None = field(default=None, repr=False)
-    """The pause judged a complete answer, waiting for `min_pause_ms`."""
+    """The pause judged a complete answer, waiting for its minimum pause."""
+    _wait_ms: int = field(default=0, repr=False)
 
     def push(self, pause: int, silence_ms: int) -> EndpointDecision:
         self._pause = pause if silence_ms > 0 else None
@@ -142,7 +143,7 @@ class ScriptAwarePolicy:
         if decision.end_of_turn:
             self.reset()
             return decision
-        if self._complete == pause and silence_ms >= self.min_pause_ms:
+        if self._complete == pause and silence_ms >= self._wait_ms:
             return self._end()
         return decision
 
@@ -152,13 +153,17 @@ class ScriptAwarePolicy:
             self.reset()
         return decision
 
-    def set_answer(self, pause: int, complete: bool) -> EndpointDecision:
-        """The script's judgement of the transcript of `pause` (complete answer or not)."""
+    def set_answer(
+        self, pause: int, complete: bool, min_pause_ms: int | None = None
+    ) -> EndpointDecision:
+        """The script's judgement of the transcript of `pause` (complete answer or not);
+        `min_pause_ms` overrides the policy's wait for this answer (a bare "Yes." waits longer)."""
         if not complete or pause != self._pause:
             return CONTINUE
-        if self._silence_ms >= self.min_pause_ms:
+        wait = self.min_pause_ms if min_pause_ms is None else min_pause_ms
+        if self._silence_ms >= wait:
             return self._end()
-        self._complete = pause
+        self._complete, self._wait_ms = pause, wait
         return CONTINUE
 
     def _end(self) -> EndpointDecision:
@@ -169,4 +174,5 @@ class ScriptAwarePolicy:
         self._pause = None
         self._silence_ms = 0
         self._complete = None
+        self._wait_ms = 0
         self.inner.reset()

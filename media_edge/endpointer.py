@@ -330,16 +330,21 @@ class Endpointer:
         return [self._end(now, decision.reason, agent_speaking)]
 
     def set_answer(
-        self, pause: int, complete: bool, now: float, agent_speaking: bool = False
+        self,
+        pause: int,
+        complete: bool,
+        now: float,
+        agent_speaking: bool = False,
+        min_pause_ms: int | None = None,
     ) -> list[TurnEvent]:
         """The script's judgement of `pause`'s speculative transcript (asked for by
         `SpeculativePause`): a complete answer ends the turn if that pause is still going and
-        the policy is script-aware (`ScriptAwarePolicy`)."""
+        the policy is script-aware (`ScriptAwarePolicy`), after `min_pause_ms` if given."""
         if not isinstance(self.policy, ScriptAwarePolicy):
             return []
         if not self.paused or pause != self.pause:
             return []
-        decision = self.policy.set_answer(pause, complete)
+        decision = self.policy.set_answer(pause, complete, min_pause_ms)
         if not decision.end_of_turn:
             return []
         assert decision.reason is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import Executor
@@ -60,6 +61,15 @@ from slot.settings import Settings
 from workflows.expectations import ExpectedAnswer, judge_answer
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
+
+
+SHORT_ANSWER_WORDS = 2
+
+
+def is_short_answer(text: str) -> bool:
+    """One or two words ("Yes.", "Okay.", "Yeah, sure."): often the start of a longer answer
+    ("Okay. [pause] Yeah, I own my place"), so the script waits longer before ending the turn."""
+    return 0 < len(re.findall(r"[A-Za-z0-9']+", text)) <= SHORT_ANSWER_WORDS
 
 
 def endpointer_config(settings: Settings) -> EndpointerConfig:
@@ -230,6 +240,7 @@ class Listener:
         self._call_id = call_id
         self._log_transcripts = settings.log_transcripts
         self._script_context = settings.stt_script_context
+        self._short_answer_pause_ms = settings.script_short_answer_min_pause_ms
         self.log = log
         self.expect: ExpectedAnswer | None = None
         """What an answer to the agent's current question looks like (None: no script)."""
@@ -343,7 +354,11 @@ class Listener:
             if self._log_transcripts:
                 self.log.info("pause %d judged %s", pause.pause, judgement.reason)
             events = self.endpointer.set_answer(
-                pause.pause, judgement.complete, time.monotonic(), self._hooks.agent_speaking()
+                pause.pause,
+                judgement.complete,
+                time.monotonic(),
+                self._hooks.agent_speaking(),
+                self._short_answer_pause_ms if is_short_answer(transcript.text) else None,
             )
             await self._handle(events)
         return transcript, finished_at

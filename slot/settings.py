@@ -63,10 +63,15 @@ class Settings(BaseSettings):
     script_endpointing: bool = True
     """End a turn at a pause whose speculative transcript is a complete answer to the script's
     question (`workflows.expectations.judge_answer`), without waiting for Smart Turn or silence."""
-    script_endpoint_min_pause_ms: int = Field(default=350, ge=0)
+    script_endpoint_min_pause_ms: int = Field(default=450, ge=0)
     """Silence a complete answer must be followed by before it ends the turn: longer than the
     pause at a comma ("Yes, [220-320 ms] I own my home" in the simulator's Piper voice), so a
-    complete first clause does not cut off the rest of the sentence."""
+    complete first clause does not cut off the rest of the sentence. 450 ms was chosen on the dev
+    clips by `slot eval turns`."""
+    script_short_answer_min_pause_ms: int = Field(default=700, ge=0)
+    """The same wait for a complete answer of one or two words ("Yes.", "Okay."): dev callers
+    cut off there went on ("Okay. [~500 ms] Yeah, I own my place"), and the rest, heard over
+    the agent's next question, was misread as a new answer."""
     stt_script_context: bool = True
     """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
     answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""

@@ -200,8 +200,22 @@ async def script_turn(text: str, question: str, state: str) -> tuple[Hooks, Scri
     await feed(listen, SPEECH, 100)
     await feed(listen, SILENCE, 15)  # transcribed at 200 ms, judged complete or not
     await settle(tasks)
-    await feed(listen, SILENCE, 5)  # 400 ms: past the minimum pause after a complete answer
+    await feed(listen, SILENCE, 10)  # 500 ms: past the minimum pause after a complete answer
     return hooks, stt
+
+
+async def test_a_one_word_answer_waits_longer_before_it_ends_the_turn() -> None:
+    hooks, stt, tasks = Hooks(), ScriptedSTT("Okay."), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks, endpoint_silence_ms=1500, script_endpointing=True)
+    listen.expect = expected_answer(PLAYBOOK, "pitch", "Would you like a free survey?")
+    await feed(listen, SPEECH, 100)
+    await feed(listen, SILENCE, 15)
+    await settle(tasks)
+    await feed(listen, SILENCE, 15)  # 600 ms: "Okay." may go on ("Okay. Yeah, I own it")
+    assert hooks.turns == []
+    await feed(listen, SILENCE, 6)  # 720 ms: past the short answer's minimum pause
+    (turn,) = hooks.turns
+    assert turn.reason == "script"
 
 
 async def test_a_complete_answer_ends_the_turn_at_the_pause_with_its_transcript() -> None:
