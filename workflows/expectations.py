@@ -12,7 +12,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from workflows.intents import match_intent, normalize
+from workflows.intents import STOPWORDS, match_intent, normalize, tokens
 from workflows.script import (
     Intent,
     Playbook,
@@ -35,6 +35,11 @@ _UNFINISHED_ENDINGS = frozenset(_UNFINISHED_TEXT.split())
 _WORD = re.compile(r"[a-z0-9']+")
 
 
+_NAME = re.compile(r"(?<=\w[ ,] )[A-Z][a-z]+|(?<=\w )[A-Z][a-z]+")
+"""A capitalised word after the first: a name in an example ("Yes, this is Jordan")."""
+_NOT_CONTENT = frozenset({"not", "yes", "yeah", "yep", "nope", "nah", "never", "sure"})
+
+
 class ExpectedAnswer(BaseModel):
     """The question the agent just asked and what an answer to it looks like."""
 
@@ -51,9 +56,24 @@ class ExpectedAnswer(BaseModel):
     no: str | None = None
     """The intent a plain no answers here (the state's `no`), if any."""
 
+    def answer_words(self) -> list[str]:
+        """Content words of the examples of the intents a yes or a no means here ("own",
+        "rent"): dev callers' "We own it" was heard as "We don't it" without them."""
+        meant = {self.yes, self.no}
+        examples = [e for intent in self.intents if intent.name in meant for e in intent.examples]
+        names = {w.lower() for e in examples for w in _NAME.findall(e)}
+        words = [
+            word
+            for example in examples
+            for word in tokens(example)
+            if len(word) > 2 and word not in STOPWORDS | _NOT_CONTENT | names
+        ]
+        return list(dict.fromkeys(words))
+
     def vocabulary(self) -> list[str]:
-        """Words an answer here likely contains (slot values), to bias speech recognition."""
-        words: list[str] = []
+        """Words an answer here likely contains (the yes/no intents' words, then slot values),
+        to bias speech recognition."""
+        words: list[str] = self.answer_words()
         for spec in self.slots.values():
             for canonical, synonyms in spec.choices.items():
                 words.extend([canonical, *synonyms])

@@ -45,3 +45,14 @@ def test_judgement_shares_the_routers_understanding() -> None:
     assert judge_answer(greeting, "Please stop calling me").complete
     assert not judge_answer(qualify, "It's around").complete
     assert not judge_answer(homeowner, "Okay, Thursday afternoon would work for me").complete
+
+
+def test_speech_is_biased_to_the_words_of_the_yes_and_no_answers_first() -> None:
+    expect = expected_answer(PLAYBOOK, "homeowner")
+    assert expect is not None
+    words = expect.vocabulary()
+    assert words[: len(expect.answer_words())] == expect.answer_words()
+    assert {"own", "rent"} <= set(expect.answer_words())
+    greeting = expected_answer(PLAYBOOK, "greeting")
+    assert greeting is not None
+    assert "jordan" not in greeting.answer_words()  # a name in an example is not a hotword
