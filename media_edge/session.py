@@ -115,6 +115,8 @@ class CallSession:
                 self._tg = tg
                 receiver = tg.create_task(self._receive())
                 await self._done.wait()
+                if self.speaker is not None:
+                    await self.speaker.finish_heard()
                 receiver.cancel()
                 for task in self._workers:
                     task.cancel()

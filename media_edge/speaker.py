@@ -131,6 +131,14 @@ class Speaker:
         if playback is not None and name.startswith(playback.utterance_id + ":"):
             playback.on_mark(name, time.monotonic())
 
+    async def finish_heard(self, timeout_s: float = 1.0) -> None:
+        """The call is ending: an utterance whose end mark already came back is reported as
+        played (to the events and the workflow) before the speaker is stopped."""
+        playback, task = self._playback, self._task
+        if playback is None or task is None or task.done() or not playback.end_echoed.is_set():
+            return
+        await asyncio.wait([task], timeout=timeout_s)
+
     async def run(self) -> None:
         while True:
             request = await self._queue.get()
