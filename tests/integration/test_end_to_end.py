@@ -227,9 +227,14 @@ def test_demo_command_reaches_booked_and_reports_every_stage(
     assert report["barge_ins"] >= 1
     interrupted = [t for t in agent if t.get("interrupted")]
     assert interrupted, "the persona interrupts the agent once"
+    # One interruption per interrupted line, in order; the persona's planned one (its first)
+    # heard some words. A later one can come from a caller still talking after the agent began
+    # its reply (a premature endpoint), which heard nothing: the report says so too.
     heard = report["heard"]
-    assert isinstance(heard, str) and heard
-    assert interrupted[0]["text"].startswith(heard.rstrip(".… ")), (heard, interrupted[0]["text"])
+    heard_all = heard if isinstance(heard, list) else [heard]
+    assert 1 <= len(heard_all) <= len(interrupted) and all(isinstance(h, str) for h in heard_all)
+    first = heard_all[0]
+    assert first and interrupted[0]["text"].startswith(first.rstrip(".… ")), (first, interrupted)
     replies = agent[1:]
     for turn in replies:
         stages = turn["latency_ms"]
