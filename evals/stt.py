@@ -13,7 +13,6 @@ side by side, per voice, with the median time per segment.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import sys
@@ -38,7 +37,7 @@ from evals.persona_lines import (
 )
 from evals.wer import score
 from media_edge.audio import PHONE_RATE, mulaw_decode
-from media_edge.providers import PCM
+from media_edge.providers import PCM, SpeechContext
 from media_edge.stt import WhisperSTT
 from simulator.caller_voice import CALLER_VOICES, named_caller_voice, phone_line, text_seed
 
@@ -111,42 +110,14 @@ Transcriber = Callable[[PCM, Context | None], str]
 
 
 def transcriber() -> tuple[Transcriber, str]:
-    """Whisper as the edge runs it, with the context when `WhisperSTT` takes one (branch `edge`);
-    until then faster-whisper's own `initial_prompt`/`hotwords` on the same model, for both
-    conditions alike (its standard 30 s window, so the two differ only by the biasing)."""
+    """Whisper as the edge runs it (`WhisperSTT.transcribe_sync`), biased or not by a context."""
     stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=STT_THREADS)
-    if "context" in inspect.signature(stt.transcribe_sync).parameters:
-        from media_edge import providers
 
-        speech_context: Any = getattr(providers, "SpeechContext")  # noqa: B009
+    def edge(audio: PCM, context: Context | None) -> str:
+        biased = SpeechContext(context.prompt, context.hotwords) if context else None
+        return stt.transcribe_sync(audio, PHONE_RATE, biased).text
 
-        def edge(audio: PCM, context: Context | None) -> str:
-            biased = speech_context(context.prompt, context.hotwords) if context else None
-            call: Any = stt.transcribe_sync
-            return str(call(audio, PHONE_RATE, biased).text)
-
-        return edge, "media_edge.stt.WhisperSTT.transcribe_sync(context=SpeechContext)"
-
-    from media_edge.audio import resample, to_float
-    from media_edge.stt import WHISPER_RATE, load_whisper
-
-    model = load_whisper(STT_THREADS)
-
-    def direct(audio: PCM, context: Context | None) -> str:
-        samples = to_float(resample(audio, PHONE_RATE, WHISPER_RATE))
-        segments, _info = model.transcribe(
-            samples,
-            language="en",
-            beam_size=1,
-            vad_filter=False,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            initial_prompt=context.prompt if context else None,
-            hotwords=" ".join(context.hotwords) if context else None,
-        )
-        return " ".join(s.text.strip() for s in segments).strip()
-
-    return direct, "faster-whisper WhisperModel.transcribe (initial_prompt, hotwords)"
+    return edge, "media_edge.stt.WhisperSTT.transcribe_sync(context=SpeechContext)"
 
 
 def evaluate(limit: int | None = None) -> dict[str, Any]:
