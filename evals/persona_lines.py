@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from simulator.topics import TOPIC_MAPS
 from slot.settings import REPO_ROOT
 from workflows.expectations import ExpectedAnswer, expected_answer
 from workflows.script import Playbook, render
@@ -25,17 +26,11 @@ Split = Literal["dev", "heldout"]
 SPLITS: tuple[Split, ...] = ("dev", "heldout")
 PERSONAS_DIR = REPO_ROOT / "personas"
 
-TOPIC_STATES: dict[str, str] = {
-    "identity": "greeting",
-    "homeowner": "homeowner",
-    "interest": "pitch",
-    "bill": "qualify",
-    "day": "ask_day",
-    "time": "ask_time",
-    "confirm": "confirm",
-}
-"""The playbook state whose question a topic answers (solar_survey; `interest` also follows
-`cost`, `pitch` is where it is first asked). `other` has no state of its own."""
+TOPIC_STATES: dict[str, str] = {}
+for _state, _topic in TOPIC_MAPS["solar_survey"].items():
+    TOPIC_STATES.setdefault(_topic, _state)
+"""The playbook state whose question a topic answers: the first state the simulator maps to it
+(solar_survey; `interest` is first asked in `pitch`). `other` has no state of its own."""
 QUESTION_STATES = tuple(dict.fromkeys(TOPIC_STATES.values()))
 
 PAUSE = re.compile(r"\s*(?:\.\.\.|…)\s*")
