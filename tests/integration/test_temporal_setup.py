@@ -27,7 +27,7 @@ from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
 from tests.conftest import free_port
 from workflows.messages import CallInput, CallTimers, Direction, Lead
-from workflows.search_attributes import CALL_STATUS, SEARCH_ATTRIBUTE_KEYS, SCRIPT_NAME
+from workflows.search_attributes import CALL_STATUS, SCRIPT_NAME, SEARCH_ATTRIBUTE_KEYS
 
 
 @pytest.fixture
