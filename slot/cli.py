@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -118,6 +119,29 @@ def _cmd_replay_script(args: argparse.Namespace) -> int:
         llm=args.llm,
         address=args.address,
     )
+
+
+def _cmd_temporal_setup(args: argparse.Namespace) -> int:
+    """Exits the process itself: the Temporal client's threads can abort the interpreter's
+    finalization of a short-lived process (temporalio/sdk-python#300), and the compose file
+    starts the worker and the edge only on this step's exit code 0."""
+    from slot.temporal_setup import TemporalSetupError, setup_temporal
+
+    settings = get_settings()
+    if args.address:
+        settings = settings.model_copy(update={"temporal_address": args.address})
+    code = 0
+    try:
+        added = asyncio.run(setup_temporal(settings, wait_s=args.wait))
+    except TemporalSetupError as error:
+        print(f"slot temporal setup: {error}", file=sys.stderr)
+        code = 1
+    else:
+        where = f"{settings.temporal_address} namespace {settings.temporal_namespace!r}"
+        print(f"registered {', '.join(added)} on {where}" if added else f"already set up: {where}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -239,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_script.add_argument("--address", default=None, help="Temporal (default: settings)")
     replay_script.set_defaults(func=_cmd_replay_script)
+
+    temporal = commands.add_parser("temporal", help="the Temporal Slot runs on").add_subparsers(
+        dest="temporal_command", required=True
+    )
+    setup = temporal.add_parser(
+        "setup", help="register Slot's search attributes (idempotent; waits for Temporal)"
+    )
+    setup.add_argument("--address", default=None, help="Temporal (default: settings)")
+    setup.add_argument("--wait", type=float, default=120.0, help="seconds to wait for Temporal")
+    setup.set_defaults(func=_cmd_temporal_setup)
 
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),

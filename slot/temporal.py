@@ -24,6 +24,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from slot.settings import Settings
 from workflows.call import CallWorkflow
@@ -41,21 +42,56 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
     )
 
 
-async def ensure_search_attributes(client: Client) -> None:
-    """Register Slot's custom search attributes on a server that lacks them (idempotent)."""
-    namespace = client.namespace
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in SEARCH_ATTRIBUTE_KEYS
-        if key.name not in existing.custom_attributes
-    }
-    if missing:
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register Slot's custom search attributes where they are missing (idempotent); returns
+    the names this call registered.
+
+    Another process may register them at the same moment; the outcome is judged by what the
+    server lists afterwards. An attribute of the same name but another type is an error.
+    """
+    missing = await _missing_search_attributes(client)
+    if not missing:
+        return []
+    refusal = ""
+    try:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes=dict.fromkeys(missing, _KEYWORD),
+            )
         )
+    except RPCError as error:
+        refusal = f": {error.status.name} {error.message}"
+    if still_missing := await _missing_search_attributes(client):
+        raise SearchAttributeError(
+            f"Temporal namespace {client.namespace!r} did not register Slot's search attributes "
+            f"{', '.join(still_missing)} (Keyword){refusal}"
+        )
+    return missing
+
+
+class SearchAttributeError(RuntimeError):
+    """Slot's search attributes cannot be registered; the message says which and why."""
+
+
+_KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+
+
+async def _missing_search_attributes(client: Client) -> list[str]:
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = []
+    for key in SEARCH_ATTRIBUTE_KEYS:
+        kind = listed.custom_attributes.get(key.name)
+        if kind is None:
+            missing.append(key.name)
+        elif kind != _KEYWORD:
+            raise SearchAttributeError(
+                f"search attribute {key.name} exists in Temporal namespace {client.namespace!r} "
+                f"as {IndexedValueType.Name(kind)}, but Slot needs Keyword"
+            )
+    return missing
 
 
 async def start_call_workflow(
@@ -118,7 +154,9 @@ class TemporalDevServer:
         headless: bool = False,
         log_path: Path | None = None,
         namespace: str = "default",
+        search_attributes: bool = True,
     ) -> None:
+        """`search_attributes=False` starts a server as bare as a new production one."""
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"Temporal address {address!r} is not host:port")
@@ -130,6 +168,7 @@ class TemporalDevServer:
         self.db_path = db_path
         self.log_path = log_path or db_path.with_suffix(".log")
         self.namespace = namespace
+        self.search_attributes = search_attributes
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -157,8 +196,9 @@ class TemporalDevServer:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(self.ui_port)]
-        for key in SEARCH_ATTRIBUTE_KEYS:
-            argv += ["--search-attribute", f"{key.name}=Keyword"]
+        if self.search_attributes:
+            for key in SEARCH_ATTRIBUTE_KEYS:
+                argv += ["--search-attribute", f"{key.name}=Keyword"]
         return argv
 
     def launch(self) -> subprocess.Popen[bytes]:
@@ -176,7 +216,7 @@ class TemporalDevServer:
         return self.process
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        """Launch the server and return once it answers and knows Slot's search attributes."""
+        """Launch the server and return once it answers (and knows Slot's search attributes)."""
         process = self.launch()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -191,7 +231,10 @@ class TemporalDevServer:
                 client = await asyncio.wait_for(
                     Client.connect(self.address, namespace=self.namespace), timeout=2.0
                 )
-                await ensure_search_attributes(client)
+                if self.search_attributes:
+                    await ensure_search_attributes(client)
+                else:
+                    await client.count_workflows()
                 return
             except Exception as error:
                 if time.monotonic() > deadline:

@@ -1,0 +1,151 @@
+"""Call records (activities/records.py) on SQLite, as `slot dev` keeps them, and on PostgreSQL,
+as production does (docker-compose.yml).
+
+PostgreSQL is the machine's own server (127.0.0.1:5432, trust auth, database `test`; CI has it;
+`SLOT_TEST_POSTGRES_URL` points elsewhere). Each test gets a schema of its own, dropped after,
+so parallel test workers never meet. The session's time zone is not UTC, as a server's may not be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlmodel import Session, select
+
+from activities.records import CallRecord, RecordsActivities, SaveCallRecord
+from slot.playbooks import load_playbook
+from slot.settings import get_settings
+from slot.stored_calls import calls_from_records
+from workflows.messages import (
+    CallSnapshot,
+    CallStatus,
+    Direction,
+    TranscriptEntry,
+)
+from workflows.script import Outcome
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SESSION_TIME_ZONE = "America/New_York"
+
+
+def postgres_url() -> URL:
+    return make_url(os.environ.get("SLOT_TEST_POSTGRES_URL", POSTGRES_URL))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for call records, on each backend in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/records.db"
+        return
+    base = postgres_url()
+    admin = create_engine(base, connect_args={"connect_timeout": 3})
+    schema = f"records_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as error:
+        admin.dispose()
+        reason = str(error).strip().splitlines()[0]
+        pytest.skip(f"PostgreSQL at {base.render_as_string()} not reachable: {reason}")
+    options = f"-csearch_path={schema} -ctimezone={SESSION_TIME_ZONE}"
+    try:
+        yield base.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def snapshot(call_id: str, status: CallStatus, outcome: Outcome | None) -> CallSnapshot:
+    return CallSnapshot(
+        call_id=call_id,
+        status=status,
+        state="booked" if outcome else "qualify",
+        outcome=outcome,
+        slots={"lead_name": "Jordan", "monthly_bill": "150"},
+        transcript=[
+            TranscriptEntry(speaker="agent", text="Hi, is this Jordan?", seq=0),
+            TranscriptEntry(speaker="caller", text="Yes, speaking. Café au lait?", seq=1),
+        ],
+        reprompts=0,
+    )
+
+
+def save(
+    records: RecordsActivities,
+    call_id: str,
+    started_at: datetime,
+    *,
+    ended_at: datetime | None = None,
+    outcome: Outcome | None = None,
+) -> None:
+    status = CallStatus.COMPLETED if ended_at else CallStatus.IN_PROGRESS
+    records.save_call_record(
+        SaveCallRecord(
+            snapshot=snapshot(call_id, status, outcome),
+            direction=Direction.INBOUND,
+            script_name="solar_survey",
+            started_at=started_at,
+            ended_at=ended_at,
+        )
+    )
+
+
+def read(records_url: str, call_id: str) -> list[CallRecord]:
+    records = RecordsActivities(records_url)
+    try:
+        with Session(records.engine) as session:
+            return list(session.exec(select(CallRecord).where(CallRecord.call_id == call_id)))
+    finally:
+        records.close()
+
+
+def test_a_record_is_saved_then_updated_in_its_one_row(records_url: str) -> None:
+    records = RecordsActivities(records_url)
+    started = datetime(2026, 3, 2, 14, 30, 5, 250000, tzinfo=UTC)
+    ended = started + timedelta(minutes=3, seconds=12)
+    try:
+        save(records, "call-records-1", started)
+        save(records, "call-records-1", started, ended_at=ended, outcome=Outcome.BOOKED)
+        save(records, "call-records-1", started, ended_at=ended, outcome=Outcome.BOOKED)
+    finally:
+        records.close()
+
+    (row,) = read(records_url, "call-records-1")
+    assert row.status == CallStatus.COMPLETED.value and row.outcome == "booked"
+    assert row.started_at == started, "the call's start is not the instant saved"
+    assert row.ended_at == ended
+    assert [entry["text"] for entry in json.loads(row.transcript_json)][1] == (
+        "Yes, speaking. Café au lait?"
+    )
+    assert json.loads(row.slots_json)["monthly_bill"] == "150"
+
+
+def test_stored_calls_are_read_back_from_the_records_since_a_moment(records_url: str) -> None:
+    records = RecordsActivities(records_url)
+    morning = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    try:
+        save(records, "call-early", morning, ended_at=morning + timedelta(minutes=2))
+        save(records, "call-late", morning + timedelta(hours=3), outcome=Outcome.BOOKED)
+    finally:
+        records.close()
+    playbook = load_playbook("solar_survey", get_settings().playbooks_dir)
+
+    since = morning + timedelta(hours=1)
+    found = calls_from_records(records_url, since, playbook, skip=set())
+    assert [call.call_id for call in found] == ["call-late"]
+    assert found[0].outcome == "booked"
+    assert [turn.text for turn in found[0].turns if turn.kind == "speech"] == [
+        "Yes, speaking. Café au lait?"
+    ]
+    everything = calls_from_records(records_url, morning, playbook, skip={"call-late"})
+    assert [call.call_id for call in everything] == ["call-early"]
