@@ -10,9 +10,7 @@ def test_each_source_is_capped_and_a_closed_socket_frees_its_place() -> None:
     counts = StreamCounts(max_streams=10, max_per_source=2)
     assert counts.open("10.0.0.1") is None
     assert counts.open("10.0.0.1") is None
-    assert counts.open("10.0.0.1") == Refusal(
-        429, "too many media streams from 10.0.0.1 (limit 2)"
-    )
+    assert counts.open("10.0.0.1") == Refusal(429, "too many media streams from 10.0.0.1 (limit 2)")
     assert counts.open("10.0.0.2") is None
     counts.close("10.0.0.1")
     assert counts.open("10.0.0.1") is None
