@@ -6,7 +6,7 @@ Routes:
 - POST /twilio/status      status callback: signals `call_status`
 - POST /calls/{id}/say     a decision the workflow delivers outside a turn (404 if not on this edge)
 - WS   /calls/{id}/events  the call's live events (replay first)
-- GET  /healthz
+- GET  /healthz            calls and open media sockets (`media_edge.limits`)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from twilio.request_validator import RequestValidator
 
 from activities.knowledge_base import KBSettings
 from media_edge.events import EventHub
+from media_edge.limits import MediaGate, server_config
 from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
 from media_edge.smart_turn import SmartTurnModel, TurnDetector
@@ -173,6 +174,7 @@ def create_app(
 ) -> FastAPI:
     """The edge app; `llm_settings` default to the environment (`LLM_BASE_URL`...)."""
     settings = settings or get_settings()
+    media_gate = MediaGate(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -193,7 +195,7 @@ def create_app(
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
         edge = edge_of(request)
-        return {"status": "ok", "calls": len(edge.services.sessions)}
+        return {"status": "ok", "calls": len(edge.services.sessions), **media_gate.health()}
 
     @app.post("/twilio/voice")
     async def twilio_voice(request: Request) -> Response:
@@ -261,8 +263,9 @@ def create_app(
 
     @app.websocket("/twilio/media")
     async def twilio_media(websocket: WebSocket) -> None:
-        session = CallSession(websocket, edge_of(websocket).services)
-        await session.run()
+        async with media_gate.admit(websocket) as admitted:
+            if admitted:
+                await CallSession(websocket, edge_of(websocket).services).run()
 
     @app.websocket("/calls/{call_id}/events")
     async def call_events(websocket: WebSocket, call_id: str) -> None:
@@ -294,12 +297,7 @@ def main() -> None:
     """Run the edge with uvicorn on settings.edge_host:edge_port."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.edge_host,
-        port=settings.edge_port,
-        log_level="info",
-    )
+    uvicorn.Server(server_config(create_app(settings), settings, log_level="info")).run()
 
 
 if __name__ == "__main__":

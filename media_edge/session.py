@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 from temporalio.client import Client
 
@@ -182,12 +183,15 @@ class CallSession:
     # ----- protocol dispatch -----------------------------------------------------------------
 
     async def _receive(self) -> None:
+        start_by = asyncio.get_running_loop().time() + self.settings.media_start_timeout_s
         while True:
-            message = await self.ws.receive()
+            try:
+                message = await self._next_message(start_by)
+            except tp.ProtocolError as error:
+                await self._reject(error)
+                return
             if message["type"] == "websocket.disconnect":
-                if not self.stream.stopped and not self._agent_ended:
-                    self._end_reason = "media stream closed without stop"
-                self._done.set()
+                self._disconnected(message)
                 return
             raw = message.get("text")
             if raw is None:
@@ -217,6 +221,27 @@ class CallSession:
                 self._end_reason = "caller hung up"
                 self._done.set()
                 return
+
+    async def _next_message(self, start_by: float) -> Message:
+        """The next ASGI message; until the stream has started, no later than `start_by`."""
+        if self.stream.start is not None:
+            return await self.ws.receive()
+        try:
+            async with asyncio.timeout_at(start_by):
+                return await self.ws.receive()
+        except TimeoutError:
+            timeout = self.settings.media_start_timeout_s
+            raise tp.ProtocolError(f"no start within {timeout:g} s", fatal=True) from None
+
+    def _disconnected(self, message: Message) -> None:
+        """The client (or the server, for a message over the size limit) closed the socket."""
+        if message.get("code") == tp.CLOSE_MESSAGE_TOO_BIG:
+            reason = message.get("reason") or "message too big"
+            self.log.warning("media stream closed (1009): %s", reason)
+            self._end_reason = f"message too big: {reason}"
+        elif not self.stream.stopped and not self._agent_ended:
+            self._end_reason = "media stream closed without stop"
+        self._done.set()
 
     async def _on_start(self, start: tp.Start) -> bool:
         info = start.start

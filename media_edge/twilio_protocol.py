@@ -19,6 +19,7 @@ from media_edge.audio import FRAME_SAMPLES, PHONE_RATE
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
 SUPPORTED_ENCODING = "audio/x-mulaw"
@@ -205,13 +206,14 @@ def _check_format(fmt: MediaFormat) -> None:
 
 
 class StreamState:
-    """Checks the order of events on one stream: nothing but `connected` before `start`."""
+    """Checks the order of events on one stream: nothing but one `connected` before `start`."""
 
     MAX_ERRORS = 100
     """Non-fatal errors tolerated on one stream before it is treated as broken."""
 
     def __init__(self) -> None:
         self.start: Start | None = None
+        self.connected = False
         self.stopped = False
         self.errors = 0
 
@@ -234,6 +236,9 @@ class StreamState:
         if self.stopped:
             raise ProtocolError(f"{message.event} after stop ignored")
         if isinstance(message, Connected):
+            if self.connected:
+                raise ProtocolError("second connected on the same stream ignored")
+            self.connected = True
             return message
         if isinstance(message, Start):
             if self.start is not None:

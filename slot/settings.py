@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     log_transcripts: bool = False
     """Caller transcripts are personal data: logged only when this is switched on."""
 
+    media_max_message_bytes: int = Field(default=16 * 1024, ge=2048)
+    """Largest WebSocket message the edge reads: 40 times a Twilio media message (~400 bytes)
+    and 8 times its `start`; larger ones close the socket with 1009 unread."""
+    media_start_timeout_s: float = Field(default=5.0, gt=0.0)
+    """A media socket must send `start` this soon (Twilio sends it at once) or it is closed."""
+    media_max_streams: int = Field(default=400, ge=1)
+    """Open media sockets on this edge, calls and not-yet-started sockets alike."""
+    media_max_streams_per_source: int = Field(default=200, ge=1)
+    """Open media sockets from one remote address (behind a proxy, the address uvicorn trusts
+    from X-Forwarded-For). Twilio carries many calls from one media server, so it is high."""
+
     reprompt_after_s: float = 8.0
     max_reprompts: int = 2
     follow_up_delay_s: float = 24 * 3600.0

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from media_edge.app import create_app
+from media_edge.limits import server_config
 from slot.settings import Settings
 from worker import ACTIVITY_SLOTS, build_worker
 
@@ -22,9 +23,15 @@ STARTUP_S = 120.0
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
     """Run `app` with uvicorn until the block exits; logging is left to pytest (log_config=None)."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    async with serve_config(config) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_config(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Run a uvicorn server with `config` until the block exits."""
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(STARTUP_S):
         while not server.started:
@@ -33,7 +40,7 @@ async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
                 raise RuntimeError("server exited during start-up")
             await asyncio.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{config.host}:{config.port}"
     finally:
         server.should_exit = True
         await task
@@ -41,10 +48,13 @@ async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def edge_stack(client: Client, settings: Settings) -> AsyncIterator[Settings]:
-    """A real worker and the real edge (on settings.edge_port) for the block's duration."""
+    """A real worker and the real edge (on settings.edge_port, with the edge's own server
+    limits) for the block's duration."""
     with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
         async with (
             build_worker(client, settings, executor),
-            serve(create_app(settings), settings.edge_port),
+            serve_config(
+                server_config(create_app(settings), settings, log_config=None, lifespan="on")
+            ),
         ):
             yield settings

@@ -148,6 +148,15 @@ def test_stream_state_orders_a_good_stream() -> None:
     assert "after stop" in error_of(raw(media()), state).reason
 
 
+def test_connected_counts_once_so_a_flood_of_it_before_start_ends_the_stream() -> None:
+    state = tp.StreamState()
+    assert isinstance(state.accept('{"event":"connected"}'), tp.Connected)
+    for _ in range(tp.StreamState.MAX_ERRORS - 1):
+        assert "second connected" in error_of('{"event":"connected"}', state).reason
+    error = error_of('{"event":"connected"}', state)
+    assert error.fatal and "too many protocol errors" in error.reason
+
+
 def test_a_flood_of_bad_messages_becomes_fatal() -> None:
     state = tp.StreamState()
     for _ in range(tp.StreamState.MAX_ERRORS - 1):

@@ -1,0 +1,149 @@
+"""The edge's limits under a flood: oversized messages, idle sockets, too many from one source.
+
+A good call runs while other clients misbehave, each from its own loopback address, against the
+real edge and worker on the session's Temporal dev server. Its frame timing under the flood is
+measured by `python -m evals.edge_flood`, not asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from evals.edge_flood import (
+    GoodCall,
+    HalfSent,
+    Idle,
+    Oversized,
+    Wave,
+    good_call,
+    media_message,
+    tally,
+)
+from slot.settings import Settings
+from tests.conftest import free_port
+from tests.integration.edge_fixtures import edge_stack
+
+WAIT_S = 90.0
+MAX_MESSAGE = 16 * 1024
+PER_SOURCE = 3
+MAX_STREAMS = 20
+START_TIMEOUT_S = 4.0
+
+
+@pytest.fixture(scope="module")
+async def edge(
+    temporal_client: Client, temporal_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    settings = temporal_settings.model_copy(
+        update={
+            "edge_port": free_port(),
+            "task_queue": f"edge-limits-{uuid.uuid4().hex[:8]}",
+            "data_dir": tmp_path_factory.mktemp("edge-limits"),
+            "reprompt_after_s": 120.0,
+            "media_max_message_bytes": MAX_MESSAGE,
+            "media_max_streams": MAX_STREAMS,
+            "media_max_streams_per_source": PER_SOURCE,
+            "media_start_timeout_s": START_TIMEOUT_S,
+        }
+    )
+    async with edge_stack(temporal_client, settings):
+        yield settings
+
+
+def media_url(settings: Settings) -> str:
+    return f"ws://127.0.0.1:{settings.edge_port}/twilio/media"
+
+
+async def health(settings: Settings) -> dict[str, int]:
+    async with httpx.AsyncClient(base_url=settings.edge_url, timeout=WAIT_S) as http:
+        reply = await http.get("/healthz")
+    assert reply.status_code == 200
+    body: dict[str, int] = reply.json()
+    return body
+
+
+async def no_media_sockets(settings: Settings) -> dict[str, int]:
+    """/healthz once the edge has let go of every socket: it counts one until its session has
+    finished, a moment after the client saw the close."""
+    for _ in range(400):
+        body = await health(settings)
+        if body["media_sockets"] == 0:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"media sockets still counted: {body}")
+
+
+def same_audio(call: GoodCall, baseline: GoodCall) -> None:
+    """The same greeting, every frame and every mark of it, in order."""
+    assert call.close_code == 1000
+    assert len(call.arrivals) == len(baseline.arrivals) > 50
+    uid = call.marks[-1].removesuffix(":end")
+    base_uid = baseline.marks[-1].removesuffix(":end")
+    assert call.marks == [m.replace(base_uid, uid) for m in baseline.marks]
+    assert call.marks == [f"{uid}:{i}" for i in range(len(call.marks) - 1)] + [f"{uid}:end"]
+
+
+async def test_a_good_call_keeps_all_its_audio_while_others_flood(
+    edge: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="media_edge")
+    url = media_url(edge)
+    async with asyncio.timeout(WAIT_S):
+        baseline = await good_call(edge.edge_url)
+        call = asyncio.create_task(good_call(edge.edge_url))
+        oversized = [Wave(url, f"127.0.0.{10 + i}", Oversized(10_000_000)) for i in range(12)]
+        half_sent = Wave(url, "127.0.0.30", HalfSent(chunk=10_000, fragments=2))
+        idle = Wave(url, "127.0.0.31", Idle(), count=12)
+        flooded = await call
+        big = [o for wave in oversized for o in await wave.outcomes()]
+        half = await half_sent.outcomes()
+        idled = await idle.outcomes()
+
+    same_audio(flooded, baseline)
+    assert tally(big) == Counter({"closed 1009": 12})
+    size = len(media_message("MZflood", 1, "A" * 10_000_000))
+    assert {o.reason for o in big} == {f"frame with {size} bytes exceeds limit of 16384 bytes"}
+    assert tally(half) == Counter({"closed 1009": 1})
+    assert "exceeds limit of 16384 bytes" in half[0].reason
+    assert tally(idled) == Counter({"closed 1008": PER_SOURCE, "refused 429": 12 - PER_SOURCE})
+    assert {o.reason for o in idled} == {
+        "no start within 4 s",
+        f"too many media streams from 127.0.0.31 (limit {PER_SOURCE})",
+    }
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("media_edge"))
+    assert f"media stream closed (1009): frame with {size} bytes exceeds limit" in logged
+    assert "closing media stream (1008): no start within 4 s" in logged
+    assert "refusing media streams from 127.0.0.31: too many media streams" in logged
+
+
+async def test_healthz_counts_open_sockets_and_the_edge_refuses_past_its_cap(
+    edge: Settings,
+) -> None:
+    url = media_url(edge)
+    async with asyncio.timeout(WAIT_S):
+        await no_media_sockets(edge)
+        sources = [f"127.0.1.{i}" for i in range(MAX_STREAMS // PER_SOURCE + 1)]
+        waves = [Wave(url, s, Idle(say_connected=True), count=PER_SOURCE) for s in sources]
+        for wave in waves:
+            await wave.opened()
+        during = await health(edge)
+        outcomes = [o for wave in waves for o in await wave.outcomes()]
+        after = await no_media_sockets(edge)
+
+    assert during["media_sockets"] == MAX_STREAMS
+    assert during["media_sources"] == len(sources)
+    assert during["calls"] == 0
+    assert tally(outcomes) == Counter(
+        {"closed 1008": MAX_STREAMS, "refused 503": len(sources) * PER_SOURCE - MAX_STREAMS}
+    )
+    refused = [o.reason for o in outcomes if o.kind == "refused"]
+    assert set(refused) == {f"media edge at its limit of {MAX_STREAMS} open media streams"}
+    assert after["media_sockets"] == 0 and after["media_sources"] == 0
