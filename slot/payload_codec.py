@@ -1,12 +1,13 @@
 """Personal data encrypted at rest in Temporal: an AES-256-GCM payload codec with key rotation.
 
 Every payload Slot's clients write (workflow inputs, Update arguments and results, signals,
-activity arguments and results, memo, the Web UI's summary and details) is encrypted before it
-leaves the process, so Temporal's database and its Web UI hold no transcript, name or phone
-number in clear. Keys come from `SLOT_PAYLOAD_KEYS` (`id:base64key,id2:base64key`): the first
-encrypts, every one decrypts, and each payload names its key id, so a new key put first leaves
-old payloads readable. Payloads this codec did not encrypt (the replay corpus, search
-attributes) pass through unchanged. The same keys seal personal fields of the call records.
+activity arguments and results, memo, the Web UI's summary and details, failure messages) is
+encrypted before it leaves the process, so Temporal's database and its Web UI hold no
+transcript, name or phone number in clear. Keys come from `SLOT_PAYLOAD_KEYS`
+(`id:base64key,id2:base64key`): the first encrypts, every one decrypts, and each payload names
+its key id, so a new key put first leaves old payloads readable. Payloads this codec did not
+encrypt (the replay corpus, search attributes) pass through unchanged. The same keys seal the
+personal fields of the call records.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from slot.settings import Settings
 
@@ -220,8 +225,13 @@ class EncryptionCodec(PayloadDecryptor, PayloadCodec):
 
 
 def encrypted_data_converter(keyring: Keyring) -> DataConverter:
-    """Slot's pydantic messages, encrypted: what every client Slot creates carries."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
+    """Slot's pydantic messages, encrypted: what every client Slot creates carries. Failure
+    messages and stack traces go into an encrypted payload too (they may quote a caller)."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def decryptor_of(converter: DataConverter) -> PayloadDecryptor:

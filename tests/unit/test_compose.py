@@ -34,6 +34,7 @@ def test_slot_services_point_at_the_stack_and_take_secrets_from_the_environment(
         assert isinstance(env, dict)
         assert env["SLOT_TEMPORAL_ADDRESS"] == "temporal:7233"
         assert str(env["TWILIO_AUTH_TOKEN"]).startswith("${TWILIO_AUTH_TOKEN")
+        assert str(env["SLOT_PAYLOAD_KEYS"]).startswith("${SLOT_PAYLOAD_KEYS:?")
         assert "postgresql" in str(env["SLOT_DATABASE_URL"])
     assert services["worker"]["command"] == ["python", "worker.py"]
     assert services["edge"]["command"] == ["python", "-m", "media_edge.app"]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from slot.dev_secrets import CODEC_TOKEN_FILE, PAYLOAD_KEYS_FILE, use_dev_secrets
 from slot.payload_codec import (
@@ -57,6 +59,14 @@ async def test_the_data_converter_encrypts_slot_messages() -> None:
     assert await converter.decode([payload], [Lead]) == [
         Lead(name="Jordan Quinlan", phone="+15558675309")
     ]
+
+
+async def test_failure_messages_are_encrypted_too() -> None:
+    converter = encrypted_data_converter(keyring("k1"))
+    failure = Failure()
+    await converter.encode_failure(ApplicationError(f"could not reach {TRANSCRIPT}"), failure)
+    assert b"5309" not in failure.SerializeToString()
+    assert "5309" in str(await converter.decode_failure(failure))
 
 
 async def test_after_rotation_old_payloads_still_decode_and_new_ones_use_the_new_key() -> None:
