@@ -22,6 +22,7 @@ from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
+from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
 from workflows.call import CallWorkflow
@@ -42,7 +43,7 @@ def activities(settings: Settings) -> Sequence[Any]:
     """Activity callables bound to `settings`; the sync ones (records, and the router's local
     activities: intent classifier, knowledge base) run on the activity threads."""
     telephony = TelephonyActivities(settings)
-    records = RecordsActivities(settings.database_url)
+    records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
     return [
@@ -112,7 +113,12 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(get_settings()))
+    settings = get_settings()
+    try:
+        require_keyring(settings)
+    except PayloadKeyError as error:
+        raise SystemExit(f"worker: {error}") from None
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """Call records: one SQL row per call, for reporting outside Temporal's history.
 
-SQL here is blocking, so the activity is a plain function run on the worker's thread pool.
+A record keeps what reporting needs in clear (ids, direction, script, status, state, outcome,
+times) and the personal part sealed with Slot's payload keys: the transcript (the caller's
+words, the lead's name in the agent's lines), which `slot replay script` re-runs once Temporal
+no longer holds the call, and the slots (the lead's name, the caller's answers). The lead's
+phone number is not kept. SQL here is blocking, so the activity is a plain function run on the
+worker's thread pool.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import json
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
@@ -19,7 +25,17 @@ from temporalio import activity
 from workflows.messages import CallSnapshot, Direction
 
 
+class Sealer(Protocol):
+    """Encrypts a personal field at rest (Slot's payload keyring); clear old values open as is."""
+
+    def seal_text(self, text: str) -> str: ...
+
+    def open_text(self, text: str) -> str: ...
+
+
 class CallRecord(SQLModel, table=True):
+    """`transcript_json` and `slots_json` are JSON sealed by a `Sealer`."""
+
     __tablename__ = "call_records"
 
     call_id: str = Field(primary_key=True)
@@ -59,8 +75,9 @@ def make_engine(database_url: str) -> Engine:
 class RecordsActivities:
     """Owns the database engine; the schema is created on first use."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, sealer: Sealer) -> None:
         self.database_url = database_url
+        self.sealer = sealer
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -84,8 +101,10 @@ class RecordsActivities:
             status=snapshot.status.value,
             outcome=snapshot.outcome.value if snapshot.outcome else None,
             state=snapshot.state,
-            transcript_json=json.dumps([e.model_dump(mode="json") for e in snapshot.transcript]),
-            slots_json=json.dumps(snapshot.slots),
+            transcript_json=self.sealer.seal_text(
+                json.dumps([e.model_dump(mode="json") for e in snapshot.transcript])
+            ),
+            slots_json=self.sealer.seal_text(json.dumps(snapshot.slots)),
             follow_up_of=request.follow_up_of,
             follow_up_call_id=snapshot.follow_up_call_id,
             started_at=request.started_at,

@@ -43,6 +43,7 @@ from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
 from media_edge.workflow_link import LinkError, connect_temporal, send_call_status, start_call
 from slot.llm.config import LLMSettings
+from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
 from workflows import script
@@ -297,6 +298,10 @@ def main() -> None:
     """Run the edge with uvicorn on settings.edge_host:edge_port."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    try:
+        require_keyring(settings)
+    except PayloadKeyError as error:
+        raise SystemExit(f"media edge: {error}") from None
     uvicorn.Server(server_config(create_app(settings), settings, log_level="info")).run()
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from slot.settings import get_settings
+from slot.settings import Settings, get_settings
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -87,10 +87,20 @@ def _cmd_llm_server(args: argparse.Namespace) -> int:
     return main(["--port", str(args.port)])
 
 
+def _tool_settings() -> Settings:
+    """Settings for a tool that reads what a stack wrote: the environment's keys, else those of
+    the dev stack under the data folder (never new ones)."""
+    from slot.dev_secrets import use_dev_secrets
+
+    return use_dev_secrets(get_settings(), create=False)
+
+
 def _cmd_replay_check(args: argparse.Namespace) -> int:
+    from slot.payload_codec import keyring_of
     from slot.replay import CORPUS_DIR, check
 
-    return asyncio.run(check(args.folder or CORPUS_DIR, sys.stdout))
+    keyring = keyring_of(_tool_settings())
+    return asyncio.run(check(args.folder or CORPUS_DIR, sys.stdout, keyring=keyring))
 
 
 def _cmd_replay_export(args: argparse.Namespace) -> int:
@@ -98,7 +108,7 @@ def _cmd_replay_export(args: argparse.Namespace) -> int:
     from slot.temporal import connect
 
     async def run() -> int:
-        client = await connect(get_settings(), address=args.address)
+        client = await connect(_tool_settings(), address=args.address)
         for path in await export(client, args.workflow_ids, args.out):
             print(path)
         return 0
@@ -110,7 +120,7 @@ def _cmd_replay_script(args: argparse.Namespace) -> int:
     from slot.replay_script import main
 
     return main(
-        get_settings(),
+        _tool_settings(),
         playbook=args.playbook,
         router_config=args.router_config,
         calls=args.calls,
@@ -155,6 +165,20 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     from media_edge.app import main
 
     main()
+    return 0
+
+
+def _cmd_codec_server(args: argparse.Namespace) -> int:
+    from slot.codec_server import main
+
+    main()
+    return 0
+
+
+def _cmd_payload_key(args: argparse.Namespace) -> int:
+    from slot.payload_codec import Keyring
+
+    print(Keyring.new_entry(args.id))
     return 0
 
 
@@ -278,18 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),
         ("edge", _cmd_edge, "run the media edge (Twilio webhooks and Media Streams)"),
         ("simulator", _cmd_simulator, "run the phone simulator (Twilio's REST API, locally)"),
+        ("codec-server", _cmd_codec_server, "decrypt payloads for the Temporal Web UI and CLI"),
     ):
         commands.add_parser(name, help=help_text).set_defaults(func=func)
+    payload_key = commands.add_parser(
+        "payload-key", help="print a new `id:base64key` entry for SLOT_PAYLOAD_KEYS"
+    )
+    payload_key.add_argument("--id", required=True, help="key id, e.g. 2025-06")
+    payload_key.set_defaults(func=_cmd_payload_key)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from slot.payload_codec import PayloadKeyError
+
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
         result: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except PayloadKeyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from pydantic import SecretStr
 
+from slot.codec_server import codec_url, ui_codec_endpoint
+from slot.dev_secrets import use_dev_secrets
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, ensure_search_attributes, temporal_is_running
 
@@ -38,6 +41,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         env[f"SLOT_{name.upper()}"] = str(value)
     return env
 
@@ -126,7 +131,7 @@ class Stack:
     def __init__(
         self, settings: Settings, *, headless: bool = False, with_simulator: bool = True
     ) -> None:
-        self.settings = settings
+        self.settings = use_dev_secrets(settings)
         self.headless = headless
         self.with_simulator = with_simulator
         self.logs_dir = settings.data_dir / "logs"
@@ -200,6 +205,7 @@ class Stack:
                 db_path=settings.data_dir / "temporal.db",
                 log_path=self.logs_dir / "temporal.log",
                 headless=self.headless,
+                ui_codec_endpoint=ui_codec_endpoint(settings),
             )
             await self.temporal.start()
 
@@ -211,6 +217,13 @@ class Stack:
                 "edge", self._python("-m", "media_edge.app"), lambda: http_ok(edge_health)
             ),
         ]
+        if not self.headless:
+            codec_health = f"{codec_url(settings)}/healthz"
+            wanted.append(
+                self._process(
+                    "codec", self._python("-m", "slot.codec_server"), lambda: http_ok(codec_health)
+                )
+            )
         if self.with_simulator:
             wanted.append(
                 self._process(
@@ -305,6 +318,8 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
     for note in stack.notes:
         console.print(f"[dim]{note}[/]")
     console.print(f"Temporal      {settings.temporal_address}  (Web UI {settings.temporal_ui_url})")
+    if not headless:
+        console.print(f"codec server  {codec_url(settings)}  (the Web UI decrypts call data)")
     console.print(
         f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)"
     )

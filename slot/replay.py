@@ -4,7 +4,9 @@ A worker deployed with new workflow code picks up calls that older code started;
 code issues different commands for the same history, those calls fail with a non-determinism
 error. `slot replay check` runs Temporal's Replayer over a folder of recorded histories (the
 corpus in tests/replay/histories, which the test suite checks) so that shows before a deploy;
-`slot replay export` adds the histories of real calls from a running Temporal to a folder.
+`slot replay export` adds the histories of real calls from a running Temporal to a folder,
+their payloads still encrypted as Temporal stored them; `check` decrypts them with the keys in
+`SLOT_PAYLOAD_KEYS` and reads clear histories (the corpus) without any.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from slot.payload_codec import Keyring, PayloadDecryptor, PayloadKeyError
 from slot.settings import REPO_ROOT
 
 CORPUS_DIR = REPO_ROOT / "tests" / "replay" / "histories"
@@ -35,6 +38,8 @@ class ReplayResult:
     workflow_id: str
     failure: str | None
     event: tuple[int, str] | None = None
+    unreadable: bool = False
+    """The history is encrypted under a key this process does not hold: not replayed."""
 
     @property
     def ok(self) -> bool:
@@ -68,16 +73,23 @@ def default_workflows() -> list[type]:
 
 
 async def replay(
-    paths: Sequence[Path], workflows: Sequence[type] | None = None
+    paths: Sequence[Path], workflows: Sequence[type] | None = None, keyring: Keyring | None = None
 ) -> list[ReplayResult]:
-    """Replay each history with `workflows` (default: the worker's) and Slot's data converter."""
+    """Replay each history, decrypted with `keyring`, with `workflows` (default: the worker's)
+    and Slot's pydantic data converter."""
     replayer = Replayer(
         workflows=list(workflows if workflows is not None else default_workflows()),
         data_converter=pydantic_data_converter,
     )
+    decryptor = PayloadDecryptor(keyring)
     results = []
     for path in paths:
         history = load_history(path)
+        try:
+            history = decryptor.decode_history(history)
+        except PayloadKeyError as locked:
+            results.append(ReplayResult(path, history.workflow_id, str(locked), unreadable=True))
+            continue
         outcome = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if outcome.replay_failure is None:
             results.append(ReplayResult(path, history.workflow_id, None))
@@ -87,23 +99,30 @@ async def replay(
     return results
 
 
-async def check(folder: Path, out: TextIO, workflows: Sequence[type] | None = None) -> int:
+async def check(
+    folder: Path,
+    out: TextIO,
+    workflows: Sequence[type] | None = None,
+    keyring: Keyring | None = None,
+) -> int:
     """Print one line per history; exit status 1 with the first divergence, 2 if none found."""
     paths = history_files(folder)
     if not paths:
         print(f"no histories (*.json) in {folder}", file=out)
         return 2
-    results = await replay(paths, workflows)
+    results = await replay(paths, workflows, keyring)
     for result in results:
-        print(f"{'ok' if result.ok else 'diverged':<8} {result.path.relative_to(folder)}", file=out)
+        label = "ok" if result.ok else "unreadable" if result.unreadable else "diverged"
+        print(f"{label:<8} {result.path.relative_to(folder)}", file=out)
     failed = [r for r in results if not r.ok]
     if not failed:
         print(f"{len(results)} histories replay on the current code", file=out)
         return 0
     first = failed[0]
     where = f" at event {first.event[0]} ({first.event[1]})" if first.event else ""
+    what = "did not replay" if any(r.unreadable for r in failed) else "diverged"
     print(
-        f"{len(failed)} of {len(results)} histories diverged; first: {first.path} "
+        f"{len(failed)} of {len(results)} histories {what}; first: {first.path} "
         f"(workflow {first.workflow_id}){where}: {first.failure}",
         file=out,
     )

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.messages import CallTimers
@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     max_reprompts: int = 2
     follow_up_delay_s: float = 24 * 3600.0
     answer_timeout_s: float = 60.0
+
+    payload_keys: SecretStr | None = None
+    """AES-256 keys for Temporal payloads, `id:base64key,...`; the first encrypts."""
+    codec_host: str = "127.0.0.1"
+    codec_port: int = 8234
+    codec_token: SecretStr | None = None
+    """What the codec server asks of whoever decodes (a Bearer header, or the path the UI uses)."""
+    codec_ui_origins: str = ""
+    """Comma-separated Web UI origins the codec server answers (CORS); default the dev UI's."""
 
     database_url: str = ""
     """SQLAlchemy URL for call records; defaults to `sqlite:///{data_dir}/slot.db`."""

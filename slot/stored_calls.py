@@ -29,6 +29,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 
+from slot.payload_codec import (
+    Keyring,
+    PayloadDecryptor,
+    PayloadKeyError,
+    decryptor_of,
+    keyring_of,
+    require_keyring,
+)
 from slot.settings import Settings
 from workflows.messages import CallInput, Direction, Lead, TranscriptEntry
 from workflows.router_messages import LLMTurnResult
@@ -238,8 +246,12 @@ async def load_stored_calls(
     and, for calls Temporal no longer holds, the call records. StoredCallError when neither
     source can be read."""
     if folder is not None:
-        return StoredCalls(load_calls(folder), str(folder))
+        return StoredCalls(load_calls(folder, PayloadDecryptor(keyring_of(settings))), str(folder))
     assert since is not None
+    try:
+        keyring = require_keyring(settings)
+    except PayloadKeyError as missing:
+        raise StoredCallError(f"cannot read stored calls: {missing}") from None
     started_after = datetime.now(UTC) - parse_since(since)
     temporal = address or settings.temporal_address
     found = StoredCalls([], f"Temporal {temporal} and call records, calls since {since} ago")
@@ -252,7 +264,9 @@ async def load_stored_calls(
         found.notes.append(f"Temporal at {temporal} unreadable ({unreachable})")
     try:
         skip = {c.call_id for c in found.calls}
-        from_records = calls_from_records(settings.database_url, started_after, playbook, skip)
+        from_records = calls_from_records(
+            settings.database_url, started_after, playbook, skip, keyring
+        )
     except SQLAlchemyError as unreadable:
         found.notes.append(f"call records unreadable ({type(unreadable).__name__})")
         from_records = []
@@ -271,14 +285,19 @@ def history_files(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.json"))
 
 
-def load_calls(folder: Path) -> list[StoredCall]:
-    """Every call history (*.json) under `folder`, by file name."""
+def load_calls(folder: Path, decryptor: PayloadDecryptor | None = None) -> list[StoredCall]:
+    """Every call history (*.json) under `folder`, by file name; encrypted ones (`slot replay
+    export` keeps them as Temporal stored them) are read with `decryptor`'s keys."""
     if not folder.is_dir():
         raise StoredCallError(f"{folder}: no such folder")
+    decryptor = decryptor or PayloadDecryptor(None)
     calls = []
     for path in history_files(folder):
         try:
             history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+            history = decryptor.decode_history(history)
+        except PayloadKeyError as locked:
+            raise StoredCallError(f"{path}: {locked}") from None
         except (OSError, ValueError) as unreadable:
             raise StoredCallError(f"{path}: not a history file ({unreadable})") from None
         calls.append(call_from_history(history, str(path.relative_to(folder))))
@@ -297,19 +316,21 @@ async def fetch_recent_calls(client: Client, since: datetime) -> list[StoredCall
     """The CallWorkflow executions started at or after `since`, oldest first, with histories."""
     query = f"WorkflowType = '{WORKFLOW_TYPE}' AND StartTime >= '{since.isoformat()}'"
     ids = [(w.id, w.run_id, w.start_time) async for w in client.list_workflows(query)]
+    decryptor = decryptor_of(client.data_converter)
     calls = []
     for workflow_id, run_id, _ in sorted(ids, key=lambda found: found[2]):
         handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-        history = await handle.fetch_history()
+        history = decryptor.decode_history(await handle.fetch_history())
         calls.append(call_from_history(history, f"temporal:{workflow_id}"))
     return calls
 
 
 def calls_from_records(
-    database_url: str, since: datetime, playbook: Playbook, skip: set[str]
+    database_url: str, since: datetime, playbook: Playbook, skip: set[str], keyring: Keyring
 ) -> list[StoredCall]:
     """The call records of calls started at or after `since`, except the `skip` ids, oldest
-    first. Records do not snapshot the playbook: the input is rebuilt around `playbook`."""
+    first, their sealed fields opened with `keyring`. Records do not snapshot the playbook:
+    the input is rebuilt around `playbook`."""
     from sqlmodel import Session, col, select
 
     from activities.records import CallRecord, make_engine
@@ -321,15 +342,20 @@ def calls_from_records(
             records = session.exec(query.order_by(col(CallRecord.started_at))).all()
     finally:
         engine.dispose()
-    return [call_from_record(record, playbook) for record in records if record.call_id not in skip]
+    return [
+        call_from_record(record, playbook, keyring)
+        for record in records
+        if record.call_id not in skip
+    ]
 
 
-def call_from_record(record: Any, playbook: Playbook) -> StoredCall:
+def call_from_record(record: Any, playbook: Playbook, keyring: Keyring) -> StoredCall:
     """One `CallRecord` row as a stored call (see the module's note on what records lack)."""
     source = f"records:{record.call_id}"
     try:
-        entries = [TranscriptEntry.model_validate(e) for e in json.loads(record.transcript_json)]
-        slots = json.loads(record.slots_json)
+        transcript = json.loads(keyring.open_text(record.transcript_json))
+        entries = [TranscriptEntry.model_validate(e) for e in transcript]
+        slots = json.loads(keyring.open_text(record.slots_json))
         call = CallInput(
             call_id=record.call_id,
             direction=Direction(record.direction),

@@ -23,9 +23,9 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from slot.payload_codec import encrypted_data_converter, require_keyring
 from slot.settings import Settings
 from workflows.call import CallWorkflow
 from workflows.details import call_summary
@@ -34,11 +34,11 @@ from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS, initial_search_at
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
-    """A client that carries Slot's pydantic messages."""
+    """A client that carries Slot's pydantic messages, encrypted (PayloadKeyError without keys)."""
     return await Client.connect(
         address or settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_data_converter(require_keyring(settings)),
     )
 
 
@@ -155,6 +155,7 @@ class TemporalDevServer:
         log_path: Path | None = None,
         namespace: str = "default",
         search_attributes: bool = True,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         """`search_attributes=False` starts a server as bare as a new production one."""
         host, _, port = address.rpartition(":")
@@ -169,6 +170,7 @@ class TemporalDevServer:
         self.log_path = log_path or db_path.with_suffix(".log")
         self.namespace = namespace
         self.search_attributes = search_attributes
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -196,6 +198,8 @@ class TemporalDevServer:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(self.ui_port)]
+            if self.ui_codec_endpoint:
+                argv += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.search_attributes:
             for key in SEARCH_ATTRIBUTE_KEYS:
                 argv += ["--search-attribute", f"{key.name}=Keyword"]

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from slot.dev_secrets import use_dev_secrets
 from slot.settings import Settings
 from slot.temporal import TemporalDevServer, connect
 
@@ -114,10 +115,13 @@ async def temporal_server(
 def temporal_settings(
     temporal_server: TemporalDevServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    """Settings pointing at the session's dev server, with data in a temporary folder."""
-    return Settings(
-        temporal_address=temporal_server.address,
-        data_dir=tmp_path_factory.mktemp("slot-data"),
+    """Settings pointing at the session's dev server, with data (and the dev stack's payload
+    keys) in a temporary folder."""
+    return use_dev_secrets(
+        Settings(
+            temporal_address=temporal_server.address,
+            data_dir=tmp_path_factory.mktemp("slot-data"),
+        )
     )
 
 

@@ -44,6 +44,7 @@ from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import shared_knowledge_base
 from activities.records import CallRecord, make_engine
 from activities.telephony import TWILIO_AUTH_TOKEN_ENV, PlaceCall, TelephonyActivities
+from slot.payload_codec import require_keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import start_call_workflow
@@ -217,12 +218,12 @@ async def take_turn(
     return decision
 
 
-async def assert_replays(handle: WorkflowHandle[Any, CallSnapshot]) -> None:
+async def assert_replays(client: Client, handle: WorkflowHandle[Any, CallSnapshot]) -> None:
     """The recorded history replays on today's code: what a worker restart depends on."""
     history = await handle.fetch_history()
-    await Replayer(
-        workflows=[CallWorkflow], data_converter=pydantic_data_converter
-    ).replay_workflow(history)
+    await Replayer(workflows=[CallWorkflow], data_converter=client.data_converter).replay_workflow(
+        history
+    )
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
@@ -292,12 +293,13 @@ async def test_call_walks_to_booked(env: Env) -> None:
 
     assert await eventually(listed, "the call in the visibility list") == [call.call_id]
 
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
     with Session(make_engine(env.settings.database_url)) as session:
         record = session.exec(select(CallRecord).where(CallRecord.call_id == call.call_id)).one()
     assert (record.status, record.outcome, record.direction) == ("ended", "booked", "inbound")
-    assert len(json.loads(record.transcript_json)) == len(snapshot.transcript)
+    keyring = require_keyring(env.settings)
+    assert len(json.loads(keyring.open_text(record.transcript_json))) == len(snapshot.transcript)
 
 
 async def test_turn_validator_rejects_stale_gapped_and_malformed_turns(env: Env) -> None:
@@ -408,7 +410,7 @@ async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:
     assert greeting.state == "follow_up"
     await child.signal(CallWorkflow.hang_up, HangUp())
     assert (await child.result()).status is CallStatus.ENDED
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
 
 async def test_keys_pressed_are_a_turn_that_can_transfer_the_call(env: Env) -> None:
@@ -427,7 +429,7 @@ async def test_keys_pressed_are_a_turn_that_can_transfer_the_call(env: Env) -> N
     assert (result.status, result.outcome) == (CallStatus.ENDED, Outcome.TRANSFER)
     assert [e.text for e in result.transcript if e.speaker == "caller"] == ["[keys 0]"]
     assert env.edge.requests.empty(), "the answer went back as the Update's result"
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
 
 async def test_outbound_call_never_answered_is_no_answer(env: Env) -> None:
@@ -492,7 +494,7 @@ async def test_classifier_decides_what_the_token_matcher_cannot(env: Env) -> Non
     assert "classifier: classifier intent 'confirm_identity'" in metadata.current_details
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
 
 async def test_question_without_llm_is_answered_from_the_knowledge_base(env: Env) -> None:
@@ -523,7 +525,7 @@ async def test_question_without_llm_is_answered_from_the_knowledge_base(env: Env
     assert "retrieve_passages" in await local_activities(handle)
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
 
 async def test_llm_turn_is_checked_by_the_workflow_before_the_call_moves(env: Env) -> None:
@@ -598,7 +600,7 @@ async def test_llm_turn_is_checked_by_the_workflow_before_the_call_moves(env: En
     assert entry.latency_ms["llm_first_token"] == 100.0
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()
-    await assert_replays(handle)
+    await assert_replays(env.client, handle)
 
 
 async def test_a_call_recorded_before_the_router_still_replays() -> None:
@@ -688,7 +690,7 @@ async def test_hang_up_while_a_turn_is_routed_ends_the_call_and_the_turn_is_not_
                 await turn
             assert "while turn 1 waited; not answered" in str(error.value.cause)
             result = await handle.result()
-            await assert_replays(handle)
+            await assert_replays(env.client, handle)
 
     assert (result.status, result.outcome, result.state) == (
         CallStatus.ENDED,
@@ -756,7 +758,7 @@ async def test_a_call_replays_after_the_router_is_retuned(env: Env) -> None:
     with retuned_router_defaults(RETUNED):
         assert RouterConfig().intent_confidence_threshold == RETUNED["intent_confidence_threshold"]
         await Replayer(
-            workflows=[CallWorkflow], data_converter=pydantic_data_converter
+            workflows=[CallWorkflow], data_converter=env.client.data_converter
         ).replay_workflow(history)
     assert RouterConfig().intent_confidence_threshold == INTENT_CONFIDENCE_THRESHOLD
 

@@ -1,4 +1,5 @@
-"""`slot dev` as a person runs it: everything comes up, answers, and Ctrl-C stops all of it."""
+"""`slot dev` as a person runs it: everything comes up, answers, and Ctrl-C stops all of it;
+its Web UI decrypts call data through the codec server, with keys the stack made itself."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
+from slot.codec_server import codec_url, ui_codec_endpoint
+from slot.dev_secrets import PAYLOAD_KEYS_FILE, use_dev_secrets
 from slot.devstack import http_ok, settings_env
+from slot.payload_codec import EncryptionCodec, require_keyring
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import connect, temporal_is_running
 from tests.conftest import free_port
@@ -20,6 +27,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     settings = Settings(
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
+        codec_port=free_port(),
         edge_port=free_port(),
         simulator_port=free_port(),
         data_dir=tmp_path / "data",
@@ -48,6 +56,9 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         assert await http_ok(f"{settings.twilio_base}/healthz")
         assert await http_ok(settings.temporal_ui_url)
         assert (settings.data_dir / "temporal.db").exists()
+        assert (settings.data_dir / PAYLOAD_KEYS_FILE).stat().st_mode & 0o077 == 0
+        use_dev_secrets(settings, create=False)
+        await the_ui_decrypts_through_the_codec_server(settings)
         client = await connect(settings)
         attributes = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=settings.temporal_namespace)
@@ -64,3 +75,22 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     assert not await temporal_is_running(settings.temporal_address)
     assert not await http_ok(f"{settings.edge_url}/healthz")
     assert not await http_ok(f"{settings.twilio_base}/healthz")
+    assert not await http_ok(f"{codec_url(settings)}/healthz")
+
+
+async def the_ui_decrypts_through_the_codec_server(settings: Settings) -> None:
+    """What the Web UI does: read its codec endpoint from its settings, post payloads there."""
+    ui = settings.temporal_ui_url
+    async with httpx.AsyncClient() as http:
+        codec = (await http.get(f"{ui}/api/v1/settings")).json()["Codec"]
+        assert codec["Endpoint"] == ui_codec_endpoint(settings)
+        clear = Payload(metadata={"encoding": b"json/plain"}, data=b'"+15558675309"')
+        (sealed,) = await EncryptionCodec(require_keyring(settings)).encode([clear])
+        response = await http.post(
+            f"{codec['Endpoint']}/decode?preserveStorageRefs=true",
+            content=json_format.MessageToJson(Payloads(payloads=[sealed])),
+            headers={"Content-Type": "application/json", "X-Namespace": "default", "Origin": ui},
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == ui
+    assert list(json_format.Parse(response.text, Payloads()).payloads) == [clear]

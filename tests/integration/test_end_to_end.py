@@ -45,6 +45,7 @@ def stack_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings
         "simulator_port": free_port(),
         "reprompt_after_s": 8.0,
         "follow_up_delay_s": 2.0,
+        "payload_keys": base.payload_keys,
     }
     values.update(overrides)
     return Settings(**values)

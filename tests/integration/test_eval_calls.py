@@ -29,6 +29,7 @@ async def test_three_dev_personas_are_called_and_measured(
     settings = Settings(
         temporal_address=temporal_settings.temporal_address,
         data_dir=tmp_path / "data",
+        payload_keys=temporal_settings.payload_keys,
         edge_port=free_port(),
         simulator_port=free_port(),
     )

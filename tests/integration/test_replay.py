@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
     from activities.telephony import PlaceCall, TelephonyActivities
+    from slot.payload_codec import require_keyring
     from slot.playbooks import load_playbook
     from slot.replay import CORPUS_DIR, check, history_files
     from slot.settings import REPO_ROOT, Settings
@@ -62,10 +64,11 @@ class DialFirstCallWorkflow(CallWorkflow):
         await super()._follow_up()
 
 
-def run_slot(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_slot(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "slot.cli", *argv],
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -119,7 +122,7 @@ async def test_check_of_an_empty_folder_fails(tmp_path: Path) -> None:
     assert "no histories" in out.getvalue()
 
 
-async def test_export_writes_histories_that_check_accepts(
+async def test_export_keeps_histories_encrypted_and_check_reads_them_with_the_keys(
     temporal_client: Client, temporal_settings: Settings, tmp_path: Path
 ) -> None:
     settings = temporal_settings.model_copy(
@@ -145,18 +148,38 @@ async def test_export_writes_histories_that_check_accepts(
             await handle.result()
 
     out = tmp_path / "exported"
+    assert settings.payload_keys is not None
+    keys = {"SLOT_PAYLOAD_KEYS": settings.payload_keys.get_secret_value()}
     completed = run_slot(
-        "replay", "export", call.call_id, "--out", str(out), "--address", settings.temporal_address
+        "replay",
+        "export",
+        call.call_id,
+        "--out",
+        str(out),
+        "--address",
+        settings.temporal_address,
+        env=keys,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     written = out / f"{call.call_id}.json"
     assert completed.stdout.split() == [str(written)]
     events = json.loads(written.read_text())["events"]
     assert events[0]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
+    exported = written.read_text()
+    for personal in ("Jordan", "+15550001111", "Yes, speaking."):
+        assert personal not in exported
+        assert base64.b64encode(personal.encode()).decode()[:8] not in exported
 
     report = io.StringIO()
-    assert await check(out, report) == 0, report.getvalue()
+    assert await check(out, report, keyring=require_keyring(settings)) == 0, report.getvalue()
     assert f"ok       {call.call_id}.json" in report.getvalue().splitlines()
+
+    completed = run_slot("replay", "check", str(out), env=keys)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = io.StringIO()
+    assert await check(out, report) == 1
+    assert f"unreadable {call.call_id}.json" in report.getvalue()
+    assert "SLOT_PAYLOAD_KEYS is not set" in report.getvalue().splitlines()[-1]
 
 
 # --- what the corpus must keep covering ---------------------------------------------------------

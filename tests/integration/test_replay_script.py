@@ -21,6 +21,7 @@ from temporalio.client import Client
 from media_edge.llm import BamlLanguageModel
 from simulator.llm_server import OpenAIProtocolServer, Reply
 from slot.llm.config import LLMSettings
+from slot.payload_codec import require_keyring
 from slot.playbooks import load_playbook
 from slot.replay import CORPUS_DIR
 from slot.replay_script import main
@@ -106,7 +107,8 @@ async def test_since_replays_the_calls_temporal_ran(
     assert from_record["turns"] == replayed["turns"]
     assert from_record["outcome"] == replayed["outcome"]
     later = datetime.now(UTC) + timedelta(minutes=1)
-    assert calls_from_records(settings.database_url, later, playbook, skip=set()) == []
+    keyring = require_keyring(settings)
+    assert calls_from_records(settings.database_url, later, playbook, set(), keyring) == []
 
 
 async def replay_since(

@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 import websockets
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.knowledge import shared_knowledge_base
@@ -306,5 +305,5 @@ async def test_a_caller_in_their_own_words_books_without_an_llm(
     assert all(a != b for a, b in itertools.pairwise(agent_lines))
     history = await handle.fetch_history()
     await Replayer(
-        workflows=[CallWorkflow], data_converter=pydantic_data_converter
+        workflows=[CallWorkflow], data_converter=temporal_client.data_converter
     ).replay_workflow(history)

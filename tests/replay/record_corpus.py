@@ -38,7 +38,9 @@ from simulator.llm_server import OpenAIProtocolServer, Reply
 from simulator.persona import load_persona
 from simulator.phone import SimulatedCall
 from simulator.protocol import new_sid
+from slot.dev_secrets import use_dev_secrets
 from slot.llm.config import LLMSettings
+from slot.payload_codec import decryptor_of
 from slot.playbooks import load_playbook
 from slot.replay import save_histories
 from slot.settings import REPO_ROOT, Settings
@@ -524,12 +526,14 @@ async def recorder(folder: Path) -> AsyncIterator[Recorder]:
     edge = Edge()
     edge_port = free_port()
     edge_url = f"http://127.0.0.1:{edge_port}"
-    settings = Settings(
-        temporal_address=server.address,
-        data_dir=folder / "data",
-        task_queue="replay-corpus",
-        twilio_api_base=edge_url,
-        edge_public_url=edge_url,
+    settings = use_dev_secrets(
+        Settings(
+            temporal_address=server.address,
+            data_dir=folder / "data",
+            task_queue="replay-corpus",
+            twilio_api_base=edge_url,
+            edge_public_url=edge_url,
+        )
     )
     await asyncio.to_thread(
         shared_knowledge_base(settings).ingest, [REPO_ROOT / "knowledge" / "solar_survey"]
@@ -563,7 +567,9 @@ async def record(out: Path, only: Sequence[str] = ()) -> list[Path]:
                     continue
                 print(f"recording {scenario.__name__}", file=sys.stderr)
                 await scenario()
-            return save_histories(running.histories, out)
+            decryptor = decryptor_of(running.client.data_converter)
+            clear = [decryptor.decode_history(h) for h in running.histories]
+            return save_histories(clear, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,6 +116,7 @@ def test_the_secrets_come_from_the_environment() -> None:
     assert secrets >= 4
     env = services()["worker"]["environment"]
     assert env["TWILIO_AUTH_TOKEN"] == "value-of-TWILIO_AUTH_TOKEN"
+    assert env["SLOT_PAYLOAD_KEYS"] == "value-of-SLOT_PAYLOAD_KEYS"
     assert "value-of-SLOT_DB_PASSWORD" in env["SLOT_DATABASE_URL"]
 
 

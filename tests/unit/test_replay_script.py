@@ -26,6 +26,7 @@ from activities.intent_classifier import shared_classifier
 from activities.knowledge_base import KnowledgeBase, open_knowledge_base
 from activities.records import RecordsActivities, SaveCallRecord
 from slot import cli
+from slot.payload_codec import Keyring
 from slot.replay import CORPUS_DIR as RECORDED_CORPUS
 from slot.replay_script import InProcessTools, main
 from slot.settings import REPO_ROOT, Settings
@@ -354,7 +355,8 @@ def test_call_records_give_the_same_turns_as_histories(
 ) -> None:
     """Each corpus call's final snapshot saved as its call record (by the records activity) reads
     back as the turns and decisions its history has: speech, keys, silence, refused, LLM."""
-    records = RecordsActivities(f"sqlite:///{tmp_path}/records.db")
+    keyring = Keyring.parse(Keyring.new_entry("test"))
+    records = RecordsActivities(f"sqlite:///{tmp_path}/records.db", keyring)
     histories = {c.call_id: c for c in load_calls(CORPUS_DIR) if c.status is not None}
     started = datetime.now(UTC)
     for stored in histories.values():
@@ -373,7 +375,7 @@ def test_call_records_give_the_same_turns_as_histories(
     records.close()
     playbook = Playbook.model_validate(recorded_playbook)
 
-    from_records = calls_from_records(records.database_url, started, playbook, skip=set())
+    from_records = calls_from_records(records.database_url, started, playbook, set(), keyring)
     assert sorted(c.call_id for c in from_records) == sorted(histories)
     kinds = set()
     for call in from_records:
@@ -393,4 +395,4 @@ def test_call_records_give_the_same_turns_as_histories(
             kinds.add(ours.kind if ours.decision else "refused")
     assert kinds == {"start", "speech", "dtmf", "silence", "refused"}
     later = datetime.now(UTC) + timedelta(minutes=1)
-    assert calls_from_records(records.database_url, later, playbook, skip=set()) == []
+    assert calls_from_records(records.database_url, later, playbook, set(), keyring) == []
