@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, select
 
 from activities.records import CallRecord, RecordsActivities, SaveCallRecord
+from slot.payload_codec import Keyring
 from slot.playbooks import load_playbook
 from slot.settings import get_settings
 from slot.stored_calls import calls_from_records
@@ -34,6 +35,10 @@ from workflows.script import Outcome
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SESSION_TIME_ZONE = "America/New_York"
+
+
+KEYRING = Keyring.parse(Keyring.new_entry("records-test"))
+"""Records seal their personal fields; the tests read them back with the same keys."""
 
 
 def postgres_url() -> URL:
@@ -101,7 +106,7 @@ def save(
 
 
 def read(records_url: str, call_id: str) -> list[CallRecord]:
-    records = RecordsActivities(records_url)
+    records = RecordsActivities(records_url, KEYRING)
     try:
         with Session(records.engine) as session:
             return list(session.exec(select(CallRecord).where(CallRecord.call_id == call_id)))
@@ -110,7 +115,7 @@ def read(records_url: str, call_id: str) -> list[CallRecord]:
 
 
 def test_a_record_is_saved_then_updated_in_its_one_row(records_url: str) -> None:
-    records = RecordsActivities(records_url)
+    records = RecordsActivities(records_url, KEYRING)
     started = datetime(2026, 3, 2, 14, 30, 5, 250000, tzinfo=UTC)
     ended = started + timedelta(minutes=3, seconds=12)
     try:
@@ -124,14 +129,14 @@ def test_a_record_is_saved_then_updated_in_its_one_row(records_url: str) -> None
     assert row.status == CallStatus.COMPLETED.value and row.outcome == "booked"
     assert row.started_at == started, "the call's start is not the instant saved"
     assert row.ended_at == ended
-    assert [entry["text"] for entry in json.loads(row.transcript_json)][1] == (
+    assert [entry["text"] for entry in json.loads(KEYRING.open_text(row.transcript_json))][1] == (
         "Yes, speaking. Café au lait?"
     )
-    assert json.loads(row.slots_json)["monthly_bill"] == "150"
+    assert json.loads(KEYRING.open_text(row.slots_json))["monthly_bill"] == "150"
 
 
 def test_stored_calls_are_read_back_from_the_records_since_a_moment(records_url: str) -> None:
-    records = RecordsActivities(records_url)
+    records = RecordsActivities(records_url, KEYRING)
     morning = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     try:
         save(records, "call-early", morning, ended_at=morning + timedelta(minutes=2))
@@ -141,11 +146,13 @@ def test_stored_calls_are_read_back_from_the_records_since_a_moment(records_url:
     playbook = load_playbook("solar_survey", get_settings().playbooks_dir)
 
     since = morning + timedelta(hours=1)
-    found = calls_from_records(records_url, since, playbook, skip=set())
+    found = calls_from_records(records_url, since, playbook, skip=set(), keyring=KEYRING)
     assert [call.call_id for call in found] == ["call-late"]
     assert found[0].outcome == "booked"
     assert [turn.text for turn in found[0].turns if turn.kind == "speech"] == [
         "Yes, speaking. Café au lait?"
     ]
-    everything = calls_from_records(records_url, morning, playbook, skip={"call-late"})
+    everything = calls_from_records(
+        records_url, morning, playbook, skip={"call-late"}, keyring=KEYRING
+    )
     assert [call.call_id for call in everything] == ["call-early"]
