@@ -10,6 +10,7 @@ the Updates, and the signals would double its time).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.records import CallRecord, make_engine
+from slot.stored_calls import StoredCall, fetch_recent_calls
 from slot.temporal import start_call_workflow
 from tests.integration.test_call_workflow import (  # noqa: F401 (the `env` fixture)
     Env,
@@ -92,6 +94,7 @@ async def test_a_call_continues_as_new_with_its_state_and_every_turn_answered(
 ) -> None:
     limits = RunLimits(updates_per_run=4, transcript_lines=16)
     call = call_input(env.settings).model_copy(update={"limits": limits})
+    started = datetime.now(UTC)
     handle = await start_call_workflow(env.client, call, env.settings)
     await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
     said = [*WALK, *[(REPEAT, "ask_time")] * 20, *FINISH]
@@ -123,6 +126,15 @@ async def test_a_call_continues_as_new_with_its_state_and_every_turn_answered(
     ]
     assert all(e["heard_text"] == e["text"] for e in agent)
     await replay_every_run(env.client, handle)
+
+    async def stored() -> list[StoredCall]:
+        calls = await fetch_recent_calls(env.client, started - timedelta(minutes=1))
+        found = [c for c in calls if c.call_id == call.call_id]
+        return found if found and found[0].status is not None else []
+
+    (whole,) = await eventually(stored, "the call's runs in the visibility list")
+    assert [t.seq for t in whole.turns] == list(range(len(said) + 1))
+    assert (whole.outcome, len(whole.later_runs)) == ("booked", len(runs) - 1)
 
 
 LONG_CALL_TURNS = 2_500
