@@ -2,7 +2,8 @@
 it: pure, with no Temporal calls, so the workflow's handlers stay "receive, route, apply, publish".
 
 The workflow publishes (search attributes, current details) after every change; nothing here
-reads a clock or awaits.
+reads a clock or awaits. A long call's state is carried to its next run (`carry`, and back from
+`CallInput.carried`) with the transcript's last lines and a summary of the earlier ones.
 """
 
 from __future__ import annotations
