@@ -72,11 +72,15 @@ def continued_to(history: WorkflowHistory) -> str | None:
     return last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
 
 
-def saved_transcript(database_url: str, call_id: str) -> list[dict[str, Any]]:
+def saved_record(database_url: str, call_id: str) -> CallRecord:
     with Session(make_engine(database_url)) as session:
         record = session.get(CallRecord, call_id)
     assert record is not None
-    return list(json.loads(record.transcript_json))
+    return record
+
+
+def saved_transcript(database_url: str, call_id: str) -> list[dict[str, Any]]:
+    return list(json.loads(saved_record(database_url, call_id).transcript_json))
 
 
 WALK = [
@@ -114,6 +118,10 @@ async def test_a_call_continues_as_new_with_its_state_and_every_turn_answered(
         assert len(run.carried.transcript) <= limits.transcript_lines
     last = runs[-1].carried
     assert last is not None and last.earlier.lines > len(said)
+    record = saved_record(env.settings.database_url, call.call_id)
+    assert record.started_at == last.started_at
+    assert record.ended_at is not None and record.ended_at > record.started_at
+    assert (record.status, record.outcome) == ("ended", "booked")
     assert result.earlier_lines + len(result.transcript) == 1 + 2 * len(said)
     transcript = saved_transcript(env.settings.database_url, call.call_id)
     assert len(transcript) == 1 + 2 * len(said)

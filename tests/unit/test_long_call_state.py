@@ -123,6 +123,8 @@ def test_the_next_run_starts_where_the_call_was_with_the_last_lines(solar: Playb
     assert resumed.status is CallStatus.IN_PROGRESS and resumed.silence_armed
     assert resumed.run == 2
     assert resumed.carry(STARTED, 0, 16).run == 3
+    follow_up = call_input(solar).model_copy(update={"carried": carried}).follow_up()
+    assert follow_up.carried is None, "a follow-up call starts afresh"
 
 
 def test_lines_not_yet_in_the_record_are_carried_whatever_the_limit(solar: Playbook) -> None:
