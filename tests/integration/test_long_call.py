@@ -9,21 +9,26 @@ the Updates, and the signals would double its time).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import Session
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
-from activities.records import CallRecord, make_engine
+from activities.records import CallRecord, RecordsActivities, SaveCallRecord, make_engine
 from slot.stored_calls import StoredCall, fetch_recent_calls
 from slot.temporal import start_call_workflow
 from tests.integration.test_call_workflow import (  # noqa: F401 (the `env` fixture)
+    WAIT_S,
     Env,
     call_input,
     env,
@@ -31,6 +36,8 @@ from tests.integration.test_call_workflow import (  # noqa: F401 (the `env` fixt
     take_turn,
     walk_to_pitch,
 )
+from worker import ACTIVITY_SLOTS
+from worker import activities as worker_activities
 from workflows.call import CallWorkflow
 from workflows.messages import CallInput, CallSnapshot, CallStatus, HangUp, RunLimits, Turn
 from workflows.router_messages import LLMTurnReport, LLMTurnResult
@@ -242,3 +249,64 @@ async def test_an_llm_report_retried_onto_the_next_run_gets_the_answer_it_had(
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()
     await replay_every_run(env.client, handle)
+
+
+class RecordGate:
+    """The real records activity behind a gate the test opens: it holds a call's hand-over to
+    its next run (which saves the record first) while the test sends a turn (synchronisation,
+    not a stand-in)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.real = RecordsActivities(database_url)
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+
+    @activity.defn(name="save_call_record")
+    async def save_call_record(self, request: SaveCallRecord) -> None:
+        self.entered.set()
+        await self.open.wait()
+        await asyncio.to_thread(self.real.save_call_record, request)
+
+
+async def test_a_turn_sent_while_the_call_hands_over_is_answered_and_carried(
+    env: Env,  # noqa: F811
+) -> None:
+    gate = RecordGate(env.settings.database_url)
+    queue = f"gated-{uuid.uuid4().hex[:8]}"
+    settings = env.settings.model_copy(update={"task_queue": queue})
+    real = [a for a in worker_activities(settings) if a.__name__ != "save_call_record"]
+    with ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS) as executor:
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[CallWorkflow],
+            activities=[*real, gate.save_call_record],
+            activity_executor=executor,
+        ):
+            limits = RunLimits(updates_per_run=2)
+            call = call_input(settings).model_copy(update={"limits": limits})
+            handle = await start_call_workflow(env.client, call, settings)
+            await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+            await take_turn(handle, Turn(seq=1, kind="speech", text="Yes, speaking."))
+            await asyncio.wait_for(gate.entered.wait(), WAIT_S)
+
+            during = Turn(seq=2, kind="speech", text="Yes, I own my home.")
+            decision = await take_turn(handle, during)
+            assert (decision.state, decision.utterance_id) == ("pitch", f"{call.call_id}-u3")
+            assert (await handle.describe()).run_id == handle.first_execution_run_id
+            gate.open.set()
+            await next_run(handle)
+
+            runs = await runs_of(env.client, handle)
+            carried = runs[1].carried
+            assert carried is not None and carried.last_seq == 2 and carried.state == "pitch"
+            assert carried.transcript[-2].text == during.text
+            after = await take_turn(
+                handle, Turn(seq=3, kind="speech", text="Sure, that sounds good.")
+            )
+            assert (after.state, after.utterance_id) == ("qualify", f"{call.call_id}-u4")
+            await handle.signal(CallWorkflow.hang_up, HangUp())
+            await handle.result()
+            await replay_every_run(env.client, handle)
+    caller = [e["seq"] for e in saved_transcript(settings.database_url, call.call_id) if e["seq"]]
+    assert caller == [1, 2, 3]
