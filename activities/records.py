@@ -92,27 +92,47 @@ class RecordsActivities:
 
     @activity.defn(name="save_call_record")
     def save_call_record(self, request: SaveCallRecord) -> None:
-        """Insert or update the call's row; saving twice (a retry, a follow-up) is harmless."""
+        """Insert or update the call's row; saving twice (a retry, a follow-up) is harmless.
+
+        A long call saves itself before each new run, which carries only the transcript's last
+        lines: the row keeps the lines before `snapshot.earlier_lines` and takes the rest from
+        the snapshot, so it always holds the whole transcript."""
         snapshot = request.snapshot
-        record = CallRecord(
+        with Session(self.engine) as session:
+            lines = [e.model_dump(mode="json") for e in snapshot.transcript]
+            if snapshot.earlier_lines:
+                lines = self._earlier_lines(session, snapshot) + lines
+            session.merge(self._record(request, lines))
+            session.commit()
+
+    def _earlier_lines(self, session: Session, snapshot: CallSnapshot) -> list[dict[str, object]]:
+        saved = session.get(CallRecord, snapshot.call_id)
+        earlier: list[dict[str, object]] = (
+            json.loads(self.sealer.open_text(saved.transcript_json)) if saved else []
+        )
+        if len(earlier) < snapshot.earlier_lines:
+            raise ValueError(
+                f"call {snapshot.call_id}: its record holds {len(earlier)} transcript lines, "
+                f"not the {snapshot.earlier_lines} said before this run"
+            )
+        return earlier[: snapshot.earlier_lines]
+
+    def _record(self, request: SaveCallRecord, transcript: list[dict[str, object]]) -> CallRecord:
+        snapshot = request.snapshot
+        return CallRecord(
             call_id=snapshot.call_id,
             direction=request.direction.value,
             script_name=request.script_name,
             status=snapshot.status.value,
             outcome=snapshot.outcome.value if snapshot.outcome else None,
             state=snapshot.state,
-            transcript_json=self.sealer.seal_text(
-                json.dumps([e.model_dump(mode="json") for e in snapshot.transcript])
-            ),
+            transcript_json=self.sealer.seal_text(json.dumps(transcript)),
             slots_json=self.sealer.seal_text(json.dumps(snapshot.slots)),
             follow_up_of=request.follow_up_of,
             follow_up_call_id=snapshot.follow_up_call_id,
             started_at=request.started_at,
             ended_at=request.ended_at,
         )
-        with Session(self.engine) as session:
-            session.merge(record)
-            session.commit()
 
     def close(self) -> None:
         with self._lock:

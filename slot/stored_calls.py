@@ -10,6 +10,9 @@ first. A call record has the transcript (caller turns with the agent line after 
 reprompts as agent lines after agent lines) and the outcome, but not the call's input: the
 lead's name comes from the recorded slots, the router config is the default, and the LLM's own
 answers are not there (with `--llm` such turns show "LLM would answer").
+
+A long call continues as new runs, each a history of its own: the runs of one call are joined
+into one stored call (the first run's input, every run's turns in order).
 """
 
 from __future__ import annotations
@@ -105,10 +108,44 @@ class StoredCall:
     status: str | None = None
     ended_by_caller: str | None = None
     """Why the call ended from the caller's side (hang-up, line status), None if it did not."""
+    run_id: str = ""
+    continues: str | None = None
+    """The run this one continues (a long call continues as new runs), None for a first run."""
+    continued_by: str | None = None
+    later_runs: list[str] = field(default_factory=list)
+    """Where the later runs joined into this call came from."""
 
     @property
     def call_id(self) -> str:
         return self.call.call_id
+
+    def join(self, later: StoredCall) -> None:
+        """Add the run that continued this call: its turns, and how it ended."""
+        self.turns += later.turns
+        self.status, self.continued_by = later.status, later.continued_by
+        self.ended_by_caller = self.ended_by_caller or later.ended_by_caller
+        self.outcome = later.outcome if self.status is not None else _outcome_so_far(self)
+        self.later_runs.append(later.source)
+
+
+def join_runs(runs: Sequence[StoredCall]) -> list[StoredCall]:
+    """One stored call per call: each first run with the runs that continued it, in order;
+    StoredCallError for a later run whose earlier runs are not there."""
+    by_run = {run.run_id: run for run in runs}
+    known = set(by_run)
+    calls = []
+    for run in runs:
+        if run.continues is not None:
+            if run.continues not in known:
+                raise StoredCallError(
+                    f"{run.source}: a later run of call {run.call_id} without the run it "
+                    "continues (replay a long call's runs together)"
+                )
+            continue
+        while run.continued_by is not None and run.continued_by in by_run:
+            run.join(by_run.pop(run.continued_by))
+        calls.append(run)
+    return calls
 
 
 def call_from_history(history: WorkflowHistory, source: str) -> StoredCall:
@@ -123,7 +160,12 @@ def call_from_history(history: WorkflowHistory, source: str) -> StoredCall:
         call = CallInput.model_validate(_first(started.input))
     except ValidationError as invalid:
         raise StoredCallError(f"{source}: the call's input does not validate: {invalid}") from None
-    stored = StoredCall(call=call, source=source)
+    stored = StoredCall(
+        call=call,
+        source=source,
+        run_id=started.original_execution_run_id,
+        continues=started.continued_execution_run_id or None,
+    )
     turns: dict[str, RecordedTurn] = {}
     """Update id -> the turn it carried; an `llm_result` update id -> the turn it settles."""
     for event in events[1:]:
@@ -167,11 +209,14 @@ def call_from_history(history: WorkflowHistory, source: str) -> StoredCall:
             reason = _CALLER_ENDS.get(signaled.signal_name)
             if reason is not None and stored.ended_by_caller is None and _ends(signaled):
                 stored.ended_by_caller = reason
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            continued = event.workflow_execution_continued_as_new_event_attributes
+            stored.continued_by = continued.new_execution_run_id
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             snapshot = _first(event.workflow_execution_completed_event_attributes.result) or {}
             stored.outcome = snapshot.get("outcome")
             stored.status = snapshot.get("status")
-    if stored.status is None:
+    if stored.status is None and stored.continued_by is None:
         stored.outcome = _outcome_so_far(stored)
     return stored
 
@@ -301,7 +346,7 @@ def load_calls(folder: Path, decryptor: PayloadDecryptor | None = None) -> list[
         except (OSError, ValueError) as unreadable:
             raise StoredCallError(f"{path}: not a history file ({unreadable})") from None
         calls.append(call_from_history(history, str(path.relative_to(folder))))
-    return calls
+    return join_runs(calls)
 
 
 def parse_since(text: str) -> timedelta:
@@ -321,7 +366,14 @@ async def fetch_recent_calls(client: Client, since: datetime) -> list[StoredCall
     for workflow_id, run_id, _ in sorted(ids, key=lambda found: found[2]):
         handle = client.get_workflow_handle(workflow_id, run_id=run_id)
         history = decryptor.decode_history(await handle.fetch_history())
-        calls.append(call_from_history(history, f"temporal:{workflow_id}"))
+        stored = call_from_history(history, f"temporal:{workflow_id}")
+        if stored.continues is not None:
+            continue
+        while stored.continued_by is not None:
+            later = client.get_workflow_handle(workflow_id, run_id=stored.continued_by)
+            later_history = decryptor.decode_history(await later.fetch_history())
+            stored.join(call_from_history(later_history, stored.source))
+        calls.append(stored)
     return calls
 
 

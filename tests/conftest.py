@@ -28,6 +28,8 @@ busy. More would be faster still, but every extra call in flight adds load, and 
 (test_simulator's booked call: the caller's 5 s hang-up grace) already fail under heavy load."""
 
 SLOWEST_FIRST = (
+    "tests/integration/test_long_call.py::"
+    "test_a_2500_turn_call_answers_every_turn_over_several_runs_and_records_them_all",
     "tests/integration/test_end_to_end.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
@@ -41,6 +43,7 @@ SLOWEST_FIRST = (
     "tests/integration/test_replay.py",
     "tests/integration/test_edge_bad_input.py",
     "tests/integration/test_call_workflow.py",
+    "tests/integration/test_long_call.py",
 )
 """Work units handed out first, longest first, so no long one starts last (measured with
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built

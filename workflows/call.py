@@ -4,8 +4,9 @@ decision, publish.
 The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
 line with signals. The router (`workflows.router`) decides; the Web UI text is in
 `workflows.details`. The workflow's own timers cover what the edge cannot: a silent caller
-(reprompt, then goodbye) and a follow-up call days later. A call's history is small, so
-continue-as-new is not needed (`is_continue_as_new_suggested()` is the hook if calls grow long).
+(reprompt, then goodbye) and a follow-up call days later. A long call continues as a new run
+before Temporal's per-run limits (2,000 Updates, a history the server finds too long): it saves
+its record, then hands its state and the transcript's last lines to the next run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.call_state import CallState
     from workflows.details import call_summary, current_details
     from workflows.messages import (
+        AnsweredUpdate,
         CallInput,
         CallSnapshot,
         CallStatus,
@@ -57,6 +59,8 @@ PLACE_CALL_RETRY = RetryPolicy(
 )
 ENDED_WHILE_ROUTING_PATCH = "ended-while-routing-v1"
 """A turn whose call ended (hang-up, status) while the router awaited is refused, not applied."""
+CONTINUE_AS_NEW_PATCH = "continue-as-new-v1"
+"""A long call continues as a new run (calls recorded before run on toward Temporal's limits)."""
 
 
 @workflow.defn
@@ -72,7 +76,7 @@ class CallWorkflow:
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
-        started_at = workflow.now()
+        started_at = call.carried.started_at if call.carried else workflow.now()
         self._publish()
         try:
             await workflow.wait_condition(
@@ -82,7 +86,7 @@ class CallWorkflow:
             )
         except TimeoutError:
             self._end(CallStatus.NO_ANSWER, "not answered")
-        await self._converse()
+        await self._converse(started_at)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._save_record(started_at)
         if self._now.outcome is Outcome.CALL_BACK_LATER and self._now.status is CallStatus.ENDED:
@@ -90,10 +94,12 @@ class CallWorkflow:
             await self._save_record(started_at)
         return self.snapshot()
 
-    async def _converse(self) -> None:
+    async def _converse(self, started_at: datetime) -> None:
         """Wait on the caller and reprompt a silent one, until the call ends."""
         now = self._now
         while not now.ended:
+            if self._run_is_full():
+                await self._continue_as_new(started_at)
             await self._await_event()
             if now.ended:
                 break
@@ -101,6 +107,26 @@ class CallWorkflow:
                 await self._await_goodbye()
             elif now.silence_armed:
                 await self._await_caller()
+
+    def _run_is_full(self) -> bool:
+        full = self._now.updates >= self._call.limits.updates_per_run
+        full = full or workflow.info().is_continue_as_new_suggested()
+        return full and workflow.patched(CONTINUE_AS_NEW_PATCH)
+
+    async def _continue_as_new(self, started_at: datetime) -> None:
+        """Save the record, then hand the call to a new run, between turns: an Update that
+        arrives meanwhile (sent to the workflow id) is answered here or by the next run."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._now.ended:
+            return
+        await self._save_record(started_at, "save call record before a new run")
+        saved = len(self._now.transcript)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._now.ended:
+            return
+        keep = self._call.limits.transcript_lines
+        carried = self._now.carry(started_at, saved, keep)
+        workflow.continue_as_new(self._call.model_copy(update={"carried": carried}))
 
     async def _await_event(self) -> None:
         now, seen = self._now, self._now.events
@@ -192,7 +218,7 @@ class CallWorkflow:
         self._now.status = CallStatus.COMPLETED
         self._publish()
 
-    async def _save_record(self, started_at: datetime) -> None:
+    async def _save_record(self, started_at: datetime, summary: str = "save call record") -> None:
         await workflow.execute_activity_method(
             RecordsActivities.save_call_record,
             SaveCallRecord(
@@ -201,10 +227,10 @@ class CallWorkflow:
                 script_name=self._call.script_name,
                 follow_up_of=self._call.follow_up_of,
                 started_at=started_at,
-                ended_at=workflow.now(),
+                ended_at=workflow.now() if self._now.ended else None,
             ),
             start_to_close_timeout=RECORD_TIMEOUT,
-            summary="save call record",
+            summary=summary,
         )
 
     @workflow.update
@@ -214,6 +240,9 @@ class CallWorkflow:
         Its only awaits are the router's local activities, so the turn stays one Update round
         trip. A hang-up that lands meanwhile wins: the turn is refused, not answered.
         """
+        update_id = _update_id()
+        if (again := self._now.answered_before(update_id)) is not None:
+            return again
         async with self._turn_lock:
             self._refuse_if_ended(turn)
             now = self._now
@@ -223,9 +252,12 @@ class CallWorkflow:
             elif turn.kind == "dtmf":
                 step = self._router.keys(now.state, now.slots, turn.digits)
             else:
-                step = await self._router.speech(now.state, now.slots, turn.text, now.transcript)
+                step = await self._router.speech(
+                    now.state, now.slots, turn.text, now.transcript, now.earlier
+                )
                 self._refuse_if_ended(turn)
             decision = now.apply(step)
+            now.answered = AnsweredUpdate(update_id=update_id, decision=decision)
             self._publish()
             return decision
 
@@ -242,6 +274,8 @@ class CallWorkflow:
     @turn.validator
     def validate_turn(self, turn: Turn) -> None:
         now = self._now
+        if now.answered_before(_update_id()) is not None:
+            return
         refusal = turn.refusal(self._call.call_id, last_seq=now.last_seq, ended=now.ended)
         if refusal is not None:
             raise ValueError(refusal)
@@ -253,15 +287,20 @@ class CallWorkflow:
         Off the critical path: the caller is already hearing the reply.
         """
         now = self._now
+        if (again := now.answered_before(_update_id())) is not None:
+            return again
         now.events += 1
         assert now.pending_llm is not None
         step = self._router.settle_llm(now.pending_llm.state, now.pending_llm.slots, report.result)
         decision = now.settle_llm(step, report.result.latency_ms)
+        now.answered = AnsweredUpdate(update_id=_update_id(), decision=decision)
         self._publish()
         return decision
 
     @llm_result.validator
     def validate_llm_result(self, report: LLMTurnReport) -> None:
+        if self._now.answered_before(_update_id()) is not None:
+            return
         pending = self._now.pending_llm
         if pending is None or pending.utterance_id != report.utterance_id:
             raise ValueError(
@@ -313,5 +352,11 @@ class CallWorkflow:
                 now.transcript,
                 end_reason=now.end_reason,
                 follow_up_call_id=now.follow_up_call_id,
+                earlier_lines=now.earlier.lines,
             )
         )
+
+
+def _update_id() -> str:
+    info = workflow.current_update_info()
+    return info.id if info is not None else ""

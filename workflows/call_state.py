@@ -2,33 +2,29 @@
 it: pure, with no Temporal calls, so the workflow's handlers stay "receive, route, apply, publish".
 
 The workflow publishes (search attributes, current details) after every change; nothing here
-reads a clock or awaits.
+reads a clock or awaits. A long call's state is carried to its next run (`carry`, and back from
+`CallInput.carried`) with the transcript's last lines and a summary of the earlier ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import datetime
 
 from workflows.expectations import expected_answer
 from workflows.messages import (
+    AnsweredUpdate,
     CallInput,
     CallSnapshot,
     CallStatus,
+    CarriedCall,
     Decision,
+    EarlierTranscript,
+    PendingLLMTurn,
     TranscriptEntry,
     Turn,
     UtterancePlayed,
 )
 from workflows.script import Outcome, ScriptStep, opening_state
-
-
-@dataclass
-class PendingLLMTurn:
-    """A turn handed to the edge's LLM; settled by the Update `llm_result`."""
-
-    utterance_id: str
-    state: str
-    slots: dict[str, str]
 
 
 class CallState:
@@ -58,10 +54,73 @@ class CallState:
         """Bumped by every turn and signal: the idle timer restarts on any of them."""
         self.follow_up_call_id: str | None = None
         self.pending_llm: PendingLLMTurn | None = None
+        self.run = 1
+        self.updates = 0
+        """Updates this run accepted: Temporal allows 2,000 per run, so a long call moves on."""
+        self.earlier = EarlierTranscript()
+        self.answered: AnsweredUpdate | None = None
+        self.carried_answer: AnsweredUpdate | None = None
+        """The last Update the run before answered (see `AnsweredUpdate`)."""
+        if call.carried is not None:
+            self._resume(call.carried)
+
+    def _resume(self, carried: CarriedCall) -> None:
+        self.run = carried.run
+        self.status = carried.status
+        self.state = carried.state
+        self.slots = dict(carried.slots)
+        self.outcome = carried.outcome
+        self.transcript = list(carried.transcript)
+        self.earlier = carried.earlier
+        self.last_seq = carried.last_seq
+        self.utterances = carried.utterances
+        self.last_utterance_id = carried.last_utterance_id
+        self.end_utterance_id = carried.end_utterance_id
+        self.edge_url = carried.edge_url
+        self.silence_clock = carried.silence_clock
+        self.silence_armed = carried.silence_armed
+        self.silent_reprompts = carried.silent_reprompts
+        self.reprompts = carried.reprompts
+        self.events = carried.events
+        self.pending_llm = carried.pending_llm
+        self.carried_answer = carried.answered
+
+    def carry(self, started_at: datetime, saved_lines: int, keep_lines: int) -> CarriedCall:
+        """The call for its next run: the transcript's last `keep_lines` (and any line not among
+        the first `saved_lines`, which the call record holds), the older ones summarised."""
+        cut = min(saved_lines, max(0, len(self.transcript) - keep_lines))
+        return CarriedCall(
+            run=self.run + 1,
+            started_at=started_at,
+            status=self.status,
+            state=self.state,
+            slots=dict(self.slots),
+            outcome=self.outcome,
+            transcript=self.transcript[cut:],
+            earlier=self.earlier.fold(self.transcript[:cut]),
+            last_seq=self.last_seq,
+            utterances=self.utterances,
+            last_utterance_id=self.last_utterance_id,
+            end_utterance_id=self.end_utterance_id,
+            edge_url=self.edge_url,
+            silence_clock=self.silence_clock,
+            silence_armed=self.silence_armed,
+            silent_reprompts=self.silent_reprompts,
+            reprompts=self.reprompts,
+            events=self.events,
+            pending_llm=self.pending_llm,
+            answered=self.answered,
+        )
+
+    def answered_before(self, update_id: str) -> Decision | None:
+        """The answer the run before gave this Update, when it is the edge's retry of it."""
+        carried = self.carried_answer
+        return carried.decision if carried and carried.update_id == update_id else None
 
     def hear(self, turn: Turn) -> None:
         """A turn arrived: the caller is not silent, and what they said joins the transcript."""
         self.events += 1
+        self.updates += 1
         self.last_seq = turn.seq
         self.silence_armed = False
         if turn.edge_url:
@@ -87,7 +146,9 @@ class CallState:
             self.end_utterance_id = utterance_id
         self.transcript.append(TranscriptEntry.agent(step, utterance_id))
         if step.llm_request is not None:
-            self.pending_llm = PendingLLMTurn(utterance_id, self.state, dict(self.slots))
+            self.pending_llm = PendingLLMTurn(
+                utterance_id=utterance_id, state=self.state, slots=dict(self.slots)
+            )
         expect = None if step.end_call else expected_answer(self.playbook, step.state, step.text)
         return Decision.of(step, utterance_id, expect)
 
@@ -97,6 +158,7 @@ class CallState:
         pending = self.pending_llm
         assert pending is not None
         self.pending_llm = None
+        self.updates += 1
         entry = next(e for e in reversed(self.transcript) if e.utterance_id == pending.utterance_id)
         decision = entry.settle(step, latency_ms)
         if self.state == pending.state:
@@ -144,4 +206,5 @@ class CallState:
             transcript=list(self.transcript),
             reprompts=self.reprompts,
             follow_up_call_id=self.follow_up_call_id,
+            earlier_lines=self.earlier.lines,
         )

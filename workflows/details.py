@@ -36,13 +36,16 @@ def current_details(
     *,
     end_reason: str = "",
     follow_up_call_id: str | None = None,
+    earlier_lines: int = 0,
 ) -> str:
-    """The live view of a call: status line, the last transcript lines with decision notes."""
+    """The live view of a call: status line, the last transcript lines with decision notes
+    (`earlier_lines` more came before `transcript`, and are in the call record)."""
     shown_outcome = outcome.value if outcome else "—"
     lines = [f"**{status.value}** · state `{state}` · outcome {shown_outcome}", ""]
     shown = transcript[-DETAILS_TRANSCRIPT_LINES:]
-    if len(shown) < len(transcript):
-        lines.append(f"_… {len(transcript) - len(shown)} earlier lines_")
+    hidden = earlier_lines + len(transcript) - len(shown)
+    if hidden:
+        lines.append(f"_… {hidden} earlier lines_")
     for entry in shown:
         if entry.speaker == "agent":
             said = entry.text

@@ -6,6 +6,8 @@ payload fails loudly at the boundary instead of deep inside a workflow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -41,6 +43,18 @@ class Lead(BaseModel):
     phone: str = ""
 
 
+class RunLimits(BaseModel):
+    """When a long call continues as a new run, snapshotted in the call's input like the
+    router's thresholds, so changing them never changes what a running call replays."""
+
+    updates_per_run: int = Field(default=1000, ge=1, le=1500)
+    """Temporal refuses an execution's 2,001st Update; a run hands over well before (or when
+    the server suggests it, for a history grown large)."""
+    transcript_lines: int = Field(default=40, ge=16)
+    """The transcript lines a new run carries (enough for the LLM's context and the Web UI);
+    older ones are in the call record, and summarised in `EarlierTranscript`."""
+
+
 class CallTimers(BaseModel):
     """Durations the workflow waits on; from configuration so tests can use seconds."""
 
@@ -66,6 +80,10 @@ class CallInput(BaseModel):
     """Set by whoever starts the call when an LLM is configured (the edge runs tier 2)."""
     router: RouterConfig = Field(default_factory=RouterConfig)
     """The router's thresholds for this call (see `RouterConfig`)."""
+    limits: RunLimits = Field(default_factory=RunLimits)
+    """When a long call moves to a new run (see `RunLimits`)."""
+    carried: CarriedCall | None = None
+    """Set on a continued run: the call so far, handed over by the run before."""
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +104,7 @@ class CallInput(BaseModel):
                 "direction": Direction.OUTBOUND,
                 "follow_up_of": self.call_id,
                 "edge_url": None,
+                "carried": None,
             }
         )
 
@@ -256,3 +275,87 @@ class CallSnapshot(BaseModel):
     transcript: list[TranscriptEntry]
     reprompts: int
     follow_up_call_id: str | None = None
+    earlier_lines: int = 0
+    """Lines of a long call said before `transcript`, moved into the call record by earlier
+    runs (`transcript` continues from line `earlier_lines`)."""
+
+
+class EarlierTranscript(BaseModel):
+    """The transcript lines a long call moved into its call record, summarised to what the
+    call still needs from them: how many, the states the agent asked (the script skips a
+    question already asked), its last line, and its misses in a row in the last state."""
+
+    lines: int = 0
+    asked: list[str] = Field(default_factory=list)
+    last_line: str = ""
+    last_state: str | None = None
+    last_state_misses: int = 0
+    """Fallback lines among the agent's last lines in a row in `last_state`."""
+
+    def fold(self, moved: Sequence[TranscriptEntry]) -> EarlierTranscript:
+        """This summary with `moved`, the lines that followed it, added."""
+        asked = set(self.asked)
+        last_line, last_state, misses = self.last_line, self.last_state, self.last_state_misses
+        for entry in moved:
+            if entry.speaker != "agent":
+                continue
+            if entry.state:
+                asked.add(entry.state)
+            if entry.state != last_state:
+                last_state, misses = entry.state, 0
+            if entry.tier is DecisionTier.FALLBACK:
+                misses += 1
+            last_line = entry.text
+        return EarlierTranscript(
+            lines=self.lines + len(moved),
+            asked=sorted(asked),
+            last_line=last_line,
+            last_state=last_state,
+            last_state_misses=misses,
+        )
+
+
+class PendingLLMTurn(BaseModel):
+    """A turn handed to the edge's LLM; settled by the Update `llm_result`."""
+
+    utterance_id: str
+    state: str
+    slots: dict[str, str]
+
+
+class AnsweredUpdate(BaseModel):
+    """A run's last answered Update (`turn`, `llm_result`): the edge's retry of it (same Update
+    id) that reaches the next run gets the same answer there, not a refusal as stale."""
+
+    update_id: str
+    decision: Decision
+
+
+class CarriedCall(BaseModel):
+    """A live call handed to its next run (continue-as-new): all its state, and of its
+    transcript the last lines only (the rest is in the call record)."""
+
+    run: int
+    """The number of the run that starts from this (the first run is 1)."""
+    started_at: datetime
+    status: CallStatus
+    state: str
+    slots: dict[str, str]
+    outcome: Outcome | None = None
+    transcript: list[TranscriptEntry]
+    earlier: EarlierTranscript
+    last_seq: int
+    utterances: int
+    last_utterance_id: str | None = None
+    end_utterance_id: str | None = None
+    edge_url: str | None = None
+    silence_clock: int = 0
+    silence_armed: bool = False
+    silent_reprompts: int = 0
+    reprompts: int = 0
+    events: int = 0
+    pending_llm: PendingLLMTurn | None = None
+    answered: AnsweredUpdate | None = None
+
+
+CallInput.model_rebuild()

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         llm_turn_request,
         playbook_intents,
     )
-    from workflows.messages import CallInput, TranscriptEntry
+    from workflows.messages import CallInput, EarlierTranscript, TranscriptEntry
     from workflows.router_messages import (
         ClassifyRequest,
         IntentClassification,
@@ -143,14 +143,16 @@ class Router:
         slots: dict[str, str],
         utterance: str,
         transcript: Sequence[TranscriptEntry],
+        earlier: EarlierTranscript | None = None,
     ) -> ScriptStep:
         """Tier 0, then tiers 1 and 2 for a turn the script's rules and slots did not settle.
 
         `transcript` ends with the caller's `utterance`; it is read after the local activities,
-        so the LLM sees what the caller heard of the agent's lines by then.
+        so the LLM sees what the caller heard of the agent's lines by then. `earlier` sums up
+        the lines before it that a long call moved into its record.
         """
         if self._tools.patched(UNDERSTANDING_PATCH):
-            context = turn_context(transcript, state)
+            context = turn_context(transcript, state, earlier)
             step = script.respond(
                 self._playbook,
                 state,
@@ -279,10 +281,16 @@ class Router:
         )
 
 
-def turn_context(transcript: Sequence[TranscriptEntry], state: str) -> TurnContext:
-    """What the script's understanding needs from the call so far: the states already asked,
-    the misses since the call entered `state`, and the agent's last line."""
-    asked = frozenset(e.state for e in transcript if e.speaker == "agent" and e.state)
+def turn_context(
+    transcript: Sequence[TranscriptEntry], state: str, earlier: EarlierTranscript | None = None
+) -> TurnContext:
+    """What the script's understanding needs from the call so far (`earlier`, then
+    `transcript`): the states already asked, the misses since the call entered `state`, and the
+    agent's last line."""
+    earlier = earlier or EarlierTranscript()
+    asked = frozenset(earlier.asked) | {
+        e.state for e in transcript if e.speaker == "agent" and e.state
+    }
     agent_lines = [e for e in transcript if e.speaker == "agent"]
     misses = 0
     for entry in reversed(agent_lines):
@@ -290,5 +298,8 @@ def turn_context(transcript: Sequence[TranscriptEntry], state: str) -> TurnConte
             break
         if entry.tier is DecisionTier.FALLBACK:
             misses += 1
-    last_line = agent_lines[-1].text if agent_lines else ""
+    else:
+        if earlier.last_state == state:
+            misses += earlier.last_state_misses
+    last_line = agent_lines[-1].text if agent_lines else earlier.last_line
     return TurnContext(asked=asked, misses=misses, last_line=last_line)

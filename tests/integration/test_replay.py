@@ -199,7 +199,11 @@ def facts(path: Path) -> set[str]:
     for event in json.loads(path.read_text())["events"]:
         kind = event["eventType"].removeprefix("EVENT_TYPE_")
         details = attributes(event)
-        if kind == "WORKFLOW_EXECUTION_SIGNALED":
+        if kind == "WORKFLOW_EXECUTION_STARTED" and payload(details["input"]).get("carried"):
+            found.add("continues the call of an earlier run")
+        elif kind == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW":
+            found.add("continued as new")
+        elif kind == "WORKFLOW_EXECUTION_SIGNALED":
             found.add(f"signal {details['signalName']}")
         elif kind == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
             found.add(f"update {details['acceptedRequest']['input']['name']}")
@@ -278,6 +282,9 @@ REQUIRED: dict[str, set[str]] = {
     },
     "pre_router_call.json": set(),
     "understood_in_own_words.json": {"outcome booked", "tier script", "tier fallback"},
+    "continued_as_new-run1.json": {"continued as new", "update turn"},
+    "continued_as_new-run2.json": {"continues the call of an earlier run", "continued as new"},
+    "continued_as_new-run3.json": {"continues the call of an earlier run", "outcome booked"},
 }
 
 

@@ -57,6 +57,7 @@ from workflows.messages import (
     Direction,
     HangUp,
     Lead,
+    RunLimits,
     Turn,
     TurnKind,
     UtterancePlayed,
@@ -186,6 +187,7 @@ class Recorder:
         timers: CallTimers = TIMERS,
         llm: bool = False,
         direction: Direction = Direction.INBOUND,
+        limits: RunLimits | None = None,
     ) -> Call:
         call = CallInput(
             call_id=name,
@@ -195,6 +197,7 @@ class Recorder:
             playbook=load_playbook("solar_survey", self.settings.playbooks_dir),
             timers=timers,
             llm_enabled=llm,
+            limits=limits or RunLimits(),
         )
         handle = await start_call_workflow(self.client, call, self.settings)
         return Call(handle, self.edge_url, self.edge.queue(name))
@@ -495,6 +498,41 @@ class Recorder:
         history = await handle.fetch_history()
         self.histories.append(WorkflowHistory("edge_booked_with_barge_in", history.events))
 
+    async def continued_as_new(self) -> None:
+        """A long call in small (its `RunLimits` hand over every 5 Updates): three runs, the
+        last one carrying only the transcript's last lines, booked at the end."""
+        call = await self.call(
+            "continued_as_new", limits=RunLimits(updates_per_run=5, transcript_lines=16)
+        )
+        await call.turn()
+        said = [
+            ("Yes, speaking.", "homeowner"),
+            ("Yes, I own my home.", "pitch"),
+            ("Sure, that sounds good.", "qualify"),
+            *[("Could you say that again?", "qualify")] * 5,
+            ("About 200 dollars a month.", "ask_day"),
+            ("Tuesday works for me.", "ask_time"),
+            ("Could you say that again?", "ask_time"),
+            ("In the morning, please.", "confirm"),
+            ("Yes, that works.", "booked"),
+        ]
+        for text, state in said:
+            decision = await call.turn(text)
+            expect(decision.state == state, f"continued_as_new: {decision.state} for {text!r}")
+        result = await call.result()
+        expect(result.outcome is Outcome.BOOKED, f"continued_as_new: {result.outcome}")
+        expect(result.earlier_lines > 0, "continued_as_new: no line was moved to the record")
+        run_id = call.handle.first_execution_run_id
+        number = 0
+        while run_id:
+            run = self.client.get_workflow_handle(call.handle.id, run_id=run_id)
+            history = await run.fetch_history()
+            number += 1
+            self.histories.append(WorkflowHistory(f"continued_as_new-run{number}", history.events))
+            last = history.events[-1].workflow_execution_continued_as_new_event_attributes
+            run_id = last.new_execution_run_id
+        expect(number == 3, f"continued_as_new: {number} runs, not 3")
+
     def scenarios(self) -> list[Callable[[], Awaitable[None]]]:
         return [
             self.booked,
@@ -514,6 +552,7 @@ class Recorder:
             self.outbound_no_answer,
             self.edge_booked_with_barge_in,
             self.understood_in_own_words,
+            self.continued_as_new,
         ]
 
 

@@ -51,7 +51,8 @@ def _corpus_of_one_playbook() -> Path:
     first = next(c for c in load_calls(folder) if c.source == "booked.json").call.playbook
     for stored in load_calls(folder):
         if stored.call.playbook != first:
-            (folder / stored.source).unlink()
+            for source in [stored.source, *stored.later_runs]:
+                (folder / source).unlink()
     return folder
 
 
