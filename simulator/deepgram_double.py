@@ -333,6 +333,18 @@ class _Session:
 
 
 class _Nova(_Session):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._interim: asyncio.Task[None] | None = None
+
+    def _interim_results(self, now: int) -> None:
+        """Interim words off the audio path, skipped while the last ones are still being
+        recognized, so a slow recognizer never holds up the audio behind them."""
+        if self._interim is None or self._interim.done():
+            self.speech.last_report = now
+            start = self.speech.pending_from
+            self._interim = asyncio.create_task(self.results(start, now, interim=True))
+
     async def frame(self, change: str | None, now: int) -> None:
         speech = self.speech
         if change == "started":
@@ -347,7 +359,7 @@ class _Nova(_Session):
             if silence >= endpointing:
                 await self.results(speech.pending_from, now, speech_final=True)
             elif speech.speaking and now - speech.last_report >= self.double.interim_every:
-                await self.results(speech.pending_from, now, interim=True)
+                self._interim_results(now)
         elif speech.utterance_open and silence >= utterance_end:
             speech.utterance_open = False
             await self.send(
@@ -369,10 +381,12 @@ class _Nova(_Session):
         speech_final: bool = False,
         from_finalize: bool = False,
     ) -> None:
-        text, words = await self.words(start, end)
-        self.speech.last_report = end
         if not interim:
             self.speech.pending_from = end
+            if self._interim is not None:
+                self._interim.cancel()
+        text, words = await self.words(start, end)
+        self.speech.last_report = end
         message: dict[str, Any] = {
             "type": "Results",
             "channel_index": [0, 1],

@@ -181,8 +181,8 @@ async def test_interim_words_tell_speech_over_the_agent_before_it_ends(
 async def test_keepalive_while_the_agent_talks_and_closestream_at_the_end(
     double: DeepgramDouble, whisper: WhisperSTT, streams: list[Running]
 ) -> None:
-    settings = {"deepgram_keepalive_s": 0.3}
-    run = start(streams, NovaStream(config(double.url, **settings), fallback=whisper, log=log))
+    quick = config(double.url, deepgram_keepalive_s=0.3)
+    run = start(streams, NovaStream(quick, fallback=whisper, log=log))
     connection = (await double.wait_for(lambda: double.connections))[0]
     held = run.say(silence(1000), agent_speaking=True, audible=False)
     await double.wait_for(lambda: "KeepAlive" in connection.controls)
