@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -304,3 +307,19 @@ async def test_flux_turn_events_feed_the_listener_and_end_the_turn(
     assert {"EagerEndOfTurn", "TurnResumed"} <= set(events)
     assert events[-1] == "EndOfTurn"
     assert connection.sent[0]["type"] == "Connected"
+
+
+def test_the_edge_refuses_to_start_without_the_key_naming_the_variable() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DEEPGRAM_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "media_edge.app"],
+        env={**env, "SLOT_STT": "deepgram"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "media edge: SLOT_STT=deepgram needs DEEPGRAM_API_KEY in the environment"
+    ]
