@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,12 +32,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
 
 from activities.knowledge_base import KBSettings
+from media_edge.deepgram_stt import DeepgramConfig, DeepgramConfigError, NovaStream, check_key
 from media_edge.events import EventHub
+from media_edge.flux import FluxStream
 from media_edge.limits import MediaGate, server_config
 from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
 from media_edge.smart_turn import SmartTurnModel, TurnDetector
 from media_edge.stt import WhisperSTT
+from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
@@ -72,8 +75,31 @@ class Edge:
             self.call_sids.popitem(last=False)
 
 
+def stream_config(settings: Settings) -> DeepgramConfig | None:
+    """Deepgram's configuration when SLOT_STT names it (raises `DeepgramConfigError`, one line,
+    when its key is missing)."""
+    return None if settings.stt == "whisper" else DeepgramConfig.from_env(settings)
+
+
+def stream_factory(
+    config: DeepgramConfig | None, fallback: WhisperSTT
+) -> Callable[[logging.LoggerAdapter[logging.Logger]], CallStream] | None:
+    if config is None:
+        return None
+    kind = NovaStream if config.settings.stt == "deepgram" else FluxStream
+
+    def open_stream(log: logging.LoggerAdapter[logging.Logger]) -> CallStream:
+        return kind(config, fallback=fallback, log=log)
+
+    return open_stream
+
+
 async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None) -> Edge:
-    """Connect to Temporal, load the speech models once and warm them up."""
+    """Check the speech service's key, connect to Temporal, load the speech models once (Whisper
+    also as the streaming recognizer's fallback) and warm them up."""
+    deepgram = stream_config(settings)
+    if deepgram is not None:
+        await check_key(deepgram)
     client = await connect_temporal(settings)
     inference = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
     vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
@@ -106,10 +132,12 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
         events=EventHub(),
         turn_detector=detector,
         llm=BamlLanguageModel.from_settings(llm_settings),
+        stt_stream=stream_factory(deepgram, stt),
     )
     logger.info(
-        "media edge ready at %s (TTS %s, Temporal %s, LLM %s)",
+        "media edge ready at %s (STT %s, TTS %s, Temporal %s, LLM %s)",
         settings.edge_url,
+        settings.stt,
         getattr(tts, "name", type(tts).__name__),
         settings.temporal_address,
         services.llm.description if services.llm else "none: router tiers 0-1 and knowledge",
@@ -175,6 +203,7 @@ def create_app(
 ) -> FastAPI:
     """The edge app; `llm_settings` default to the environment (`LLM_BASE_URL`...)."""
     settings = settings or get_settings()
+    stream_config(settings)
     media_gate = MediaGate(settings)
 
     @asynccontextmanager
@@ -300,9 +329,12 @@ def main() -> None:
     settings = get_settings()
     try:
         require_keyring(settings)
+        app = create_app(settings)
     except PayloadKeyError as error:
         raise SystemExit(f"media edge: {error}") from None
-    uvicorn.Server(server_config(create_app(settings), settings, log_level="info")).run()
+    except DeepgramConfigError as error:
+        raise SystemExit(f"media edge: {error}") from None
+    uvicorn.Server(server_config(app, settings, log_level="info")).run()
 
 
 if __name__ == "__main__":

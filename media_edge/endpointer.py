@@ -93,7 +93,9 @@ class TurnModelWanted:
     at: float
 
 
-EndReason = Literal["silence", "model", "max_silence", "script", "max_length"]
+EndReason = Literal[
+    "silence", "model", "max_silence", "script", "max_length", "utterance_end", "provider"
+]
 
 
 @dataclass(frozen=True)
@@ -349,6 +351,15 @@ class Endpointer:
             return []
         assert decision.reason is not None
         return [self._end(now, decision.reason, agent_speaking)]
+
+    def end_now(
+        self, reason: EndReason, now: float, agent_speaking: bool = False, *, paused: bool = True
+    ) -> list[TurnEvent]:
+        """A streaming recognizer says the turn is over (Deepgram's `UtteranceEnd`, Flux's
+        `EndOfTurn`): end the open segment now; only during a pause when `paused`."""
+        if not self.in_segment or (paused and not self.paused):
+            return []
+        return [self._end(now, reason, agent_speaking)]
 
     def check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
         """Classify the speech over the agent again, between frames (e.g. its words arrived);

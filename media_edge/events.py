@@ -36,7 +36,13 @@ class CallerTurn(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     end_reason: str | None = None
     """What ended the turn: "script" (a complete answer to the question), "model" (Smart
-    Turn), "silence", "max_silence" or "max_length"."""
+    Turn), "silence", "max_silence", "max_length", "utterance_end" (Deepgram's gap after the
+    last word) or "provider" (Flux's end of turn)."""
+    stt: str | None = None
+    """Who transcribed the turn: "whisper", "deepgram" or "flux"."""
+    stt_fallback: str | None = None
+    """Why the call's streaming recognizer did not (it was down, refused, or late), when the
+    embedded Whisper transcribed the turn instead."""
 
 
 class AgentUtterance(BaseModel):

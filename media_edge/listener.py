@@ -12,6 +12,11 @@ Script-aware endpointing: the call hands the listener what the agent's question 
 (`expect`); each speculative transcript is judged against it (`judge_answer`) and a complete
 answer ends the turn at once, with that transcript (no second STT). Transcriptions are biased to
 the question (`SpeechContext`) when `stt_script_context` is on.
+
+With a streaming recognizer (`media_edge.stt_stream.CallStream`: Deepgram Nova-3 or Flux) every
+frame is also streamed to it; its words take the place of the Whisper passes (at a pause, over
+the agent) and its own end-of-turn signals (`UtteranceEnd` at a pause, Flux's `EndOfTurn`) end
+the turn like the policy would.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from media_edge.providers import (
     VoiceActivityDetector,
 )
 from media_edge.smart_turn import TurnDetector
+from media_edge.stt_stream import CallStream, StreamEndOfTurn, StreamEvent, StreamUtteranceEnd
 from slot.settings import Settings
 from workflows.expectations import ExpectedAnswer, judge_answer
 
@@ -88,7 +94,10 @@ def endpointer_config(settings: Settings) -> EndpointerConfig:
 
 
 def acoustic_policy(settings: Settings) -> EndpointPolicy:
-    """When the caller sounds finished: Smart Turn, or a fixed silence."""
+    """When the caller sounds finished: Smart Turn, or a fixed silence; with Flux, Flux's
+    `EndOfTurn`, with the longest silence as the backstop."""
+    if settings.stt == "flux":
+        return FixedSilencePolicy(settings.max_endpoint_silence_ms)
     if settings.endpointing == "smart_turn":
         return SmartTurnPolicy(
             SmartTurnConfig(
@@ -226,6 +235,7 @@ class Listener:
         spawn: Spawn,
         call_id: str,
         log: logging.LoggerAdapter[logging.Logger],
+        stream: CallStream | None = None,
     ) -> None:
         self.endpointer = build_endpointer(settings)
         self.uses_turn_model = uses_turn_model(self.endpointer.policy)
@@ -233,7 +243,10 @@ class Listener:
             raise RuntimeError("endpointing is smart_turn but the edge has no turn detector")
         self._vad = FrameVAD(vad)
         self._vad_executor = vad_executor
-        self._stt = stt
+        self._stt: SpeechToText = stream if stream is not None else stt
+        self._stream = stream
+        if stream is not None:
+            stream.listen(self._on_stream_event)
         self._turn_detector = turn_detector
         self._hooks = hooks
         self._spawn = spawn
@@ -250,7 +263,8 @@ class Listener:
         self._model_asked_at: dict[int, float] = {}
         """When the turn model was asked about each pause of the open segment."""
 
-    async def on_frame(self, pcm: PCM) -> None:
+    async def on_frame(self, pcm: PCM, mulaw: bytes = b"") -> None:
+        """One 20 ms frame: `pcm` for the VAD, `mulaw` (as Twilio sent it) for a stream."""
         now = time.monotonic()
         windows = self._vad.windows(pcm)
         probability = self._vad.probability
@@ -258,8 +272,25 @@ class Listener:
             probability = await asyncio.get_running_loop().run_in_executor(
                 self._vad_executor, self._vad.score, windows
             )
-        events = self.endpointer.push(pcm, probability, now, self._hooks.agent_speaking())
+        agent_speaking = self._hooks.agent_speaking()
+        if self._stream is not None and mulaw:
+            audible = probability >= self.endpointer.config.threshold or self.endpointer.in_segment
+            self._stream.push(mulaw, agent_speaking=agent_speaking, caller_audible=audible)
+        events = self.endpointer.push(pcm, probability, now, agent_speaking)
         await self._handle(events)
+
+    def _on_stream_event(self, event: StreamEvent) -> None:
+        """The recognizer's own end-of-turn signals end the open turn as the policy would."""
+        events: list[TurnEvent] = []
+        now = time.monotonic()
+        if isinstance(event, StreamUtteranceEnd):
+            events = self.endpointer.end_now("utterance_end", now, self._hooks.agent_speaking())
+        elif isinstance(event, StreamEndOfTurn):
+            events = self.endpointer.end_now(
+                "provider", now, self._hooks.agent_speaking(), paused=False
+            )
+        if events:
+            self._spawn(self._handle(events))
 
     async def _handle(self, events: list[TurnEvent]) -> None:
         for event in events:
@@ -365,7 +396,10 @@ class Listener:
 
     async def _first_words(self, wanted: WordsWanted) -> None:
         """Caller speech over the agent: its first words tell a backchannel from an interruption."""
-        transcript, _ = await self._transcribe(wanted.audio)
+        if self._stream is not None:
+            transcript = await self._stream.first_words(wanted.audio, PHONE_RATE)
+        else:
+            transcript, _ = await self._transcribe(wanted.audio)
         if self._log_transcripts:
             self.log.info("first words over the agent: %s", transcript.text)
         self.endpointer.set_words(wanted.segment, transcript.text)

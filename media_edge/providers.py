@@ -31,6 +31,10 @@ class VoiceActivityDetector(Protocol):
 class Transcript:
     text: str
     confidence: float | None = None
+    provider: str = ""
+    """Who transcribed it ("whisper", "deepgram", "flux")."""
+    fallback: str | None = None
+    """Why the call's streaming recognizer did not, when the embedded fallback did."""
 
 
 @dataclass(frozen=True)

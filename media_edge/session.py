@@ -42,6 +42,7 @@ from media_edge.llm import LanguageModel
 from media_edge.providers import SpeechToText, VoiceActivityDetector
 from media_edge.smart_turn import TurnDetector
 from media_edge.speaker import Speaker, SpeakRequest
+from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech
 from media_edge.workflow_link import LinkError, UpdateRefused, WorkflowLink, WorkflowNotFound
 from slot.settings import Settings
@@ -67,6 +68,8 @@ class EdgeServices:
     """Smart Turn, shared by every call (required when settings.endpointing is smart_turn)."""
     llm: LanguageModel | None = None
     """Tier 2 of the router; None when no LLM is configured (calls then start without it)."""
+    stt_stream: Callable[[logging.LoggerAdapter[logging.Logger]], CallStream] | None = None
+    """Opens each call's streaming recognizer (SLOT_STT=deepgram|flux); `stt` is its fallback."""
     sessions: MutableMapping[str, CallSession] = field(default_factory=dict)
 
 
@@ -103,6 +106,7 @@ class CallSession:
         self.listener: Listener | None = None
         self.speaker: Speaker | None = None
         self.link: WorkflowLink | None = None
+        self.stt_stream: CallStream | None = None
         self._registered = False
         self._agent_ended = False
         self._end_reason = "media stream closed"
@@ -118,6 +122,8 @@ class CallSession:
                 await self._done.wait()
                 if self.speaker is not None:
                     await self.speaker.finish_heard()
+                if self.stt_stream is not None:
+                    await self.stt_stream.close()
                 receiver.cancel()
                 for task in self._workers:
                     task.cancel()
@@ -206,7 +212,7 @@ class CallSession:
                 continue
             if isinstance(event, tp.Media):
                 assert self.listener is not None
-                await self.listener.on_frame(mulaw_decode(event.audio))
+                await self.listener.on_frame(mulaw_decode(event.audio), event.audio)
             elif isinstance(event, tp.Mark):
                 assert self.speaker is not None
                 self.speaker.on_mark(event.mark.name)
@@ -271,6 +277,9 @@ class CallSession:
             on_end_call=self._agent_ends_call,
             log=self.log,
         )
+        if services.stt_stream is not None:
+            self.stt_stream = services.stt_stream(self.log)
+            stream_task = self._spawn(self.stt_stream.run())
         self.listener = Listener(
             settings=self.settings,
             vad=services.vad_factory(),
@@ -281,8 +290,11 @@ class CallSession:
             spawn=self._spawn,
             call_id=call_id,
             log=self.log,
+            stream=self.stt_stream,
         )
         self._workers = [self._spawn(self._turn_taker()), self._spawn(self._speak())]
+        if self.stt_stream is not None:
+            self._workers.append(stream_task)
         self._turns.put_nowait(PendingTurn(kind="start"))
         self._publish(CallStarted(call_id=call_id, stream_sid=start.stream_sid))
         self.log.info("media stream started (stream %s)", start.stream_sid)
@@ -356,6 +368,8 @@ class CallSession:
                         text=transcript.text,
                         latency_ms=latency,
                         end_reason=pending.speech.reason,
+                        stt=transcript.provider or None,
+                        stt_fallback=transcript.fallback,
                     )
                 )
             elif pending.kind == "dtmf":

@@ -92,7 +92,7 @@ class WhisperSTT:
     ) -> Transcript:
         samples = to_float(resample(audio, sample_rate, WHISPER_RATE))
         if samples.size < WHISPER_RATE // 10:
-            return Transcript(text="")
+            return Transcript(text="", provider="whisper")
         features = self._model.feature_extractor(samples)
         frames = features.shape[-1]
         if self._short_window and frames + TAIL_FRAMES <= FULL_WINDOW_FRAMES:
@@ -132,7 +132,7 @@ class WhisperSTT:
         if len(sequence) >= budget or looks_looped(text):
             return None
         confidence = float(np.exp(result.scores[0])) if tokens else None
-        return Transcript(text=text, confidence=confidence)
+        return Transcript(text=text, confidence=confidence, provider="whisper")
 
     def _full(
         self, samples: npt.NDArray[np.float32], context: SpeechContext | None = None
@@ -151,7 +151,7 @@ class WhisperSTT:
         parts = list(segments)
         text = " ".join(s.text.strip() for s in parts).strip()
         confidence = float(np.exp(np.mean([s.avg_logprob for s in parts]))) if parts else None
-        return Transcript(text=text, confidence=confidence)
+        return Transcript(text=text, confidence=confidence, provider="whisper")
 
     async def transcribe(
         self, audio: PCM, sample_rate: int, context: SpeechContext | None = None

@@ -44,6 +44,28 @@ class Settings(BaseSettings):
     default_script: str = "solar_survey"
 
     tts_provider: Literal["piper", "espeak"] = "piper"
+    stt: Literal["whisper", "deepgram", "flux"] = "whisper"
+    """Speech-to-text: embedded Whisper per segment, or one Deepgram stream per call (Nova-3,
+    or Flux as the end-of-turn source); Whisper stays loaded as the fallback. The key comes only
+    from DEEPGRAM_API_KEY."""
+    deepgram_url: str = "https://api.deepgram.com"
+    """Deepgram's base URL (https; its WebSockets are the same host over wss)."""
+    deepgram_model: str = "nova-3"
+    deepgram_endpointing_ms: int = Field(default=300, ge=10)
+    """Deepgram's own pause detection (`speech_final`), below the edge's script wait (450 ms)."""
+    deepgram_utterance_end_ms: int = Field(default=1000, ge=1000)
+    """Gap after the last word that ends the turn (`UtteranceEnd`); Deepgram's minimum is 1000."""
+    deepgram_keepalive_s: float = Field(default=4.0, gt=0.0)
+    """`KeepAlive` after this long without audio (Deepgram closes an idle stream after ~10 s)."""
+    deepgram_final_timeout_ms: int = Field(default=800, ge=50)
+    """How long a pause waits for Deepgram's final words before Whisper transcribes the turn."""
+    deepgram_words_timeout_ms: int = Field(default=600, ge=50)
+    """How long speech over the agent waits for interim words before asking for a final."""
+    deepgram_resend_s: float = Field(default=30.0, gt=0.0)
+    """Audio kept since the last final result, resent after a reconnect (at most a long turn)."""
+    flux_model: str = "flux-general-en"
+    flux_eot_threshold: float = Field(default=0.7, ge=0.5, le=0.9)
+    flux_eot_timeout_ms: int = Field(default=5000, ge=500)
     inference_threads: int = Field(default=2, ge=1)
 
     vad_threshold: float = 0.5
