@@ -35,6 +35,7 @@ from media_edge.stt_stream import (
 )
 from simulator.caller_voice import caller_voice
 from simulator.deepgram_double import DeepgramDouble
+from slot.payload_codec import Keyring
 from slot.settings import Settings
 from tests.conftest import free_port
 from tests.integration.deepgram_audio import frames, said, silence, tone, tone_recognizer
@@ -313,7 +314,7 @@ def test_the_edge_refuses_to_start_without_the_key_naming_the_variable() -> None
     env = {k: v for k, v in os.environ.items() if k != "DEEPGRAM_API_KEY"}
     done = subprocess.run(
         [sys.executable, "-m", "media_edge.app"],
-        env={**env, "SLOT_STT": "deepgram"},
+        env={**env, "SLOT_STT": "deepgram", "SLOT_PAYLOAD_KEYS": Keyring.new_entry("k1")},
         capture_output=True,
         text=True,
         timeout=120,
