@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
 
 from activities.knowledge_base import KBSettings
+from media_edge.call_hold import edge_worker
 from media_edge.events import EventHub
 from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
@@ -178,8 +179,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         edge = await start_edge(settings, llm_settings)
         app.state.edge = edge
+        services = edge.services
         try:
-            yield
+            async with edge_worker(services.client, settings.edge_queue, services.holds):
+                yield
         finally:
             edge.inference_executor.shutdown(wait=False, cancel_futures=True)
             edge.vad_executor.shutdown(wait=False, cancel_futures=True)

@@ -4,8 +4,10 @@ decision, publish.
 The edge drives it with the Update `turn` (one per caller turn) and reports what happened on the
 line with signals. The router (`workflows.router`) decides; the Web UI text is in
 `workflows.details`. The workflow's own timers cover what the edge cannot: a silent caller
-(reprompt, then goodbye) and a follow-up call days later. A call's history is small, so
-continue-as-new is not needed (`is_continue_as_new_suggested()` is the hook if calls grow long).
+(reprompt, then goodbye) and a follow-up call days later; the edge's hold on the call
+(`workflows.edge_hold`) tells it within seconds when the edge died with the call.
+A call's history is small, so continue-as-new is not needed (`is_continue_as_new_suggested()`
+is the hook if calls grow long).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
     from workflows.call_state import CallState
     from workflows.details import call_summary, current_details
+    from workflows.edge_hold import EdgeHold
     from workflows.messages import (
         CallInput,
         CallSnapshot,
@@ -69,6 +72,7 @@ class CallWorkflow:
         self._turn_lock = asyncio.Lock()
         """Turns run one at a time: a turn awaits the router while signals change the call."""
         self._published: dict[str, str | None] = {}
+        self._edge = EdgeHold(call.call_id, call.timers)
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -82,8 +86,11 @@ class CallWorkflow:
             )
         except TimeoutError:
             self._end(CallStatus.NO_ANSWER, "not answered")
+        if self._now.edge_queue and not self._now.ended:
+            self._edge.start(self._now.edge_queue, self._edge_lost, self._edge_released)
         await self._converse()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._edge.release()
         await self._save_record(started_at)
         if self._now.outcome is Outcome.CALL_BACK_LATER and self._now.status is CallStatus.ENDED:
             await self._follow_up()
@@ -201,7 +208,7 @@ class CallWorkflow:
                 script_name=self._call.script_name,
                 follow_up_of=self._call.follow_up_of,
                 started_at=started_at,
-                ended_at=workflow.now(),
+                ended_at=self._now.ended_at or workflow.now(),
             ),
             start_to_close_timeout=RECORD_TIMEOUT,
             summary="save call record",
@@ -289,12 +296,21 @@ class CallWorkflow:
         if not self._now.ended:
             self._end(CallStatus.ENDED, hang_up.reason)
 
+    def _edge_lost(self, reason: str, last_alive: datetime) -> None:
+        if not self._now.ended:
+            self._end(CallStatus.DROPPED, reason, at=last_alive)
+
+    def _edge_released(self, reason: str) -> None:
+        """The edge closed the stream; its hang-up signal normally said so first."""
+        if not self._now.ended:
+            self._end(CallStatus.ENDED, reason)
+
     @workflow.query
     def snapshot(self) -> CallSnapshot:
         return self._now.snapshot()
 
-    def _end(self, status: CallStatus, reason: str) -> None:
-        self._now.end(status, reason)
+    def _end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
+        self._now.end(status, reason, at)
         self._publish()
 
     def _publish(self) -> None:

@@ -8,6 +8,7 @@ reads a clock or awaits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from workflows.expectations import expected_answer
 from workflows.messages import (
@@ -47,8 +48,11 @@ class CallState:
         self.last_utterance_id: str | None = None
         self.end_utterance_id: str | None = None
         self.edge_url = call.edge_url
+        self.edge_queue: str | None = None
         self.ended = False
         self.end_reason = ""
+        self.ended_at: datetime | None = None
+        """When the call really ended, if not when the workflow learnt it (a dead edge)."""
         self.silence_clock = 0
         """Bumped when an utterance finished playing and the caller's silence starts to count."""
         self.silence_armed = False
@@ -66,6 +70,8 @@ class CallState:
         self.silence_armed = False
         if turn.edge_url:
             self.edge_url = turn.edge_url
+        if turn.edge_queue:
+            self.edge_queue = turn.edge_queue
         if turn.kind == "start":
             self.status = CallStatus.IN_PROGRESS
             return
@@ -126,9 +132,10 @@ class CallState:
             self.silence_clock += 1
             self.silence_armed = True
 
-    def end(self, status: CallStatus, reason: str) -> None:
+    def end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
         self.ended = True
         self.end_reason = reason
+        self.ended_at = at
         self.silence_armed = False
         self.status = status
         if self.outcome is None and status is CallStatus.ENDED and self.last_seq >= 0:
