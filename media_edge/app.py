@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from string import Formatter
 from typing import Any
 
@@ -64,6 +64,14 @@ class Edge:
     inference_executor: ThreadPoolExecutor
     vad_executor: ThreadPoolExecutor
     call_sids: OrderedDict[str, str]
+    deliveries: set[asyncio.Task[bool]] = field(default_factory=set)
+    """Status callbacks still being signalled (retried through a Temporal outage)."""
+
+    def deliver_status(self, call_id: str, update: CallStatusUpdate) -> None:
+        """Signal `call_status` in the background: Twilio need not wait out an outage."""
+        task = asyncio.create_task(send_call_status(self.services.client, call_id, update, logger))
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
 
     def remember_call_sid(self, call_sid: str, call_id: str) -> None:
         self.call_sids[call_sid] = call_id
@@ -249,9 +257,7 @@ def create_app(
             or edge.call_sids.get(call_sid)
             or f"call-{call_sid}"
         )
-        update = CallStatusUpdate(status=status, call_sid=call_sid)
-        if not await send_call_status(edge.services.client, call_id, update):
-            logger.info("call %s: status %s for a call that is not running", call_id, status)
+        edge.deliver_status(call_id, CallStatusUpdate(status=status, call_sid=call_sid))
         return Response(status_code=204)
 
     @app.post("/calls/{call_id}/say", status_code=202)
