@@ -81,6 +81,7 @@ async def test_slot_dev_restarts_a_crashed_worker_edge_or_temporal(tmp_path: Pat
         edge_port=free_port(),
         simulator_port=free_port(),
         data_dir=tmp_path / "data",
+        presynthesize_lines=False,
     )
     dev = await asyncio.create_subprocess_exec(
         sys.executable,
