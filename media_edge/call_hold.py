@@ -18,7 +18,8 @@ from datetime import timedelta
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from workflows.edge_hold import HOLD_ACTIVITY, HoldCall, HoldReleased, last_alive_of
 
@@ -27,6 +28,12 @@ ENDED_REMEMBERED = 10_000
 HEARTBEATS_PER_TIMEOUT = 4
 MAX_HELD_CALLS = 2_000
 """Activity slots of the edge's worker: one per call on this edge."""
+UNVERSIONED = WorkerDeploymentConfig(
+    version=WorkerDeploymentVersion(deployment_name="slot-edge", build_id="hold-call-v1"),
+    use_worker_versioning=False,
+)
+"""A fixed identity: without one the SDK hashes the bytecode of every loaded module to make a
+build id, which blocked the edge's event loop for 5-18 s at start-up here."""
 
 
 class CallHolds:
@@ -82,6 +89,7 @@ async def edge_worker(client: Client, queue: str, holds: CallHolds) -> AsyncIter
         task_queue=queue,
         activities=[holds.hold_call],
         max_concurrent_activities=MAX_HELD_CALLS,
+        deployment_config=UNVERSIONED,
     )
     async with worker:
         yield worker
