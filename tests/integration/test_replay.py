@@ -180,6 +180,8 @@ def facts(path: Path) -> set[str]:
             found.add(f"signal {details['signalName']}")
         elif kind == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
             found.add(f"update {details['acceptedRequest']['input']['name']}")
+        elif kind == "ACTIVITY_TASK_SCHEDULED":
+            found.add(f"activity {details['activityType']['name']}")
         elif kind == "START_CHILD_WORKFLOW_EXECUTION_INITIATED":
             found.add("starts follow-up call")
         elif kind == "WORKFLOW_EXECUTION_COMPLETED":
@@ -255,6 +257,8 @@ REQUIRED: dict[str, set[str]] = {
     },
     "pre_router_call.json": set(),
     "understood_in_own_words.json": {"outcome booked", "tier script", "tier fallback"},
+    "edge_hold_released.json": {"activity hold_call", "status ended"},
+    "edge_dropped.json": {"activity hold_call", "status dropped"},
 }
 
 
