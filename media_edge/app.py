@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from string import Formatter
 from typing import Any
 
@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
 
 from activities.knowledge_base import KBSettings
+from media_edge.call_hold import edge_worker
 from media_edge.deepgram_stt import DeepgramConfig, DeepgramConfigError, NovaStream, check_key
 from media_edge.events import EventHub
 from media_edge.flux import FluxStream
@@ -68,6 +69,14 @@ class Edge:
     inference_executor: ThreadPoolExecutor
     vad_executor: ThreadPoolExecutor
     call_sids: OrderedDict[str, str]
+    deliveries: set[asyncio.Task[bool]] = field(default_factory=set)
+    """Status callbacks still being signalled (retried through a Temporal outage)."""
+
+    def deliver_status(self, call_id: str, update: CallStatusUpdate) -> None:
+        """Signal `call_status` in the background: Twilio need not wait out an outage."""
+        task = asyncio.create_task(send_call_status(self.services.client, call_id, update, logger))
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
 
     def remember_call_sid(self, call_sid: str, call_id: str) -> None:
         self.call_sids[call_sid] = call_id
@@ -210,8 +219,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         edge = await start_edge(settings, llm_settings)
         app.state.edge = edge
+        services = edge.services
         try:
-            yield
+            async with edge_worker(services.client, settings.edge_queue, services.holds):
+                yield
         finally:
             edge.inference_executor.shutdown(wait=False, cancel_futures=True)
             edge.vad_executor.shutdown(wait=False, cancel_futures=True)
@@ -278,9 +289,7 @@ def create_app(
             or edge.call_sids.get(call_sid)
             or f"call-{call_sid}"
         )
-        update = CallStatusUpdate(status=status, call_sid=call_sid)
-        if not await send_call_status(edge.services.client, call_id, update):
-            logger.info("call %s: status %s for a call that is not running", call_id, status)
+        edge.deliver_status(call_id, CallStatusUpdate(status=status, call_sid=call_sid))
         return Response(status_code=204)
 
     @app.post("/calls/{call_id}/say", status_code=202)

@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from media_edge import twilio_protocol as tp
 from media_edge.audio import mulaw_decode
+from media_edge.call_hold import CallHolds
 from media_edge.events import (
     Backchannel,
     CallEnded,
@@ -71,6 +72,8 @@ class EdgeServices:
     stt_stream: Callable[[logging.LoggerAdapter[logging.Logger]], CallStream] | None = None
     """Opens each call's streaming recognizer (SLOT_STT=deepgram|flux); `stt` is its fallback."""
     sessions: MutableMapping[str, CallSession] = field(default_factory=dict)
+    holds: CallHolds = field(default_factory=CallHolds)
+    """The calls this edge holds, as their workflows see it (`media_edge.call_hold`)."""
 
 
 class _CallLog(logging.LoggerAdapter[logging.Logger]):
@@ -139,16 +142,21 @@ class CallSession:
             await self._finish()
 
     async def _finish(self) -> None:
-        if self._registered and self.call_id is not None:
-            self.services.sessions.pop(self.call_id, None)
-        if self.link is not None:
-            await self.link.settle()
-            if self.link.known and not self._agent_ended:
-                await self.link.hang_up(self._end_reason)
-        if self.call_id is not None:
-            self._publish(CallEnded(reason=self._end_reason))
-        await self._close(tp.CLOSE_NORMAL, "call ended")
-        self.log.info("media session ended: %s", self._end_reason)
+        """Tell the workflow (signals retried until delivered), then release the call's hold."""
+        try:
+            if self._registered and self.call_id is not None:
+                self.services.sessions.pop(self.call_id, None)
+            if self.link is not None:
+                await self.link.settle()
+                if self.link.known and not self._agent_ended:
+                    await self.link.hang_up(self._end_reason)
+            if self.call_id is not None:
+                self._publish(CallEnded(reason=self._end_reason))
+            await self._close(tp.CLOSE_NORMAL, "call ended")
+            self.log.info("media session ended: %s", self._end_reason)
+        finally:
+            if self._registered and self.call_id is not None:
+                self.services.holds.close(self.call_id, self._end_reason)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
@@ -264,6 +272,7 @@ class CallSession:
         self.call_id = call_id
         self.log = _CallLog(logger, {"call_id": call_id})
         services.sessions[call_id] = self
+        services.holds.open(call_id)
         self._registered = True
         services.events.start_call(call_id)
         self.link = WorkflowLink(services.client, call_id, self.log)
@@ -352,7 +361,12 @@ class CallSession:
         assert self.speaker is not None
         while True:
             pending = await self._turns.get()
-            turn = Turn(seq=self._seq, kind=pending.kind, edge_url=self.settings.edge_url)
+            turn = Turn(
+                seq=self._seq,
+                kind=pending.kind,
+                edge_url=self.settings.edge_url,
+                edge_queue=self.settings.edge_queue,
+            )
             latency: dict[str, float] = {}
             if pending.speech is not None:
                 transcript, latency = await pending.speech.transcript()

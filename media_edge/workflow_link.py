@@ -4,8 +4,11 @@ Updates and signals are referenced through `CallWorkflow`'s methods, so a rename
 changed argument type is a type error here, not a silent mismatch on the wire. Updates carry an
 id derived from what they report (`<call>-turn-<seq>`, `<utterance>-llm`) and are retried under
 one policy (`Retry`) with that same id, so a worker crash or a server restart never loses or
-doubles a turn. Signals have no id a retry could reuse, so they are sent once; they go out in
-the background, and the next Update waits for them, so the workflow sees them in order.
+doubles a turn. Signals are retried the same way until delivered or the call is over (its
+workflow gone), each with one request id that Temporal deduplicates, so a signal whose first
+attempt did land is not recorded twice. They go out in the background, and the next Update
+waits for them, so the workflow sees them in order; a hang-up sent during a Temporal outage
+arrives after it.
 """
 
 from __future__ import annotations
@@ -13,17 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from slot.settings import Settings
@@ -40,9 +49,12 @@ from workflows.messages import (
 from workflows.router_messages import LLMTurnReport
 
 SIGNAL_TIMEOUT_S = 10.0
-"""RPC timeout of a signal, and how long the next Update waits for signals still in flight."""
+"""RPC timeout of one attempt of a signal or of an LLM report."""
 UPDATE_RPC_TIMEOUT_S = 30.0
 _SIGNAL_RPC = timedelta(seconds=SIGNAL_TIMEOUT_S)
+SIGNAL_BUDGET_S = 3600.0
+"""A signal is retried this long at most: longer than any Temporal outage a call outlives (the
+edge's hold ends a call whose edge cannot reach Temporal, and then the signal is not needed)."""
 
 RETRYABLE = frozenset(
     {
@@ -62,10 +74,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Retry:
-    """The edge's one retry policy for Updates: exponential backoff within a time budget."""
+    """The edge's one retry policy for Updates and signals: exponential backoff within a time
+    budget, each attempt waiting at most `update_rpc_timeout_s` for an Update's answer."""
 
     first_delay_s: float = 0.2
     max_delay_s: float = 2.0
+    update_rpc_timeout_s: float = UPDATE_RPC_TIMEOUT_S
 
 
 TURN_BUDGET_S = 120.0
@@ -116,16 +130,70 @@ async def start_call(client: Client, call_input: CallInput, settings: Settings) 
         raise WorkflowUnreachable(f"cannot start the call workflow: {error.message}") from error
 
 
-async def send_call_status(client: Client, call_id: str, update: CallStatusUpdate) -> bool:
+async def send_call_status(
+    client: Client, call_id: str, update: CallStatusUpdate, log: logging.Logger
+) -> bool:
     """Twilio's status callback as the signal `call_status`; False if the call is not running."""
-    handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
-    try:
-        await handle.signal(CallWorkflow.call_status, update)
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return True
+    signal = Signal(client, call_id, CallWorkflow.call_status, update)
+    return await signal.deliver(log, Retry())
+
+
+class Signal:
+    """One signal to a call's workflow, with the request id every attempt of it carries.
+
+    Temporal drops a signal whose request id it has already recorded, so a retry after an
+    attempt that landed but whose answer was lost does not signal twice. (The SDK's
+    `WorkflowHandle.signal` draws a new request id per call, so it cannot be retried safely.)
+    """
+
+    def __init__(
+        self, client: Client, call_id: str, handler: Callable[..., None], arg: BaseModel
+    ) -> None:
+        self.client = client
+        self.call_id = call_id
+        self.name = workflow._SignalDefinition.must_name_from_fn_or_str(handler)
+        self.arg = arg
+        self.request_id = str(uuid.uuid4())
+
+    async def send_once(self) -> None:
+        client = self.client
+        converter = client.data_converter.with_context(
+            WorkflowSerializationContext(namespace=client.namespace, workflow_id=self.call_id)
+        )
+        request = SignalWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=self.call_id),
+            signal_name=self.name,
+            identity=client.identity,
+            request_id=self.request_id,
+        )
+        request.input.payloads.extend(await converter.encode([self.arg]))
+        await client.workflow_service.signal_workflow_execution(request, timeout=_SIGNAL_RPC)
+
+    async def deliver(
+        self, log: logging.Logger | logging.LoggerAdapter[logging.Logger], retry: Retry
+    ) -> bool:
+        """Send until delivered (True) or the workflow is gone or refuses it (False)."""
+        deadline = time.monotonic() + SIGNAL_BUDGET_S
+        delay = retry.first_delay_s
+        while True:
+            try:
+                await self.send_once()
+                return True
+            except RPCError as error:
+                if error.status == RPCStatusCode.NOT_FOUND:
+                    log.info("signal %s: call %s is not running", self.name, self.call_id)
+                    return False
+                if error.status not in RETRYABLE or time.monotonic() + delay > deadline:
+                    log.warning("signal %s not delivered: %s", self.name, error.message)
+                    return False
+                failure = f"{error.status.name}: {error.message}"
+            except Exception as error:
+                log.warning("signal %s not delivered: %r", self.name, error)
+                return False
+            log.warning("signal %s: %s; retrying in %.1f s", self.name, failure, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry.max_delay_s)
 
 
 class WorkflowLink:
@@ -143,6 +211,7 @@ class WorkflowLink:
         self.retry = retry
         self.known = False
         """The workflow has answered (or refused) an Update: it exists."""
+        self._client = client
         self._handle: WorkflowHandle[CallWorkflow, Any] = client.get_workflow_handle_for(
             CallWorkflow.run, call_id
         )
@@ -157,7 +226,7 @@ class WorkflowLink:
                     CallWorkflow.turn,
                     turn,
                     id=f"{self.call_id}-turn-{turn.seq}",
-                    rpc_timeout=timedelta(seconds=UPDATE_RPC_TIMEOUT_S),
+                    rpc_timeout=timedelta(seconds=self.retry.update_rpc_timeout_s),
                 ),
                 f"turn {turn.seq}",
                 TURN_BUDGET_S,
@@ -196,31 +265,18 @@ class WorkflowLink:
         self.in_background(self.send_utterance_played(played))
 
     async def send_utterance_played(self, played: UtterancePlayed) -> None:
-        await self._signal(
-            "utterance_played",
-            lambda: self._handle.signal(
-                CallWorkflow.utterance_played, played, rpc_timeout=_SIGNAL_RPC
-            ),
-        )
+        await self._signal(CallWorkflow.utterance_played, played)
 
     async def hang_up(self, reason: str) -> None:
-        await self._signal(
-            "hang_up",
-            lambda: self._handle.signal(
-                CallWorkflow.hang_up, HangUp(reason=reason), rpc_timeout=_SIGNAL_RPC
-            ),
-        )
+        await self._signal(CallWorkflow.hang_up, HangUp(reason=reason))
 
     async def settle(self) -> None:
-        """Wait (bounded) for the reports and signals still on their way."""
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=SIGNAL_TIMEOUT_S)
+        """Wait for the reports and signals still on their way (each retries within a budget)."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
 
-    async def _signal(self, name: str, send: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await send()
-        except Exception as error:
-            self.log.warning("signal %s failed: %s", name, error)
+    async def _signal(self, handler: Callable[..., None], arg: BaseModel) -> None:
+        await Signal(self._client, self.call_id, handler, arg).deliver(self.log, self.retry)
 
     async def _update(
         self, send: Callable[[], Awaitable[Decision]], what: str, budget_s: float

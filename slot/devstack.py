@@ -2,7 +2,9 @@
 
 Each part is a child process with its own log file under the data folder, so a crash of one is
 visible and the others keep running. Parts that already answer at their configured address are
-reused, not started twice.
+reused, not started twice. `slot dev` supervises what it started (`Stack.supervise`): a worker,
+edge or simulator that dies is restarted, and so is the Temporal dev server, on the same SQLite
+file, so calls in flight carry on; a part that keeps crashing stops the stack, saying which.
 """
 
 from __future__ import annotations
@@ -26,9 +28,32 @@ from pydantic import SecretStr
 from slot.codec_server import codec_url, ui_codec_endpoint
 from slot.dev_secrets import use_dev_secrets
 from slot.settings import REPO_ROOT, Settings
-from slot.temporal import TemporalDevServer, connect, ensure_search_attributes, temporal_is_running
+from slot.temporal import (
+    TemporalDevServer,
+    TemporalDevServerError,
+    connect,
+    ensure_search_attributes,
+    temporal_is_running,
+)
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+
+SUPERVISE_EVERY_S = 1.0
+CRASH_LOOP = (3, 60.0)
+"""A part that dies this many times within this many seconds is not restarted again."""
+
+
+@dataclass
+class Crashes:
+    """When a part of the stack died, to tell a crash from a crash loop."""
+
+    times: list[float] = field(default_factory=list)
+
+    def too_many(self, now: float) -> bool:
+        """Count a crash at `now`; whether it makes a crash loop (see CRASH_LOOP)."""
+        limit, window = CRASH_LOOP
+        self.times = [t for t in self.times if now - t < window] + [now]
+        return len(self.times) >= limit
 
 
 class StackError(RuntimeError):
@@ -58,9 +83,12 @@ class ManagedProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
+    crashes: Crashes = field(default_factory=Crashes)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv,
@@ -82,6 +110,11 @@ class ManagedProcess:
                 return
             await asyncio.sleep(0.1)
         raise StackError(f"{self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
+
+    @property
+    def exit_code(self) -> int | None:
+        """The code it exited with, or None while it runs."""
+        return self.process.poll() if self.process is not None else None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: used by the durability test."""
@@ -136,6 +169,8 @@ class Stack:
         self.with_simulator = with_simulator
         self.logs_dir = settings.data_dir / "logs"
         self.temporal: TemporalDevServer | None = None
+        self._temporal_crashes = Crashes()
+        self._temporal_answering = True
         self.processes: dict[str, ManagedProcess] = {}
         self.reused: list[str] = []
         self.notes: list[str] = []
@@ -191,6 +226,18 @@ class Stack:
 
         worker.ready = polling
         return worker
+
+    async def _watch_reused_temporal(self, say: Callable[[str], None]) -> None:
+        """A Temporal this stack did not start cannot be restarted by it: say when it goes."""
+        address = self.settings.temporal_address
+        answering = await temporal_is_running(address)
+        if answering == self._temporal_answering:
+            return
+        self._temporal_answering = answering
+        if answering:
+            say(f"Temporal at {address} answers again")
+        else:
+            say(f"Temporal at {address} is not answering (not started by this stack)")
 
     async def start(self, timeout_s: float = 60.0) -> None:
         settings = self.settings
@@ -279,10 +326,47 @@ class Stack:
 
     async def restart_worker(self, timeout_s: float = 60.0) -> None:
         """Start a fresh worker process (after the old one was killed)."""
-        worker = self._worker()
-        worker.start()
-        self.processes["worker"] = worker
-        await worker.wait_ready(timeout_s)
+        await self.restart("worker", timeout_s)
+
+    async def restart(self, name: str, timeout_s: float = 60.0) -> None:
+        """Start `name` again (after it died), and wait until it is ready."""
+        process = self.processes[name]
+        process.stop()
+        process.start()
+        await process.wait_ready(timeout_s)
+
+    def pids(self) -> dict[str, int]:
+        """The processes this stack started, by name."""
+        pids = {n: p.process.pid for n, p in self.processes.items() if p.process is not None}
+        if self.temporal is not None and self.temporal.process is not None:
+            pids["temporal"] = self.temporal.process.pid
+        return pids
+
+    async def supervise(self, say: Callable[[str], None], timeout_s: float = 120.0) -> None:
+        """Restart whatever this stack started and has died, saying so; `StackError` for a
+        part that keeps crashing (or cannot come back)."""
+        now = time.monotonic()
+        temporal = self.temporal
+        if temporal is not None and temporal.process is not None:
+            code = temporal.process.poll()
+            if code is not None:
+                say(f"Temporal dev server exited ({code}); restarting it on {temporal.db_path}")
+                if self._temporal_crashes.too_many(now):
+                    raise StackError(f"Temporal keeps crashing; see {temporal.log_path}")
+                await temporal.start(timeout_s)
+                say(f"Temporal dev server is back (pid {temporal.process.pid})")
+        elif "temporal" in self.reused:
+            await self._watch_reused_temporal(say)
+        for name, process in self.processes.items():
+            code = process.exit_code
+            if code is None:
+                continue
+            say(f"{name} exited ({code}); restarting it (log {process.log_path})")
+            if process.crashes.too_many(now):
+                raise StackError(f"{name} keeps crashing; see {process.log_path}")
+            await self.restart(name, timeout_s)
+            assert process.process is not None
+            say(f"{name} restarted (pid {process.process.pid})")
 
     async def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
@@ -325,25 +409,27 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
     )
     console.print(f"simulator     {settings.twilio_base}  (Twilio REST API, locally)")
     console.print(f"logs          {stack.logs_dir}")
+    pids = ", ".join(f"{name} {pid}" for name, pid in stack.pids().items())
+    console.print(f"processes     {pids or 'none started here'}")
     console.print("[bold]ready[/] — Ctrl-C stops everything")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    code = 0
     try:
         while not stopping.is_set():
-            for process in stack.processes.values():
-                if process.process is not None and process.process.poll() is not None:
-                    console.print(
-                        f"[red]{process.name} exited ({process.process.returncode}); "
-                        f"see {process.log_path}[/]"
-                    )
-                    stopping.set()
+            try:
+                await stack.supervise(lambda line: console.print(f"[yellow]{line}[/]"))
+            except (StackError, TemporalDevServerError) as error:
+                console.print(f"[red]error:[/] {error}; stopping the stack")
+                code = 1
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=1.0)
+                await asyncio.wait_for(stopping.wait(), timeout=SUPERVISE_EVERY_S)
     finally:
         with console.status("stopping..."):
             await stack.stop()
     console.print("stopped")
-    return 0
+    return code

@@ -5,6 +5,7 @@ Every delay the workflows wait on is configurable so tests can run days-long tim
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     edge_port: int = 8080
     edge_public_url: str | None = None
     """URL Twilio reaches the edge at (https/wss in production); defaults to http://host:port."""
+    edge_id: str | None = None
+    """Names this edge's own task queue (`edge-<id>`); defaults to host and port, so an edge
+    restarted in the same place answers for the calls its predecessor held."""
 
     simulator_host: str = "127.0.0.1"
     simulator_port: int = 8090
@@ -130,6 +134,8 @@ class Settings(BaseSettings):
     max_reprompts: int = 2
     follow_up_delay_s: float = 24 * 3600.0
     answer_timeout_s: float = 60.0
+    edge_heartbeat_s: float = Field(default=3.0, gt=0)
+    edge_reattach_s: float = Field(default=5.0, gt=0)
 
     payload_keys: SecretStr | None = None
     """AES-256 keys for Temporal payloads, `id:base64key,...`; the first encrypts."""
@@ -154,6 +160,11 @@ class Settings(BaseSettings):
         return self.edge_public_url or f"http://{self.edge_host}:{self.edge_port}"
 
     @property
+    def edge_queue(self) -> str:
+        """The task queue of this edge's own worker (see `workflows.edge_hold`)."""
+        return f"edge-{self.edge_id or f'{socket.gethostname()}-{self.edge_port}'}"
+
+    @property
     def twilio_base(self) -> str:
         return self.twilio_api_base or f"http://{self.simulator_host}:{self.simulator_port}"
 
@@ -173,6 +184,8 @@ class Settings(BaseSettings):
             max_reprompts=self.max_reprompts,
             follow_up_delay_s=self.follow_up_delay_s,
             answer_timeout_s=self.answer_timeout_s,
+            edge_heartbeat_s=self.edge_heartbeat_s,
+            edge_reattach_s=self.edge_reattach_s,
         )
 
 

@@ -209,6 +209,7 @@ class TemporalDevServer:
         """Spawn the server process without waiting for it."""
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._close_log()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(),

@@ -7,6 +7,8 @@ line with signals. The router (`workflows.router`) decides; the Web UI text is i
 (reprompt, then goodbye) and a follow-up call days later. A long call continues as a new run
 before Temporal's per-run limits (2,000 Updates, a history the server finds too long): it saves
 its record, then hands its state and the transcript's last lines to the next run.
+The edge's hold on the call (`workflows.edge_hold`) tells it within seconds when the edge died
+with the call.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
     from workflows.call_state import CallState
     from workflows.details import call_summary, current_details
+    from workflows.edge_hold import EdgeHold
     from workflows.messages import (
         AnsweredUpdate,
         CallInput,
@@ -73,6 +76,7 @@ class CallWorkflow:
         self._turn_lock = asyncio.Lock()
         """Turns run one at a time: a turn awaits the router while signals change the call."""
         self._published: dict[str, str | None] = {}
+        self._edge = EdgeHold(call.call_id, call.timers)
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -86,8 +90,11 @@ class CallWorkflow:
             )
         except TimeoutError:
             self._end(CallStatus.NO_ANSWER, "not answered")
+        if self._now.edge_queue and not self._now.ended:
+            self._edge.start(self._now.edge_queue, self._edge_lost, self._edge_released)
         await self._converse(started_at)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._edge.release()
         await self._save_record(started_at)
         if self._now.outcome is Outcome.CALL_BACK_LATER and self._now.status is CallStatus.ENDED:
             await self._follow_up()
@@ -126,6 +133,7 @@ class CallWorkflow:
             return
         keep = self._call.limits.transcript_lines
         carried = self._now.carry(started_at, saved, keep)
+        self._edge.release()
         workflow.continue_as_new(self._call.model_copy(update={"carried": carried}))
 
     async def _await_event(self) -> None:
@@ -227,7 +235,7 @@ class CallWorkflow:
                 script_name=self._call.script_name,
                 follow_up_of=self._call.follow_up_of,
                 started_at=started_at,
-                ended_at=workflow.now() if self._now.ended else None,
+                ended_at=self._now.ended_at or (workflow.now() if self._now.ended else None),
             ),
             start_to_close_timeout=RECORD_TIMEOUT,
             summary=summary,
@@ -328,12 +336,21 @@ class CallWorkflow:
         if not self._now.ended:
             self._end(CallStatus.ENDED, hang_up.reason)
 
+    def _edge_lost(self, reason: str, last_alive: datetime) -> None:
+        if not self._now.ended:
+            self._end(CallStatus.DROPPED, reason, at=last_alive)
+
+    def _edge_released(self, reason: str) -> None:
+        """The edge closed the stream; its hang-up signal normally said so first."""
+        if not self._now.ended:
+            self._end(CallStatus.ENDED, reason)
+
     @workflow.query
     def snapshot(self) -> CallSnapshot:
         return self._now.snapshot()
 
-    def _end(self, status: CallStatus, reason: str) -> None:
-        self._now.end(status, reason)
+    def _end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
+        self._now.end(status, reason, at)
         self._publish()
 
     def _publish(self) -> None:

@@ -43,8 +43,11 @@ class CallState:
         self.last_utterance_id: str | None = None
         self.end_utterance_id: str | None = None
         self.edge_url = call.edge_url
+        self.edge_queue: str | None = None
         self.ended = False
         self.end_reason = ""
+        self.ended_at: datetime | None = None
+        """When the call really ended, if not when the workflow learnt it (a dead edge)."""
         self.silence_clock = 0
         """Bumped when an utterance finished playing and the caller's silence starts to count."""
         self.silence_armed = False
@@ -77,6 +80,7 @@ class CallState:
         self.last_utterance_id = carried.last_utterance_id
         self.end_utterance_id = carried.end_utterance_id
         self.edge_url = carried.edge_url
+        self.edge_queue = carried.edge_queue
         self.silence_clock = carried.silence_clock
         self.silence_armed = carried.silence_armed
         self.silent_reprompts = carried.silent_reprompts
@@ -103,6 +107,7 @@ class CallState:
             last_utterance_id=self.last_utterance_id,
             end_utterance_id=self.end_utterance_id,
             edge_url=self.edge_url,
+            edge_queue=self.edge_queue,
             silence_clock=self.silence_clock,
             silence_armed=self.silence_armed,
             silent_reprompts=self.silent_reprompts,
@@ -125,6 +130,8 @@ class CallState:
         self.silence_armed = False
         if turn.edge_url:
             self.edge_url = turn.edge_url
+        if turn.edge_queue:
+            self.edge_queue = turn.edge_queue
         if turn.kind == "start":
             self.status = CallStatus.IN_PROGRESS
             return
@@ -188,9 +195,10 @@ class CallState:
             self.silence_clock += 1
             self.silence_armed = True
 
-    def end(self, status: CallStatus, reason: str) -> None:
+    def end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
         self.ended = True
         self.end_reason = reason
+        self.ended_at = at
         self.silence_armed = False
         self.status = status
         if self.outcome is None and status is CallStatus.ENDED and self.last_seq >= 0:

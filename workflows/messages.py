@@ -36,6 +36,8 @@ class CallStatus(StrEnum):
     FOLLOW_UP_SCHEDULED = "follow_up_scheduled"
     NO_ANSWER = "no_answer"
     COMPLETED = "completed"
+    DROPPED = "dropped"
+    """The media edge holding the call died: the call ended when the edge was last seen alive."""
 
 
 class Lead(BaseModel):
@@ -62,6 +64,10 @@ class CallTimers(BaseModel):
     max_reprompts: int = 2
     follow_up_delay_s: float = 24 * 3600.0
     answer_timeout_s: float = 60.0
+    edge_heartbeat_s: float = 3.0
+    """Silence from the edge holding the call after which it may be dead (see `edge_hold`)."""
+    edge_reattach_s: float = 5.0
+    """How long a live edge has to pick the call up again before the call counts as dropped."""
 
 
 class CallInput(BaseModel):
@@ -124,6 +130,8 @@ class Turn(BaseModel):
     text: str = ""
     digits: str = ""
     edge_url: str | None = None
+    edge_queue: str | None = None
+    """The edge's own task queue, where the workflow learns that the edge still holds the call."""
 
     def refusal(self, call_id: str, *, last_seq: int, ended: bool) -> str | None:
         """Why the call must refuse this turn (the Update validator's rule), or None."""
@@ -349,6 +357,8 @@ class CarriedCall(BaseModel):
     last_utterance_id: str | None = None
     end_utterance_id: str | None = None
     edge_url: str | None = None
+    edge_queue: str | None = None
+    """The edge's own task queue: the next run holds the call there again."""
     silence_clock: int = 0
     silence_armed: bool = False
     silent_reprompts: int = 0

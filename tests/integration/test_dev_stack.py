@@ -1,5 +1,6 @@
-"""`slot dev` as a person runs it: everything comes up, answers, and Ctrl-C stops all of it;
-its Web UI decrypts call data through the codec server, with keys the stack made itself."""
+"""`slot dev` as a person runs it: everything comes up, answers, comes back when it crashes,
+and Ctrl-C stops all of it; its Web UI decrypts call data through the codec server, with keys
+the stack made itself."""
 
 from __future__ import annotations
 
@@ -7,20 +8,25 @@ import asyncio
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import WorkflowExecutionStatus
 
 from slot.codec_server import codec_url, ui_codec_endpoint
 from slot.dev_secrets import PAYLOAD_KEYS_FILE, use_dev_secrets
 from slot.devstack import http_ok, settings_env
 from slot.payload_codec import EncryptionCodec, require_keyring
+from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import connect, temporal_is_running
 from tests.conftest import free_port
+from workflows.call import CallWorkflow
+from workflows.messages import CallInput
 
 
 async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
@@ -94,3 +100,79 @@ async def the_ui_decrypts_through_the_codec_server(settings: Settings) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == ui
     assert list(json_format.Parse(response.text, Payloads()).payloads) == [clear]
+
+
+async def test_slot_dev_restarts_a_crashed_worker_edge_or_temporal(tmp_path: Path) -> None:
+    """kill -9 of each part: `slot dev` says which died and brings it back; Temporal comes back
+    on its SQLite file, with the workflows it held."""
+    settings = Settings(
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=free_port(),
+        edge_port=free_port(),
+        simulator_port=free_port(),
+        data_dir=tmp_path / "data",
+        presynthesize_lines=False,
+    )
+    dev = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "slot.cli",
+        "dev",
+        "--headless",
+        cwd=REPO_ROOT,
+        env={**os.environ, **settings_env(settings), "COLUMNS": "400"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert dev.stdout is not None
+    output: list[str] = []
+
+    async def line_with(text: str) -> str:
+        """Read slot dev's output until a line says `text`."""
+        assert dev.stdout is not None
+        async with asyncio.timeout(180):
+            while True:
+                line = (await dev.stdout.readline()).decode()
+                assert line, "slot dev exited:\n" + "".join(output)
+                output.append(line)
+                if text in line:
+                    return line
+
+    try:
+        pids_line = await line_with("processes ")
+        parts = (part.split() for part in pids_line.split(None, 1)[1].split(","))
+        pids = {name: int(pid) for name, pid in parts}
+        await line_with("ready")
+        use_dev_secrets(settings, create=False)
+
+        os.kill(pids["worker"], signal.SIGKILL)
+        assert "worker exited (-9)" in await line_with("worker exited")
+        restarted = await line_with("worker restarted (pid ")
+        new_pid = int(restarted.rsplit("pid ", 1)[1].rstrip(")\n"))
+        assert new_pid != pids["worker"]
+        os.kill(new_pid, 0)
+
+        os.kill(pids["edge"], signal.SIGKILL)
+        await line_with("edge restarted (pid ")
+        assert await http_ok(f"{settings.edge_url}/healthz")
+
+        client = await connect(settings)
+        call = CallInput(
+            call_id=f"call-{uuid.uuid4().hex[:12]}",
+            script_name="solar_survey",
+            playbook=load_playbook("solar_survey", settings.playbooks_dir),
+        )
+        handle = await client.start_workflow(
+            CallWorkflow.run, call, id=call.call_id, task_queue="no-worker-here"
+        )
+        os.kill(pids["temporal"], signal.SIGKILL)
+        assert "Temporal dev server exited (-9)" in await line_with("Temporal dev server exited")
+        await line_with("Temporal dev server is back")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await handle.terminate("test over")
+    finally:
+        if dev.returncode is None:
+            dev.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(dev.communicate(), timeout=60)
+    output.append(rest[0].decode())
+    assert dev.returncode == 0, "".join(output)

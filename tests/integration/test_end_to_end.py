@@ -7,6 +7,7 @@ These are slow (real-time audio); each call is one test so a failure says which 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -14,14 +15,17 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from sqlmodel import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.records import CallRecord, make_engine
 from media_edge.events import CallEnded, CallerTurn, CallEvent, parse_event
 from simulator.persona import load_persona
 from simulator.phone import CallResult, SimulatedCall
@@ -31,7 +35,7 @@ from slot.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
 from tests.integration.edge_fixtures import STARTUP_S
 from workflows.call import CallWorkflow
-from workflows.messages import CallSnapshot
+from workflows.messages import CallSnapshot, CallStatus
 from workflows.script import Outcome
 
 PERSONAS = REPO_ROOT / "personas"
@@ -126,18 +130,21 @@ def caller_turns(snap: CallSnapshot) -> list[tuple[int | None, str]]:
     return [(e.seq, e.text) for e in snap.transcript if e.speaker == "caller"]
 
 
+async def two_caller_turns(client: Client, call_id: str) -> None:
+    async def taken() -> bool:
+        try:
+            return len(caller_turns(await snapshot(client, call_id))) >= 2
+        except Exception:
+            return False
+
+    await wait_for(taken, timeout_s=90, what="two caller turns in the workflow")
+
+
 async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_client: Client) -> None:
     settings = stack.settings
     events: list[CallEvent] = []
     call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
-
-    async def two_caller_turns() -> bool:
-        try:
-            return len(caller_turns(await snapshot(temporal_client, call_id))) >= 2
-        except Exception:
-            return False
-
-    await wait_for(two_caller_turns, timeout_s=90, what="two caller turns in the workflow")
+    await two_caller_turns(temporal_client, call_id)
     stack.processes["worker"].kill()
     await stack.restart_worker()
 
@@ -151,6 +158,33 @@ async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_clien
     assert seqs == list(range(1, len(turns) + 1)), f"turn sequence has gaps or repeats: {seqs}"
     sent = [(e.seq, e.text) for e in events if isinstance(e, CallerTurn)]
     assert turns == sent, "the workflow's transcript must hold every turn the edge sent, once"
+
+
+async def test_edge_killed_mid_call_ends_the_call_as_dropped_when_last_alive(
+    stack: Stack, temporal_client: Client
+) -> None:
+    settings = stack.settings
+    call_id, call = await place_inbound_call(settings, "booked_caller.yaml", [])
+    await two_caller_turns(temporal_client, call_id)
+    stack.processes["edge"].kill()
+    killed_at = datetime.now(UTC)
+    try:
+        handle = temporal_client.get_workflow_handle(call_id, result_type=CallSnapshot)
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+        assert result.status is CallStatus.DROPPED
+        with Session(make_engine(settings.database_url)) as session:
+            record = session.get(CallRecord, call_id)
+        assert record is not None and record.ended_at is not None
+        assert record.status == "dropped"
+        started, ended = (
+            t.replace(tzinfo=t.tzinfo or UTC) for t in (record.started_at, record.ended_at)
+        )
+        assert started < ended <= killed_at, "the call ended when the edge was last seen alive"
+    finally:
+        call.cancel()
+        with contextlib.suppress(BaseException):
+            await call
+        await stack.restart("edge", timeout_s=STARTUP_S)
 
 
 async def test_call_back_later_places_a_follow_up_call_that_books(

@@ -207,6 +207,8 @@ def facts(path: Path) -> set[str]:
             found.add(f"signal {details['signalName']}")
         elif kind == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
             found.add(f"update {details['acceptedRequest']['input']['name']}")
+        elif kind == "ACTIVITY_TASK_SCHEDULED":
+            found.add(f"activity {details['activityType']['name']}")
         elif kind == "START_CHILD_WORKFLOW_EXECUTION_INITIATED":
             found.add("starts follow-up call")
         elif kind == "WORKFLOW_EXECUTION_COMPLETED":
@@ -285,6 +287,8 @@ REQUIRED: dict[str, set[str]] = {
     "continued_as_new-run1.json": {"continued as new", "update turn"},
     "continued_as_new-run2.json": {"continues the call of an earlier run", "continued as new"},
     "continued_as_new-run3.json": {"continues the call of an earlier run", "outcome booked"},
+    "edge_hold_released.json": {"activity hold_call", "status ended"},
+    "edge_dropped.json": {"activity hold_call", "status dropped"},
 }
 
 

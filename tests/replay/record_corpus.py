@@ -33,6 +33,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
+from media_edge.call_hold import CallHolds, edge_worker
 from media_edge.llm import BamlLanguageModel
 from simulator.llm_server import OpenAIProtocolServer, Reply
 from simulator.persona import load_persona
@@ -52,6 +53,7 @@ from workflows.call import CallWorkflow
 from workflows.messages import (
     CallInput,
     CallSnapshot,
+    CallStatus,
     CallTimers,
     Decision,
     Direction,
@@ -133,11 +135,20 @@ class Call:
     edge_url: str
     spoken: asyncio.Queue[Decision]
     seq: int = -1
+    edge_queue: str | None = None
+    """The edge's own task queue, where the workflow holds the call (None: not held)."""
 
     async def turn(self, text: str = "", *, digits: str = "", played: bool = True) -> Decision:
         self.seq += 1
         kind: TurnKind = "start" if self.seq == 0 else "dtmf" if digits else "speech"
-        turn = Turn(seq=self.seq, kind=kind, text=text, digits=digits, edge_url=self.edge_url)
+        turn = Turn(
+            seq=self.seq,
+            kind=kind,
+            text=text,
+            digits=digits,
+            edge_url=self.edge_url,
+            edge_queue=self.edge_queue,
+        )
         decision = await self.handle.execute_update(
             CallWorkflow.turn, turn, id=f"{self.handle.id}-turn-{self.seq}"
         )
@@ -470,6 +481,31 @@ class Recorder:
         expect(result.transcript == [], "an unanswered call has no transcript")
         await self.keep(call)
 
+    async def edge_hold_released(self) -> None:
+        """The edge's worker holds the call (`hold_call` on its own queue) until the stream
+        ends, and its release ends the call."""
+        holds, queue = CallHolds(), "edge-replay-corpus"
+        async with edge_worker(self.client, queue, holds):
+            call = await self.call("edge_hold_released")
+            call.edge_queue = queue
+            holds.open(call.handle.id)
+            await call.turn()
+            await call.turn("Yes, speaking.")
+            holds.close(call.handle.id, "media stream closed without stop")
+            result = await call.result()
+        expect(result.status is CallStatus.ENDED, f"released hold ended as {result.status}")
+        await self.keep(call)
+
+    async def edge_dropped(self) -> None:
+        """The edge that held the call is gone: no edge takes its hold, the call is dropped."""
+        timers = TIMERS.model_copy(update={"edge_heartbeat_s": 1.0, "edge_reattach_s": 1.0})
+        call = await self.call("edge_dropped", timers=timers)
+        call.edge_queue = "edge-gone"
+        await call.turn()
+        result = await call.result()
+        expect(result.status is CallStatus.DROPPED, f"a lost edge ended as {result.status}")
+        await self.keep(call)
+
     async def edge_booked_with_barge_in(self) -> None:
         """The real media edge and the phone simulator speaking real audio (the booked persona:
         it cuts in on the pitch and asks about the warranty), as `slot demo` runs a call."""
@@ -553,6 +589,8 @@ class Recorder:
             self.edge_booked_with_barge_in,
             self.understood_in_own_words,
             self.continued_as_new,
+            self.edge_hold_released,
+            self.edge_dropped,
         ]
 
 

@@ -103,6 +103,7 @@ def test_misses_in_a_row_count_across_the_cut(solar: Playbook) -> None:
 def test_the_next_run_starts_where_the_call_was_with_the_last_lines(solar: Playbook) -> None:
     call = talked(solar)
     call.reprompts = 1
+    call.edge_queue = "edge-127.0.0.1-8080"
     before = call.snapshot()
     carried = call.carry(STARTED, saved_lines=len(call.transcript), keep_lines=16)
     assert len(carried.transcript) == 16 and carried.run == 2
@@ -122,6 +123,7 @@ def test_the_next_run_starts_where_the_call_was_with_the_last_lines(solar: Playb
     )
     assert resumed.status is CallStatus.IN_PROGRESS and resumed.silence_armed
     assert resumed.run == 2
+    assert resumed.edge_queue == call.edge_queue, "the next run holds the call on the same edge"
     assert resumed.carry(STARTED, 0, 16).run == 3
     follow_up = call_input(solar).model_copy(update={"carried": carried}).follow_up()
     assert follow_up.carried is None, "a follow-up call starts afresh"
