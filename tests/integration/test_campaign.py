@@ -123,3 +123,22 @@ async def test_pause_and_resume(tmp_path: Path) -> None:
         await handle.signal(CampaignWorkflow.resume)
         progress = await handle.result()
     assert progress.dialled == 3 and progress.no_answer == 3 and not progress.paused
+
+
+async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:
+    leads = [CampaignLead(lead_id=f"l{i}", phone=f"+1646555{i:04d}") for i in range(1000)]
+    async with campaign_rig(tmp_path) as rig:
+        campaign = _input(
+            "camp-1000",
+            leads,
+            retries={"max_attempts": 1},
+            max_concurrent_calls=20,
+            dials_per_run=250,
+        )
+        handle = await _start(rig, campaign)
+        progress = await handle.result()
+        history = await rig.client.get_workflow_handle(campaign.campaign_id).fetch_history()
+    assert progress.runs >= 4 and progress.leads_done == 1000
+    assert progress.dialled == 1000 and progress.no_answer == 1000
+    assert sorted(dial.to for dial in rig.line.dials) == sorted(lead.phone for lead in leads)
+    assert len(history.events) < 3000, "the last run holds only its own 250 calls"
