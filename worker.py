@@ -18,6 +18,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.campaign import CampaignActivities, DoNotCallList, LocalDialLimiter
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
@@ -26,6 +27,7 @@ from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
 from workflows.call import CallWorkflow
+from workflows.campaign import CampaignWorkflow
 
 log = logging.getLogger("slot.worker")
 
@@ -33,10 +35,12 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 ACTIVITY_SLOTS = 32
 """Concurrent activities, and threads for the sync ones (call records), so neither starves."""
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+DIAL_LIMITER = LocalDialLimiter()
+"""One pace for every campaign this worker runs (a shared limiter across workers comes later)."""
 
 
 def workflows() -> list[type]:
-    return [CallWorkflow]
+    return [CallWorkflow, CampaignWorkflow]
 
 
 def activities(settings: Settings) -> Sequence[Any]:
@@ -46,12 +50,16 @@ def activities(settings: Settings) -> Sequence[Any]:
     records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
+    campaign = CampaignActivities(DIAL_LIMITER, DoNotCallList(settings.database_url))
     return [
         telephony.place_call,
         telephony.deliver_utterance,
         records.save_call_record,
         classifier.classify_intent,
         knowledge.retrieve_passages,
+        campaign.reserve_dial,
+        campaign.is_do_not_call,
+        campaign.add_do_not_call,
     ]
 
 

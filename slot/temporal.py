@@ -30,7 +30,7 @@ from slot.settings import Settings
 from workflows.call import CallWorkflow
 from workflows.details import call_summary
 from workflows.messages import CallInput, CallSnapshot
-from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS, initial_search_attributes
+from workflows.search_attributes import REGISTERED_KEYS, initial_search_attributes
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
@@ -82,7 +82,7 @@ async def _missing_search_attributes(client: Client) -> list[str]:
         ListSearchAttributesRequest(namespace=client.namespace)
     )
     missing = []
-    for key in SEARCH_ATTRIBUTE_KEYS:
+    for key in REGISTERED_KEYS:
         kind = listed.custom_attributes.get(key.name)
         if kind is None:
             missing.append(key.name)
@@ -201,7 +201,7 @@ class TemporalDevServer:
             if self.ui_codec_endpoint:
                 argv += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.search_attributes:
-            for key in SEARCH_ATTRIBUTE_KEYS:
+            for key in REGISTERED_KEYS:
                 argv += ["--search-attribute", f"{key.name}=Keyword"]
         return argv
 

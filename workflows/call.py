@@ -22,9 +22,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.campaign import CampaignActivities
     from activities.records import RecordsActivities, SaveCallRecord
     from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
     from workflows.call_state import CallState
+    from workflows.campaign_plan import DncAdd
     from workflows.details import call_summary, current_details
     from workflows.edge_hold import EdgeHold
     from workflows.messages import (
@@ -37,10 +39,11 @@ with workflow.unsafe.imports_passed_through():
         HangUp,
         Turn,
         UtterancePlayed,
+        WrapUp,
     )
     from workflows.router import Router
     from workflows.router_messages import LLMTurnReport
-    from workflows.script import Outcome
+    from workflows.script import DecisionTier, Outcome, ScriptStep
     from workflows.search_attributes import (
         call_search_attributes,
         initial_search_attributes,
@@ -64,6 +67,9 @@ ENDED_WHILE_ROUTING_PATCH = "ended-while-routing-v1"
 """A turn whose call ended (hang-up, status) while the router awaited is refused, not applied."""
 CONTINUE_AS_NEW_PATCH = "continue-as-new-v1"
 """A long call continues as a new run (calls recorded before run on toward Temporal's limits)."""
+DNC_PATCH = "do-not-call-list-v1"
+"""A caller who asks not to be called again goes on the do-not-call list at once."""
+DNC_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn
@@ -77,6 +83,8 @@ class CallWorkflow:
         """Turns run one at a time: a turn awaits the router while signals change the call."""
         self._published: dict[str, str | None] = {}
         self._edge = EdgeHold(call.call_id, call.timers)
+        self._dnc: workflow.ActivityHandle[None] | None = None
+        self._wrap_up: WrapUp | None = None
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -94,9 +102,12 @@ class CallWorkflow:
             self._edge.start(self._now.edge_queue, self._edge_lost, self._edge_released)
         await self._converse(started_at)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._dnc is not None:
+            await self._dnc
         self._edge.release()
         await self._save_record(started_at)
-        if self._now.outcome is Outcome.CALL_BACK_LATER and self._now.status is CallStatus.ENDED:
+        follow_up = self._now.outcome is Outcome.CALL_BACK_LATER and not call.campaign_id
+        if follow_up and self._now.status is CallStatus.ENDED:
             await self._follow_up()
             await self._save_record(started_at)
         return self.snapshot()
@@ -110,7 +121,9 @@ class CallWorkflow:
             await self._await_event()
             if now.ended:
                 break
-            if now.end_utterance_id is not None:
+            if self._wrap_up is not None and now.end_utterance_id is None:
+                await self._say_goodbye(self._wrap_up)
+            elif now.end_utterance_id is not None:
                 await self._await_goodbye()
             elif now.silence_armed:
                 await self._await_caller()
@@ -156,7 +169,12 @@ class CallWorkflow:
         now, clock = self._now, self._now.silence_clock
         try:
             await workflow.wait_condition(
-                lambda: now.ended or not now.silence_armed or now.silence_clock != clock,
+                lambda: (
+                    now.ended
+                    or not now.silence_armed
+                    or now.silence_clock != clock
+                    or self._wrap_up is not None
+                ),
                 timeout=self._call.timers.reprompt_after_s,
                 timeout_summary="no-input reprompt",
             )
@@ -173,6 +191,18 @@ class CallWorkflow:
         decision = now.apply(step)
         self._publish()
         await self._deliver(decision, label)
+
+    async def _say_goodbye(self, wrap: WrapUp) -> None:
+        step = ScriptStep(
+            state=self._now.state,
+            text=wrap.goodbye,
+            tier=DecisionTier.RULE,
+            reason=wrap.reason,
+            end_call=True,
+        )
+        decision = self._now.apply(step)
+        self._publish()
+        await self._deliver(decision, "goodbye")
 
     async def _await_goodbye(self) -> None:
         try:
@@ -267,7 +297,22 @@ class CallWorkflow:
             decision = now.apply(step)
             now.answered = AnsweredUpdate(update_id=update_id, decision=decision)
             self._publish()
+            self._add_to_dnc(decision)
             return decision
+
+    def _add_to_dnc(self, decision: Decision) -> None:
+        phone = self._call.lead.phone
+        if decision.outcome is not Outcome.DO_NOT_CALL or not phone or self._dnc is not None:
+            return
+        if workflow.patched(DNC_PATCH):
+            self._dnc = workflow.start_activity_method(
+                CampaignActivities.add_do_not_call,
+                DncAdd(
+                    phone=phone, reason="caller asked not to be called", call_id=self._call.call_id
+                ),
+                start_to_close_timeout=DNC_TIMEOUT,
+                summary="add to do-not-call list",
+            )
 
     def _refuse_if_ended(self, turn: Turn) -> None:
         """A turn of a call that ended while it waited (router, lock) gets no answer."""
@@ -328,7 +373,7 @@ class CallWorkflow:
         now.events += 1
         ends_as = update.ends_as(answered=now.last_seq >= 0)
         if ends_as is not None and not now.ended:
-            self._end(ends_as, f"call {update.status.lower()}")
+            self._end(ends_as, update.reason())
 
     @workflow.signal
     def hang_up(self, hang_up: HangUp) -> None:
@@ -344,6 +389,18 @@ class CallWorkflow:
         """The edge closed the stream; its hang-up signal normally said so first."""
         if not self._now.ended:
             self._end(CallStatus.ENDED, reason)
+
+    @workflow.signal
+    def wrap_up(self, wrap: WrapUp) -> None:
+        """End the call politely: a goodbye if someone is on the line, else stop ringing."""
+        now = self._now
+        now.events += 1
+        if now.ended or self._wrap_up is not None:
+            return
+        if now.last_seq < 0 or now.edge_url is None:
+            self._end(CallStatus.NO_ANSWER if now.last_seq < 0 else CallStatus.ENDED, wrap.reason)
+        else:
+            self._wrap_up = wrap
 
     @workflow.query
     def snapshot(self) -> CallSnapshot:

@@ -215,4 +215,5 @@ class CallState:
             reprompts=self.reprompts,
             follow_up_call_id=self.follow_up_call_id,
             earlier_lines=self.earlier.lines,
+            end_reason=self.end_reason,
         )

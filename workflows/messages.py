@@ -90,6 +90,8 @@ class CallInput(BaseModel):
     """When a long call moves to a new run (see `RunLimits`)."""
     carried: CarriedCall | None = None
     """Set on a continued run: the call so far, handed over by the run before."""
+    campaign_id: str | None = None
+    """The campaign that placed this call; it, not the call, makes the follow-up call."""
 
     @model_validator(mode="before")
     @classmethod
@@ -209,10 +211,19 @@ class CallStatusUpdate(BaseModel):
 
     status: str
     call_sid: str = ""
+    answered_by: str = ""
+    """Twilio's answering machine detection (`human`, `machine_start`, ...), when enabled."""
+
+    def reason(self) -> str:
+        if self.answered_by.startswith("machine"):
+            return "call reached voicemail"
+        return f"call {self.status.lower()}"
 
     def ends_as(self, *, answered: bool) -> CallStatus | None:
         """The call's end this status means (not answered, or ended), or None if it goes on."""
         status = self.status.lower()
+        if self.answered_by.startswith("machine") and not answered:
+            return CallStatus.NO_ANSWER
         if status not in _ENDED_TWILIO_STATUSES:
             return None
         if status in _NOT_ANSWERED_TWILIO_STATUSES and not answered:
@@ -222,6 +233,13 @@ class CallStatusUpdate(BaseModel):
 
 class HangUp(BaseModel):
     reason: str = "caller hung up"
+
+
+class WrapUp(BaseModel):
+    """Ask a call to end politely (its campaign was cancelled): say `goodbye` if answered."""
+
+    reason: str
+    goodbye: str
 
 
 class TranscriptEntry(BaseModel):
@@ -283,6 +301,7 @@ class CallSnapshot(BaseModel):
     transcript: list[TranscriptEntry]
     reprompts: int
     follow_up_call_id: str | None = None
+    end_reason: str = ""
     earlier_lines: int = 0
     """Lines of a long call said before `transcript`, moved into the call record by earlier
     runs (`transcript` continues from line `earlier_lines`)."""

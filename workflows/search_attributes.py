@@ -20,22 +20,37 @@ CALL_STATUS = SearchAttributeKey.for_keyword("CallStatus")
 SCRIPT_STATE = SearchAttributeKey.for_keyword("ScriptState")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SCRIPT_NAME = SearchAttributeKey.for_keyword("ScriptName")
+CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
+"""Set once, when a campaign starts (on it and on each of its calls), never upserted."""
 SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[str], ...] = (
     CALL_STATUS,
     SCRIPT_STATE,
     OUTCOME,
     SCRIPT_NAME,
 )
+"""The keys a call keeps up to date as it moves."""
+REGISTERED_KEYS: tuple[SearchAttributeKey[str], ...] = (*SEARCH_ATTRIBUTE_KEYS, CAMPAIGN_ID)
+"""Every key Slot's workflows use, for the server to register."""
 
 
 def initial_search_attributes(call_input: CallInput) -> TypedSearchAttributes:
     """What a call shows in the Web UI before its workflow has run a single task."""
     start = opening_state(call_input.playbook, follow_up=bool(call_input.follow_up_of))
+    pairs = [
+        SearchAttributePair(CALL_STATUS, CallStatus.RINGING.value),
+        SearchAttributePair(SCRIPT_NAME, call_input.script_name),
+        SearchAttributePair(SCRIPT_STATE, start),
+    ]
+    if call_input.campaign_id:
+        pairs.append(SearchAttributePair(CAMPAIGN_ID, call_input.campaign_id))
+    return TypedSearchAttributes(pairs)
+
+
+def campaign_search_attributes(campaign_id: str, script_name: str) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
-            SearchAttributePair(CALL_STATUS, CallStatus.RINGING.value),
-            SearchAttributePair(SCRIPT_NAME, call_input.script_name),
-            SearchAttributePair(SCRIPT_STATE, start),
+            SearchAttributePair(CAMPAIGN_ID, campaign_id),
+            SearchAttributePair(SCRIPT_NAME, script_name),
         ]
     )
 

@@ -27,7 +27,7 @@ from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
 from tests.conftest import free_port
 from workflows.messages import CallInput, CallTimers, Direction, Lead
-from workflows.search_attributes import CALL_STATUS, SCRIPT_NAME, SEARCH_ATTRIBUTE_KEYS
+from workflows.search_attributes import CALL_STATUS, REGISTERED_KEYS, SCRIPT_NAME
 
 
 @pytest.fixture
@@ -86,12 +86,12 @@ async def test_setup_twice_then_a_call_starts(bare_settings: Settings) -> None:
     again = await slot_temporal_setup(bare_settings)
 
     assert first[0] == 0, first[1]
-    assert "registered" in first[1] and all(key.name in first[1] for key in SEARCH_ATTRIBUTE_KEYS)
+    assert "registered" in first[1] and all(key.name in first[1] for key in REGISTERED_KEYS)
     assert again[0] == 0 and "already set up" in again[1], again[1]
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=bare_settings.temporal_namespace)
     )
-    for key in SEARCH_ATTRIBUTE_KEYS:
+    for key in REGISTERED_KEYS:
         assert listed.custom_attributes[key.name] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     handle = await start_call_workflow(client, call_input(bare_settings), bare_settings)
     attributes = (await handle.describe()).typed_search_attributes

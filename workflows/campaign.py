@@ -1,0 +1,291 @@
+"""CampaignWorkflow: call a list of leads with a playbook, within each lead's calling window, at
+the shared pace, a few calls at a time, retrying unanswered lines and calling back those who
+asked, never dialling a number on the do-not-call list.
+
+Each call is a child `CallWorkflow`. Every wait is a durable timer (window, pace, backoff,
+follow-up), so a worker restart loses nothing. A large campaign continues as new every
+`dials_per_run` dials, after its calls in flight have ended, carrying its queue and counters;
+leads not yet started travel in the input, already trimmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections import deque
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.campaign import CampaignActivities
+    from activities.telephony import PlaceCall, TelephonyActivities
+    from workflows.call import PLACE_CALL_RETRY, PLACE_CALL_TIMEOUT, CallWorkflow
+    from workflows.campaign_plan import (
+        AttemptResult,
+        CampaignCarry,
+        CampaignInput,
+        CampaignProgress,
+        CancelCampaign,
+        DncCheck,
+        LeadJob,
+        PauseCampaign,
+        ReserveDial,
+        attempt_result,
+    )
+    from workflows.details import call_summary
+    from workflows.messages import CallInput, CallSnapshot, Direction, HangUp, Lead, WrapUp
+    from workflows.search_attributes import initial_search_attributes
+
+QUICK_ACTIVITY = timedelta(seconds=30)
+QUICK_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+
+@workflow.defn
+class CampaignWorkflow:
+    @workflow.init
+    def __init__(self, campaign: CampaignInput) -> None:
+        self._campaign = campaign
+        carried = campaign.carried or CampaignCarry()
+        self._progress = carried.progress.model_copy()
+        if campaign.carried is None:
+            self._progress.leads = len(campaign.leads)
+        self._fresh: deque[LeadJob] = deque(LeadJob(lead=lead) for lead in campaign.leads)
+        self._queue: list[tuple[datetime, int, LeadJob]] = []
+        self._order = 0
+        for job in carried.queue:
+            self._schedule(job)
+        self._in_flight: dict[str, ChildWorkflowHandle[CallWorkflow, CallSnapshot]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changes = 0
+        self._dials_this_run = 0
+        self._cancel: CancelCampaign | None = None
+
+    @workflow.run
+    async def run(self, campaign: CampaignInput) -> CampaignProgress:
+        self._publish()
+        while self._cancel is None:
+            if self._run_is_full():
+                await workflow.wait_condition(lambda: not self._in_flight)
+                self._continue_as_new()
+            await workflow.wait_condition(self._may_dial)
+            if self._cancel is not None:
+                break
+            job = self._next_due()
+            if job is None:
+                if not self._fresh and not self._queue and not self._in_flight:
+                    break
+                await self._wait_for_work()
+                continue
+            await self._try(job)
+        if self._cancel is not None:
+            await self._wind_down(self._cancel)
+        await workflow.wait_condition(lambda: not self._in_flight)
+        self._publish()
+        return self.progress()
+
+    def _may_dial(self) -> bool:
+        if self._cancel is not None:
+            return True
+        return not self._progress.paused and (
+            len(self._in_flight) < self._campaign.max_concurrent_calls
+        )
+
+    def _run_is_full(self) -> bool:
+        full = self._dials_this_run >= self._campaign.dials_per_run
+        return full or workflow.info().is_continue_as_new_suggested()
+
+    def _continue_as_new(self) -> None:
+        self._progress.runs += 1
+        queue = [job for _, _, job in sorted(self._queue, key=lambda item: (item[0], item[1]))]
+        carried = CampaignCarry(queue=queue, progress=self._progress)
+        leads = [job.lead for job in self._fresh]
+        workflow.continue_as_new(
+            self._campaign.model_copy(update={"leads": leads, "carried": carried})
+        )
+
+    def _next_due(self) -> LeadJob | None:
+        if self._queue and self._queue[0][0] <= workflow.now():
+            return heapq.heappop(self._queue)[2]
+        return self._fresh.popleft() if self._fresh else None
+
+    async def _wait_for_work(self) -> None:
+        """Until a queued call is due, a call ends, or a signal changes something."""
+        seen = self._changes
+        timeout = None
+        if self._queue:
+            timeout = max(self._queue[0][0] - workflow.now(), timedelta(0))
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._changes != seen, timeout=timeout, timeout_summary="next call due"
+            )
+
+    def _schedule(self, job: LeadJob) -> None:
+        assert job.due is not None
+        self._order += 1
+        heapq.heappush(self._queue, (job.due, self._order, job))
+
+    async def _try(self, job: LeadJob) -> None:
+        """Dial `job` now if its window is open, the pace allows and it is not on the DNC list;
+        otherwise put it back for when its window opens."""
+        lead, window = job.lead, self._campaign.window
+        opens = window.next_open(workflow.now(), lead.time_zone)
+        if opens > workflow.now():
+            self._schedule(job.model_copy(update={"due": opens}))
+            return
+        slot = await workflow.execute_local_activity_method(
+            CampaignActivities.reserve_dial,
+            ReserveDial(at=workflow.now(), calls_per_second=self._campaign.calls_per_second),
+            start_to_close_timeout=QUICK_ACTIVITY,
+            retry_policy=QUICK_RETRY,
+            summary="dialling slot",
+        )
+        if slot > workflow.now():
+            await workflow.sleep(slot - workflow.now(), summary="pace")
+        if self._cancel is not None or self._progress.paused:
+            self._schedule(job.model_copy(update={"due": workflow.now()}))
+            return
+        if not window.is_open(workflow.now(), lead.time_zone):
+            opens = window.next_open(workflow.now(), lead.time_zone)
+            self._schedule(job.model_copy(update={"due": opens}))
+            return
+        listed = await workflow.execute_local_activity_method(
+            CampaignActivities.is_do_not_call,
+            DncCheck(phone=lead.phone),
+            start_to_close_timeout=QUICK_ACTIVITY,
+            retry_policy=QUICK_RETRY,
+            summary=f"do-not-call check {lead.lead_id}",
+        )
+        if listed:
+            self._progress.skipped_dnc += 1
+            self._lead_done()
+            return
+        await self._dial(job)
+
+    async def _dial(self, job: LeadJob) -> None:
+        campaign = self._campaign
+        call = CallInput(
+            call_id=job.call_id(campaign.campaign_id),
+            direction=Direction.OUTBOUND,
+            lead=Lead(name=job.lead.name, phone=job.lead.phone),
+            script_name=campaign.script_name,
+            playbook=campaign.playbook,
+            timers=campaign.timers,
+            follow_up_of=job.follow_up_of,
+            campaign_id=campaign.campaign_id,
+        )
+        handle = await workflow.start_child_workflow(
+            CallWorkflow.run,
+            call,
+            id=call.call_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=initial_search_attributes(call),
+            static_summary=call_summary(call),
+        )
+        self._in_flight[call.call_id] = handle
+        self._dials_this_run += 1
+        self._progress.dialled += 1
+        self._publish()
+        self._tasks[call.call_id] = asyncio.create_task(self._follow(job, call, handle))
+
+    async def _follow(
+        self,
+        job: LeadJob,
+        call: CallInput,
+        handle: ChildWorkflowHandle[CallWorkflow, CallSnapshot],
+    ) -> None:
+        """Place the call, wait for it to end, and decide what comes next for its lead."""
+        try:
+            await workflow.execute_activity_method(
+                TelephonyActivities.place_call,
+                PlaceCall(call_id=call.call_id, to=call.lead.phone),
+                start_to_close_timeout=PLACE_CALL_TIMEOUT,
+                retry_policy=PLACE_CALL_RETRY,
+                summary=f"dial {job.lead.lead_id}",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s not placed: %s", call.call_id, error.cause or error)
+            await handle.signal(CallWorkflow.hang_up, HangUp(reason="call failed to dial"))
+        snapshot = await handle
+        del self._in_flight[call.call_id]
+        del self._tasks[call.call_id]
+        self._changes += 1
+        self._settle(job, call, attempt_result(snapshot))
+        self._publish()
+
+    def _settle(self, job: LeadJob, call: CallInput, result: AttemptResult) -> None:
+        progress, campaign, now = self._progress, self._campaign, workflow.now()
+        progress.count(result)
+        if self._cancel is not None:
+            self._lead_done()
+            return
+        if result in campaign.retries.retry_on:
+            delay = campaign.retries.delay_after(job.attempt)
+            if delay is not None:
+                progress.retries_scheduled += 1
+                self._schedule(
+                    job.model_copy(update={"attempt": job.attempt + 1, "due": now + delay})
+                )
+                return
+        if result is AttemptResult.CALL_BACK and job.follow_ups < campaign.max_follow_ups:
+            progress.follow_ups_scheduled += 1
+            delay = timedelta(seconds=campaign.timers.follow_up_delay_s)
+            follow_up = LeadJob(
+                lead=job.lead,
+                due=now + delay,
+                follow_up_of=call.call_id,
+                follow_ups=job.follow_ups + 1,
+            )
+            self._schedule(follow_up)
+            return
+        self._lead_done()
+
+    def _lead_done(self) -> None:
+        self._progress.leads_done += 1
+
+    async def _wind_down(self, cancel: CancelCampaign) -> None:
+        """Cancelled: no more dials; every call in flight says goodbye and hangs up."""
+        wrap = WrapUp(reason=cancel.reason, goodbye=cancel.goodbye)
+        for handle in list(self._in_flight.values()):
+            await handle.signal(CallWorkflow.wrap_up, wrap)
+        self._progress.leads_done += len(self._fresh) + len(self._queue)
+        self._fresh.clear()
+        self._queue.clear()
+
+    @workflow.signal
+    def pause(self, pause: PauseCampaign) -> None:
+        """Stop dialling (calls in flight go on) until `resume`."""
+        self._progress.paused = True
+        self._changes += 1
+        self._publish()
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._progress.paused = False
+        self._changes += 1
+        self._publish()
+
+    @workflow.signal
+    def cancel(self, cancel: CancelCampaign) -> None:
+        if self._cancel is None:
+            self._cancel = cancel
+            self._progress.cancelling = True
+        self._changes += 1
+        self._publish()
+
+    @workflow.query
+    def progress(self) -> CampaignProgress:
+        progress = self._progress.model_copy()
+        progress.in_flight = len(self._in_flight)
+        progress.waiting = len(self._fresh) + len(self._queue)
+        return progress
+
+    def _publish(self) -> None:
+        campaign = self._campaign
+        workflow.set_current_details(
+            self.progress().details(campaign.campaign_id, campaign.script_name)
+        )
