@@ -36,7 +36,7 @@ from media_edge.events import EventHub
 from media_edge.llm import BamlLanguageModel
 from media_edge.session import CallSession, EdgeServices
 from media_edge.smart_turn import SmartTurnModel, TurnDetector
-from media_edge.stt import WhisperSTT
+from media_edge.stt_models import embedded_stt
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
@@ -77,7 +77,9 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
     vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
     loop = asyncio.get_running_loop()
     stt, tts = await asyncio.gather(
-        loop.run_in_executor(inference, WhisperSTT, inference, settings.inference_threads),
+        loop.run_in_executor(
+            inference, embedded_stt, settings.stt_model, inference, settings.inference_threads
+        ),
         loop.run_in_executor(inference, make_tts, settings, inference),
     )
     speech = PhoneSpeech(tts, inference)

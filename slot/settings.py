@@ -16,6 +16,9 @@ from workflows.messages import CallTimers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+STTModel = Literal["whisper-tiny", "whisper-base", "moonshine-base"]
+"""The embedded speech-to-text models (`media_edge.stt_models`), each shipped in a PyPI wheel."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOT_", extra="ignore")
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     default_script: str = "solar_survey"
 
     tts_provider: Literal["piper", "espeak"] = "piper"
+    stt_model: STTModel = "whisper-tiny"
+    """Which embedded STT transcribes callers; `slot eval stt --model` compares them."""
     inference_threads: int = Field(default=2, ge=1)
 
     vad_threshold: float = 0.5
