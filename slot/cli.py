@@ -72,7 +72,7 @@ def _cmd_eval_stt(args: argparse.Namespace) -> int:
 
     options = ["--reports", str(args.reports)] if args.reports else []
     options += ["--limit", str(args.limit)] if args.limit else []
-    return main([*options, "--model", args.model])
+    return main([*options, "--model", args.model, "--repeat", str(args.repeat)])
 
 
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="whisper-tiny",
         help="the embedded STT to measure",
     )
+    stt.add_argument("--repeat", type=int, default=1, help="time each segment N times, keep least")
     stt.set_defaults(func=_cmd_eval_stt)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
