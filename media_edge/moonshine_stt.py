@@ -49,6 +49,8 @@ def model_dir() -> Path:
 
 @dataclass(frozen=True)
 class MoonshineModel:
+    """The two onnxruntime sessions, the tokenizer, and the decoder's cache layout read from it."""
+
     encoder: Any
     decoder: Any
     tokenizer: Any
@@ -120,7 +122,7 @@ class MoonshineSTT:
         on a 5.6 s answer), and the edge only transcribes what its VAD heard as speech."""
         model = self._model
         (encoded,) = model.encoder.run(None, {"input_values": samples})
-        cache = {
+        past = {
             name: np.zeros((1, model.cache_shape[0], 0, model.cache_shape[1]), np.float32)
             for name in model.cache_names
         }
@@ -133,7 +135,7 @@ class MoonshineSTT:
                     "input_ids": np.array([[token]], dtype=np.int64),
                     "encoder_hidden_states": encoded,
                     "use_cache_branch": np.array([step > 0]),
-                    **cache,
+                    **past,
                 },
             )
             scores = _log_softmax(logits[0, -1])
@@ -146,7 +148,7 @@ class MoonshineSTT:
             log_probs.append(float(scores[token]))
             for name, value in zip(model.present_names, present, strict=True):
                 if step == 0 or ".decoder." in name:
-                    cache[name.replace("present.", "past_key_values.")] = value
+                    past[name.replace("present.", "past_key_values.")] = value
         return tokens, log_probs
 
     async def transcribe(
