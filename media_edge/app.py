@@ -108,8 +108,9 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
         llm=BamlLanguageModel.from_settings(llm_settings),
     )
     logger.info(
-        "media edge ready at %s (TTS %s, Temporal %s, LLM %s)",
+        "media edge ready at %s (STT %s, TTS %s, Temporal %s, LLM %s)",
         settings.edge_url,
+        settings.stt_model,
         getattr(tts, "name", type(tts).__name__),
         settings.temporal_address,
         services.llm.description if services.llm else "none: router tiers 0-1 and knowledge",
