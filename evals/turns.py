@@ -439,7 +439,7 @@ def run_clip(
     frames on a simulated clock, as the edge's listener does: the turn model's verdicts and the
     first STT words come back `model_latency_s` / `stt_latency_s` after they were asked for,
     while frames keep arriving. With `transcript` and `on_transcript`, each speculative pause's
-    transcript (Whisper on the segment so far) comes back after `stt_latency_s` and is handed
+    transcript (the STT on the segment so far) comes back after `stt_latency_s` and is handed
     to the policy. Stops at the first end of turn or barge-in."""
     run = ClipRun()
     answers: list[tuple[float, str, int, Any]] = []
@@ -560,8 +560,8 @@ class PolicyResult:
 
 
 class _Models:
-    """Smart Turn and Whisper with per-(clip, frame) caches, shared by all configurations; their
-    times are CPU times (see `evaluate`)."""
+    """Smart Turn and the STT (`SLOT_STT_MODEL`) with per-(clip, frame) caches, shared by all
+    configurations; their times are CPU times (see `evaluate`)."""
 
     def __init__(self, out_dir: Path, clips: Sequence[Clip]) -> None:
         self.audio = {c.id: clip_audio(out_dir, c) for c in clips}
@@ -583,15 +583,17 @@ class _Models:
         return self._verdicts[key]
 
     def words(self, clip_id: str, frame: int, audio: PCM, state: str = "") -> str:
-        """Whisper on the audio so far: the first words of a barge-in, or (with the `state`
+        """The STT on the audio so far: the first words of a barge-in, or (with the `state`
         whose question the caller answers) a speculative transcript, biased to that question
         as the edge does when its STT takes a context."""
         key = (clip_id, frame, len(audio), state)
         if key not in self._words:
             if self._stt is None:
-                from media_edge.stt import WhisperSTT
+                from media_edge.stt_models import embedded_stt
+                from slot.settings import get_settings
 
-                self._stt = WhisperSTT(ThreadPoolExecutor(max_workers=1), cpu_threads=2)
+                model = get_settings().stt_model
+                self._stt = embedded_stt(model, ThreadPoolExecutor(max_workers=1), cpu_threads=2)
             context = self.contexts.get(state)
             started = time.process_time()
             transcribe: Any = self._stt.transcribe_sync

@@ -38,9 +38,10 @@ from media_edge.events import EventHub
 from media_edge.flux import FluxStream
 from media_edge.limits import MediaGate, server_config
 from media_edge.llm import BamlLanguageModel
+from media_edge.providers import SpeechToText
 from media_edge.session import CallSession, EdgeServices
 from media_edge.smart_turn import SmartTurnModel, TurnDetector
-from media_edge.stt import WhisperSTT
+from media_edge.stt_models import embedded_stt
 from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.twiml import connect_stream, stream_url
@@ -91,7 +92,7 @@ def stream_config(settings: Settings) -> DeepgramConfig | None:
 
 
 def stream_factory(
-    config: DeepgramConfig | None, fallback: WhisperSTT
+    config: DeepgramConfig | None, fallback: SpeechToText
 ) -> Callable[[logging.LoggerAdapter[logging.Logger]], CallStream] | None:
     if config is None:
         return None
@@ -114,7 +115,9 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
     vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
     loop = asyncio.get_running_loop()
     stt, tts = await asyncio.gather(
-        loop.run_in_executor(inference, WhisperSTT, inference, settings.inference_threads),
+        loop.run_in_executor(
+            inference, embedded_stt, settings.stt_model, inference, settings.inference_threads
+        ),
         loop.run_in_executor(inference, make_tts, settings, inference),
     )
     speech = PhoneSpeech(tts, inference)
@@ -146,7 +149,7 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
     logger.info(
         "media edge ready at %s (STT %s, TTS %s, Temporal %s, LLM %s)",
         settings.edge_url,
-        settings.stt,
+        f"{settings.stt}/{settings.stt_model}",
         getattr(tts, "name", type(tts).__name__),
         settings.temporal_address,
         services.llm.description if services.llm else "none: router tiers 0-1 and knowledge",

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
-from slot.settings import Settings, get_settings
+from slot.settings import Settings, STTModel, get_settings
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -72,7 +73,7 @@ def _cmd_eval_stt(args: argparse.Namespace) -> int:
 
     options = ["--reports", str(args.reports)] if args.reports else []
     options += ["--limit", str(args.limit)] if args.limit else []
-    return main(options)
+    return main([*options, "--model", args.model, "--repeat", str(args.repeat)])
 
 
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
@@ -237,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("--reports", type=Path, default=None, help="where the table goes")
     stt.add_argument("--limit", type=int, default=None, help="first N lines a split (smoke run)")
+    stt.add_argument(
+        "--model",
+        choices=get_args(STTModel),
+        default="whisper-tiny",
+        help="the embedded STT to measure",
+    )
+    stt.add_argument("--repeat", type=int, default=1, help="time each segment N times, keep least")
     stt.set_defaults(func=_cmd_eval_stt)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(

@@ -17,6 +17,9 @@ from workflows.messages import CallTimers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+STTModel = Literal["whisper-tiny", "moonshine-base"]
+"""The embedded speech-to-text models (`media_edge.stt_models`), each shipped in a PyPI wheel."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOT_", extra="ignore")
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
     flux_model: str = "flux-general-en"
     flux_eot_threshold: float = Field(default=0.7, ge=0.5, le=0.9)
     flux_eot_timeout_ms: int = Field(default=5000, ge=500)
+    stt_model: STTModel = "whisper-tiny"
+    """Which embedded STT transcribes callers (`slot eval stt --model` compares them): Whisper
+    tiny.en, biased to the script, or Moonshine base (fewer errors, no biasing, ~250 MB more)."""
     inference_threads: int = Field(default=2, ge=1)
 
     vad_threshold: float = 0.5

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+import pytest
+
 from evals.persona_lines import persona_lines
-from evals.stt import biasing, corpus, phone_audio
+from evals.stt import CONDITIONS, Context, Result, biasing, corpus, phone_audio, summarize, timed
 from evals.wer import number_readings, number_words, score
+from media_edge.providers import PCM
 
 
 def test_numbers_whisper_writes_are_read_as_the_caller_said_them() -> None:
@@ -45,3 +51,32 @@ def test_biasing_is_the_state_question_to_this_caller_and_the_slot_words() -> No
 def test_the_same_line_gives_the_same_audio() -> None:
     line = corpus("dev")[0]
     assert (phone_audio(line) == phone_audio(line)).all()
+
+
+def test_each_segment_keeps_its_least_time_of_the_repeats() -> None:
+    costs = iter([0.05, 0.01, 0.03])
+
+    def transcribe(audio: PCM, context: Context | None) -> str:
+        deadline = time.perf_counter() + next(costs)
+        while time.perf_counter() < deadline:
+            pass
+        return "yes"
+
+    text, wall, cpu = timed(transcribe, np.zeros(8, dtype=np.int16), None, repeat=3)
+    assert text == "yes"
+    assert 0.01 <= wall < 0.03 and cpu < 0.03
+
+
+def test_two_second_rows_hold_only_short_answers_with_their_p90() -> None:
+    def result(audio_s: float, ms: float) -> Result:
+        seconds = {c: ms / 1000 for c in CONDITIONS}
+        return Result(
+            "dev", "p", "piper_slow", "reply", "greeting", "Yes.", 1, audio_s,
+            {c: "yes" for c in CONDITIONS}, {c: 0 for c in CONDITIONS}, seconds, seconds,
+        )  # fmt: skip
+
+    results = [result(2.0, ms) for ms in range(100, 200, 10)] + [result(6.0, 900)]
+    row = summarize(results)["dev"]["two_seconds"]
+    assert row["utterances"] == 10
+    assert row["median_ms_plain"] == pytest.approx(145)
+    assert row["p90_ms_plain"] == pytest.approx(181)

@@ -1,0 +1,109 @@
+"""Moonshine base from the moonshine-cpp wheel: loads offline, hears Piper speech over the phone
+line, and its rebuilt ONNX graph computes what the shipped `.ort` graph does."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import distribution
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+import pytest
+
+from media_edge.audio import PHONE_RATE, mulaw_decode
+from media_edge.moonshine_stt import MoonshineSTT, load_moonshine, model_dir
+from media_edge.ort_format import ort_to_onnx
+from media_edge.providers import PCM, SpeechContext
+from media_edge.stt_models import embedded_stt
+from media_edge.tts import PhoneSpeech, PiperTTS
+from simulator.caller_voice import named_caller_voice, phone_line, text_seed
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+async def phone_speech(text: str, executor: ThreadPoolExecutor) -> PCM:
+    speech = PhoneSpeech(PiperTTS(executor), executor)
+    chunks = [chunk async for chunk in speech.render(text, cacheable=False)]
+    return mulaw_decode(b"".join(c.audio for c in chunks))
+
+
+def test_the_model_files_come_from_the_installed_wheel_without_the_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wheel = Path(str(distribution("moonshine-cpp").locate_file("moonshine_cpp")))
+    assert model_dir().is_relative_to(wheel)
+
+    def no_network(*args: Any) -> None:
+        raise AssertionError("loading Moonshine tried to open a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    model = load_moonshine.__wrapped__(1)
+    assert model.cache_shape == (8, 52)
+    assert len(model.cache_names) == 32
+
+
+async def test_piper_speech_over_the_phone_line_is_transcribed(
+    executor: ThreadPoolExecutor,
+) -> None:
+    text = "Good morning. I would like to book a home survey on Thursday."
+    audio = await phone_speech(text, executor)
+    stt = embedded_stt("moonshine-base", executor, cpu_threads=2)
+    assert isinstance(stt, MoonshineSTT)
+    transcript = await stt.transcribe(audio, PHONE_RATE)
+    assert words(transcript.text) == words(text)
+    assert transcript.confidence is not None and 0.0 < transcript.confidence <= 1.0
+
+
+def test_a_long_answer_is_not_ended_before_its_first_word(executor: ThreadPoolExecutor) -> None:
+    """On this 5.6 s turn in a caller voice Moonshine's first step prefers the end token (p 0.7):
+    the edge only transcribes speech, so the first step may not end the transcript."""
+    text = "Yes, but I'm at work. Could you try me Thursday after five?"
+    voice = named_caller_voice("espeak_f5")
+    rng = np.random.default_rng(text_seed(voice.spec.name, text))
+    audio = mulaw_decode(phone_line(voice.speech(text), rng, voice.spec.noise_rms))
+    stt = MoonshineSTT(executor, cpu_threads=2)
+    context = SpeechContext("Is now a good time?", ("Thursday", "evening"))
+    transcript = stt.transcribe_sync(audio, PHONE_RATE, context)
+    assert words(transcript.text)[:5] == words("Yes, but I'm at")
+
+
+def test_a_blip_too_short_for_a_word_says_nothing(executor: ThreadPoolExecutor) -> None:
+    stt = MoonshineSTT(executor, cpu_threads=2)
+    assert stt.transcribe_sync(np.zeros(400, dtype=np.int16), PHONE_RATE).text == ""
+
+
+def test_the_rebuilt_decoder_computes_what_the_ort_file_does() -> None:
+    """One decoding step of the shipped `.ort` decoder and of its ONNX copy, same inputs."""
+    path = model_dir() / "decoder_model_merged.ort"
+    shipped = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rebuilt = ort.InferenceSession(
+        ort_to_onnx(path.read_bytes()).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in rebuilt.get_inputs()] == [i.name for i in shipped.get_inputs()]
+    encoded = np.random.default_rng(0).standard_normal((1, 40, 416)).astype(np.float32)
+    inputs: dict[str, Any] = {
+        "input_ids": np.array([[1]], dtype=np.int64),
+        "encoder_hidden_states": encoded,
+        "use_cache_branch": np.array([False]),
+    }
+    for i in shipped.get_inputs():
+        if i.name.startswith("past_key_values."):
+            inputs[i.name] = np.zeros((1, 8, 0, 52), dtype=np.float32)
+    expected, got = shipped.run(None, inputs), rebuilt.run(None, inputs)
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-3)
+    assert expected[0].std() > 0.1
