@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -22,6 +23,7 @@ from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
+from slot.credentials import MissingCredential, internal_token
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
 from workflows.call import CallWorkflow
@@ -112,7 +114,12 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(get_settings()))
+    settings = get_settings()
+    try:
+        internal_token(settings)
+    except MissingCredential as error:
+        sys.exit(f"worker not started: {error}")
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

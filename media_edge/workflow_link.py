@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from temporalio.client import (
     Client,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -126,6 +127,22 @@ async def send_call_status(client: Client, call_id: str, update: CallStatusUpdat
             raise
         return False
     return True
+
+
+async def decision_being_delivered(
+    client: Client, call_id: str, utterance_id: str
+) -> Decision | None:
+    """The decision the call's workflow is delivering now with this id (query `delivering`);
+    None if it is not delivering it, or if the call or the query is unknown."""
+    handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
+    try:
+        return await handle.query(CallWorkflow.delivering, utterance_id, rpc_timeout=_SIGNAL_RPC)
+    except WorkflowQueryFailedError:
+        return None
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
 
 
 class WorkflowLink:

@@ -47,6 +47,7 @@ class CallState:
         self.last_utterance_id: str | None = None
         self.end_utterance_id: str | None = None
         self.edge_url = call.edge_url
+        self.internal_url: str | None = None
         self.ended = False
         self.end_reason = ""
         self.silence_clock = 0
@@ -66,6 +67,8 @@ class CallState:
         self.silence_armed = False
         if turn.edge_url:
             self.edge_url = turn.edge_url
+        if turn.internal_url:
+            self.internal_url = turn.internal_url
         if turn.kind == "start":
             self.status = CallStatus.IN_PROGRESS
             return
