@@ -1,16 +1,19 @@
-"""`slot dev` as a person runs it: everything comes up, answers, and Ctrl-C stops all of it."""
+"""`slot dev` as a person runs it: everything comes up, answers, and Ctrl-C stops all of it; with
+no secrets in the environment it generates its own and still refuses strangers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 
+import httpx
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
-from slot.devstack import http_ok, settings_env
+from slot.devstack import SECRETS_FILE, http_ok, settings_env
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import connect, temporal_is_running
 from tests.conftest import free_port
@@ -21,16 +24,20 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
         edge_port=free_port(),
+        edge_internal_port=free_port(),
         simulator_port=free_port(),
         data_dir=tmp_path / "data",
-    )
+    ).model_copy(update={"twilio_auth_token": None, "internal_token": None})
+    env = {**os.environ, **settings_env(settings), "COLUMNS": "200"}
+    for secret in ("TWILIO_AUTH_TOKEN", "SLOT_INTERNAL_TOKEN"):
+        env.pop(secret)
     dev = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "slot.cli",
         "dev",
         cwd=REPO_ROOT,
-        env={**os.environ, **settings_env(settings), "COLUMNS": "200"},
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -54,6 +61,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         )
         for name in ("CallStatus", "ScriptState", "Outcome", "ScriptName"):
             assert name in attributes.custom_attributes, name
+        await refuses_strangers(settings)
     finally:
         if dev.returncode is None:
             dev.send_signal(signal.SIGINT)
@@ -64,3 +72,28 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     assert not await temporal_is_running(settings.temporal_address)
     assert not await http_ok(f"{settings.edge_url}/healthz")
     assert not await http_ok(f"{settings.twilio_base}/healthz")
+    generated = json.loads((settings.data_dir / SECRETS_FILE).read_text()).values()
+    logs = [path.read_text() for path in (settings.data_dir / "logs").glob("*.log")]
+    assert logs and not [s for s in generated for text in [*logs, *output] if s in text]
+
+
+async def refuses_strangers(settings: Settings) -> None:
+    """The dev stack runs with per-run secrets (0600, not printed) and fails closed without them."""
+    secrets_path = settings.data_dir / SECRETS_FILE
+    assert secrets_path.stat().st_mode & 0o777 == 0o600
+    internal_token = json.loads(secrets_path.read_text())["internal_token"]
+    internal = settings.edge_internal_url
+    async with httpx.AsyncClient() as http:
+        unsigned = await http.post(
+            f"{settings.edge_url}/twilio/voice?lead_name=Mallory",
+            data={"CallSid": "CAstranger", "From": "+15550001111"},
+        )
+        public_say = await http.post(f"{settings.edge_url}/calls/call-x/say", json={})
+        no_bearer = await http.get(f"{internal}/healthz")
+        bearer = await http.get(
+            f"{internal}/healthz", headers={"Authorization": f"Bearer {internal_token}"}
+        )
+    assert unsigned.status_code == 403
+    assert public_say.status_code == 404
+    assert no_bearer.status_code == 401
+    assert bearer.status_code == 200

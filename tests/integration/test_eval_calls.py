@@ -30,6 +30,7 @@ async def test_three_dev_personas_are_called_and_measured(
         temporal_address=temporal_settings.temporal_address,
         data_dir=tmp_path / "data",
         edge_port=free_port(),
+        edge_internal_port=free_port(),
         simulator_port=free_port(),
     )
     corpus = load_corpus(REPO_ROOT / "personas", ("dev",), SMOKE)
