@@ -5,18 +5,23 @@ and as Slot's own parts do (the internal listener's bearer token)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from media_edge.app import create_app
+from media_edge.audio import silence_frame
 from media_edge.twiml import stream_url
 from simulator.phone import edge_access
 from simulator.protocol import StreamInstruction, parse_twiml
@@ -25,6 +30,7 @@ from worker import ACTIVITY_SLOTS, build_worker
 
 STARTUP_S = 120.0
 """Patience for a stack to come up: xdist workers load their speech models at the same time."""
+SILENCE = base64.b64encode(silence_frame()).decode()
 
 
 @contextlib.asynccontextmanager
@@ -97,3 +103,51 @@ def media_socket(settings: Settings, *, signed: bool = True) -> connect:
     url = stream_url(settings.edge_url)
     headers = {"X-Twilio-Signature": twilio_signature(settings, url, {})} if signed else {}
     return connect(url, additional_headers=headers)
+
+
+def start_message(
+    call: str | dict[str, str], stream_sid: str, call_sid: str | None = None, **media_format: Any
+) -> str:
+    """Twilio's `start`: `call` is the TwiML's parameters, or a bare call id (no token)."""
+    parameters = {"call_id": call} if isinstance(call, str) else call
+    call_id = parameters["call_id"]
+    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1, **media_format}
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": stream_sid,
+            "start": {
+                "accountSid": "AC0",
+                "streamSid": stream_sid,
+                "callSid": call_sid or call_id.removeprefix("call-"),
+                "tracks": ["inbound"],
+                "customParameters": parameters,
+                "mediaFormat": fmt,
+            },
+        }
+    )
+
+
+def media_message(stream_sid: str, seq: int, payload: str = SILENCE) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(seq),
+            "streamSid": stream_sid,
+            "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0", "payload": payload},
+        }
+    )
+
+
+async def stream_silence(ws: ClientConnection, stream_sid: str) -> None:
+    """Real Twilio streams caller audio continuously, 20 ms at a time."""
+    seq = 2
+    with_socket = True
+    while with_socket:
+        try:
+            await ws.send(media_message(stream_sid, seq))
+        except ConnectionClosed:
+            with_socket = False
+        seq += 1
+        await asyncio.sleep(0.02)

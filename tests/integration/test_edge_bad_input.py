@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +22,6 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from media_edge.audio import silence_frame
 from media_edge.auth import STREAM_TOKEN_PARAMETER, StreamTokens
 from media_edge.events import AgentUtterance, CallEnded, CallEvent, UtteranceDone, parse_event
 from simulator.phone import edge_access
@@ -33,14 +31,16 @@ from tests.integration.edge_fixtures import (
     answer,
     edge_events,
     edge_stack,
+    media_message,
     media_socket,
     post_webhook,
+    start_message,
+    stream_silence,
     twilio_signature,
 )
 from workflows.messages import CallSnapshot, CallStatus
 
 WAIT_S = 60.0
-SILENCE = base64.b64encode(silence_frame()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -66,58 +66,10 @@ async def place_inbound_call(settings: Settings, call_sid: str) -> dict[str, str
     return stream.parameters
 
 
-def start_message(
-    call: str | dict[str, str], stream_sid: str, call_sid: str | None = None, **media_format: Any
-) -> str:
-    """Twilio's `start`: `call` is the TwiML's parameters, or a bare call id (no token)."""
-    parameters = {"call_id": call} if isinstance(call, str) else call
-    call_id = parameters["call_id"]
-    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1, **media_format}
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": stream_sid,
-            "start": {
-                "accountSid": "AC0",
-                "streamSid": stream_sid,
-                "callSid": call_sid or call_id.removeprefix("call-"),
-                "tracks": ["inbound"],
-                "customParameters": parameters,
-                "mediaFormat": fmt,
-            },
-        }
-    )
-
-
-def media_message(stream_sid: str, seq: int, payload: str = SILENCE) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": str(seq),
-            "streamSid": stream_sid,
-            "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0", "payload": payload},
-        }
-    )
-
-
 @dataclass
 class Heard:
     media_frames: int = 0
     marks: list[str] = field(default_factory=list)
-
-
-async def stream_silence(ws: ClientConnection, stream_sid: str) -> None:
-    """Real Twilio streams caller audio continuously, 20 ms at a time."""
-    seq = 2
-    with_socket = True
-    while with_socket:
-        try:
-            await ws.send(media_message(stream_sid, seq))
-        except ConnectionClosed:
-            with_socket = False
-        seq += 1
-        await asyncio.sleep(0.02)
 
 
 async def listen_until_greeted(ws: ClientConnection, stream_sid: str) -> Heard:
