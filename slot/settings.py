@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     edge_internal_host: str = "127.0.0.1"
     """The edge's internal listener (`say`, `events`): never the one Twilio reaches."""
     edge_internal_port: int = 8081
-    edge_internal_public_url: str | None = None
+    edge_internal_base_url: str | None = None
     """URL workers reach the internal listener at; defaults to http://internal_host:port."""
 
     twilio_auth_token: SecretStr | None = Field(
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
 
     @property
     def edge_internal_url(self) -> str:
-        return self.edge_internal_public_url or (
+        return self.edge_internal_base_url or (
             f"http://{self.edge_internal_host}:{self.edge_internal_port}"
         )
 

@@ -44,3 +44,17 @@ def test_no_secret_is_written_in_the_file() -> None:
     for line in text.splitlines():
         if any(word in line.upper() for word in ("PASSWORD:", "TOKEN:", "API_KEY:")):
             assert "${" in line, line
+
+
+def test_only_the_edges_public_listener_is_published() -> None:
+    services = load()
+    edge = services["edge"]
+    assert edge["ports"] == ["8080:8080"]
+    env = edge["environment"]
+    assert isinstance(env, dict)
+    assert str(env["SLOT_INTERNAL_TOKEN"]).startswith("${SLOT_INTERNAL_TOKEN:?")
+    assert env["SLOT_EDGE_INTERNAL_PORT"] not in ("8080",)
+    assert env["SLOT_EDGE_INTERNAL_BASE_URL"] == f"http://edge:{env['SLOT_EDGE_INTERNAL_PORT']}"
+    for name, service in services.items():
+        for port in service.get("ports", []) if isinstance(service, dict) else []:
+            assert name == "edge" and str(port).split(":")[-1] == "8080", (name, port)
