@@ -27,12 +27,11 @@ from fastapi import (
     WebSocketDisconnect,
 )
 from fastapi.responses import JSONResponse
-from temporalio.service import RPCError
 
 from media_edge.auth import bearer_ok
 from media_edge.session import EdgeServices
 from media_edge.twilio_protocol import CLOSE_POLICY_VIOLATION
-from media_edge.workflow_link import decision_being_delivered
+from media_edge.workflow_link import LinkError, decision_being_delivered
 from workflows.messages import Decision
 
 logger = logging.getLogger("media_edge.internal")
@@ -61,8 +60,8 @@ def create_internal_app(services: EdgeServices, token: str) -> FastAPI:
             recorded = await decision_being_delivered(
                 services.client, call_id, decision.utterance_id
             )
-        except RPCError as error:
-            raise HTTPException(503, f"cannot confirm the decision: {error.message}") from None
+        except LinkError as error:
+            raise HTTPException(503, f"cannot confirm the decision: {error.reason}") from None
         if recorded is None or recorded != decision:
             logger.warning(
                 "call %s: refused to say %s: not what the workflow is delivering",

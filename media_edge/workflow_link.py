@@ -133,7 +133,8 @@ async def decision_being_delivered(
     client: Client, call_id: str, utterance_id: str
 ) -> Decision | None:
     """The decision the call's workflow is delivering now with this id (query `delivering`);
-    None if it is not delivering it, or if the call or the query is unknown."""
+    None if it is not delivering it, or if the call or the query is unknown;
+    `WorkflowUnreachable` if Temporal cannot say."""
     handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
     try:
         return await handle.query(CallWorkflow.delivering, utterance_id, rpc_timeout=_SIGNAL_RPC)
@@ -141,7 +142,7 @@ async def decision_being_delivered(
         return None
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
-            raise
+            raise WorkflowUnreachable(f"query delivering: {error.message}") from error
         return None
 
 

@@ -45,7 +45,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     output: list[str] = []
     try:
         async with asyncio.timeout(120):
-            while not any("ready" in line for line in output):
+            while not any(line.startswith("ready") for line in output):
                 line = (await dev.stdout.readline()).decode()
                 assert line, "slot dev exited early:\n" + "".join(output)
                 output.append(line)

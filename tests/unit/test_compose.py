@@ -56,5 +56,7 @@ def test_only_the_edges_public_listener_is_published() -> None:
     assert env["SLOT_EDGE_INTERNAL_PORT"] not in ("8080",)
     assert env["SLOT_EDGE_INTERNAL_BASE_URL"] == f"http://edge:{env['SLOT_EDGE_INTERNAL_PORT']}"
     for name, service in services.items():
-        for port in service.get("ports", []) if isinstance(service, dict) else []:
+        ports = service.get("ports", [])
+        assert isinstance(ports, list)
+        for port in ports:
             assert name == "edge" and str(port).split(":")[-1] == "8080", (name, port)
