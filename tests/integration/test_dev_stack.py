@@ -75,6 +75,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     generated = json.loads((settings.data_dir / SECRETS_FILE).read_text()).values()
     logs = [path.read_text() for path in (settings.data_dir / "logs").glob("*.log")]
     assert logs and not [s for s in generated for text in [*logs, *output] if s in text]
+    assert not [text for text in logs if "Mallory" in text], "a query string was logged"
 
 
 async def refuses_strangers(settings: Settings) -> None:
