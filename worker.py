@@ -23,6 +23,7 @@ from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
+from slot.credentials import MissingCredential, internal_token
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
@@ -124,8 +125,11 @@ def main() -> None:
     settings = get_settings()
     try:
         require_keyring(settings)
+        internal_token(settings)
     except PayloadKeyError as error:
         raise SystemExit(f"worker: {error}") from None
+    except MissingCredential as error:
+        raise SystemExit(f"worker not started: {error}") from None
     asyncio.run(run(settings))
 
 

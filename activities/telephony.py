@@ -7,7 +7,6 @@ missing credentials) are non-retryable, so the workflow hears about them at once
 from __future__ import annotations
 
 import ipaddress
-import os
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,10 +14,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from slot.credentials import INTERNAL_TOKEN_ENV, TWILIO_AUTH_TOKEN_ENV
 from slot.settings import Settings
 from workflows.messages import Decision
-
-TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 
 
 class PlaceCall(BaseModel):
@@ -71,7 +69,8 @@ class TelephonyActivities:
 
     def twilio_auth(self) -> tuple[str, str]:
         """Basic auth for the Twilio REST API; the local simulator needs no real token."""
-        token = os.environ.get(TWILIO_AUTH_TOKEN_ENV, "")
+        secret = self.settings.twilio_auth_token
+        token = secret.get_secret_value() if secret else ""
         base = self.settings.twilio_base
         if not token and not (self.settings.twilio_api_base is None or _is_local(base)):
             raise ApplicationError(
@@ -80,6 +79,17 @@ class TelephonyActivities:
                 non_retryable=True,
             )
         return self.settings.twilio_account_sid, token
+
+    def edge_auth(self) -> dict[str, str]:
+        """The bearer credential of the edge's internal listener."""
+        secret = self.settings.internal_token
+        if secret is None or not secret.get_secret_value():
+            raise ApplicationError(
+                f"{INTERNAL_TOKEN_ENV} is not set; it is required to speak through an edge",
+                type="MissingCredentials",
+                non_retryable=True,
+            )
+        return {"Authorization": f"Bearer {secret.get_secret_value()}"}
 
     @activity.defn(name="place_call")
     async def place_call(self, request: PlaceCall) -> PlacedCall:
@@ -116,9 +126,10 @@ class TelephonyActivities:
     async def deliver_utterance(self, request: DeliverUtterance) -> None:
         """Hand the edge a decision to speak on the live call."""
         url = f"{request.edge_url.rstrip('/')}/calls/{request.call_id}/say"
+        body = request.decision.model_dump(mode="json")
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
-                response = await client.post(url, json=request.decision.model_dump(mode="json"))
+                response = await client.post(url, json=body, headers=self.edge_auth())
         except httpx.HTTPError as error:
             raise ApplicationError(
                 f"delivering {request.decision.utterance_id}: edge {url} unreachable ({error})",

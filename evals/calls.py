@@ -25,7 +25,7 @@ from evals.call_metrics import CallMetrics, call_metrics, percentile
 from media_edge.events import AgentUtterance, BargeIn, CallerTurn
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
-from simulator.phone import CallerTiming, CallResult, SimulatedCall
+from simulator.phone import CallerTiming, CallResult, SimulatedCall, edge_access
 from simulator.protocol import new_sid
 from simulator.reactive import ReactivePolicy
 from simulator.topics import script_topics
@@ -155,6 +155,7 @@ async def run_call(
     call = SimulatedCall(
         settings.edge_url,
         persona,
+        **edge_access(settings),
         call_sid=call_sid,
         account_sid=settings.twilio_account_sid,
         agent_number=settings.agent_phone_number,
@@ -405,6 +406,7 @@ async def run_eval(
         console.print(f"[dim]{note}[/]")
     if stack.reused:
         console.print(f"[yellow]reusing running {', '.join(stack.reused)}[/]")
+    settings = stack.settings
     records: list[CallRecord] = []
     gate = asyncio.Semaphore(concurrency)
     began = time.monotonic()

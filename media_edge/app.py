@@ -1,20 +1,17 @@
 """The media edge: a FastAPI app speaking Twilio's webhooks and Media Streams protocol.
 
-Routes:
+Routes (the public listener; every Twilio request is signed, see `media_edge.auth`):
 - POST /twilio/voice       Twilio's voice webhook: starts the call workflow (inbound), returns TwiML
 - WS   /twilio/media       Media Streams: one `CallSession` per connection
 - POST /twilio/status      status callback: signals `call_status`
-- POST /calls/{id}/say     a decision the workflow delivers outside a turn (404 if not on this edge)
-- WS   /calls/{id}/events  the call's live events (replay first)
 - GET  /healthz            calls and open media sockets (`media_edge.limits`)
+What changes or reveals a call (`say`, `events`) is on the internal listener (`internal`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import re
 import time
 from collections import OrderedDict
@@ -27,15 +24,24 @@ from typing import Any
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from twilio.request_validator import RequestValidator
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import PlainTextResponse, Response
 
 from activities.knowledge_base import KBSettings
+from media_edge.auth import (
+    STREAM_TOKEN_PARAMETER,
+    EdgeCredentials,
+    RedactQueryStrings,
+    StreamTokens,
+    require_credentials,
+    stream_handshake_ok,
+    twilio_signature_ok,
+)
 from media_edge.call_hold import edge_worker
 from media_edge.deepgram_stt import DeepgramConfig, DeepgramConfigError, NovaStream, check_key
 from media_edge.events import EventHub
 from media_edge.flux import FluxStream
+from media_edge.internal import create_internal_app, internal_listener
 from media_edge.limits import MediaGate, server_config
 from media_edge.llm import BamlLanguageModel
 from media_edge.providers import SpeechToText
@@ -44,15 +50,17 @@ from media_edge.smart_turn import SmartTurnModel, TurnDetector
 from media_edge.stt_models import embedded_stt
 from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech, make_tts
+from media_edge.twilio_protocol import CLOSE_POLICY_VIOLATION
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
 from media_edge.workflow_link import LinkError, connect_temporal, send_call_status, start_call
+from slot.credentials import MissingCredential
 from slot.llm.config import LLMSettings
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
 from workflows import script
-from workflows.messages import CallInput, CallStatusUpdate, Decision, Direction, Lead
+from workflows.messages import CallInput, CallStatusUpdate, Direction, Lead
 from workflows.router_messages import RouterConfig
 
 logger = logging.getLogger("media_edge.app")
@@ -104,7 +112,9 @@ def stream_factory(
     return open_stream
 
 
-async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None) -> Edge:
+async def start_edge(
+    settings: Settings, credentials: EdgeCredentials, llm_settings: LLMSettings | None = None
+) -> Edge:
     """Check the speech service's key, connect to Temporal, load the speech models once (Whisper
     also as the streaming recognizer's fallback) and warm them up."""
     deepgram = stream_config(settings)
@@ -142,6 +152,7 @@ async def start_edge(settings: Settings, llm_settings: LLMSettings | None = None
         vad_factory=SileroVAD,
         vad_executor=vad_executor,
         events=EventHub(),
+        stream_tokens=StreamTokens(credentials.internal_token, settings.stream_token_ttl_s),
         turn_detector=detector,
         llm=BamlLanguageModel.from_settings(llm_settings),
         stt_stream=stream_factory(deepgram, stt),
@@ -192,39 +203,42 @@ def fixed_lines(settings: Settings) -> list[str]:
     return sorted(lines)
 
 
-def _twilio_signature_ok(request: Request, form: dict[str, str], token: str, edge_url: str) -> bool:
-    """Twilio's X-Twilio-Signature over the edge's public URL (not the proxy's) and the form."""
-    signature = request.headers.get("X-Twilio-Signature", "")
-    url = edge_url.rstrip("/") + request.url.path
+async def _twilio_form(request: Request, settings: Settings, token: str) -> dict[str, str]:
+    """The webhook's form fields, once Twilio's signature over the edge's public URL (not the
+    proxy's) and the form checks out; 403 otherwise."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    url = settings.edge_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    return bool(RequestValidator(token).validate(url, form, signature))
-
-
-async def _twilio_form(request: Request, settings: Settings) -> dict[str, str]:
-    """The webhook's form fields, after checking Twilio's signature when a token is set."""
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    token = os.environ.get("TWILIO_AUTH_TOKEN")
-    if token and not _twilio_signature_ok(request, form, token, settings.edge_url):
-        raise HTTPException(403, "invalid X-Twilio-Signature (TWILIO_AUTH_TOKEN is set)")
+    if not twilio_signature_ok(token, url, form, request.headers.get("X-Twilio-Signature", "")):
+        raise HTTPException(403, "missing or invalid X-Twilio-Signature")
     return form
 
 
 def create_app(
     settings: Settings | None = None, llm_settings: LLMSettings | None = None
 ) -> FastAPI:
-    """The edge app; `llm_settings` default to the environment (`LLM_BASE_URL`...)."""
+    """The edge's public app, which runs the internal listener alongside; `llm_settings`
+    default to the environment (`LLM_BASE_URL`...). Raises `MissingCredential` without the
+    secrets it needs."""
     settings = settings or get_settings()
     stream_config(settings)
     media_gate = MediaGate(settings)
+    credentials = require_credentials(settings)
+    media_url = stream_url(settings.edge_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        edge = await start_edge(settings, llm_settings)
+        edge = await start_edge(settings, credentials, llm_settings)
         app.state.edge = edge
         services = edge.services
+        internal = create_internal_app(services, credentials.internal_token)
+        host, port = settings.edge_internal_host, settings.edge_internal_port
         try:
-            async with edge_worker(services.client, settings.edge_queue, services.holds):
+            async with (
+                edge_worker(services.client, settings.edge_queue, services.holds),
+                internal_listener(internal, host, port),
+            ):
                 yield
         finally:
             edge.inference_executor.shutdown(wait=False, cancel_futures=True)
@@ -244,7 +258,7 @@ def create_app(
     @app.post("/twilio/voice")
     async def twilio_voice(request: Request) -> Response:
         edge = edge_of(request)
-        form = await _twilio_form(request, settings)
+        form = await _twilio_form(request, settings, credentials.twilio_token)
         call_sid = form.get("CallSid", "")
         if not call_sid:
             return PlainTextResponse("missing CallSid form field", status_code=400)
@@ -258,10 +272,13 @@ def create_app(
                 playbook = load_playbook(script, settings.playbooks_dir)
             except PlaybookError as error:
                 return PlainTextResponse(str(error).splitlines()[0], status_code=400)
+            lead = Lead(name=params.get("lead_name", ""), phone=form.get("From", ""))
+            if params.get("lead_name") and not lead.name:
+                logger.warning("call %s: lead_name dropped: not a plain name", call_id)
             call_input = CallInput(
                 call_id=call_id,
                 direction=Direction.INBOUND,
-                lead=Lead(name=params.get("lead_name", ""), phone=form.get("From", "")),
+                lead=lead,
                 script_name=script,
                 playbook=playbook,
                 timers=settings.call_timers(),
@@ -276,13 +293,15 @@ def create_app(
                 return PlainTextResponse(str(error), status_code=503)
             logger.info("call %s: inbound call %s, script %s", call_id, call_sid, script)
         edge.remember_call_sid(call_sid, call_id)
-        twiml = connect_stream(stream_url(settings.edge_url), {"call_id": call_id})
+        token = edge.services.stream_tokens.issue(call_sid, call_id, time.time())
+        parameters = {"call_id": call_id, STREAM_TOKEN_PARAMETER: token}
+        twiml = connect_stream(media_url, parameters)
         return Response(twiml, media_type="application/xml")
 
     @app.post("/twilio/status")
     async def twilio_status(request: Request) -> Response:
         edge = edge_of(request)
-        form = await _twilio_form(request, settings)
+        form = await _twilio_form(request, settings, credentials.twilio_token)
         call_sid = form.get("CallSid", "")
         status = form.get("CallStatus", "")
         if not call_sid or not status:
@@ -295,49 +314,23 @@ def create_app(
         edge.deliver_status(call_id, CallStatusUpdate(status=status, call_sid=call_sid))
         return Response(status_code=204)
 
-    @app.post("/calls/{call_id}/say", status_code=202)
-    async def say(call_id: str, decision: Decision, request: Request) -> JSONResponse:
-        session = edge_of(request).services.sessions.get(call_id)
-        if session is None:
-            raise HTTPException(404, f"call {call_id} has no media stream on this edge")
-        session.say(decision)
-        return JSONResponse({"queued": decision.utterance_id}, status_code=202)
-
     @app.websocket("/twilio/media")
     async def twilio_media(websocket: WebSocket) -> None:
+        signature = websocket.headers.get("X-Twilio-Signature", "")
+        if not stream_handshake_ok(credentials.twilio_token, media_url, signature):
+            await websocket.close(CLOSE_POLICY_VIOLATION)
+            return
         async with media_gate.admit(websocket) as admitted:
             if admitted:
                 await CallSession(websocket, edge_of(websocket).services).run()
-
-    @app.websocket("/calls/{call_id}/events")
-    async def call_events(websocket: WebSocket, call_id: str) -> None:
-        events = edge_of(websocket).services.events.call(call_id)
-        await websocket.accept()
-
-        async def forward() -> None:
-            async for event in events.subscribe():
-                await websocket.send_text(event.model_dump_json())
-
-        async def watch_disconnect() -> None:
-            while (await websocket.receive())["type"] != "websocket.disconnect":
-                pass
-
-        forwarder = asyncio.create_task(forward())
-        watcher = asyncio.create_task(watch_disconnect())
-        done, _ = await asyncio.wait({forwarder, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (forwarder, watcher):
-            task.cancel()
-        await asyncio.gather(forwarder, watcher, return_exceptions=True)
-        if forwarder in done:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(1000)
 
     return app
 
 
 def main() -> None:
-    """Run the edge with uvicorn on settings.edge_host:edge_port."""
+    """Run the edge with uvicorn on settings.edge_host:edge_port (and its internal listener)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("uvicorn.access").addFilter(RedactQueryStrings())
     settings = get_settings()
     try:
         require_keyring(settings)
@@ -346,6 +339,8 @@ def main() -> None:
         raise SystemExit(f"media edge: {error}") from None
     except DeepgramConfigError as error:
         raise SystemExit(f"media edge: {error}") from None
+    except MissingCredential as error:
+        raise SystemExit(f"media edge not started: {error}") from None
     uvicorn.Server(server_config(app, settings, log_level="info")).run()
 
 

@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from media_edge import twilio_protocol as tp
 from media_edge.audio import mulaw_decode
+from media_edge.auth import STREAM_TOKEN_PARAMETER, StreamTokens
 from media_edge.call_hold import CallHolds
 from media_edge.events import (
     Backchannel,
@@ -65,6 +66,8 @@ class EdgeServices:
     vad_factory: Callable[[], VoiceActivityDetector]
     vad_executor: Executor
     events: EventHub
+    stream_tokens: StreamTokens
+    """Checks each stream's per-call token before its media is accepted."""
     turn_detector: TurnDetector | None = None
     """Smart Turn, shared by every call (required when settings.endpointing is smart_turn)."""
     llm: LanguageModel | None = None
@@ -113,6 +116,7 @@ class CallSession:
         self._registered = False
         self._agent_ended = False
         self._end_reason = "media stream closed"
+        self._said: set[str] = set()
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -263,6 +267,11 @@ class CallSession:
         if not _CALL_ID.match(call_id):
             await self._reject(tp.ProtocolError(f"invalid call id {call_id[:60]!r} in start"))
             return False
+        token = info.custom_parameters.get(STREAM_TOKEN_PARAMETER)
+        refusal = self.services.stream_tokens.refusal(token, info.call_sid, call_id, time.time())
+        if refusal is not None:
+            await self._reject(tp.ProtocolError(f"{refusal} (call {call_id})"))
+            return False
         if call_id in self.services.sessions:
             await self._reject(
                 tp.ProtocolError(f"call {call_id} already has a media stream on this edge")
@@ -340,11 +349,15 @@ class CallSession:
 
     # ----- turns and speech ------------------------------------------------------------------
 
-    def say(self, decision: Decision) -> None:
-        """Speak a decision the workflow delivered outside a turn (a reprompt, a goodbye)."""
-        if self.speaker is not None:
-            self._expect(decision)
-            self.speaker.say(decision)
+    def say(self, decision: Decision) -> bool:
+        """Speak a decision the workflow delivered outside a turn (a reprompt, a goodbye), once:
+        False if it was already queued (a retried delivery)."""
+        if self.speaker is None or decision.utterance_id in self._said:
+            return False
+        self._said.add(decision.utterance_id)
+        self._expect(decision)
+        self.speaker.say(decision)
+        return True
 
     def _expect(self, decision: Decision) -> None:
         """The caller's next words answer this decision's line: the listener judges by it."""
@@ -366,6 +379,7 @@ class CallSession:
                 kind=pending.kind,
                 edge_url=self.settings.edge_url,
                 edge_queue=self.settings.edge_queue,
+                internal_url=self.settings.edge_internal_url,
             )
             latency: dict[str, float] = {}
             if pending.speech is not None:

@@ -29,6 +29,7 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -194,6 +195,23 @@ class Signal:
             log.warning("signal %s: %s; retrying in %.1f s", self.name, failure, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry.max_delay_s)
+
+
+async def decision_being_delivered(
+    client: Client, call_id: str, utterance_id: str
+) -> Decision | None:
+    """The decision the call's workflow is delivering now with this id (query `delivering`);
+    None if it is not delivering it, or if the call or the query is unknown;
+    `WorkflowUnreachable` if Temporal cannot say."""
+    handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
+    try:
+        return await handle.query(CallWorkflow.delivering, utterance_id, rpc_timeout=_SIGNAL_RPC)
+    except WorkflowQueryFailedError:
+        return None
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise WorkflowUnreachable(f"query delivering: {error.message}") from error
+        return None
 
 
 class WorkflowLink:

@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -55,6 +55,7 @@ from simulator.protocol import (
 )
 from simulator.reactive import ReactivePolicy
 from simulator.recorder import CallRecorder
+from slot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,28 @@ class CallerTiming:
     max_call_ms: int = 600_000
 
 
+class EdgeAccess(TypedDict):
+    """What a simulated call needs to reach an edge: Twilio's signing token, and the internal
+    listener (URL, bearer token) a reactive caller follows the call's events on."""
+
+    auth_token: str | None
+    events_url: str
+    internal_token: str | None
+
+
+def edge_access(settings: Settings) -> EdgeAccess:
+    """`SimulatedCall(..., **edge_access(settings))`: the edge of `settings`, with its secrets."""
+
+    def reveal(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    return EdgeAccess(
+        auth_token=reveal(settings.twilio_auth_token),
+        events_url=settings.edge_internal_url,
+        internal_token=reveal(settings.internal_token),
+    )
+
+
 def _with_query(url: str, params: Mapping[str, str]) -> str:
     if not params:
         return url
@@ -219,6 +242,8 @@ class SimulatedCall:
         status_callback_method: str = "POST",
         recording_path: Path | None = None,
         auth_token: str | None = None,
+        events_url: str | None = None,
+        internal_token: str | None = None,
         voice: CallerVoice | None = None,
         voice_engine: CallerEngine = "piper",
         timing: CallerTiming | None = None,
@@ -230,9 +255,16 @@ class SimulatedCall:
         """`voice_url` (an outbound call's Url) replaces `{edge_url}/twilio/voice`; `params` are
         added to its query string. Inbound: From is the persona's phone, To the agent's number;
         outbound-api: the reverse, as Twilio reports them. A reactive persona needs its
-        `policy` and the `caller_audio` its voice speaks from."""
-        if isinstance(persona, ReactivePersona) and (policy is None or caller_audio is None):
-            raise ValueError("a reactive persona needs a ReactivePolicy and a CallerAudio")
+        `policy` and the `caller_audio` its voice speaks from, and follows the call on the edge's
+        internal listener (`events_url`, with `internal_token`; default SLOT_INTERNAL_TOKEN).
+        Requests, and the media stream's upgrade, are signed with `auth_token` (default
+        TWILIO_AUTH_TOKEN) as Twilio signs them."""
+        if isinstance(persona, ReactivePersona) and (
+            policy is None or caller_audio is None or events_url is None
+        ):
+            raise ValueError(
+                "a reactive persona needs a ReactivePolicy, a CallerAudio and events_url"
+            )
         self.edge_url = edge_url.rstrip("/")
         self.persona = persona
         self.direction: CallDirection = direction
@@ -253,6 +285,10 @@ class SimulatedCall:
         self.recording_path = recording_path
         self.auth_token = (
             auth_token if auth_token is not None else os.environ.get("TWILIO_AUTH_TOKEN")
+        )
+        self.events_url = (events_url or "").rstrip("/")
+        self.internal_token = (
+            internal_token if internal_token is not None else os.environ.get("SLOT_INTERNAL_TOKEN")
         )
         self.timing = timing or CallerTiming()
         self._voice = voice
@@ -420,7 +456,8 @@ class SimulatedCall:
         identity = StreamIdentity(account_sid=self.account_sid, call_sid=self.call_sid)
         self._messages = MediaStreamMessages(identity)
         self.result.stream_sid = identity.stream_sid
-        async with connect(url, open_timeout=10, max_size=2**20) as ws:
+        headers = self._signature_headers(url, {})
+        async with connect(url, open_timeout=10, max_size=2**20, additional_headers=headers) as ws:
             self._ws = ws
             await self._send(MediaStreamMessages.connected())
             await self._send(self._messages.start(parameters))
@@ -753,8 +790,9 @@ class SimulatedCall:
 
     async def _follow_events(self, call_id: str) -> None:
         """The edge's events for this call, stamped with the media time they arrived."""
-        url = self.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
-        async with connect(url, open_timeout=10) as socket:
+        url = self.events_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
+        headers = {"Authorization": f"Bearer {self.internal_token or ''}"}
+        async with connect(url, open_timeout=10, additional_headers=headers) as socket:
             async for raw in socket:
                 try:
                     event = parse_event(raw)

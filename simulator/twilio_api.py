@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from twilio.request_validator import RequestValidator
 from simulator.persona import Persona, PersonaError, load_persona
 from simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
 from simulator.protocol import new_sid
+from slot.credentials import MissingCredential, twilio_token
 from slot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -459,9 +461,15 @@ def create_app(
 
 
 def main() -> None:
+    """Run the simulator; like Twilio, it signs every request it makes to the edge."""
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.simulator_host, port=settings.simulator_port)
+    try:
+        token = twilio_token(settings)
+    except MissingCredential as error:
+        sys.exit(f"phone simulator not started: {error}")
+    app = create_app(settings, auth_token=token)
+    uvicorn.run(app, host=settings.simulator_host, port=settings.simulator_port)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from media_edge.events import (
 from media_edge.events import CallEvent as EdgeEvent
 from simulator.caller_audio import CallerAudio
 from simulator.persona import AnyPersona, ReactivePersona, load_any_persona
-from simulator.phone import CallEvent, CallResult, SimulatedCall
+from simulator.phone import CallEvent, CallResult, SimulatedCall, edge_access
 from simulator.protocol import new_sid
 from simulator.reactive import ReactivePolicy
 from simulator.topics import script_topics
@@ -128,8 +128,11 @@ def format_latency(latency: dict[str, float]) -> str:
 
 
 async def follow_edge_events(settings: Settings, call_id: str, view: LiveView) -> None:
-    url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
-    async with websockets.connect(url) as socket:
+    """The call's live events, from the edge's internal listener (bearer SLOT_INTERNAL_TOKEN)."""
+    access = edge_access(settings)
+    url = access["events_url"].replace("http", "ws", 1) + f"/calls/{call_id}/events"
+    headers = {"Authorization": f"Bearer {access['internal_token'] or ''}"}
+    async with websockets.connect(url, additional_headers=headers) as socket:
         async for raw in socket:
             event = parse_event(raw)
             view.on_edge_event(event)
@@ -208,6 +211,7 @@ async def run_demo(
             return 1
     for note in stack.notes:
         console.print(f"[dim]{note}[/]")
+    settings = stack.settings
     try:
         call_sid = new_sid("CA")
         call_id = f"call-{call_sid}"
@@ -227,6 +231,7 @@ async def run_demo(
         simulated = SimulatedCall(
             settings.edge_url,
             persona,
+            **edge_access(settings),
             call_sid=call_sid,
             account_sid=settings.twilio_account_sid,
             agent_number=settings.agent_phone_number,

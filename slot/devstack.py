@@ -5,13 +5,19 @@ visible and the others keep running. Parts that already answer at their configur
 reused, not started twice. `slot dev` supervises what it started (`Stack.supervise`): a worker,
 edge or simulator that dies is restarted, and so is the Temporal dev server, on the same SQLite
 file, so calls in flight carry on; a part that keeps crashing stops the stack, saying which.
+The stack runs with authentication on, as production does: unless the environment sets them, it
+generates `TWILIO_AUTH_TOKEN` (the simulator signs with it as Twilio does) and
+`SLOT_INTERNAL_TOKEN` afresh for each run, kept in the data folder (mode 0600) only so that a
+later `slot demo` can join the running stack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -60,16 +66,55 @@ class StackError(RuntimeError):
     """A part of the stack did not come up; the message says which and where its log is."""
 
 
+SECRETS_FILE = "dev-secrets.json"
+_SECRET_FIELDS = {"twilio_auth_token": "TWILIO_AUTH_TOKEN", "internal_token": "SLOT_INTERNAL_TOKEN"}
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as `SLOT_*` variables, so child processes see exactly this configuration."""
+    """The settings as `SLOT_*` variables (secrets under their own names), so child processes
+    see exactly this configuration."""
     env = {}
     for name, value in settings.model_dump().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):
-            value = value.get_secret_value()
+            env[_SECRET_FIELDS.get(name, f"SLOT_{name.upper()}")] = value.get_secret_value()
+            continue
         env[f"SLOT_{name.upper()}"] = str(value)
     return env
+
+
+def _stored_secrets(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
+def with_dev_secrets(settings: Settings, *, join_running: bool) -> Settings:
+    """`settings` with both secrets: those of the environment, else the running stack's (when
+    joining one), else new ones, written to the data folder for a later run to join."""
+    missing = [name for name in _SECRET_FIELDS if getattr(settings, name) is None]
+    if not missing:
+        return settings
+    path = settings.data_dir / SECRETS_FILE
+    if join_running:
+        stored = _stored_secrets(path)
+        if any(not stored.get(name) for name in missing):
+            raise StackError(
+                f"parts of a dev stack are running, but its secrets ({path}) are unreadable: "
+                "stop them, or set TWILIO_AUTH_TOKEN and SLOT_INTERNAL_TOKEN"
+            )
+    else:
+        stored = {name: secrets.token_urlsafe(24) for name in _SECRET_FIELDS}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(stored, file)
+    return settings.model_copy(update={name: SecretStr(stored[name]) for name in missing})
 
 
 @dataclass
@@ -258,6 +303,9 @@ class Stack:
 
         edge_health = f"http://{settings.edge_host}:{settings.edge_port}/healthz"
         sim_health = f"http://{settings.simulator_host}:{settings.simulator_port}/healthz"
+        running = await http_ok(edge_health) or await http_ok(sim_health)
+        running = running or bool(await self.live_worker_pids())
+        self.settings = settings = with_dev_secrets(settings, join_running=running)
         wanted: list[ManagedProcess] = [
             self._worker(),
             self._process(
@@ -402,10 +450,14 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
     for note in stack.notes:
         console.print(f"[dim]{note}[/]")
     console.print(f"Temporal      {settings.temporal_address}  (Web UI {settings.temporal_ui_url})")
+    settings = stack.settings
     if not headless:
         console.print(f"codec server  {codec_url(settings)}  (the Web UI decrypts call data)")
     console.print(
         f"media edge    {settings.edge_url}  (Twilio webhook {settings.edge_url}/twilio/voice)"
+    )
+    console.print(
+        f"edge internal {settings.edge_internal_url}  (say, events: bearer SLOT_INTERNAL_TOKEN)"
     )
     console.print(f"simulator     {settings.twilio_base}  (Twilio REST API, locally)")
     console.print(f"logs          {stack.logs_dir}")

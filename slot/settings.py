@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.messages import CallTimers
@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     edge_id: str | None = None
     """Names this edge's own task queue (`edge-<id>`); defaults to host and port, so an edge
     restarted in the same place answers for the calls its predecessor held."""
+    edge_internal_host: str = "127.0.0.1"
+    """The edge's internal listener (`say`, `events`): never the one Twilio reaches."""
+    edge_internal_port: int = 8081
+    edge_internal_base_url: str | None = None
+    """URL workers reach the internal listener at; defaults to http://internal_host:port."""
+
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token")
+    )
+    """Checks Twilio's signatures (and signs the simulator's); required by the edge."""
+    internal_token: SecretStr | None = None
+    """`SLOT_INTERNAL_TOKEN`: the bearer credential of the edge's internal listener."""
+    stream_token_ttl_s: float = Field(default=60.0, gt=0)
+    """How long the TwiML's media stream token stays good: Twilio connects within seconds."""
 
     simulator_host: str = "127.0.0.1"
     simulator_port: int = 8090
@@ -169,6 +183,12 @@ class Settings(BaseSettings):
     def edge_queue(self) -> str:
         """The task queue of this edge's own worker (see `workflows.edge_hold`)."""
         return f"edge-{self.edge_id or f'{socket.gethostname()}-{self.edge_port}'}"
+
+    @property
+    def edge_internal_url(self) -> str:
+        return self.edge_internal_base_url or (
+            f"http://{self.edge_internal_host}:{self.edge_internal_port}"
+        )
 
     @property
     def twilio_base(self) -> str:

@@ -9,6 +9,7 @@ ports, so nothing is shared between workers but the cores.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,11 +54,22 @@ SLOWEST_FIRST = (
 once); a test named here on its own is a unit of its own, as it builds its own stack."""
 
 
+os.environ["TWILIO_AUTH_TOKEN"] = secrets.token_hex(16)
+os.environ["SLOT_INTERNAL_TOKEN"] = secrets.token_urlsafe(24)
+"""Per-run secrets, as `slot dev` generates them: every edge in the tests checks Twilio's
+signatures and the internal bearer token, and the simulator signs as Twilio does."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def edge_ports() -> dict[str, int]:
+    """Free ports for an edge's two listeners: public (Twilio) and internal (say, events)."""
+    return {"edge_port": free_port(), "edge_internal_port": free_port()}
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -85,6 +85,8 @@ class CallWorkflow:
         self._edge = EdgeHold(call.call_id, call.timers)
         self._dnc: workflow.ActivityHandle[None] | None = None
         self._wrap_up: WrapUp | None = None
+        self._delivering: dict[str, Decision] = {}
+        """What the workflow is asking the edge to say outside a turn (query `delivering`)."""
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -213,10 +215,11 @@ class CallWorkflow:
             self._end(CallStatus.ENDED, "goodbye never reported as played")
 
     async def _deliver(self, decision: Decision, label: str) -> None:
-        edge_url = self._now.edge_url
+        edge_url = self._now.internal_url or self._now.edge_url
         if edge_url is None:
             self._end(CallStatus.ENDED, "no media edge to speak through")
             return
+        self._delivering[decision.utterance_id] = decision
         try:
             await workflow.execute_activity_method(
                 TelephonyActivities.deliver_utterance,
@@ -228,6 +231,8 @@ class CallWorkflow:
         except ActivityError as error:
             workflow.logger.warning("call %s: %s", self._call.call_id, error.cause or error)
             self._end(CallStatus.ENDED, "media edge lost the call")
+        finally:
+            self._delivering.pop(decision.utterance_id, None)
 
     async def _follow_up(self) -> None:
         call = self._call
@@ -405,6 +410,12 @@ class CallWorkflow:
     @workflow.query
     def snapshot(self) -> CallSnapshot:
         return self._now.snapshot()
+
+    @workflow.query
+    def delivering(self, utterance_id: str) -> Decision | None:
+        """The decision with this id the workflow is delivering now, if any: outside a turn the
+        edge speaks only this, so what is said is what the transcript records."""
+        return self._delivering.get(utterance_id)
 
     def _end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
         self._now.end(status, reason, at)

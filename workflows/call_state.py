@@ -44,6 +44,7 @@ class CallState:
         self.end_utterance_id: str | None = None
         self.edge_url = call.edge_url
         self.edge_queue: str | None = None
+        self.internal_url: str | None = None
         self.ended = False
         self.end_reason = ""
         self.ended_at: datetime | None = None
@@ -132,6 +133,8 @@ class CallState:
             self.edge_url = turn.edge_url
         if turn.edge_queue:
             self.edge_queue = turn.edge_queue
+        if turn.internal_url:
+            self.internal_url = turn.internal_url
         if turn.kind == "start":
             self.status = CallStatus.IN_PROGRESS
             return

@@ -6,12 +6,13 @@ payload fails loudly at the boundary instead of deep inside a workflow.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from workflows.expectations import ExpectedAnswer
 from workflows.router_messages import LLMTurnRequest, RouterConfig
@@ -40,9 +41,30 @@ class CallStatus(StrEnum):
     """The media edge holding the call died: the call ended when the edge was last seen alive."""
 
 
+MAX_NAME_CHARS = 50
+MAX_NAME_WORDS = 5
+_PLAIN_NAME = re.compile(r"^(?:[^\W\d_]|[ .'’-])+$")
+
+
+def plain_name(value: str) -> str:
+    """`value` if it is a plain name (letters, spaces and . ' -; at most 50 characters and 5
+    words), else "": a name from a query string or a CRM row is spoken and put into prompts."""
+    name = " ".join(value.split())
+    too_long = len(name) > MAX_NAME_CHARS or len(name.split()) > MAX_NAME_WORDS
+    if too_long or not _PLAIN_NAME.match(name):
+        return ""
+    return name if any(char.isalpha() for char in name) else ""
+
+
 class Lead(BaseModel):
     name: str = ""
+    """Untrusted until checked: anything but a plain name is dropped (`plain_name`)."""
     phone: str = ""
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _plain_name_only(cls, name: str) -> str:
+        return plain_name(name)
 
 
 class RunLimits(BaseModel):
@@ -134,6 +156,8 @@ class Turn(BaseModel):
     edge_url: str | None = None
     edge_queue: str | None = None
     """The edge's own task queue, where the workflow learns that the edge still holds the call."""
+    internal_url: str | None = None
+    """The edge's internal listener: where the workflow delivers what it says outside a turn."""
 
     def refusal(self, call_id: str, *, last_seq: int, ended: bool) -> str | None:
         """Why the call must refuse this turn (the Update validator's rule), or None."""

@@ -43,7 +43,8 @@ from temporalio.worker import Replayer, Worker
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import shared_knowledge_base
 from activities.records import CallRecord, make_engine
-from activities.telephony import TWILIO_AUTH_TOKEN_ENV, PlaceCall, TelephonyActivities
+from activities.telephony import PlaceCall, TelephonyActivities
+from slot.credentials import TWILIO_AUTH_TOKEN_ENV
 from slot.payload_codec import require_keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
@@ -345,14 +346,20 @@ async def test_turn_validator_rejects_stale_gapped_and_malformed_turns(env: Env)
 
 
 async def test_silent_caller_gets_two_reprompts_then_goodbye(env: Env) -> None:
+    """The workflow's own lines go to the edge's internal listener (not the public URL Twilio
+    reaches), with the internal bearer token, and each is in the call's transcript."""
     call = call_input(env.settings, CallTimers(reprompt_after_s=0.5, max_reprompts=2))
     handle = await start_call_workflow(env.client, call, env.settings)
-    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
+    start = Turn(seq=0, kind="start", edge_url="http://public.invalid", internal_url=env.edge.url)
+    await take_turn(handle, start)
 
+    assert env.settings.internal_token is not None
+    bearer = f"Bearer {env.settings.internal_token.get_secret_value()}"
     spoken: list[Decision] = []
     while not (spoken and spoken[-1].end_call):
         request = await env.edge.next()
         assert request.path == f"/calls/{call.call_id}/say"
+        assert request.headers["Authorization"] == bearer
         decision = Decision.model_validate(request.json())
         spoken.append(decision)
         await handle.signal(
@@ -371,6 +378,8 @@ async def test_silent_caller_gets_two_reprompts_then_goodbye(env: Env) -> None:
         Outcome.NO_RESPONSE,
         2,
     )
+    recorded = [(e.utterance_id, e.text) for e in result.transcript if e.speaker == "agent"]
+    assert recorded[1:] == [(d.utterance_id, d.text) for d in spoken]
 
 
 async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:

@@ -10,28 +10,37 @@ import asyncio
 import base64
 import json
 import logging
-import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from media_edge.audio import silence_frame
+from media_edge.auth import STREAM_TOKEN_PARAMETER, StreamTokens
 from media_edge.events import AgentUtterance, CallEnded, CallEvent, UtteranceDone, parse_event
+from simulator.phone import edge_access
 from slot.settings import Settings
-from tests.conftest import free_port
-from tests.integration.edge_fixtures import edge_stack
+from tests.conftest import edge_ports
+from tests.integration.edge_fixtures import (
+    answer,
+    edge_events,
+    edge_stack,
+    media_message,
+    media_socket,
+    post_webhook,
+    start_message,
+    stream_silence,
+    twilio_signature,
+)
 from workflows.messages import CallSnapshot, CallStatus
 
 WAIT_S = 60.0
-SILENCE = base64.b64encode(silence_frame()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +49,7 @@ async def edge(
 ) -> AsyncIterator[Settings]:
     settings = temporal_settings.model_copy(
         update={
-            "edge_port": free_port(),
+            **edge_ports(),
             "task_queue": f"edge-bad-input-{uuid.uuid4().hex[:8]}",
             "data_dir": tmp_path_factory.mktemp("edge-bad-input"),
             "reprompt_after_s": 120.0,
@@ -50,74 +59,17 @@ async def edge(
         yield settings
 
 
-async def place_inbound_call(settings: Settings, call_sid: str) -> str:
-    """What Twilio does first: the voice webhook. Returns the call id the TwiML carries."""
-    async with httpx.AsyncClient(base_url=settings.edge_url) as http:
-        reply = await http.post(
-            "/twilio/voice",
-            data={
-                "CallSid": call_sid,
-                "AccountSid": settings.twilio_account_sid,
-                "From": "+15550001111",
-                "To": settings.agent_phone_number,
-                "Direction": "inbound",
-                "CallStatus": "ringing",
-            },
-        )
-    assert reply.status_code == 200, reply.text
-    match = re.search(r'<Parameter name="call_id" value="([^"]+)"/>', reply.text)
-    assert match is not None, reply.text
-    assert f'url="ws://127.0.0.1:{settings.edge_port}/twilio/media"' in reply.text
-    return match.group(1)
-
-
-def start_message(call_id: str, stream_sid: str, **media_format: Any) -> str:
-    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1, **media_format}
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": stream_sid,
-            "start": {
-                "accountSid": "AC0",
-                "streamSid": stream_sid,
-                "callSid": call_id.removeprefix("call-"),
-                "tracks": ["inbound"],
-                "customParameters": {"call_id": call_id},
-                "mediaFormat": fmt,
-            },
-        }
-    )
-
-
-def media_message(stream_sid: str, seq: int, payload: str = SILENCE) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": str(seq),
-            "streamSid": stream_sid,
-            "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0", "payload": payload},
-        }
-    )
+async def place_inbound_call(settings: Settings, call_sid: str) -> dict[str, str]:
+    """What Twilio does first: the voice webhook. Returns the `<Parameter>`s the TwiML carries."""
+    stream = await answer(settings, call_sid)
+    assert stream.url == f"ws://127.0.0.1:{settings.edge_port}/twilio/media"
+    return stream.parameters
 
 
 @dataclass
 class Heard:
     media_frames: int = 0
     marks: list[str] = field(default_factory=list)
-
-
-async def stream_silence(ws: ClientConnection, stream_sid: str) -> None:
-    """Real Twilio streams caller audio continuously, 20 ms at a time."""
-    seq = 2
-    with_socket = True
-    while with_socket:
-        try:
-            await ws.send(media_message(stream_sid, seq))
-        except ConnectionClosed:
-            with_socket = False
-        seq += 1
-        await asyncio.sleep(0.02)
 
 
 async def listen_until_greeted(ws: ClientConnection, stream_sid: str) -> Heard:
@@ -141,15 +93,12 @@ async def listen_until_greeted(ws: ClientConnection, stream_sid: str) -> Heard:
 
 async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, list[CallEvent]]:
     """A well-behaved stream: greeted, marks echoed, then the caller hangs up."""
-    call_id = await place_inbound_call(settings, f"CAgood{uuid.uuid4().hex[:8]}")
+    stream = await place_inbound_call(settings, f"CAgood{uuid.uuid4().hex[:8]}")
+    call_id = stream["call_id"]
     sid = "MZgood"
-    events_url = f"ws://127.0.0.1:{settings.edge_port}/calls/{call_id}/events"
-    async with (
-        connect(events_url) as events_ws,
-        connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws,
-    ):
+    async with edge_events(settings, call_id) as events_ws, media_socket(settings) as ws:
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        await ws.send(start_message(call_id, sid))
+        await ws.send(start_message(stream, sid))
         streamer = asyncio.create_task(stream_silence(ws, sid))
         heard = await listen_until_greeted(ws, sid)
         events: list[CallEvent] = []
@@ -168,11 +117,12 @@ async def good_call(settings: Settings, client: Client) -> tuple[str, Heard, lis
 
 async def noisy_call(settings: Settings) -> tuple[str, Heard]:
     """A started stream that also sends garbage: each bad message is dropped, the call goes on."""
-    call_id = await place_inbound_call(settings, f"CAnoisy{uuid.uuid4().hex[:8]}")
+    stream = await place_inbound_call(settings, f"CAnoisy{uuid.uuid4().hex[:8]}")
+    call_id = stream["call_id"]
     sid = "MZnoisy"
-    async with connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws:
+    async with media_socket(settings) as ws:
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        await ws.send(start_message(call_id, sid))
+        await ws.send(start_message(stream, sid))
         await ws.send("{this is not json")
         await ws.send(json.dumps({"event": "bogus", "streamSid": sid}))
         await ws.send(media_message(sid, 2, payload="%%%not-base64%%%"))
@@ -187,9 +137,19 @@ async def noisy_call(settings: Settings) -> tuple[str, Heard]:
     return call_id, heard
 
 
+def issued(settings: Settings, call_sid: str) -> dict[str, str]:
+    """The parameters an edge of this deployment would put in the TwiML for `call-<sid>`."""
+    tokens = StreamTokens(edge_access(settings)["internal_token"] or "", 60.0)
+    call_id = f"call-{call_sid}"
+    return {
+        "call_id": call_id,
+        STREAM_TOKEN_PARAMETER: tokens.issue(call_sid, call_id, time.time()),
+    }
+
+
 async def rejected(settings: Settings, *messages: str | bytes) -> tuple[int | None, str | None]:
     """Send `messages`, then wait for the edge to close the stream; its close code and reason."""
-    async with connect(f"ws://127.0.0.1:{settings.edge_port}/twilio/media") as ws:
+    async with media_socket(settings) as ws:
         for message in messages:
             await ws.send(message)
         with pytest.raises(ConnectionClosed):
@@ -210,7 +170,7 @@ async def test_bad_streams_are_rejected_and_a_concurrent_call_is_not_disturbed(
             rejected(edge, connected, media_message("MZearly", 1)),
             rejected(edge, connected, start_message("call-x", "MZenc", encoding="audio/l16")),
             rejected(edge, start_message("call-x", "MZrate", sampleRate=16000)),
-            rejected(edge, connected, start_message("call-nobody-knows", "MZunknown")),
+            rejected(edge, connected, start_message(issued(edge, "nobody-knows"), "MZunknown")),
             rejected(edge, b"\x00\x01\x02"),
         )
         good = await good_task
@@ -265,11 +225,8 @@ async def test_bad_streams_are_rejected_and_a_concurrent_call_is_not_disturbed(
 
 
 async def test_voice_webhook_rejects_an_unknown_script(edge: Settings) -> None:
-    async with httpx.AsyncClient(base_url=edge.edge_url) as http:
-        reply = await http.post(
-            "/twilio/voice?script=no_such_script",
-            data={"CallSid": "CAnoscript", "From": "+1555", "To": "+1666", "Direction": "inbound"},
-        )
+    form = {"CallSid": "CAnoscript", "From": "+1555", "To": "+1666", "Direction": "inbound"}
+    reply = await post_webhook(edge, "/twilio/voice?script=no_such_script", form)
     assert reply.status_code == 400
     assert "unknown playbook 'no_such_script'" in reply.text
     assert "\n" not in reply.text.strip()
@@ -283,7 +240,8 @@ async def test_say_for_a_call_not_on_this_edge_is_404(edge: Settings) -> None:
         "tier": "rule",
         "reason": "no input",
     }
-    async with httpx.AsyncClient(base_url=edge.edge_url) as http:
+    bearer = {"Authorization": f"Bearer {edge_access(edge)['internal_token']}"}
+    async with httpx.AsyncClient(base_url=edge.edge_internal_url, headers=bearer) as http:
         reply = await http.post("/calls/call-elsewhere/say", json=decision)
         health = await http.get("/healthz")
     assert reply.status_code == 404
@@ -291,27 +249,16 @@ async def test_say_for_a_call_not_on_this_edge_is_404(edge: Settings) -> None:
     assert health.json()["status"] == "ok"
 
 
-def twilio_signature(token: str, url: str, form: dict[str, str]) -> str:
-    """What Twilio sends, computed by Twilio's own SDK."""
-    return str(RequestValidator(token).compute_signature(url, form))
-
-
-async def test_webhooks_need_twilio_signature_when_a_token_is_set(
-    edge: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "secret-token")
+async def test_webhooks_need_twilio_signature(edge: Settings) -> None:
     form = {"CallSid": "CAsigned", "CallStatus": "completed"}
-    url = f"{edge.edge_url}/twilio/status?call_id=call-not-running"
+    path = "/twilio/status?call_id=call-not-running"
+    url = edge.edge_url + path
+    forged = RequestValidator("not-the-token").compute_signature(url, form)
     async with httpx.AsyncClient() as http:
         unsigned = await http.post(url, data=form)
-        forged = await http.post(
-            url, data=form, headers={"X-Twilio-Signature": twilio_signature("wrong", url, form)}
-        )
-        signed = await http.post(
-            url,
-            data=form,
-            headers={"X-Twilio-Signature": twilio_signature("secret-token", url, form)},
-        )
+        wrong = await http.post(url, data=form, headers={"X-Twilio-Signature": str(forged)})
+    signed = await post_webhook(edge, path, form)
     assert unsigned.status_code == 403 and "X-Twilio-Signature" in unsigned.text
-    assert forged.status_code == 403
+    assert wrong.status_code == 403
     assert signed.status_code == 204
+    assert twilio_signature(edge, url, form) != forged

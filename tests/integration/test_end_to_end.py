@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 from sqlmodel import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -32,8 +31,8 @@ from simulator.phone import CallResult, SimulatedCall
 from simulator.protocol import new_sid
 from slot.devstack import Stack, settings_env
 from slot.settings import REPO_ROOT, Settings
-from tests.conftest import free_port
-from tests.integration.edge_fixtures import STARTUP_S
+from tests.conftest import edge_ports, free_port
+from tests.integration.edge_fixtures import STARTUP_S, edge_events
 from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot, CallStatus
 from workflows.script import Outcome
@@ -45,7 +44,7 @@ def stack_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings
     values: dict[str, Any] = {
         "temporal_address": base.temporal_address,
         "data_dir": data_dir,
-        "edge_port": free_port(),
+        **edge_ports(),
         "simulator_port": free_port(),
         "reprompt_after_s": 8.0,
         "follow_up_delay_s": 2.0,
@@ -89,8 +88,7 @@ async def snapshot(client: Client, workflow_id: str) -> CallSnapshot:
 
 
 async def collect_edge_events(settings: Settings, call_id: str, sink: list[CallEvent]) -> None:
-    url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
-    async with websockets.connect(url) as socket:
+    async with edge_events(settings, call_id) as socket:
         async for raw in socket:
             event = parse_event(raw)
             sink.append(event)

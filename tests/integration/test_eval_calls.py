@@ -31,6 +31,7 @@ async def test_three_dev_personas_are_called_and_measured(
         data_dir=tmp_path / "data",
         payload_keys=temporal_settings.payload_keys,
         edge_port=free_port(),
+        edge_internal_port=free_port(),
         simulator_port=free_port(),
     )
     corpus = load_corpus(REPO_ROOT / "personas", ("dev",), SMOKE)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
@@ -41,8 +40,8 @@ from slot.llm.config import LLMSettings
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import start_call_workflow
-from tests.conftest import free_port
-from tests.integration.edge_fixtures import serve
+from tests.conftest import edge_ports
+from tests.integration.edge_fixtures import edge_events, serve
 from worker import ACTIVITY_SLOTS, build_worker, warm_up_router
 from workflows.call import CallWorkflow
 from workflows.messages import CallInput, CallSnapshot, Lead, TranscriptEntry, Turn, UtterancePlayed
@@ -149,7 +148,7 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
     tmp_path: Path,
 ) -> None:
     settings = temporal_settings.model_copy(
-        update={"task_queue": f"router-{uuid.uuid4().hex[:8]}", "edge_port": free_port()}
+        update={"task_queue": f"router-{uuid.uuid4().hex[:8]}", **edge_ports()}
     )
     await asyncio.to_thread(
         shared_knowledge_base(settings).ingest, [REPO_ROOT / "knowledge" / "solar_survey"]
@@ -179,8 +178,7 @@ async def test_llm_reply_streams_into_speech_barge_in_cancels_it_forbidden_is_re
             recording_path=tmp_path / "call.wav",
         )
         running = asyncio.create_task(call.run())
-        url = settings.edge_url.replace("http", "ws", 1) + f"/calls/{call_id}/events"
-        async with websockets.connect(url) as socket:
+        async with edge_events(settings, call_id) as socket:
             async for raw in socket:
                 event = parse_event(raw)
                 events.append(event)

@@ -17,7 +17,7 @@ from simulator.persona import load_persona
 from simulator.phone import CallerTiming, CallEvent, SimulatedCall
 from simulator.twilio_api import create_app as create_simulator_app
 from slot.settings import REPO_ROOT, Settings
-from tests.conftest import free_port
+from tests.conftest import edge_ports, free_port
 from tests.integration.edge_fixtures import edge_stack, serve
 from workflows.call import CallWorkflow
 from workflows.messages import CallSnapshot
@@ -126,7 +126,7 @@ async def stack(
     """A real worker and a real media edge on loopback, sharing the session's Temporal server."""
     settings = temporal_settings.model_copy(
         update={
-            "edge_port": free_port(),
+            **edge_ports(),
             "simulator_port": free_port(),
             "data_dir": tmp_path_factory.mktemp("simulator-calls"),
             "reprompt_after_s": 6.0,
@@ -192,7 +192,9 @@ async def test_outbound_call_placed_through_the_rest_api(stack: Settings, tmp_pa
         encoding="utf-8",
     )
     settings = stack.model_copy(update={"simulator_port": free_port(), "data_dir": tmp_path})
-    app = create_simulator_app(settings, auth_token="")
+    assert settings.twilio_auth_token is not None
+    token = settings.twilio_auth_token.get_secret_value()
+    app = create_simulator_app(settings, auth_token=token)
     form: dict[str, Any] = {
         "To": "+15550100042",
         "From": settings.agent_phone_number,
@@ -202,7 +204,7 @@ async def test_outbound_call_placed_through_the_rest_api(stack: Settings, tmp_pa
     }
     async with (
         serve(app, settings.simulator_port) as url,
-        httpx.AsyncClient(base_url=url, auth=(ACCOUNT, "token"), timeout=200) as http,
+        httpx.AsyncClient(base_url=url, auth=(ACCOUNT, token), timeout=200) as http,
     ):
         registered = await http.post(
             "/sim/personas", json={"phone": "+15550100042", "persona_path": str(persona_path)}

@@ -46,7 +46,7 @@ from slot.playbooks import load_playbook
 from slot.replay import save_histories
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
-from tests.conftest import free_port
+from tests.conftest import edge_ports, free_port
 from tests.integration.edge_fixtures import serve
 from worker import ACTIVITY_SLOTS, build_worker, warm_up_router
 from workflows.call import CallWorkflow
@@ -509,9 +509,7 @@ class Recorder:
     async def edge_booked_with_barge_in(self) -> None:
         """The real media edge and the phone simulator speaking real audio (the booked persona:
         it cuts in on the pitch and asks about the warranty), as `slot demo` runs a call."""
-        settings = self.settings.model_copy(
-            update={"edge_public_url": None, "edge_port": free_port()}
-        )
+        settings = self.settings.model_copy(update={"edge_public_url": None, **edge_ports()})
         persona = load_persona(REPO_ROOT / "personas" / "booked_caller.yaml")
         call_sid = new_sid("CA")
         no_llm = LLMSettings(base_url="", model="")

@@ -1,0 +1,40 @@
+"""The secrets Slot's processes need, from the environment only, failing closed.
+
+A process that lacks one refuses to start with a one-line error naming the variable. `slot dev`
+generates both for the dev stack (`slot.devstack`), and the tests generate their own per run.
+"""
+
+from __future__ import annotations
+
+from slot.settings import Settings
+
+TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+INTERNAL_TOKEN_ENV = "SLOT_INTERNAL_TOKEN"
+MIN_INTERNAL_TOKEN_CHARS = 16
+
+
+class MissingCredential(RuntimeError):
+    """A process must not start: a secret it needs is not in the environment."""
+
+
+def twilio_token(settings: Settings) -> str:
+    """`TWILIO_AUTH_TOKEN`: checks Twilio's signatures on every request to the edge."""
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+    if not token:
+        raise MissingCredential(
+            f"{TWILIO_AUTH_TOKEN_ENV} is not set: every Twilio request is checked against it "
+            "(`slot dev` generates one for the dev stack)"
+        )
+    return token
+
+
+def internal_token(settings: Settings) -> str:
+    """`SLOT_INTERNAL_TOKEN`: the bearer secret of the edge's internal listener."""
+    token = settings.internal_token.get_secret_value() if settings.internal_token else ""
+    if len(token) < MIN_INTERNAL_TOKEN_CHARS:
+        state = "is not set" if not token else f"is shorter than {MIN_INTERNAL_TOKEN_CHARS} chars"
+        raise MissingCredential(
+            f"{INTERNAL_TOKEN_ENV} {state}: the edge's internal endpoints need a shared secret "
+            "(`slot dev` generates one for the dev stack)"
+        )
+    return token
