@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 import uuid
@@ -17,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from media_edge.call_hold import CallHolds, edge_worker
 from media_edge.workflow_link import Retry, Signal, WorkflowLink
+from slot.devstack import settings_env
+from slot.payload_codec import Keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
@@ -110,6 +114,7 @@ async def held_worker(calls_settings: Settings, tmp_path: Path) -> AsyncIterator
         calls_settings.task_queue,
         str(marker),
         cwd=REPO_ROOT,
+        env={**os.environ, **settings_env(calls_settings)},
         stdout=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
@@ -189,6 +194,7 @@ async def test_signals_sent_while_temporal_is_down_arrive_after_it_restarts(
             temporal_address=server.address,
             data_dir=tmp_path / "data",
             task_queue=f"calls-{uuid.uuid4().hex[:8]}",
+            payload_keys=SecretStr(Keyring.new_entry("outage")),
         )
         client = await connect(settings)
         holds, queue = CallHolds(), f"edge-{uuid.uuid4().hex[:8]}"
