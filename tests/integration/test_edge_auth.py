@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from media_edge.auth import STREAM_TOKEN_PARAMETER, StreamTokens
 from media_edge.events import AgentUtterance, CallEnded, CallEvent, UtteranceDone, parse_event
 from simulator.phone import edge_access
+from slot.payload_codec import Keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import start_call_workflow
@@ -279,6 +280,7 @@ def test_a_process_without_its_secrets_refuses_to_start(argv: list[str], named: 
     secrets = ("TWILIO_AUTH_TOKEN", "SLOT_INTERNAL_TOKEN")
     env = {k: v for k, v in os.environ.items() if k not in secrets}
     env["SLOT_TEMPORAL_ADDRESS"] = "127.0.0.1:9"
+    env["SLOT_PAYLOAD_KEYS"] = Keyring.new_entry("k1")
     done = subprocess.run(
         [sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
