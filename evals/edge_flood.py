@@ -3,12 +3,18 @@
 The far ends here speak Twilio's Media Streams protocol over real WebSockets, each from its own
 loopback address (127.0.0.0/8 is all loopback on Linux), so the per-source caps see them apart:
 
-- `good_call`: what Twilio does for one inbound call (voice webhook, `connected`, `start`, 20 ms
-  of caller audio at a time, every mark echoed), recording when each agent frame arrived;
+- `good_call`: what Twilio does for one inbound call (a signed voice webhook, a signed upgrade,
+  `connected`, `start` with the TwiML's stream token, 20 ms of caller audio at a time, every
+  mark echoed), recording when each agent frame arrived;
 - `oversized`: one message of `size` bytes (the probe that took an edge to 1.3 GB used 10 MB);
 - `half_sent`: a fragmented message whose rest never comes, to show what the edge buffers;
 - `idle`: a socket that never sends `start`;
 - `junk`: messages of the largest size the edge reads, that are not Twilio messages.
+
+A flood socket is signed with the edge's Twilio token (`Wave(..., auth_token=...)`), as one
+holding a leaked token would be, to reach the limits behind the signature check; an attacker
+without it sends its upgrade unsigned, and the edge refuses that (HTTP 403) before accepting
+the socket or counting it against any cap.
 
 `evals/edge_flood_bench.py` runs a flood of these next to good calls and reports the figures;
 `tests/integration/test_edge_limits.py` checks what the edge does to each kind of socket.
@@ -22,7 +28,6 @@ import itertools
 import json
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +37,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from media_edge.audio import silence_frame
+from simulator.protocol import StreamInstruction, parse_twiml
+from simulator.signing import signature_headers
 
 SILENCE = base64.b64encode(silence_frame()).decode()
 FRAME_S = 0.02
@@ -72,31 +79,37 @@ class Outcome:
     reason: str
 
 
-def local(source: str) -> dict[str, object]:
-    """Client options: from `source`, uncompressed (as Twilio sends; a compressed 10 MB of one
-    letter would cross the wire as a few KiB)."""
-    return {"local_addr": (source, 0), "open_timeout": 30, "max_size": None, "compression": None}
+def local(source: str, url: str, auth_token: str | None) -> dict[str, object]:
+    """Client options: from `source`, the upgrade to `url` signed with `auth_token` (None:
+    unsigned), uncompressed (as Twilio sends; a compressed 10 MB of one letter would cross the
+    wire as a few KiB)."""
+    return {
+        "local_addr": (source, 0),
+        "open_timeout": 30,
+        "max_size": None,
+        "compression": None,
+        "additional_headers": signature_headers(auth_token, url),
+    }
 
 
-async def place_inbound_call(edge_url: str, call_sid: str) -> StreamPlan:
-    async with httpx.AsyncClient(base_url=edge_url, timeout=30) as http:
-        reply = await http.post(
-            "/twilio/voice",
-            data={
-                "CallSid": call_sid,
-                "AccountSid": "AC00000000000000000000000000000000",
-                "From": "+15550001111",
-                "To": "+15550100000",
-                "Direction": "inbound",
-                "CallStatus": "ringing",
-            },
-        )
+async def place_inbound_call(edge_url: str, call_sid: str, auth_token: str) -> StreamPlan:
+    """The signed voice webhook; where the TwiML says to stream, with its stream token."""
+    url = edge_url.rstrip("/") + "/twilio/voice"
+    form = {
+        "CallSid": call_sid,
+        "AccountSid": "AC00000000000000000000000000000000",
+        "From": "+15550001111",
+        "To": "+15550100000",
+        "Direction": "inbound",
+        "CallStatus": "ringing",
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        reply = await http.post(url, data=form, headers=signature_headers(auth_token, url, form))
     reply.raise_for_status()
-    stream = ET.fromstring(reply.text).find("./Connect/Stream")
-    if stream is None:
+    stream = parse_twiml(reply.text)
+    if not isinstance(stream, StreamInstruction):
         raise RuntimeError(f"no <Stream> in the TwiML: {reply.text[:200]}")
-    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    return StreamPlan(stream.get("url", ""), parameters, call_sid)
+    return StreamPlan(stream.url, stream.parameters, call_sid)
 
 
 def start_message(plan: StreamPlan, stream_sid: str) -> str:
@@ -139,12 +152,13 @@ async def _stream_silence(ws: ClientConnection, stream_sid: str) -> None:
         await asyncio.sleep(FRAME_S)
 
 
-async def good_call(edge_url: str, source: str = "127.0.0.1") -> GoodCall:
-    """One inbound call until the agent's greeting has played (its end mark echoed), then stop."""
-    plan = await place_inbound_call(edge_url, f"CAgood{uuid.uuid4().hex[:12]}")
+async def good_call(edge_url: str, auth_token: str, source: str = "127.0.0.1") -> GoodCall:
+    """One inbound call, signed as Twilio signs it with `auth_token`, until the agent's
+    greeting has played (its end mark echoed), then stop."""
+    plan = await place_inbound_call(edge_url, f"CAgood{uuid.uuid4().hex[:12]}", auth_token)
     call = GoodCall(call_id=plan.parameters.get("call_id", ""))
     sid = f"MZ{uuid.uuid4().hex}"
-    async with connect(plan.url, **local(source)) as ws:  # type: ignore[arg-type]
+    async with connect(plan.url, **local(source, plan.url, auth_token)) as ws:  # type: ignore[arg-type]
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await ws.send(start_message(plan, sid))
         streamer = asyncio.create_task(_stream_silence(ws, sid))
@@ -224,9 +238,11 @@ class Junk(Behaviour):
             await ws.send("{" + "x" * (self.size - 1))
 
 
-async def _socket(url: str, source: str, behave: Behaviour, opened: asyncio.Event) -> Outcome:
+async def _socket(
+    url: str, source: str, behave: Behaviour, opened: asyncio.Event, auth_token: str | None
+) -> Outcome:
     try:
-        async with connect(url, **local(source)) as ws:  # type: ignore[arg-type]
+        async with connect(url, **local(source, url, auth_token)) as ws:  # type: ignore[arg-type]
             opened.set()
             try:
                 await behave(ws)
@@ -243,12 +259,22 @@ async def _socket(url: str, source: str, behave: Behaviour, opened: asyncio.Even
 
 
 class Wave:
-    """`count` sockets from `source` opened at once, each ended by the edge."""
+    """`count` sockets from `source` opened at once, each ended by the edge; their upgrades
+    signed with `auth_token`, or unsigned (None) as an attacker without it sends them."""
 
-    def __init__(self, url: str, source: str, behaviour: Behaviour, count: int = 1) -> None:
+    def __init__(
+        self,
+        url: str,
+        source: str,
+        behaviour: Behaviour,
+        count: int = 1,
+        *,
+        auth_token: str | None,
+    ) -> None:
         self._opened = [asyncio.Event() for _ in range(count)]
         self._tasks = [
-            asyncio.create_task(_socket(url, source, behaviour, opened)) for opened in self._opened
+            asyncio.create_task(_socket(url, source, behaviour, opened, auth_token))
+            for opened in self._opened
         ]
 
     async def opened(self) -> None:

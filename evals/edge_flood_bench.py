@@ -4,7 +4,10 @@
 edge (`slot dev`'s processes) on free ports, places N good calls one after the other on a quiet
 edge, then N more while other clients flood it the way the probe in issue 9 did (twelve clients
 sending 10 MB messages over and over, 50 sockets that never start, two sending junk of the
-largest size the edge reads), and prints per condition: the good calls' frame jitter (each
+largest size the edge reads) with upgrades signed by the edge's Twilio token (a leaked token:
+the worst case the limits are for), then N more under the same flood unsigned (an attacker
+without the token, refused at the upgrade), and prints per condition: the good calls' frame
+jitter (each
 frame's gap after the previous one minus 20 ms) median / p99 / max, frames later than 40 ms,
 /healthz latency, the edge's resident memory and how the flood sockets ended. `--no-limits` runs
 the same against an edge whose limits are lifted, to show what they prevent. `--parse` times
@@ -28,9 +31,11 @@ import time
 import timeit
 from asyncio.subprocess import PIPE
 from collections import Counter
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -48,6 +53,9 @@ from evals.edge_flood import (
     tally,
 )
 from media_edge import twilio_protocol as tp
+from media_edge.twiml import stream_url
+from simulator.phone import edge_access
+from slot.credentials import TWILIO_AUTH_TOKEN_ENV
 from slot.devstack import Stack
 from slot.settings import Settings
 
@@ -96,21 +104,25 @@ class Probe:
                 await asyncio.sleep(0.2)
 
 
-async def _repeat(url: str, source: str, behaviour: Behaviour, ended: list[Outcome]) -> None:
+async def _repeat(
+    url: str, source: str, behaviour: Behaviour, ended: list[Outcome], auth_token: str | None
+) -> None:
     while True:
-        ended += await Wave(url, source, behaviour).outcomes()
+        ended += await Wave(url, source, behaviour, auth_token=auth_token).outcomes()
 
 
-async def flood(url: str, ended: list[Outcome]) -> None:
-    """The probe's flood, each client starting again as soon as the edge ends its socket;
-    runs until cancelled."""
-    clients = [_repeat(url, f"127.0.2.{i}", Oversized(OVERSIZED), ended) for i in range(12)]
+async def flood(url: str, ended: list[Outcome], auth_token: str | None) -> None:
+    """The probe's flood, each client starting again as soon as the edge ends its socket,
+    signed with `auth_token` or unsigned (None); runs until cancelled."""
+
+    def client(source: str, behaviour: Behaviour) -> Coroutine[Any, Any, None]:
+        return _repeat(url, source, behaviour, ended, auth_token)
+
+    clients = [client(f"127.0.2.{i}", Oversized(OVERSIZED)) for i in range(12)]
     clients += [
-        _repeat(url, f"127.0.3.{s}", Idle(), ended)
-        for s in range(IDLE_SOURCES)
-        for _ in range(IDLE_PER_SOURCE)
+        client(f"127.0.3.{s}", Idle()) for s in range(IDLE_SOURCES) for _ in range(IDLE_PER_SOURCE)
     ]
-    clients += [_repeat(url, f"127.0.4.{i}", Junk(16 * 1024), ended) for i in range(2)]
+    clients += [client(f"127.0.4.{i}", Junk(16 * 1024)) for i in range(2)]
     await asyncio.gather(*clients)
 
 
@@ -139,11 +151,12 @@ class Condition:
 
 async def flood_until_terminated(url: str) -> None:
     """`--flood URL`: the flood in a process of its own (so its load never delays the good
-    calls' own client), until SIGTERM; then how its sockets ended, as JSON."""
+    calls' own client), until SIGTERM; then how its sockets ended, as JSON. Signed with
+    TWILIO_AUTH_TOKEN when the environment has it (never on the command line)."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     ended: list[Outcome] = []
-    flooding = asyncio.create_task(flood(url, ended))
+    flooding = asyncio.create_task(flood(url, ended, os.environ.get(TWILIO_AUTH_TOKEN_ENV)))
     await stop.wait()
     flooding.cancel()
     await asyncio.gather(flooding, return_exceptions=True)
@@ -155,19 +168,26 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(name: str, settings: Settings, pid: int, calls: int, flooded: bool) -> Condition:
+Flood = Literal["none", "signed", "unsigned"]
+
+
+async def measure(name: str, settings: Settings, pid: int, calls: int, flood: Flood) -> Condition:
     stop = asyncio.Event()
     probe = Probe()
     probing = asyncio.create_task(probe.run(settings.edge_url, pid, stop))
-    url = f"ws://127.0.0.1:{settings.edge_port}/twilio/media"
+    token = edge_access(settings)["auth_token"] or ""
     flooder = None
-    if flooded:
+    if flood != "none":
+        env = {k: v for k, v in os.environ.items() if k != TWILIO_AUTH_TOKEN_ENV}
+        if flood == "signed":
+            env[TWILIO_AUTH_TOKEN_ENV] = token
+        url = stream_url(settings.edge_url)
         flooder = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "evals.edge_flood_bench", "--flood", url, stdout=PIPE
+            sys.executable, "-m", "evals.edge_flood_bench", "--flood", url, stdout=PIPE, env=env
         )
     cpu_before, started = cpu_s(pid), time.monotonic()
     try:
-        done = [await good_call(settings.edge_url) for _ in range(calls)]
+        done = [await good_call(settings.edge_url, token) for _ in range(calls)]
     finally:
         stop.set()
         await probing
@@ -185,6 +205,7 @@ async def bench(calls: int, limits: bool) -> None:
         overrides: dict[str, object] = {
             "data_dir": Path(data_dir),
             "edge_port": free_port(),
+            "edge_internal_port": free_port(),
             "temporal_address": f"127.0.0.1:{free_port()}",
             "temporal_ui_port": free_port(),
             "reprompt_after_s": 120.0,
@@ -198,13 +219,16 @@ async def bench(calls: int, limits: bool) -> None:
         stack = Stack(settings, headless=True, with_simulator=False)
         await stack.start(timeout_s=STARTUP_S)
         try:
+            settings = stack.settings
             edge = stack.processes["edge"].process
             assert edge is not None
-            quiet = await measure("quiet", settings, edge.pid, calls, flooded=False)
+            quiet = await measure("quiet", settings, edge.pid, calls, "none")
             print(quiet.line(), flush=True)
-            loud = await measure("flooded", settings, edge.pid, calls, flooded=True)
-            print(loud.line(), flush=True)
-            print(f"flood sockets ended: {dict(loud.flood)}")
+            floods: list[Flood] = ["signed", "unsigned"]
+            for flood in floods:
+                loud = await measure(flood, settings, edge.pid, calls, flood)
+                print(loud.line(), flush=True)
+                print(f"{flood} flood sockets ended: {dict(loud.flood)}", flush=True)
             async with httpx.AsyncClient(base_url=settings.edge_url, timeout=60) as http:
                 print(f"/healthz after: {(await http.get('/healthz')).json()}")
         finally:

@@ -31,7 +31,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr, ValidationError
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -55,6 +54,7 @@ from simulator.protocol import (
 )
 from simulator.reactive import ReactivePolicy
 from simulator.recorder import CallRecorder
+from simulator.signing import signature_headers
 from slot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -413,10 +413,7 @@ class SimulatedCall:
         return await self._http.post(url, data=fields, headers=self._signature_headers(url, fields))
 
     def _signature_headers(self, url: str, fields: Mapping[str, str]) -> dict[str, str]:
-        if not self.auth_token:
-            return {}
-        signature = RequestValidator(self.auth_token).compute_signature(url, dict(fields))
-        return {"X-Twilio-Signature": str(signature)}
+        return signature_headers(self.auth_token, url, fields)
 
     async def _fetch_twiml(self) -> StreamInstruction | HangupInstruction:
         status = "ringing" if self.direction == "inbound" else "in-progress"

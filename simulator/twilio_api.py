@@ -28,11 +28,11 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from twilio.request_validator import RequestValidator
 
 from simulator.persona import Persona, PersonaError, load_persona
 from simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
 from simulator.protocol import new_sid
+from simulator.signing import signature_headers
 from slot.credentials import MissingCredential, twilio_token
 from slot.settings import Settings, get_settings
 
@@ -225,11 +225,7 @@ class TwilioSimulator:
             "SequenceNumber": "0",
             "Timestamp": _rfc2822(datetime.now(UTC)) or "",
         }
-        headers = {}
-        if self.auth_token:
-            headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(
-                call.status_callback, fields
-            )
+        headers = signature_headers(self.auth_token, call.status_callback, fields)
         try:
             async with httpx.AsyncClient(timeout=15.0) as http:
                 await http.post(call.status_callback, data=fields, headers=headers)

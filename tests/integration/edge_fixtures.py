@@ -16,7 +16,6 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +23,7 @@ from media_edge.app import create_app
 from media_edge.audio import silence_frame
 from media_edge.limits import server_config
 from media_edge.twiml import stream_url
+from simulator import signing
 from simulator.phone import edge_access
 from simulator.protocol import StreamInstruction, parse_twiml
 from slot.settings import Settings
@@ -83,9 +83,13 @@ def edge_events(settings: Settings, call_id: str) -> connect:
 
 
 def twilio_signature(settings: Settings, url: str, form: dict[str, str]) -> str:
-    """X-Twilio-Signature as Twilio computes it, by Twilio's own SDK, with the run's token."""
-    token = edge_access(settings)["auth_token"] or ""
-    return str(RequestValidator(token).compute_signature(url, form))
+    """X-Twilio-Signature as Twilio computes it (`simulator.signing`), with the run's token."""
+    return signing.twilio_signature(edge_access(settings)["auth_token"] or "", url, form)
+
+
+def signed_by(settings: Settings, url: str, form: dict[str, str]) -> dict[str, str]:
+    """The X-Twilio-Signature header Twilio would send with this request."""
+    return {signing.SIGNATURE_HEADER: twilio_signature(settings, url, form)}
 
 
 async def post_webhook(
@@ -93,7 +97,7 @@ async def post_webhook(
 ) -> httpx.Response:
     """A Twilio webhook to the edge, signed over its public URL unless `signed` is False."""
     url = settings.edge_url + path_and_query
-    headers = {"X-Twilio-Signature": twilio_signature(settings, url, form)} if signed else {}
+    headers = signed_by(settings, url, form) if signed else {}
     async with httpx.AsyncClient() as http:
         return await http.post(url, data=form, headers=headers)
 
@@ -111,7 +115,7 @@ async def answer(settings: Settings, call_sid: str, query: str = "") -> StreamIn
 def media_socket(settings: Settings, *, signed: bool = True) -> connect:
     """Open the Media Streams WebSocket as Twilio does: the upgrade signed over the stream URL."""
     url = stream_url(settings.edge_url)
-    headers = {"X-Twilio-Signature": twilio_signature(settings, url, {})} if signed else {}
+    headers = signed_by(settings, url, {}) if signed else {}
     return connect(url, additional_headers=headers)
 
 

@@ -1,8 +1,11 @@
 """The edge's limits under a flood: oversized messages, idle sockets, too many from one source.
 
 A good call runs while other clients misbehave, each from its own loopback address, against the
-real edge and worker on the session's Temporal dev server. Its frame timing under the flood is
-measured by `python -m evals.edge_flood`, not asserted here.
+real edge and worker on the session's Temporal dev server. The misbehaving sockets that should
+meet a limit are signed with the edge's Twilio token (one holding a leaked token), since an
+unsigned upgrade is refused before any limit is reached; one flood is left unsigned, as an
+attacker sends it, to show it refused at the upgrade without taking a place under any cap.
+Frame timing under the flood is measured by `python -m evals.edge_flood_bench`, not asserted.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from evals.edge_flood import (
     media_message,
     tally,
 )
+from media_edge.twiml import stream_url
+from simulator.phone import edge_access
 from slot.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import edge_ports
 from tests.integration.edge_fixtures import edge_stack
 
 WAIT_S = 90.0
@@ -44,7 +49,7 @@ async def edge(
 ) -> AsyncIterator[Settings]:
     settings = temporal_settings.model_copy(
         update={
-            "edge_port": free_port(),
+            **edge_ports(),
             "task_queue": f"edge-limits-{uuid.uuid4().hex[:8]}",
             "data_dir": tmp_path_factory.mktemp("edge-limits"),
             "reprompt_after_s": 120.0,
@@ -58,8 +63,10 @@ async def edge(
         yield settings
 
 
-def media_url(settings: Settings) -> str:
-    return f"ws://127.0.0.1:{settings.edge_port}/twilio/media"
+def twilio_token(settings: Settings) -> str:
+    token = edge_access(settings)["auth_token"]
+    assert token
+    return token
 
 
 async def health(settings: Settings) -> dict[str, int]:
@@ -95,17 +102,22 @@ async def test_a_good_call_keeps_all_its_audio_while_others_flood(
     edge: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="media_edge")
-    url = media_url(edge)
+    url, token = stream_url(edge.edge_url), twilio_token(edge)
     async with asyncio.timeout(WAIT_S):
-        baseline = await good_call(edge.edge_url)
-        call = asyncio.create_task(good_call(edge.edge_url))
-        oversized = [Wave(url, f"127.0.0.{10 + i}", Oversized(10_000_000)) for i in range(12)]
-        half_sent = Wave(url, "127.0.0.30", HalfSent(chunk=10_000, fragments=2))
-        idle = Wave(url, "127.0.0.31", Idle(), count=12)
+        baseline = await good_call(edge.edge_url, token)
+        call = asyncio.create_task(good_call(edge.edge_url, token))
+        oversized = [
+            Wave(url, f"127.0.0.{10 + i}", Oversized(10_000_000), auth_token=token)
+            for i in range(12)
+        ]
+        half_sent = Wave(url, "127.0.0.30", HalfSent(chunk=10_000, fragments=2), auth_token=token)
+        idle = Wave(url, "127.0.0.31", Idle(), count=12, auth_token=token)
+        unsigned = Wave(url, "127.0.0.32", Oversized(10_000_000), count=12, auth_token=None)
         flooded = await call
         big = [o for wave in oversized for o in await wave.outcomes()]
         half = await half_sent.outcomes()
         idled = await idle.outcomes()
+        refused = await unsigned.outcomes()
 
     same_audio(flooded, baseline)
     assert tally(big) == Counter({"closed 1009": 12})
@@ -122,24 +134,33 @@ async def test_a_good_call_keeps_all_its_audio_while_others_flood(
     assert f"media stream closed (1009): frame with {size} bytes exceeds limit" in logged
     assert "closing media stream (1008): no start within 4 s" in logged
     assert "refusing media streams from 127.0.0.31: too many media streams" in logged
+    assert tally(refused) == Counter({"refused 403": 12}), "12 > PER_SOURCE, none counted"
+    assert "127.0.0.32" not in logged
 
 
 async def test_healthz_counts_open_sockets_and_the_edge_refuses_past_its_cap(
     edge: Settings,
 ) -> None:
-    url = media_url(edge)
+    url, token = stream_url(edge.edge_url), twilio_token(edge)
     async with asyncio.timeout(WAIT_S):
         await no_media_sockets(edge)
         sources = [f"127.0.1.{i}" for i in range(MAX_STREAMS // PER_SOURCE + 1)]
-        waves = [Wave(url, s, Idle(say_connected=True), count=PER_SOURCE) for s in sources]
+        waves = [
+            Wave(url, s, Idle(say_connected=True), count=PER_SOURCE, auth_token=token)
+            for s in sources
+        ]
         for wave in waves:
             await wave.opened()
+        unsigned = await Wave(
+            url, "127.0.1.99", Idle(), count=PER_SOURCE, auth_token=None
+        ).outcomes()
         during = await health(edge)
         outcomes = [o for wave in waves for o in await wave.outcomes()]
         after = await no_media_sockets(edge)
 
     assert during["media_sockets"] == MAX_STREAMS
     assert during["media_sources"] == len(sources)
+    assert tally(unsigned) == Counter({"refused 403": PER_SOURCE}), "checked before the cap"
     assert during["calls"] == 0
     assert tally(outcomes) == Counter(
         {"closed 1008": MAX_STREAMS, "refused 503": len(sources) * PER_SOURCE - MAX_STREAMS}
