@@ -62,6 +62,8 @@ from slot.settings import Settings
 OVERSIZED = 10_000_000
 IDLE_SOURCES = 5
 IDLE_PER_SOURCE = 10
+FLOODING = "flooding"
+"""The flood process's first line: good calls wait for it (its start-up takes seconds)."""
 STARTUP_S = 300.0
 """Patience for the stack on a busy machine (the edge loads and warms its speech models)."""
 
@@ -151,12 +153,14 @@ class Condition:
 
 async def flood_until_terminated(url: str) -> None:
     """`--flood URL`: the flood in a process of its own (so its load never delays the good
-    calls' own client), until SIGTERM; then how its sockets ended, as JSON. Signed with
-    TWILIO_AUTH_TOKEN when the environment has it (never on the command line)."""
+    calls' own client), until SIGTERM; says `flooding` once under way, then how its sockets
+    ended, as JSON. Signed with TWILIO_AUTH_TOKEN when the environment has it (never on the
+    command line)."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     ended: list[Outcome] = []
     flooding = asyncio.create_task(flood(url, ended, os.environ.get(TWILIO_AUTH_TOKEN_ENV)))
+    print(FLOODING, flush=True)
     await stop.wait()
     flooding.cancel()
     await asyncio.gather(flooding, return_exceptions=True)
@@ -172,9 +176,6 @@ Flood = Literal["none", "signed", "unsigned"]
 
 
 async def measure(name: str, settings: Settings, pid: int, calls: int, flood: Flood) -> Condition:
-    stop = asyncio.Event()
-    probe = Probe()
-    probing = asyncio.create_task(probe.run(settings.edge_url, pid, stop))
     token = edge_access(settings)["auth_token"] or ""
     flooder = None
     if flood != "none":
@@ -185,6 +186,12 @@ async def measure(name: str, settings: Settings, pid: int, calls: int, flood: Fl
         flooder = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "evals.edge_flood_bench", "--flood", url, stdout=PIPE, env=env
         )
+        assert flooder.stdout is not None
+        if (await flooder.stdout.readline()).decode().strip() != FLOODING:
+            raise RuntimeError("the flood process did not start")
+    stop = asyncio.Event()
+    probe = Probe()
+    probing = asyncio.create_task(probe.run(settings.edge_url, pid, stop))
     cpu_before, started = cpu_s(pid), time.monotonic()
     try:
         done = [await good_call(settings.edge_url, token) for _ in range(calls)]
