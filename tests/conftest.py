@@ -31,6 +31,7 @@ busy. More would be faster still, but every extra call in flight adds load, and 
 SLOWEST_FIRST = (
     "tests/integration/test_long_call.py::"
     "test_a_2500_turn_call_answers_every_turn_over_several_runs_and_records_them_all",
+    "tests/integration/test_campaign.py::test_a_thousand_leads_continue_as_new",
     "tests/integration/test_end_to_end.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
@@ -48,6 +49,10 @@ SLOWEST_FIRST = (
     "tests/integration/test_edge_bad_input.py",
     "tests/integration/test_call_workflow.py",
     "tests/integration/test_long_call.py",
+    "tests/integration/test_edge_auth.py",
+    "tests/integration/test_edge_limits.py",
+    "tests/integration/test_payload_encryption.py",
+    "tests/integration/test_campaign.py",
 )
 """Work units handed out first, longest first, so no long one starts last (measured with
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built
