@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -22,6 +23,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.service import RPCError
 
 from slot.devstack import settings_env
+from slot.payload_codec import Keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import TemporalDevServer, connect, start_call_workflow
@@ -44,6 +46,7 @@ async def bare_settings(tmp_path: Path) -> AsyncIterator[Settings]:
             temporal_address=server.address,
             data_dir=tmp_path / "data",
             task_queue=f"setup-{uuid.uuid4().hex[:8]}",
+            payload_keys=SecretStr(Keyring.new_entry("setup")),
         )
 
 
