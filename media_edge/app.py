@@ -229,6 +229,7 @@ def create_app(
     secrets it needs."""
     settings = settings or get_settings()
     stream_config(settings)
+    voice_config(settings)
     media_gate = MediaGate(settings)
     credentials = require_credentials(settings)
     media_url = stream_url(settings.edge_url)

@@ -31,9 +31,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from media_edge.audio import FRAME_SAMPLES
+from media_edge.auth import redact_websocket_credentials
 from media_edge.providers import SpokenText, TimedWord
 from media_edge.stt_stream import describe
 from media_edge.tts import PhoneChunk, PhoneSpeech
+
+redact_websocket_credentials()
 
 
 class VoiceConfigError(Exception):
