@@ -26,7 +26,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -214,10 +214,10 @@ class CallVoice(ABC):
 
     def render(
         self, text: str, cacheable: bool, *, one_phrase: bool = False
-    ) -> AsyncIterator[PhoneChunk]:
+    ) -> AsyncGenerator[PhoneChunk]:
         return self._render(" ".join(text.split()), cacheable)
 
-    def stream(self, phrases: AsyncIterable[str]) -> AsyncIterator[PhoneChunk]:
+    def stream(self, phrases: AsyncIterable[str]) -> AsyncGenerator[PhoneChunk]:
         return self._speak(phrases, cacheable=False)
 
     async def close(self) -> None:
@@ -324,7 +324,7 @@ class CallVoice(ABC):
 
     # ----- one utterance ---------------------------------------------------------------------
 
-    async def _render(self, line: str, cacheable: bool) -> AsyncIterator[PhoneChunk]:
+    async def _render(self, line: str, cacheable: bool) -> AsyncGenerator[PhoneChunk]:
         hit = self._lines.get(line) if cacheable else None
         if hit is not None:
             for chunk in hit:
@@ -339,7 +339,7 @@ class CallVoice(ABC):
 
     async def _speak(
         self, texts: AsyncIterable[str], *, cacheable: bool, whole_line: bool = False
-    ) -> AsyncIterator[PhoneChunk]:
+    ) -> AsyncGenerator[PhoneChunk]:
         utterance = Utterance(uuid.uuid4().hex)
         inbox = _Inbox()
         feeder = asyncio.get_running_loop().create_task(_feed(texts, inbox, whole_line))

@@ -105,15 +105,15 @@ class _Session:
         )
 
     async def take(self, message: dict[str, Any]) -> None:
-        context_id = message.get("context_id")
+        context_id = str(message.get("context_id") or "")
         if message.get("cancel"):
-            context = self.contexts.get(str(context_id))
+            context = self.contexts.get(context_id)
             if context is not None and context.task is not None:
                 context.task.cancel()
             return
         for required in ("context_id", "model_id", "voice", "output_format"):
             if not message.get(required):
-                await self.error(context_id, f"missing {required}")
+                await self.error(context_id or None, f"missing {required}")
                 return
         if message["output_format"] != SERVED_FORMAT:
             await self.error(context_id, "this double serves raw pcm_mulaw at 8000 Hz only")

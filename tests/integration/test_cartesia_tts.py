@@ -295,7 +295,7 @@ async def test_start_up_check_accepts_the_key_and_names_the_variable_when_reject
     with pytest.raises(VoiceConfigError) as rejected:
         await check_key(config(double.url, "sk_car_wrong-key-9876543210"))
     assert str(rejected.value) == "CARTESIA_API_KEY was rejected by Cartesia (HTTP 401)"
-    await check_key(config(f"http://127.0.0.1:{free_port()}")), "unreachable: starts anyway"
+    await check_key(config(f"http://127.0.0.1:{free_port()}"))  # unreachable: starts anyway
 
 
 def test_the_edge_refuses_to_start_without_the_key_naming_the_variable() -> None:
