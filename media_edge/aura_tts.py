@@ -23,13 +23,7 @@ from typing import Any
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
-from deepgram.speak.v1.types import (
-    SpeakV1Cleared,
-    SpeakV1Flushed,
-    SpeakV1Metadata,
-    SpeakV1Text,
-    SpeakV1Warning,
-)
+from deepgram.speak.v1.types import SpeakV1Text
 
 from media_edge.audio import PHONE_RATE
 from media_edge.stt_stream import describe
@@ -137,18 +131,23 @@ class AuraVoice(CallVoice):
             yield message
 
     def handle(self, message: Any) -> None:
+        """Audio to the utterance holding the socket; the control messages by their `type`
+        (the SDK's parsing cannot tell `Flushed` from `Cleared`: they have the same fields)."""
         if isinstance(message, bytes):
             self.deliver(self._current, Audio(message))
-        elif isinstance(message, SpeakV1Flushed):
+            return
+        kind = getattr(message, "type", None)
+        if kind == "Flushed":
             self._flushed += 1
             self.deliver(self._current, PhraseDone())
             self._maybe_done()
-        elif isinstance(message, SpeakV1Cleared):
+        elif kind == "Cleared":
             self._cleared.set()
-        elif isinstance(message, SpeakV1Metadata):
-            self.log.debug("aura model %s", message.model_name)
-        elif isinstance(message, SpeakV1Warning):
-            self.log.warning("aura warning %s: %s", message.code, message.description)
+        elif kind == "Metadata":
+            self.log.debug("aura model %s", getattr(message, "model_name", "?"))
+        elif kind == "Warning":
+            code, description = getattr(message, "code", ""), getattr(message, "description", "")
+            self.log.warning("aura warning %s: %s", code, description)
 
     def _maybe_done(self) -> None:
         if self._ending and self._flushed >= self._flushes:
