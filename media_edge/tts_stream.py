@@ -331,9 +331,11 @@ class CallVoice(ABC):
                 yield chunk
             return
         kept: list[PhoneChunk] = []
-        async for chunk in self._speak(_one(line), cacheable=cacheable, whole_line=True):
-            kept.append(chunk)
-            yield chunk
+        speech = self._speak(_one(line), cacheable=cacheable, whole_line=True)
+        async with contextlib.aclosing(speech):  # closed with this one, not left to the GC
+            async for chunk in speech:
+                kept.append(chunk)
+                yield chunk
         if cacheable and kept and all(c.fallback is None for c in kept):
             self._lines.put(line, tuple(kept))
 
@@ -344,8 +346,9 @@ class CallVoice(ABC):
         inbox = _Inbox()
         feeder = asyncio.get_running_loop().create_task(_feed(texts, inbox, whole_line))
         try:
-            async for chunk in self._drive(utterance, inbox, cacheable):
-                yield chunk
+            async with contextlib.aclosing(self._drive(utterance, inbox, cacheable)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
             feeder.cancel()
             self._active.pop(utterance.id, None)
@@ -366,7 +369,7 @@ class CallVoice(ABC):
 
     async def _drive(
         self, utterance: Utterance, inbox: _Inbox, cacheable: bool
-    ) -> AsyncIterator[PhoneChunk]:
+    ) -> AsyncGenerator[PhoneChunk]:
         fallback: str | None = None
         while True:
             try:
@@ -377,8 +380,10 @@ class CallVoice(ABC):
                 raise item.error
             if isinstance(item, _Text):
                 if fallback is not None:
-                    async for chunk in self._embedded(item.text, fallback, cacheable=False):
-                        yield chunk
+                    embedded = self._embedded(item.text, fallback, cacheable=False)
+                    async with contextlib.aclosing(embedded):
+                        async for chunk in embedded:
+                            yield chunk
                     if item.last:
                         return
                     continue
@@ -387,8 +392,10 @@ class CallVoice(ABC):
                 reason = await self._send_text(utterance, inbox, item)
                 if reason is not None:
                     fallback = reason
-                    async for chunk in self._give_up(utterance, reason, item.text, cacheable):
-                        yield chunk
+                    rest = self._give_up(utterance, reason, item.text, cacheable)
+                    async with contextlib.aclosing(rest):
+                        async for chunk in rest:
+                            yield chunk
                     if item.last:
                         return
                 continue
@@ -405,8 +412,10 @@ class CallVoice(ABC):
                 if fallback is not None or utterance.closed:
                     continue
                 fallback = item.reason
-                async for chunk in self._give_up(utterance, item.reason, None, cacheable):
-                    yield chunk
+                rest = self._give_up(utterance, item.reason, None, cacheable)
+                async with contextlib.aclosing(rest):
+                    async for chunk in rest:
+                        yield chunk
                 if utterance.ended:
                     return
                 continue
@@ -482,7 +491,7 @@ class CallVoice(ABC):
 
     async def _give_up(
         self, utterance: Utterance, reason: str, extra: str | None, cacheable: bool
-    ) -> AsyncIterator[PhoneChunk]:
+    ) -> AsyncGenerator[PhoneChunk]:
         """The service failed the utterance: hand out the audio it did send, then the embedded
         voice speaks the words it had not spoken (and `extra`, text not yet sent)."""
         self.log.warning("utterance spoken by the embedded voice: %s", reason)
@@ -504,14 +513,22 @@ class CallVoice(ABC):
         rest = " ".join([*words[said:], *([extra] if extra else [])])
         if rest:
             whole_line = cacheable and said == 0
-            async for chunk in self._embedded(rest, reason, cacheable=whole_line):
-                yield chunk
+            embedded = self._embedded(rest, reason, cacheable=whole_line)
+            async with contextlib.aclosing(embedded):
+                async for chunk in embedded:
+                    yield chunk
 
     async def _embedded(
         self, text: str, reason: str, *, cacheable: bool
-    ) -> AsyncIterator[PhoneChunk]:
-        async for chunk in self._fallback.render(text, cacheable):
-            yield replace(chunk, fallback=reason)
+    ) -> AsyncGenerator[PhoneChunk]:
+        speech = self._fallback.render(text, cacheable)
+        try:
+            async for chunk in speech:
+                yield replace(chunk, fallback=reason)
+        finally:
+            aclose = getattr(speech, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     # ----- what a service implements ---------------------------------------------------------
 
