@@ -37,8 +37,8 @@ class AuraDouble(TTSDouble):
         """Types of the JSON messages the client sent on `connection`, in order."""
         return [str(m.get("type")) for m in connection.received]
 
-    async def serve(self, ws: ServerConnection, record: TTSConnection, drop_at: int | None) -> None:
-        session = _Session(self, ws, record, drop_at)
+    async def serve(self, ws: ServerConnection, record: TTSConnection) -> None:
+        session = _Session(self, ws, record)
         await session.send(
             {
                 "type": "Metadata",
@@ -65,13 +65,10 @@ class AuraDouble(TTSDouble):
 
 
 class _Session:
-    def __init__(
-        self, double: AuraDouble, ws: ServerConnection, record: TTSConnection, drop: int | None
-    ) -> None:
+    def __init__(self, double: AuraDouble, ws: ServerConnection, record: TTSConnection) -> None:
         self.double = double
         self.ws = ws
         self.record = record
-        self.drop_at = drop
         self.buffer: list[str] = []
         self.flushes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self.sequence = 0
@@ -129,7 +126,7 @@ class _Session:
                         await asyncio.sleep(self.double.first_audio_delay_s)
                     self.first = False
                     if not await self.double.send_audio(
-                        self.ws, self.record, rendered.audio, self.drop_at, self.ws.send
+                        self.ws, self.record, rendered.audio, self.ws.send, first_of_utterance=True
                     ):
                         return
                 await self.send({"type": "Flushed", "sequence_id": sequence})

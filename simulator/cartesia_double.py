@@ -59,8 +59,8 @@ class CartesiaDouble(TTSDouble):
     def requests(self, connection: TTSConnection) -> list[dict[str, Any]]:
         return [m for m in connection.received if not m.get("cancel")]
 
-    async def serve(self, ws: ServerConnection, record: TTSConnection, drop_at: int | None) -> None:
-        session = _Session(self, ws, record, drop_at)
+    async def serve(self, ws: ServerConnection, record: TTSConnection) -> None:
+        session = _Session(self, ws, record)
         try:
             async for raw in ws:
                 message = json.loads(raw)
@@ -74,13 +74,10 @@ class CartesiaDouble(TTSDouble):
 
 
 class _Session:
-    def __init__(
-        self, double: CartesiaDouble, ws: ServerConnection, record: TTSConnection, drop: int | None
-    ) -> None:
+    def __init__(self, double: CartesiaDouble, ws: ServerConnection, record: TTSConnection) -> None:
         self.double = double
         self.ws = ws
         self.record = record
-        self.drop_at = drop
         self.contexts: dict[str, _Context] = {}
 
     def stop(self) -> None:
@@ -141,7 +138,6 @@ class _Session:
                 rendered = await self.double.render(text)
                 if first and self.double.first_audio_delay_s:
                     await asyncio.sleep(self.double.first_audio_delay_s)
-                first = False
                 stamps = rendered.words
                 await self.send(
                     {
@@ -157,9 +153,15 @@ class _Session:
                     }
                 )
                 context.offset_s += rendered.seconds
-                if not await self.double.send_audio(
-                    self.ws, self.record, rendered.audio, self.drop_at, self._chunk(context)
-                ):
+                sent = await self.double.send_audio(
+                    self.ws,
+                    self.record,
+                    rendered.audio,
+                    self._chunk(context),
+                    first_of_utterance=first,
+                )
+                first = False
+                if not sent:
                     return
             await self.send(
                 {"type": "done", "context_id": context.id, "status_code": 206, "done": True}

@@ -8,7 +8,8 @@ length from the word's, and a short gap: instant, exactly timed, a plausible dur
 speech stand-in of `slot bench` and of tests that need exact timings).
 
 Failures on demand: connections beyond a number refused (503), a key it refuses (401), a
-connection dropped (no close frame) once it has sent some audio, a first audio held back.
+connection dropped (no close frame) once it has sent some audio or halfway through the audio of
+its Nth utterance, a first audio held back.
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ class TTSConnection:
     """The client's JSON messages, in order."""
     audio_sent: int = 0
     """Bytes of audio sent on this connection."""
+    utterances: int = 0
+    """Utterances (Cartesia contexts, Aura flushes) spoken on this connection so far."""
     closed_by: str | None = None
+    drop_at: int | None = field(default=None, repr=False)
+    """Drop the connection before sending audio past this many bytes."""
+    drop_in_utterance: int | None = field(default=None, repr=False)
 
 
 class TTSDouble:
@@ -121,6 +127,8 @@ class TTSDouble:
         """WebSocket connections beyond this many are refused with 503."""
         self.drop_after_audio_ms: int | None = None
         """Drop the next connection (no close frame) once it has sent this much audio."""
+        self.drop_in_utterance: int | None = None
+        """Drop the next connection halfway through the audio of its Nth utterance (1-based)."""
         self.first_audio_delay_s = 0.0
         """Hold back each utterance's first audio this long (a slow first byte)."""
         self.url = ""
@@ -198,16 +206,18 @@ class TTSDouble:
             headers={k.lower(): v for k, v in request.headers.raw_items()},
         )
         self.connections.append(record)
-        drop = self.drop_after_audio_ms
-        self.drop_after_audio_ms = None
+        if self.drop_after_audio_ms is not None:
+            record.drop_at = self.drop_after_audio_ms * RATE // 1000
+        record.drop_in_utterance = self.drop_in_utterance
+        self.drop_after_audio_ms = self.drop_in_utterance = None
         self.touch()
         try:
-            await self.serve(ws, record, None if drop is None else drop * RATE // 1000)
+            await self.serve(ws, record)
         finally:
             record.closed_by = record.closed_by or "client"
             self.touch()
 
-    async def serve(self, ws: ServerConnection, record: TTSConnection, drop_at: int | None) -> None:
+    async def serve(self, ws: ServerConnection, record: TTSConnection) -> None:
         raise NotImplementedError
 
     async def send_audio(
@@ -215,11 +225,17 @@ class TTSDouble:
         ws: ServerConnection,
         record: TTSConnection,
         audio: bytes,
-        drop_at: int | None,
         send: Callable[[bytes], Any],
+        *,
+        first_of_utterance: bool,
     ) -> bool:
         """`audio` in chunks through `send`; False when the connection was dropped on the way
         (the rest never sent, as in a real drop)."""
+        if first_of_utterance:
+            record.utterances += 1
+            if record.drop_in_utterance == record.utterances:
+                record.drop_at = record.audio_sent + len(audio) // 2
+        drop_at = record.drop_at
         for at in range(0, len(audio), self.chunk_bytes):
             piece = audio[at : at + self.chunk_bytes]
             if drop_at is not None and record.audio_sent + len(piece) > drop_at:
