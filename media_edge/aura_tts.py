@@ -75,10 +75,12 @@ class AuraConfig:
 
 
 @contextlib.asynccontextmanager
-async def open_socket(config: AuraConfig) -> AsyncIterator[Any]:
+async def open_socket(
+    config: AuraConfig, client: AsyncDeepgramClient | None = None
+) -> AsyncIterator[Any]:
     """The SDK's speak WebSocket; a refused key raises `VoiceRejected`."""
     try:
-        async with config.client().speak.v1.connect(
+        async with (client or config.client()).speak.v1.connect(
             model=config.settings.aura_model, encoding="mulaw", sample_rate=str(PHONE_RATE)
         ) as socket:
             yield socket
@@ -113,9 +115,12 @@ class AuraVoice(CallVoice):
         fallback: PhoneSpeech,
         lines: LineCache,
         log: logging.LoggerAdapter[logging.Logger],
+        client: AsyncDeepgramClient | None = None,
     ) -> None:
         super().__init__(fallback=fallback, lines=lines, log=log, timings=config.timings())
         self._config = config
+        self._client = client or config.client()
+        """The SDK client; an edge shares one between its calls (each opens its own socket)."""
         self._turn = asyncio.Lock()
         self._current: str | None = None
         self._flushes = 0
@@ -124,7 +129,7 @@ class AuraVoice(CallVoice):
         self._cleared = asyncio.Event()
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        return open_socket(self._config)
+        return open_socket(self._config, self._client)
 
     async def messages(self, socket: Any) -> AsyncIterator[Any]:
         async for message in socket:

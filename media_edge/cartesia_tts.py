@@ -113,10 +113,12 @@ class CartesiaVoice(CallVoice):
         fallback: PhoneSpeech,
         lines: LineCache,
         log: logging.LoggerAdapter[logging.Logger],
+        client: AsyncCartesia | None = None,
     ) -> None:
         super().__init__(fallback=fallback, lines=lines, log=log, timings=config.timings())
         self._settings = config.settings
-        self._client = config.client()
+        self._client = client or config.client()
+        """The SDK client; an edge shares one between its calls (each opens its own socket)."""
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return open_socket(self._client)

@@ -40,14 +40,21 @@ async def check_voice_key(config: VoiceConfig) -> None:
 
 
 def voice_factory(config: VoiceConfig | None, fallback: PhoneSpeech) -> OpenVoice | None:
-    """Opens each call's streaming voice; fixed lines it spoke are shared by the edge's calls."""
+    """Opens each call's streaming voice (its own socket); the SDK client and the fixed lines
+    it spoke are shared by the edge's calls."""
     if config is None:
         return None
     lines = LineCache()
+    if isinstance(config, CartesiaConfig):
+        cartesia = config.client()
 
-    def open_voice(log: logging.LoggerAdapter[logging.Logger]) -> CallVoice:
-        if isinstance(config, CartesiaConfig):
-            return CartesiaVoice(config, fallback=fallback, lines=lines, log=log)
-        return AuraVoice(config, fallback=fallback, lines=lines, log=log)
+        def open_cartesia(log: logging.LoggerAdapter[logging.Logger]) -> CallVoice:
+            return CartesiaVoice(config, fallback=fallback, lines=lines, log=log, client=cartesia)
 
-    return open_voice
+        return open_cartesia
+    deepgram = config.client()
+
+    def open_aura(log: logging.LoggerAdapter[logging.Logger]) -> CallVoice:
+        return AuraVoice(config, fallback=fallback, lines=lines, log=log, client=deepgram)
+
+    return open_aura
