@@ -107,13 +107,17 @@ async def test_a_call_heard_by_deepgram_and_spoken_by_cartesia_books(
     assert len(later) >= len(spoken) - DROPPED - 1, "the rest on the new one (a repeat is cached)"
     assert len({r["context_id"] for r in later}) == len(later)
 
-    (barge_in,) = [e for e in events if isinstance(e, BargeIn)]
-    (pitch,) = [u for u in spoken if u.utterance_id == barge_in.utterance_id]
+    barge_ins = [e for e in events if isinstance(e, BargeIn)]
+    assert barge_ins, "the caller cut the pitch off"
     assert cartesia.cancels(reopened), "the cut-off context was cancelled"
-    timings = fast_render(" ".join(pitch.text.split())).words
-    ended = {
-        " ".join(w for w, _, end in timings if end * 1000 <= barge_in.played_ms + slack)
-        for slack in (-1, 1)
-    }
-    assert barge_in.heard_text in ended, (barge_in.heard_text, barge_in.played_ms, timings)
-    assert barge_in.heard_text, "the caller heard the pitch's first words"
+    for barge_in in barge_ins:  # the persona's, and any the timing of a loaded machine adds
+        (cut,) = [u for u in spoken if u.utterance_id == barge_in.utterance_id]
+        if done.get(cut.utterance_id):
+            continue  # partly Piper's: not timed by Cartesia
+        timings = fast_render(" ".join(cut.text.split())).words
+        ended = {
+            " ".join(w for w, _, end in timings if end * 1000 <= barge_in.played_ms + slack)
+            for slack in (-1, 1)
+        }
+        assert barge_in.heard_text in ended, (barge_in.heard_text, barge_in.played_ms, timings)
+    assert barge_ins[0].heard_text, "the caller heard the pitch's first words"
