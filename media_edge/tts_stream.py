@@ -25,16 +25,45 @@ import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from media_edge.audio import FRAME_SAMPLES
 from media_edge.auth import redact_websocket_credentials
-from media_edge.providers import SpokenText, TimedWord
 from media_edge.stt_stream import describe
 from media_edge.tts import PhoneChunk, PhoneSpeech
+from media_edge.tts_parts import (
+    Audio,
+    Done,
+    End,
+    Failed,
+    Inbox,
+    LineCache,
+    PhraseDone,
+    ServiceEvent,
+    Text,
+    TextError,
+    Utterance,
+    VoiceTimings,
+    Words,
+    feed,
+    one,
+)
+
+__all__ = [
+    "Audio",
+    "CallVoice",
+    "Done",
+    "Failed",
+    "LineCache",
+    "PhraseDone",
+    "Utterance",
+    "VoiceConfigError",
+    "VoiceRejected",
+    "VoiceTimings",
+    "Words",
+]
 
 redact_websocket_credentials()
 
@@ -45,142 +74,6 @@ class VoiceConfigError(Exception):
 
 class VoiceRejected(Exception):
     """The service refused the credentials (401/403): retrying the same key will not help."""
-
-
-# ----- what a service reports about one utterance ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Audio:
-    data: bytes
-    """8 kHz mu-law, following the utterance's audio so far."""
-
-
-@dataclass(frozen=True)
-class Words:
-    words: tuple[TimedWord, ...]
-    """Timed from the start of the utterance's audio."""
-
-
-@dataclass(frozen=True)
-class PhraseDone:
-    """The audio of the next phrase sent is complete (Aura's `Flushed`)."""
-
-
-@dataclass(frozen=True)
-class Done:
-    """All the utterance's audio has come."""
-
-
-@dataclass(frozen=True)
-class Failed:
-    reason: str
-
-
-ServiceEvent = Audio | Words | PhraseDone | Done | Failed
-
-
-@dataclass(frozen=True)
-class _Text:
-    text: str
-    last: bool
-
-
-@dataclass(frozen=True)
-class _End:
-    pass
-
-
-@dataclass(frozen=True)
-class _TextError:
-    error: BaseException
-
-
-_Item = ServiceEvent | _Text | _End | _TextError
-
-
-class _Inbox:
-    """One utterance's texts to send and the service's events, in arrival order."""
-
-    def __init__(self) -> None:
-        self._items: deque[_Item] = deque()
-        self._event = asyncio.Event()
-
-    def put(self, item: _Item) -> None:
-        self._items.append(item)
-        self._event.set()
-
-    async def get(self, timeout_s: float | None) -> _Item:
-        """The next item; TimeoutError if none comes within `timeout_s`."""
-        while not self._items:
-            self._event.clear()
-            async with asyncio.timeout(timeout_s):
-                await self._event.wait()
-        return self._items.popleft()
-
-    def take_audio(self) -> list[Audio | Words | PhraseDone]:
-        """The audio (and timings) that has already come after the item just taken."""
-        taken: list[Audio | Words | PhraseDone] = []
-        while self._items and isinstance(self._items[0], Audio | Words | PhraseDone):
-            item = self._items.popleft()
-            assert isinstance(item, Audio | Words | PhraseDone)
-            taken.append(item)
-        return taken
-
-
-@dataclass
-class Utterance:
-    """One utterance on the service: what was sent, what came back."""
-
-    id: str
-    spoken: SpokenText = field(default_factory=SpokenText)
-    pushed: list[str] = field(default_factory=list)
-    opened_on: Any = None
-    """The connection the utterance was started on."""
-    ended: bool = False
-    """All its text has been sent."""
-    closed: bool = False
-    """Done, or given up (cancelled, failed): nothing more is wanted from the service."""
-    finished: bool = False
-    """The service was told the utterance is over (`CallVoice.finish`)."""
-    first_text_at: float | None = None
-    received: int = 0
-    """Audio bytes (= samples) received."""
-    pending: bytearray = field(default_factory=bytearray)
-    """Received audio not yet handed out (less than a frame, between chunks)."""
-    phrases_done: int = 0
-
-    @property
-    def received_ms(self) -> float:
-        return self.received / 8.0
-
-
-@dataclass(frozen=True)
-class VoiceTimings:
-    first_audio_s: float = 0.8
-    stall_s: float = 2.0
-    """Once all text is sent, the longest wait for the next audio before giving up."""
-    close_timeout_s: float = 2.0
-
-
-class LineCache:
-    """Fixed lines as the streaming voice spoke them, shared by an edge's calls (LRU), so the
-    same greeting is synthesized (and paid for) once per process."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._lines: OrderedDict[str, tuple[PhoneChunk, ...]] = OrderedDict()
-
-    def get(self, line: str) -> tuple[PhoneChunk, ...] | None:
-        chunks = self._lines.get(line)
-        if chunks is not None:
-            self._lines.move_to_end(line)
-        return chunks
-
-    def put(self, line: str, chunks: tuple[PhoneChunk, ...]) -> None:
-        self._lines[line] = chunks
-        while len(self._lines) > self._size:
-            self._lines.popitem(last=False)
 
 
 class CallVoice(ABC):
@@ -194,12 +87,12 @@ class CallVoice(ABC):
         fallback: PhoneSpeech,
         lines: LineCache,
         log: logging.LoggerAdapter[logging.Logger],
-        timings: VoiceTimings = VoiceTimings(),
+        timings: VoiceTimings | None = None,
     ) -> None:
         self._fallback = fallback
         self._lines = lines
         self.log = log
-        self.timings = timings
+        self.timings = timings or VoiceTimings()
         self.down: str | None = None
         """Why the service cannot be used right now (None: connected or connecting)."""
         self.connections = 0
@@ -207,7 +100,7 @@ class CallVoice(ABC):
         self._closing = asyncio.Event()
         self._finished = asyncio.Event()
         self._changed = asyncio.Event()
-        self._active: dict[str, _Inbox] = {}
+        self._active: dict[str, Inbox] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----- what the speaker uses -------------------------------------------------------------
@@ -331,7 +224,7 @@ class CallVoice(ABC):
                 yield chunk
             return
         kept: list[PhoneChunk] = []
-        speech = self._speak(_one(line), cacheable=cacheable, whole_line=True)
+        speech = self._speak(one(line), cacheable=cacheable, whole_line=True)
         async with contextlib.aclosing(speech):  # closed with this one, not left to the GC
             async for chunk in speech:
                 kept.append(chunk)
@@ -343,8 +236,8 @@ class CallVoice(ABC):
         self, texts: AsyncIterable[str], *, cacheable: bool, whole_line: bool = False
     ) -> AsyncGenerator[PhoneChunk]:
         utterance = Utterance(uuid.uuid4().hex)
-        inbox = _Inbox()
-        feeder = asyncio.get_running_loop().create_task(_feed(texts, inbox, whole_line))
+        inbox = Inbox()
+        feeder = asyncio.get_running_loop().create_task(feed(texts, inbox, whole_line))
         try:
             async with contextlib.aclosing(self._drive(utterance, inbox, cacheable)) as chunks:
                 async for chunk in chunks:
@@ -368,7 +261,7 @@ class CallVoice(ABC):
             self.log.info("%s: ending utterance failed (%s)", self.provider, describe(error))
 
     async def _drive(
-        self, utterance: Utterance, inbox: _Inbox, cacheable: bool
+        self, utterance: Utterance, inbox: Inbox, cacheable: bool
     ) -> AsyncGenerator[PhoneChunk]:
         fallback: str | None = None
         while True:
@@ -376,9 +269,9 @@ class CallVoice(ABC):
                 item = await inbox.get(self._wait_s(utterance))
             except TimeoutError:
                 item = Failed(self._late(utterance))
-            if isinstance(item, _TextError):
+            if isinstance(item, TextError):
                 raise item.error
-            if isinstance(item, _Text):
+            if isinstance(item, Text):
                 if fallback is not None:
                     embedded = self._embedded(item.text, fallback, cacheable=False)
                     async with contextlib.aclosing(embedded):
@@ -399,7 +292,7 @@ class CallVoice(ABC):
                     if item.last:
                         return
                 continue
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 if fallback is not None or not utterance.pushed:
                     return
                 utterance.ended = True
@@ -461,7 +354,7 @@ class CallVoice(ABC):
             return f"{self.provider} first audio later than {budget} ms"
         return f"{self.provider} stalled mid-utterance"
 
-    async def _send_text(self, utterance: Utterance, inbox: _Inbox, item: _Text) -> str | None:
+    async def _send_text(self, utterance: Utterance, inbox: Inbox, item: Text) -> str | None:
         """Start the utterance if needed and send it `item`; why not, if it could not be."""
         assert utterance.first_text_at is not None
         deadline = utterance.first_text_at + self.timings.first_audio_s
@@ -566,19 +459,3 @@ class CallVoice(ABC):
     def _reset_connection(self) -> None:
         """A new connection started: forget per-connection state."""
         return None
-
-
-async def _one(line: str) -> AsyncIterator[str]:
-    yield line
-
-
-async def _feed(texts: AsyncIterable[str], inbox: _Inbox, whole_line: bool) -> None:
-    """The utterance's texts into its inbox as they come: a whole line as its last text, an
-    LLM's phrases each at once (the stream's end follows as `_End`)."""
-    try:
-        async for text in texts:
-            inbox.put(_Text(text, last=whole_line))
-        if not whole_line:
-            inbox.put(_End())
-    except Exception as error:
-        inbox.put(_TextError(error))
