@@ -3,7 +3,9 @@
 One `/tts/websocket` connection per call, opened when the call starts (`Cartesia-Version` and
 `Authorization: Bearer` headers set by the SDK: the key is never in a URL or a log line). Each
 utterance is one context: a whole line is one generation request (`continue: false`); an LLM's
-phrases are continuations (`continue: true`, then an empty transcript with `continue: false`).
+phrases are continuations (`continue: true`, then an empty transcript with `continue: false`);
+`max_buffer_delay_ms: 0`, since the edge's phrase chunker already hands over whole phrases and
+Cartesia would otherwise hold text back up to 3 s waiting for more.
 Audio is asked for as raw `pcm_mulaw` at 8 kHz, exactly what Twilio plays, with word
 timestamps (`add_timestamps`) so the heard text after a barge-in is exact; a barge-in sends
 `{context_id, cancel: true}`. Lifecycle, framing and the Piper fallback are
