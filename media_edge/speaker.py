@@ -101,6 +101,8 @@ class Speaker:
         self._playback: Playback | None = None
         self._task: asyncio.Task[bool] | None = None
         self._play_end = 0.0
+        self.hand_over = False
+        """The agent's last utterance handed the call over (a transfer): keep the line open."""
 
     @property
     def speaking(self) -> bool:
@@ -223,6 +225,7 @@ class Speaker:
                 )
             )
         if playback.decision.end_call:
+            self.hand_over = playback.decision.hand_over
             self.on_end_call()
         return Cut(played, playback.decision.end_call)
 
@@ -291,6 +294,7 @@ class Speaker:
         )
         self.publish(UtteranceDone(utterance_id=decision.utterance_id, interrupted=False))
         if decision.end_call:
+            self.hand_over = request.decision.hand_over
             self.on_end_call()
             await self.link.send_utterance_played(played)
             return True

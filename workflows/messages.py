@@ -261,7 +261,6 @@ class CallStatusUpdate(BaseModel):
             return CallStatus.NO_ANSWER
         return CallStatus.ENDED
 
-
     def unanswered_outcome(self) -> Outcome:
         """The outcome of a call that ends with this status before anyone answered."""
         if self.answered_by.startswith("machine") or self.answered_by == "fax":
