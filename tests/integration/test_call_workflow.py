@@ -404,7 +404,10 @@ async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:
     assert form["To"] == call.lead.phone
     assert form["From"] == env.settings.agent_phone_number
     assert form["Url"] == f"{env.edge.url}/twilio/voice?call_id={child_id}"
-    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status"
+    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status?call_id={child_id}"
+    assert (form["MachineDetection"], form["AsyncAmd"]) == ("DetectMessageEnd", "true")
+    assert form["AsyncAmdStatusCallback"] == f"{env.edge.url}/twilio/amd?call_id={child_id}"
+    assert request.headers["User-Agent"].startswith("twilio-python/"), "placed by the SDK"
     credentials = base64.b64decode(request.headers["Authorization"].split()[1]).decode()
     assert credentials.startswith(f"{sid}:")
 
@@ -447,13 +450,14 @@ async def test_outbound_call_never_answered_is_no_answer(env: Env) -> None:
     )
     handle = await start_call_workflow(env.client, call, env.settings)
     result = await handle.result()
-    assert result.status is CallStatus.NO_ANSWER
+    assert (result.status, result.outcome) == (CallStatus.NO_ANSWER, Outcome.NO_ANSWER)
     assert result.transcript == []
 
     busy = call_input(env.settings).model_copy(update={"direction": Direction.OUTBOUND})
     handle = await start_call_workflow(env.client, busy, env.settings)
     await handle.signal(CallWorkflow.call_status, CallStatusUpdate(status="busy", call_sid="CA1"))
-    assert (await handle.result()).status is CallStatus.NO_ANSWER
+    result = await handle.result()
+    assert (result.status, result.outcome) == (CallStatus.NO_ANSWER, Outcome.BUSY)
 
 
 async def test_real_twilio_without_auth_token_is_a_clear_non_retryable_error(
