@@ -990,9 +990,11 @@ class SimulatedCall:
 
     async def _detect_person(self) -> None:
         """Machine detection on a person: `human` once they have spoken, as Twilio reports it
-        (`unknown` if they said nothing in the first 5 s)."""
+        (`unknown` if they said nothing within its default 30 s `MachineDetectionTimeout`)."""
         try:
-            await self._wait_until(lambda: bool(self.result.lines_spoken) or self._now_ms >= 5000)
+            await self._wait_until(
+                lambda: bool(self.result.lines_spoken) or self._now_ms >= AMD_TIMEOUT_MS
+            )
         except _CallOver:
             return
         await self._report_detection("human" if self.result.lines_spoken else "unknown")
@@ -1030,6 +1032,9 @@ class SimulatedCall:
     async def end_by_api(self) -> None:
         """A REST update set the call `completed`: Twilio hangs up."""
         await self._hang_up("api")
+
+
+AMD_TIMEOUT_MS = 30_000
 
 
 def beep_frames(duration_ms: int) -> list[bytes]:

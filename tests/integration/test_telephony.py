@@ -87,7 +87,9 @@ async def persona(line: Line, tmp_path: Path, text: str) -> Path:
     return path
 
 
-async def dial(line: Line, call_id: str, name: str, phone: str) -> tuple[WorkflowHandle[Any, CallSnapshot], str]:
+async def dial(
+    line: Line, call_id: str, name: str, phone: str
+) -> tuple[WorkflowHandle[Any, CallSnapshot], str]:
     """An outbound call as a campaign places it: its workflow first, then the SDK dials."""
     settings = line.settings
     call = CallInput(
