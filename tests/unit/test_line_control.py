@@ -83,11 +83,12 @@ def test_persona_keys_and_answering_machines_are_checked() -> None:
     assert keys.spoken_lines == ["Hi."]
     machine = parse_persona({"name": "M", "phone": "+1", "machine": {"greeting": "Leave it."}})
     assert machine.machine is not None and machine.spoken_lines == ["Leave it."]
-    for data, words in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"lines": [{"press": "0", "say": "hi"}]}, "cannot also `say`"),
         ({"lines": [{"press": "x"}]}, "String should match pattern"),
         ({"lines": [{"say": "hi"}], "machine": {"greeting": "Hi."}}, "says no `lines`"),
         ({}, "at least one line is needed"),
-    ]:
+    ]
+    for data, words in cases:
         with pytest.raises(PersonaError, match=words):
             parse_persona({"name": "P", "phone": "+1", **data})
