@@ -31,8 +31,13 @@ def test_an_unanswered_call_records_why() -> None:
 
 @pytest.mark.parametrize(
     ("answered_by", "machine"),
-    [("machine_end_beep", True), ("machine_end_silence", True), ("fax", True)]
-    + [("human", False), ("unknown", False)],
+    [
+        ("machine_end_beep", True),
+        ("machine_end_silence", True),
+        ("fax", True),
+        ("human", False),
+        ("unknown", False),
+    ],
 )
 def test_which_detection_results_are_machines(answered_by: str, machine: bool) -> None:
     assert MachineDetection(answered_by=answered_by).machine is machine
