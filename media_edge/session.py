@@ -359,17 +359,11 @@ class CallSession:
             return False
         self._said.add(decision.utterance_id)
         self._expect(decision)
-        if decision.cut_in and self.agent_speaking():
-            self._spawn(self._cut_in(decision))
+        if decision.cut_in:
+            self._spawn(self.speaker.cut_in(decision, time.monotonic()))
         else:
             self.speaker.say(decision)
         return True
-
-    async def _cut_in(self, decision: Decision) -> None:
-        """Silence the agent (reported as cut off), then speak `decision` at once."""
-        assert self.speaker is not None
-        await self.speaker.interrupt(time.monotonic())
-        self.speaker.say(decision)
 
     def _expect(self, decision: Decision) -> None:
         """The caller's next words answer this decision's line: the listener judges by it."""

@@ -123,7 +123,7 @@ async def test_answering_machine_gets_the_voicemail_line_after_the_beep(
         line,
         tmp_path,
         'name: Pat\nphone: "+15550107001"\nmachine:\n'
-        "  greeting: Hi, this is Pat. Leave a message after the tone.\n  record_ms: 15000\n",
+        "  greeting: Hi, this is Pat. Leave a message after the tone.\n  record_ms: 30000\n",
     )
     handle, sid = await dial(line, "call-amd-machine", "Pat", "+15550107001")
     result = await finished(line, sid)
