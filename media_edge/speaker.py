@@ -309,7 +309,7 @@ class Speaker:
         )
         self.publish(UtteranceDone(utterance_id=decision.utterance_id, interrupted=False))
         if decision.end_call:
-            self.hand_over = request.decision.hand_over
+            self.hand_over = decision.hand_over
             self.on_end_call()
             await self.link.send_utterance_played(played)
             return True

@@ -466,6 +466,9 @@ class CallWorkflow:
         assert now.pending_llm is not None
         step = self._router.settle_llm(now.pending_llm.state, now.pending_llm.slots, report.result)
         decision = now.settle_llm(step, report.result.latency_ms)
+        if self._hands_over(decision):
+            decision = decision.model_copy(update={"hand_over": True})
+            self._handing_over = True
         now.answered = AnsweredUpdate(update_id=_update_id(), decision=decision)
         self._publish()
         return decision
