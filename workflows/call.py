@@ -574,6 +574,7 @@ class CallWorkflow:
                 end_reason=now.end_reason,
                 follow_up_call_id=now.follow_up_call_id,
                 earlier_lines=now.earlier.lines,
+                handoff=now.handoff,
             )
         )
 

@@ -463,6 +463,8 @@ async def test_a_transfer_is_handed_over_once_its_line_is_played(env: Env) -> No
     assert result.handoff is not None and result.handoff.transferred
     assert (result.handoff.to, result.end_reason) == (TRANSFER_TO, "transferred to a person")
     assert result.handoff.summary.startswith("Sunny Solar call with Jordan, who asked for a person")
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert f"Transfer to {TRANSFER_TO}\n> {result.handoff.summary}" in metadata.current_details
     await assert_replays(env.client, handle)
 
 
