@@ -108,8 +108,6 @@ class CallWorkflow:
         self._machine: MachineDetection | None = None
         """Twilio heard an answering machine: the playbook's voicemail policy applies."""
         self._machine_handled = False
-        self._handing_over = False
-        """The transfer line was decided: once it is played, the call goes to a person."""
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -127,7 +125,7 @@ class CallWorkflow:
         if self._now.edge_queue and not self._now.ended:
             self._edge.start(self._now.edge_queue, self._edge_lost, self._edge_released)
         await self._converse(started_at)
-        if self._handing_over and self._now.end_reason == "agent ended the call":
+        if self._now.handing_over and self._now.end_reason == "agent ended the call":
             await self._transfer()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._dnc is not None:
@@ -399,7 +397,7 @@ class CallWorkflow:
             decision = now.apply(step)
             if self._hands_over(decision):
                 decision = decision.model_copy(update={"hand_over": True})
-                self._handing_over = True
+                self._now.handing_over = True
             now.answered = AnsweredUpdate(update_id=update_id, decision=decision)
             self._publish()
             self._add_to_dnc(decision)
@@ -468,7 +466,7 @@ class CallWorkflow:
         decision = now.settle_llm(step, report.result.latency_ms)
         if self._hands_over(decision):
             decision = decision.model_copy(update={"hand_over": True})
-            self._handing_over = True
+            self._now.handing_over = True
         now.answered = AnsweredUpdate(update_id=_update_id(), decision=decision)
         self._publish()
         return decision

@@ -70,6 +70,8 @@ class CallState:
         """Twilio's id of the live call (from the stream's start or a status callback)."""
         self.answered_by = ""
         self.handoff: Handoff | None = None
+        self.handing_over = False
+        """The transfer line was decided: once it is played, the call goes to a person."""
         if call.carried is not None:
             self._resume(call.carried)
 
@@ -96,6 +98,7 @@ class CallState:
         self.carried_answer = carried.answered
         self.call_sid = carried.call_sid
         self.answered_by = carried.answered_by
+        self.handing_over = carried.handing_over
 
     def carry(self, started_at: datetime, saved_lines: int, keep_lines: int) -> CarriedCall:
         """The call for its next run: the transcript's last `keep_lines` (and any line not among
@@ -125,6 +128,7 @@ class CallState:
             answered=self.answered,
             call_sid=self.call_sid,
             answered_by=self.answered_by,
+            handing_over=self.handing_over,
         )
 
     def answered_before(self, update_id: str) -> Decision | None:

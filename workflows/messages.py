@@ -457,6 +457,7 @@ class CarriedCall(BaseModel):
     answered: AnsweredUpdate | None = None
     call_sid: str | None = None
     answered_by: str = ""
+    handing_over: bool = False
 
 
 CallInput.model_rebuild()
