@@ -55,6 +55,8 @@ def activities(settings: Settings) -> Sequence[Any]:
     return [
         telephony.place_call,
         telephony.deliver_utterance,
+        telephony.transfer_call,
+        telephony.end_call,
         records.save_call_record,
         classifier.classify_intent,
         knowledge.retrieve_passages,

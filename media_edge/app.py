@@ -4,6 +4,7 @@ Routes (the public listener; every Twilio request is signed, see `media_edge.aut
 - POST /twilio/voice       Twilio's voice webhook: starts the call workflow (inbound), returns TwiML
 - WS   /twilio/media       Media Streams: one `CallSession` per connection
 - POST /twilio/status      status callback: signals `call_status`
+- POST /twilio/amd         answering-machine detection callback: signals `machine_detection`
 - GET  /healthz            calls and open media sockets (`media_edge.limits`)
 What changes or reveals a call (`say`, `events`) is on the internal listener (`internal`).
 """
@@ -15,7 +16,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,14 +56,20 @@ from media_edge.twilio_protocol import CLOSE_POLICY_VIOLATION
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
 from media_edge.voices import check_voice_key, voice_config, voice_factory
-from media_edge.workflow_link import LinkError, connect_temporal, send_call_status, start_call
+from media_edge.workflow_link import (
+    LinkError,
+    connect_temporal,
+    send_call_status,
+    send_machine_detection,
+    start_call,
+)
 from slot.credentials import MissingCredential
 from slot.llm.config import LLMSettings
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
 from slot.settings import Settings, get_settings
 from workflows import script
-from workflows.messages import CallInput, CallStatusUpdate, Direction, Lead
+from workflows.messages import CallInput, CallStatusUpdate, Direction, Lead, MachineDetection
 from workflows.router_messages import RouterConfig
 
 logger = logging.getLogger("media_edge.app")
@@ -85,9 +92,25 @@ class Edge:
 
     def deliver_status(self, call_id: str, update: CallStatusUpdate) -> None:
         """Signal `call_status` in the background: Twilio need not wait out an outage."""
-        task = asyncio.create_task(send_call_status(self.services.client, call_id, update, logger))
+        self._in_background(send_call_status(self.services.client, call_id, update, logger))
+
+    def deliver_machine_detection(self, call_id: str, amd: MachineDetection) -> None:
+        """Signal `machine_detection` in the background, like a status callback."""
+        self._in_background(send_machine_detection(self.services.client, call_id, amd, logger))
+
+    def _in_background(self, signal: Coroutine[Any, Any, bool]) -> None:
+        task = asyncio.create_task(signal)
         self.deliveries.add(task)
         task.add_done_callback(self.deliveries.discard)
+
+    def call_id_for(self, request: Request, call_sid: str) -> str:
+        """The call a Twilio callback is about: named in its URL (outbound calls), or the call
+        this edge answered for its CallSid."""
+        return (
+            request.query_params.get("call_id")
+            or self.call_sids.get(call_sid)
+            or f"call-{call_sid}"
+        )
 
     def remember_call_sid(self, call_sid: str, call_id: str) -> None:
         self.call_sids[call_sid] = call_id
@@ -313,12 +336,29 @@ def create_app(
         status = form.get("CallStatus", "")
         if not call_sid or not status:
             return PlainTextResponse("missing CallSid or CallStatus form field", status_code=400)
-        call_id = (
-            request.query_params.get("call_id")
-            or edge.call_sids.get(call_sid)
-            or f"call-{call_sid}"
+        update = CallStatusUpdate(
+            status=status, call_sid=call_sid, answered_by=form.get("AnsweredBy", "")
         )
-        edge.deliver_status(call_id, CallStatusUpdate(status=status, call_sid=call_sid))
+        edge.deliver_status(edge.call_id_for(request, call_sid), update)
+        return Response(status_code=204)
+
+    @app.post("/twilio/amd")
+    async def twilio_amd(request: Request) -> Response:
+        """Twilio's `AsyncAmdStatusCallback`: who (or what) answered an outbound call."""
+        edge = edge_of(request)
+        form = await _twilio_form(request, settings, credentials.twilio_token)
+        call_sid, answered_by = form.get("CallSid", ""), form.get("AnsweredBy", "")
+        if not call_sid or not answered_by:
+            return PlainTextResponse("missing CallSid or AnsweredBy form field", status_code=400)
+        duration = form.get("MachineDetectionDuration", "")
+        amd = MachineDetection(
+            answered_by=answered_by,
+            call_sid=call_sid,
+            detection_ms=int(duration) if duration.isdigit() else None,
+        )
+        call_id = edge.call_id_for(request, call_sid)
+        logger.info("call %s: answered by %s", call_id, answered_by)
+        edge.deliver_machine_detection(call_id, amd)
         return Response(status_code=204)
 
     @app.websocket("/twilio/media")

@@ -346,7 +346,10 @@ class CallSession:
         assert self.speaker is not None
         cut = await self.speaker.interrupt(at)
         if cut is not None and cut.end_call:
-            self._done.set()
+            if self.speaker.hand_over:
+                self._spawn(self._hold_then_end())
+            else:
+                self._done.set()
 
     def on_backchannel(self, voiced_ms: int) -> None:
         uid = self.speaker.utterance_id if self.speaker is not None else None
@@ -369,7 +372,10 @@ class CallSession:
             return False
         self._said.add(decision.utterance_id)
         self._expect(decision)
-        self.speaker.say(decision)
+        if decision.cut_in:
+            self._spawn(self.speaker.cut_in(decision, time.monotonic()))
+        else:
+            self.speaker.say(decision)
         return True
 
     def _expect(self, decision: Decision) -> None:
@@ -380,8 +386,26 @@ class CallSession:
     async def _speak(self) -> None:
         assert self.speaker is not None
         await self.speaker.run()
+        if self.speaker.hand_over:
+            await self._hold_for_hand_over()
         await self._close(tp.CLOSE_NORMAL, "call ended")
         self._done.set()
+
+    async def _hold_then_end(self) -> None:
+        await self._hold_for_hand_over()
+        await self._close(tp.CLOSE_NORMAL, "call ended")
+        self._done.set()
+
+    async def _hold_for_hand_over(self) -> None:
+        """After the transfer line the line stays open: the workflow moves the call to a person
+        and Twilio ends this stream. Closing it first would hang the caller up."""
+        wait_s = self.settings.hand_over_wait_s
+        self.log.info("transfer line over; holding the line up to %g s for the transfer", wait_s)
+        try:
+            await asyncio.wait_for(self._done.wait(), wait_s)
+        except TimeoutError:
+            self.log.warning("no transfer within %g s; hanging up", wait_s)
+            self._end_reason = "transfer did not happen"
 
     async def _turn_taker(self) -> None:
         assert self.speaker is not None
@@ -393,6 +417,7 @@ class CallSession:
                 edge_url=self.settings.edge_url,
                 edge_queue=self.settings.edge_queue,
                 internal_url=self.settings.edge_internal_url,
+                call_sid=self.stream.start.start.call_sid if self.stream.start else None,
             )
             latency: dict[str, float] = {}
             if pending.speech is not None:

@@ -101,6 +101,8 @@ class Speaker:
         self._playback: Playback | None = None
         self._task: asyncio.Task[bool] | None = None
         self._play_end = 0.0
+        self.hand_over = False
+        """The agent's last utterance handed the call over (a transfer): keep the line open."""
 
     @property
     def speaking(self) -> bool:
@@ -212,21 +214,37 @@ class Speaker:
             latency_ms=playback.latency_ms,
         )
         self.link.utterance_played(played)
+        self._drop_queued()
+        if playback.decision.end_call:
+            self.hand_over = playback.decision.hand_over
+            self.on_end_call()
+        return Cut(played, playback.decision.end_call)
+
+    async def cut_in(self, decision: Decision, now: float) -> None:
+        """Say `decision` at once: the utterance being heard is cut off (barge-in rules), one
+        still being rendered and any queued are dropped as not heard."""
+        if self.speaking:
+            await self.interrupt(now)
+        playback = self._playback
+        if playback is not None and not playback.finished:
+            playback.finished = True
+            self._playback = None
+            self._cancel(playback)
+            self._not_heard(playback.utterance_id)
+        self._drop_queued()
+        self.say(decision)
+
+    def _drop_queued(self) -> None:
         while not self._queue.empty():
             queued = self._queue.get_nowait()
             if queued.llm is not None:
                 queued.llm.cancel()
-            self.link.utterance_played(
-                UtterancePlayed(
-                    utterance_id=queued.decision.utterance_id,
-                    interrupted=True,
-                    heard_text="",
-                    played_ms=0,
-                )
-            )
-        if playback.decision.end_call:
-            self.on_end_call()
-        return Cut(played, playback.decision.end_call)
+            self._not_heard(queued.decision.utterance_id)
+
+    def _not_heard(self, utterance_id: str) -> None:
+        self.link.utterance_played(
+            UtterancePlayed(utterance_id=utterance_id, interrupted=True, heard_text="", played_ms=0)
+        )
 
     def _cancel(self, playback: Playback) -> None:
         """Stop producing the cut-off utterance: its cancel hooks, then the speaking task."""
@@ -304,6 +322,7 @@ class Speaker:
             )
         )
         if decision.end_call:
+            self.hand_over = decision.hand_over
             self.on_end_call()
             await self.link.send_utterance_played(played)
             return True

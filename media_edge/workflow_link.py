@@ -44,6 +44,7 @@ from workflows.messages import (
     CallStatusUpdate,
     Decision,
     HangUp,
+    MachineDetection,
     Turn,
     UtterancePlayed,
 )
@@ -136,6 +137,14 @@ async def send_call_status(
 ) -> bool:
     """Twilio's status callback as the signal `call_status`; False if the call is not running."""
     signal = Signal(client, call_id, CallWorkflow.call_status, update)
+    return await signal.deliver(log, Retry())
+
+
+async def send_machine_detection(
+    client: Client, call_id: str, amd: MachineDetection, log: logging.Logger
+) -> bool:
+    """Twilio's answering-machine detection callback as the signal `machine_detection`."""
+    signal = Signal(client, call_id, CallWorkflow.machine_detection, amd)
     return await signal.deliver(log, Retry())
 
 

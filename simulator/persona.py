@@ -6,8 +6,11 @@ the question the agent is asking: its replies are grouped by topic, and `simulat
 picks the next one from the agent's script state.
 
 In a linear persona each line is one caller turn: spoken after
-the agent finishes, spoken over the agent (`interrupt_after_ms`) to exercise barge-in, or left
-silent (`silent: true`) to exercise the workflow's no-input reprompt. A `backchannel` line is not
+the agent finishes, spoken over the agent (`interrupt_after_ms`) to exercise barge-in, left
+silent (`silent: true`) to exercise the workflow's no-input reprompt, or keys pressed on the
+phone (`press: "0"`, sent as Twilio's `dtmf` messages). A persona with `machine` is an answering
+machine: it plays its greeting and a beep, Twilio's machine detection reports it, and it records
+what the agent says after the beep. A `backchannel` line is not
 a turn: a short acknowledgement ("uh-huh") said `after_ms` into the agent's next utterance, which
 the agent is expected to talk through; the following line answers that same utterance.
 """
@@ -31,6 +34,8 @@ class PersonaLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     say: str = ""
+    press: str = Field(default="", pattern=r"^[0-9*#]*$")
+    """DTMF keys pressed after the agent finishes (instead of speaking)."""
     interrupt_after_ms: int | None = Field(default=None, ge=0)
     silent: bool = False
     backchannel: str = ""
@@ -39,11 +44,21 @@ class PersonaLine(BaseModel):
 
     @property
     def text(self) -> str:
-        """What the caller says on this line (empty when silent)."""
+        """What the caller says on this line (empty when silent or pressing keys)."""
         return self.backchannel or self.say
+
+    @property
+    def spoken(self) -> bool:
+        return not self.silent and not self.press
 
     @model_validator(mode="after")
     def _say_or_silent(self) -> PersonaLine:
+        if self.press:
+            if self.say.strip() or self.silent or self.backchannel.strip():
+                raise ValueError("a `press` line cannot also `say`, be silent or backchannel")
+            if self.interrupt_after_ms is not None:
+                raise ValueError("a `press` line waits for the agent; it cannot interrupt")
+            return self
         if self.backchannel.strip():
             if self.say.strip() or self.silent or self.interrupt_after_ms is not None:
                 raise ValueError("a backchannel line cannot also `say`, be silent or interrupt")
@@ -57,17 +72,44 @@ class PersonaLine(BaseModel):
         return self
 
 
+MachineResult = Literal["machine_end_beep", "machine_end_silence", "machine_end_other"]
+
+
+class AnsweringMachine(BaseModel):
+    """A voicemail box: its greeting, the beep, then it records for `record_ms`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    greeting: str = Field(min_length=1)
+    beep_ms: int = Field(default=500, ge=100, le=2000)
+    record_ms: int = Field(default=20_000, ge=1000)
+    answered_by: MachineResult = "machine_end_beep"
+    """What Twilio's detection reports once the greeting (and beep) is over."""
+
+
 class Persona(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
     phone: str = Field(min_length=1)
     expect_outcome: str | None = None
-    lines: tuple[PersonaLine, ...] = Field(min_length=1)
+    lines: tuple[PersonaLine, ...] = ()
+    machine: AnsweringMachine | None = None
+    """An answering machine answers instead of a person (then `lines` stay empty)."""
+
+    @model_validator(mode="after")
+    def _person_or_machine(self) -> Persona:
+        if self.machine is None and not self.lines:
+            raise ValueError("lines: at least one line is needed (or the persona is a `machine`)")
+        if self.machine is not None and self.lines:
+            raise ValueError("an answering machine (`machine`) says no `lines`")
+        return self
 
     @property
     def spoken_lines(self) -> list[str]:
-        return [line.text for line in self.lines if not line.silent]
+        if self.machine is not None:
+            return [self.machine.greeting]
+        return [line.text for line in self.lines if line.spoken]
 
 
 _PERSONA = YamlModel(Persona, PersonaError, what="persona")

@@ -30,16 +30,19 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
+import numpy as np
 from pydantic import SecretStr, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from media_edge.audio import PHONE_RATE, frames, mulaw_encode
 from media_edge.events import AgentUtterance, CallEnded, UtteranceDone, parse_event
 from media_edge.events import CallEvent as EdgeEvent
 from simulator.caller_audio import CallerAudio, voiced_span
 from simulator.caller_voice import CallerEngine, CallerVoice, synthesize_ahead
 from simulator.persona import AnyPersona, Persona, PersonaLine, ReactivePersona, Reply
 from simulator.protocol import (
+    FRAME_BYTES,
     FRAME_MS,
     SILENT_FRAME,
     HangupInstruction,
@@ -60,7 +63,8 @@ from slot.settings import Settings
 log = logging.getLogger(__name__)
 
 CallDirection = Literal["inbound", "outbound-api"]
-HungUpBy = Literal["caller", "agent", "error"]
+HungUpBy = Literal["caller", "agent", "error", "api"]
+"""`api`: a REST update of the live call ended the stream (a transfer, a hang-up)."""
 EventKind = Literal[
     "ringing",
     "answered",
@@ -73,6 +77,9 @@ EventKind = Literal[
     "agent_audio_stopped",
     "clear_received",
     "mark_echoed",
+    "keys_pressed",
+    "machine_detected",
+    "transferred",
     "call_ended",
 ]
 
@@ -140,6 +147,13 @@ class CallResult:
     notes: list[str] = field(default_factory=list)
     """Where the caller could not follow the conversation as planned (e.g. no agent reply)."""
     error: str | None = None
+    keys_pressed: list[str] = field(default_factory=list)
+    answered_by: str | None = None
+    """What machine detection reported (when it was asked for)."""
+    beep_end_ms: int | None = None
+    """An answering machine: when its beep ended (recording starts)."""
+    transferred_to: str | None = None
+    """The number a REST update `<Dial>`ed: the call left for a person."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -157,6 +171,10 @@ class CallResult:
             "protocol_errors": self.protocol_errors,
             "notes": self.notes,
             "error": self.error,
+            "keys_pressed": self.keys_pressed,
+            "answered_by": self.answered_by,
+            "beep_end_ms": self.beep_end_ms,
+            "transferred_to": self.transferred_to,
         }
 
 
@@ -251,6 +269,7 @@ class SimulatedCall:
         on_event: Callable[[CallEvent], None] | None = None,
         policy: ReactivePolicy | None = None,
         caller_audio: CallerAudio | None = None,
+        amd_callback: str | None = None,
     ) -> None:
         """`voice_url` (an outbound call's Url) replaces `{edge_url}/twilio/voice`; `params` are
         added to its query string. Inbound: From is the persona's phone, To the agent's number;
@@ -258,7 +277,8 @@ class SimulatedCall:
         `policy` and the `caller_audio` its voice speaks from, and follows the call on the edge's
         internal listener (`events_url`, with `internal_token`; default SLOT_INTERNAL_TOKEN).
         Requests, and the media stream's upgrade, are signed with `auth_token` (default
-        TWILIO_AUTH_TOKEN) as Twilio signs them."""
+        TWILIO_AUTH_TOKEN) as Twilio signs them. `amd_callback` (an outbound call's
+        AsyncAmdStatusCallback) receives machine detection's result, as Twilio posts it."""
         if isinstance(persona, ReactivePersona) and (
             policy is None or caller_audio is None or events_url is None
         ):
@@ -291,6 +311,7 @@ class SimulatedCall:
             internal_token if internal_token is not None else os.environ.get("SLOT_INTERNAL_TOKEN")
         )
         self.timing = timing or CallerTiming()
+        self.amd_callback = amd_callback
         self._voice = voice
         self._voice_engine: CallerEngine = voice_engine
         self._events = events
@@ -347,8 +368,9 @@ class SimulatedCall:
         """Place the call and play it out; never raises for call-level failures (see `error`)."""
         speech: list[asyncio.Future[list[bytes]]] = []
         if isinstance(self.persona, Persona):
-            texts = [line.text for line in self.persona.lines]
-            spoken = [i for i, line in enumerate(self.persona.lines) if not line.silent]
+            lines = self.persona.lines
+            texts = [line.text for line in lines] or self.persona.spoken_lines
+            spoken = [i for i, line in enumerate(lines) if line.spoken] if lines else [0]
             speech = synthesize_ahead([texts[i] for i in spoken], self._voice_engine, self._voice)
             self._speech = dict(zip(spoken, speech, strict=True))
         elif self._audio is not None:
@@ -468,8 +490,14 @@ class SimulatedCall:
                 call_id = parameters.get("call_id") or f"call-{self.call_sid}"
                 follower = asyncio.create_task(self._follow_events(call_id), name="sim-events")
                 tasks.append(asyncio.create_task(self._converse_reactive(), name="sim-caller"))
+            elif self.persona.machine is not None:
+                tasks.append(asyncio.create_task(self._answering_machine(), name="sim-machine"))
             else:
                 tasks.append(asyncio.create_task(self._converse(), name="sim-caller"))
+            if self.amd_callback and not (
+                isinstance(self.persona, Persona) and self.persona.machine is not None
+            ):
+                tasks.append(asyncio.create_task(self._detect_person(), name="sim-amd"))
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -637,11 +665,12 @@ class SimulatedCall:
         log.warning("call %s: edge sent %s", self.call_sid, reason)
         self.result.protocol_errors.append(reason)
 
-    async def _hang_up(self) -> None:
-        """The caller hangs up: `stop`, then Twilio closes the WebSocket."""
+    async def _hang_up(self, by: HungUpBy = "caller") -> None:
+        """The caller hangs up (or a REST update ends the stream): `stop`, then Twilio closes
+        the WebSocket."""
         if self._closed or self._ws is None:
             return
-        self._hung_up_by = "caller"
+        self._hung_up_by = by
         await self._send_built(lambda m: m.stop())
         self._closed = True
         with contextlib.suppress(ConnectionClosed):
@@ -723,6 +752,13 @@ class SimulatedCall:
                 )
             return await self._say(index, line.say, interrupting=True)
         await self._wait_for_agent(since, f"before line {index}")
+        if line.press:
+            pause_end = self._now_ms + self.timing.human_pause_ms
+            await self._wait_until(lambda: self._now_ms >= pause_end)
+            await self.press(line.press)
+            self.result.keys_pressed.append(line.press)
+            self._emit("keys_pressed", line.press)
+            return self._now_ms
         if line.silent:
             self.result.silent_turns += 1
             self._emit("caller_silent")
@@ -930,6 +966,82 @@ class SimulatedCall:
             "the caller hung up"
         )
         await self._hang_up()
+
+    # ---- Twilio's line control: machine detection, call updates ------------------------------
+
+    async def _answering_machine(self) -> None:
+        """A voicemail box: greeting, beep, machine detection's result, then it records until
+        the agent hangs up (or its `record_ms` run out and it hangs up itself)."""
+        assert isinstance(self.persona, Persona) and self.persona.machine is not None
+        machine = self.persona.machine
+        try:
+            greeting = await self._speech[0]
+            await self._speak(greeting, SpokenLine(0, machine.greeting, 0, 0, False))
+            self._caller_frames.extend(beep_frames(machine.beep_ms))
+            await self._wait_until(lambda: not self._caller_frames and not self._caller_speaking)
+            self.result.beep_end_ms = self._now_ms
+            await self._report_detection(machine.answered_by)
+            stop_at = self._now_ms + machine.record_ms
+            await self._wait_until(lambda: self._now_ms >= stop_at)
+            self.result.notes.append(f"the machine stopped recording after {machine.record_ms} ms")
+            await self._hang_up()
+        except _CallOver:
+            return
+
+    async def _detect_person(self) -> None:
+        """Machine detection on a person: `human` once they have spoken, as Twilio reports it
+        (`unknown` if they said nothing within its default 30 s `MachineDetectionTimeout`)."""
+        try:
+            await self._wait_until(
+                lambda: bool(self.result.lines_spoken) or self._now_ms >= AMD_TIMEOUT_MS
+            )
+        except _CallOver:
+            return
+        await self._report_detection("human" if self.result.lines_spoken else "unknown")
+
+    async def _report_detection(self, answered_by: str) -> None:
+        """Twilio's AsyncAmdStatusCallback, signed like its other webhooks."""
+        self.result.answered_by = answered_by
+        self._emit("machine_detected", answered_by)
+        if not self.amd_callback:
+            return
+        fields = {
+            "AccountSid": self.account_sid,
+            "CallSid": self.call_sid,
+            "AnsweredBy": answered_by,
+            "MachineDetectionDuration": str(self._now_ms),
+        }
+        try:
+            response = await self._request("POST", self.amd_callback, fields)
+            if response.status_code >= 400:
+                log.warning("AMD callback answered HTTP %s", response.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("AMD callback to %s failed: %s", self.amd_callback, exc)
+
+    @property
+    def live(self) -> bool:
+        """The media stream is up: a REST update can still act on the call."""
+        return self._ws is not None and not self._closed
+
+    async def transfer(self, number: str) -> None:
+        """A REST update `<Dial>`ed `number`: Twilio ends the stream, the caller goes there."""
+        self.result.transferred_to = number
+        self._emit("transferred", number)
+        await self._hang_up("api")
+
+    async def end_by_api(self) -> None:
+        """A REST update set the call `completed`: Twilio hangs up."""
+        await self._hang_up("api")
+
+
+AMD_TIMEOUT_MS = 30_000
+
+
+def beep_frames(duration_ms: int) -> list[bytes]:
+    """A voicemail beep: a 1 kHz tone, as 20 ms mu-law frames."""
+    samples = PHONE_RATE * duration_ms // 1000
+    tone = 0.3 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(samples) / PHONE_RATE)
+    return frames(mulaw_encode(tone.astype(np.int16)), FRAME_BYTES)
 
 
 class _WebhookError(Exception):

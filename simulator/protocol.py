@@ -78,6 +78,34 @@ def parse_twiml(xml_text: str) -> StreamInstruction | HangupInstruction:
     raise TwimlError("TwiML has no <Connect><Stream>, <Hangup> or <Reject> verb")
 
 
+@dataclass(frozen=True)
+class DialInstruction:
+    """`<Dial>` a number: the live call leaves its media stream for a person (a transfer)."""
+
+    number: str
+
+
+def parse_call_update(xml_text: str) -> DialInstruction | HangupInstruction:
+    """The TwiML a live call is updated with (`Calls/{sid}.json` `Twiml`): `<Dial>` a number
+    (its text or a `<Number>` child), or `<Hangup/>`."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise TwimlError(f"TwiML is not well-formed XML: {exc}") from None
+    if root.tag != "Response":
+        raise TwimlError(f"TwiML root element is <{root.tag}>, expected <Response>")
+    for verb in root:
+        if verb.tag in ("Hangup", "Reject"):
+            return HangupInstruction(verb.tag)
+        if verb.tag == "Dial":
+            number = verb.find("Number")
+            text = (number.text if number is not None else verb.text) or ""
+            if not text.strip():
+                raise TwimlError("<Dial> names no number")
+            return DialInstruction(text.strip())
+    raise TwimlError("the simulator updates a live call only with <Dial> or <Hangup>")
+
+
 @dataclass
 class StreamIdentity:
     account_sid: str

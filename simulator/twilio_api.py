@@ -2,7 +2,10 @@
 
 `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` places an outbound call exactly as Twilio's
 API takes it (form fields, HTTP basic auth, Twilio's JSON and error shapes); the simulator then
-"answers" it in the background with the persona registered for the `To` number. `/sim/...`
+"answers" it in the background with the persona registered for the `To` number, reporting
+asynchronous machine detection (`MachineDetection` with `AsyncAmd=true`) to its callback.
+`POST .../Calls/{CallSid}.json` updates a live call as Twilio does: `Twiml` with `<Dial>` (a
+transfer, recorded with the call) or `<Hangup/>`, or `Status=completed`. `/sim/...`
 routes are the simulator's own controls: register personas, start inbound calls, read results.
 """
 
@@ -31,7 +34,12 @@ from pydantic import BaseModel, Field
 
 from simulator.persona import Persona, PersonaError, load_persona
 from simulator.phone import CallDirection, CallEvent, CallResult, SimulatedCall
-from simulator.protocol import new_sid
+from simulator.protocol import (
+    DialInstruction,
+    TwimlError,
+    new_sid,
+    parse_call_update,
+)
 from simulator.signing import signature_headers
 from slot.credentials import MissingCredential, twilio_token
 from slot.settings import Settings, get_settings
@@ -40,6 +48,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
 PROGRESS_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
+MACHINE_DETECTION = frozenset({"Enable", "DetectMessageEnd"})
 
 
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:
@@ -86,6 +95,8 @@ class SimCall:
     error: str | None = None
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    line: SimulatedCall | None = None
+    """The simulated call, while a REST update can still reach it."""
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -187,6 +198,7 @@ class TwilioSimulator:
 
     def start(self, call: SimCall, simulated: SimulatedCall | None) -> None:
         self.calls[call.sid] = call
+        call.line = simulated
         call.task = asyncio.create_task(self._play(call, simulated), name=f"sim-call-{call.sid}")
 
     async def _play(self, call: SimCall, simulated: SimulatedCall | None) -> None:
@@ -330,6 +342,12 @@ def create_app(
             return twilio_error(
                 400, 21626, f"Invalid StatusCallbackEvent: {', '.join(sorted(unknown))}"
             )
+        detection = fields.get("MachineDetection")
+        if detection is not None and detection not in MACHINE_DETECTION:
+            return twilio_error(400, 21200, f"Invalid MachineDetection: {detection}")
+        amd_callback = None
+        if detection and fields.get("AsyncAmd", "").lower() == "true":
+            amd_callback = fields.get("AsyncAmdStatusCallback") or None
         sid = new_sid("CA")
         persona_path = sim.persona_for(to)
         call = SimCall(
@@ -367,9 +385,40 @@ def create_app(
                     recording_path=call.recording_path,
                     auth_token=sim.auth_token,
                     on_event=sim.track(call),
+                    amd_callback=amd_callback,
                 )
         sim.start(call, simulated)
         return JSONResponse(status_code=201, content=call.resource())
+
+    @app.post(f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json", response_model=None)
+    async def update_call(account_sid: str, sid: str, request: Request) -> JSONResponse:
+        """Live-call control: new TwiML (`<Dial>`, `<Hangup/>`) or `Status=completed`."""
+        denied = authenticate(request, account_sid)
+        if denied is not None:
+            return denied
+        call = sim.calls.get(sid)
+        if call is None or call.account_sid != account_sid:
+            return twilio_error(404, 20404, f"The requested call {sid} was not found")
+        fields = {key: str(value) for key, value in (await request.form()).items()}
+        line = call.line
+        if line is None or not line.live:
+            return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+        status, twiml = fields.get("Status", "").lower(), fields.get("Twiml", "")
+        if status in ("completed", "canceled"):
+            await line.end_by_api()
+        elif twiml:
+            try:
+                instruction = parse_call_update(twiml)
+            except TwimlError as exc:
+                return twilio_error(400, 12100, f"Document parse failure: {exc}")
+            if isinstance(instruction, DialInstruction):
+                await line.transfer(instruction.number)
+            else:
+                await line.end_by_api()
+        else:
+            return twilio_error(400, 21218, "The simulator updates a call with Twiml or Status")
+        call.date_updated = datetime.now(UTC)
+        return JSONResponse(content=call.resource())
 
     @app.get(f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json", response_model=None)
     async def fetch_call(account_sid: str, sid: str, request: Request) -> JSONResponse:

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     """Twilio REST base URL; defaults to the local phone simulator."""
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     agent_phone_number: str = "+15550100000"
+    transfer_number: str | None = None
+    """`SLOT_TRANSFER_NUMBER`: the person (a desk, a queue) a `transfer` outcome dials."""
+    hand_over_wait_s: float = Field(default=20.0, gt=0)
+    """How long the edge keeps a line open after the transfer line for Twilio to take the call
+    (the workflow's `<Dial>`); then it hangs up."""
 
     default_script: str = "solar_survey"
 

@@ -24,11 +24,24 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.campaign import CampaignActivities
     from activities.records import RecordsActivities, SaveCallRecord
-    from activities.telephony import DeliverUtterance, PlaceCall, TelephonyActivities
+    from activities.telephony import (
+        DeliverUtterance,
+        EndCall,
+        PlaceCall,
+        TelephonyActivities,
+        TransferCall,
+    )
     from workflows.call_state import CallState
     from workflows.campaign_plan import DncAdd
     from workflows.details import call_summary, current_details
     from workflows.edge_hold import EdgeHold
+    from workflows.line_control import (
+        LINE_OUTCOMES_PATCH,
+        TRANSFER_PATCH,
+        handoff_summary,
+        leaves_message,
+        voicemail_step,
+    )
     from workflows.messages import (
         AnsweredUpdate,
         CallInput,
@@ -36,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
         CallStatus,
         CallStatusUpdate,
         Decision,
+        Handoff,
         HangUp,
+        MachineDetection,
         Turn,
         UtterancePlayed,
         WrapUp,
@@ -70,6 +85,9 @@ CONTINUE_AS_NEW_PATCH = "continue-as-new-v1"
 DNC_PATCH = "do-not-call-list-v1"
 """A caller who asks not to be called again goes on the do-not-call list at once."""
 DNC_TIMEOUT = timedelta(seconds=30)
+LINE_CONTROL_TIMEOUT = timedelta(seconds=10)
+LINE_CONTROL_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500))
+"""Transfer and hang-up on a live call: the edge holds the line for seconds, not minutes."""
 
 
 @workflow.defn
@@ -87,6 +105,9 @@ class CallWorkflow:
         self._wrap_up: WrapUp | None = None
         self._delivering: dict[str, Decision] = {}
         """What the workflow is asking the edge to say outside a turn (query `delivering`)."""
+        self._machine: MachineDetection | None = None
+        """Twilio heard an answering machine: the playbook's voicemail policy applies."""
+        self._machine_handled = False
 
     @workflow.run
     async def run(self, call: CallInput) -> CallSnapshot:
@@ -99,10 +120,13 @@ class CallWorkflow:
                 timeout_summary="answer timeout",
             )
         except TimeoutError:
+            self._record_unanswered(Outcome.NO_ANSWER)
             self._end(CallStatus.NO_ANSWER, "not answered")
         if self._now.edge_queue and not self._now.ended:
             self._edge.start(self._now.edge_queue, self._edge_lost, self._edge_released)
         await self._converse(started_at)
+        if self._now.handing_over and self._now.end_reason == "agent ended the call":
+            await self._transfer()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._dnc is not None:
             await self._dnc
@@ -123,7 +147,9 @@ class CallWorkflow:
             await self._await_event()
             if now.ended:
                 break
-            if self._wrap_up is not None and now.end_utterance_id is None:
+            if self._machine_pending():
+                await self._on_machine()
+            elif self._wrap_up is not None and now.end_utterance_id is None:
                 await self._say_goodbye(self._wrap_up)
             elif now.end_utterance_id is not None:
                 await self._await_goodbye()
@@ -160,6 +186,7 @@ class CallWorkflow:
                     or now.silence_armed
                     or now.end_utterance_id is not None
                     or now.events != seen
+                    or self._machine_pending()
                 ),
                 timeout=IDLE_LIMIT,
                 timeout_summary="idle call",
@@ -176,6 +203,7 @@ class CallWorkflow:
                     or not now.silence_armed
                     or now.silence_clock != clock
                     or self._wrap_up is not None
+                    or self._machine_pending()
                 ),
                 timeout=self._call.timers.reprompt_after_s,
                 timeout_summary="no-input reprompt",
@@ -193,6 +221,71 @@ class CallWorkflow:
         decision = now.apply(step)
         self._publish()
         await self._deliver(decision, label)
+
+    def _machine_pending(self) -> bool:
+        return self._machine is not None and not self._machine_handled
+
+    async def _on_machine(self) -> None:
+        """An answering machine took the call: leave the playbook's message after the beep
+        (cutting off whatever the agent was saying to the greeting), or hang up."""
+        amd = self._machine
+        assert amd is not None
+        self._machine_handled = True
+        now = self._now
+        if leaves_message(self._call.playbook) and (now.internal_url or now.edge_url):
+            step = voicemail_step(self._call.playbook, now.slots, amd.answered_by)
+            decision = now.apply(step).model_copy(update={"cut_in": True})
+            self._publish()
+            await self._deliver(decision, "voicemail message")
+            return
+        now.outcome = Outcome.VOICEMAIL
+        self._end(CallStatus.NO_ANSWER, f"call reached voicemail ({amd.answered_by})")
+        await self._end_line("answering machine")
+
+    async def _end_line(self, reason: str) -> None:
+        """Hang up the live call through Twilio (nothing to do without its CallSid)."""
+        call_sid = self._now.call_sid
+        if not call_sid:
+            return
+        try:
+            await workflow.execute_activity_method(
+                TelephonyActivities.end_call,
+                EndCall(call_id=self._call.call_id, call_sid=call_sid, reason=reason),
+                start_to_close_timeout=LINE_CONTROL_TIMEOUT,
+                retry_policy=LINE_CONTROL_RETRY,
+                summary=f"hang up ({reason})",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("call %s: %s", self._call.call_id, error.cause or error)
+
+    async def _transfer(self) -> None:
+        """The transfer line was played: Twilio connects the caller to the person (`<Dial>`),
+        and the summary they get is recorded with the call."""
+        now = self._now
+        assert now.call_sid is not None
+        summary = handoff_summary(self._call.playbook, now.state, now.slots, now.transcript)
+        try:
+            done = await workflow.execute_activity_method(
+                TelephonyActivities.transfer_call,
+                TransferCall(call_id=self._call.call_id, call_sid=now.call_sid, summary=summary),
+                start_to_close_timeout=LINE_CONTROL_TIMEOUT,
+                retry_policy=LINE_CONTROL_RETRY,
+                summary="transfer to a person",
+            )
+        except ActivityError as error:
+            reason = str(error.cause or error)
+            workflow.logger.warning("call %s: transfer failed: %s", self._call.call_id, reason)
+            now.handoff = Handoff(summary=summary, transferred=False, error=reason)
+            now.end_reason = "transfer failed"
+        else:
+            now.handoff = Handoff(to=done.to, summary=summary, transferred=True)
+            now.end_reason = "transferred to a person"
+        self._publish()
+
+    def _record_unanswered(self, outcome: Outcome) -> None:
+        """Why nobody answered, as the call's outcome (calls recorded before keep none)."""
+        if self._now.outcome is None and workflow.patched(LINE_OUTCOMES_PATCH):
+            self._now.outcome = outcome
 
     async def _say_goodbye(self, wrap: WrapUp) -> None:
         step = ScriptStep(
@@ -288,6 +381,7 @@ class CallWorkflow:
             return again
         async with self._turn_lock:
             self._refuse_if_ended(turn)
+            self._refuse_if_machine(turn)
             now = self._now
             now.hear(turn)
             if turn.kind == "start":
@@ -299,7 +393,11 @@ class CallWorkflow:
                     now.state, now.slots, turn.text, now.transcript, now.earlier
                 )
                 self._refuse_if_ended(turn)
+                self._refuse_if_machine(turn)
             decision = now.apply(step)
+            if self._hands_over(decision):
+                decision = decision.model_copy(update={"hand_over": True})
+                self._now.handing_over = True
             now.answered = AnsweredUpdate(update_id=update_id, decision=decision)
             self._publish()
             self._add_to_dnc(decision)
@@ -317,6 +415,21 @@ class CallWorkflow:
                 ),
                 start_to_close_timeout=DNC_TIMEOUT,
                 summary="add to do-not-call list",
+            )
+
+    def _hands_over(self, decision: Decision) -> bool:
+        """A transfer line on a live call Twilio can move: the edge keeps the line open."""
+        transfer = decision.outcome is Outcome.TRANSFER and decision.end_call
+        return transfer and bool(self._now.call_sid) and workflow.patched(TRANSFER_PATCH)
+
+    def _refuse_if_machine(self, turn: Turn) -> None:
+        """Words from an answering machine (its greeting) get no answer once it is known."""
+        if self._machine is not None and turn.kind != "start":
+            raise ApplicationError(
+                f"call {self._call.call_id} reached an answering machine "
+                f"({self._machine.answered_by}); turn {turn.seq} not answered",
+                type="AnsweringMachine",
+                non_retryable=True,
             )
 
     def _refuse_if_ended(self, turn: Turn) -> None:
@@ -351,6 +464,9 @@ class CallWorkflow:
         assert now.pending_llm is not None
         step = self._router.settle_llm(now.pending_llm.state, now.pending_llm.slots, report.result)
         decision = now.settle_llm(step, report.result.latency_ms)
+        if self._hands_over(decision):
+            decision = decision.model_copy(update={"hand_over": True})
+            self._now.handing_over = True
         now.answered = AnsweredUpdate(update_id=_update_id(), decision=decision)
         self._publish()
         return decision
@@ -376,9 +492,27 @@ class CallWorkflow:
         """Twilio's view of the call (status callback)."""
         now = self._now
         now.events += 1
+        if update.call_sid and not now.call_sid:
+            now.call_sid = update.call_sid
+        if update.answered_by:
+            now.answered_by = update.answered_by
         ends_as = update.ends_as(answered=now.last_seq >= 0)
         if ends_as is not None and not now.ended:
+            if ends_as is CallStatus.NO_ANSWER:
+                self._record_unanswered(update.unanswered_outcome())
             self._end(ends_as, update.reason())
+
+    @workflow.signal
+    def machine_detection(self, amd: MachineDetection) -> None:
+        """Twilio's asynchronous answering-machine detection: a machine gets the playbook's
+        voicemail policy (`_on_machine`); a person, nothing."""
+        now = self._now
+        now.events += 1
+        now.answered_by = amd.answered_by
+        if amd.call_sid and not now.call_sid:
+            now.call_sid = amd.call_sid
+        if amd.machine and not now.ended and self._machine is None:
+            self._machine = amd
 
     @workflow.signal
     def hang_up(self, hang_up: HangUp) -> None:
@@ -438,6 +572,7 @@ class CallWorkflow:
                 end_reason=now.end_reason,
                 follow_up_call_id=now.follow_up_call_id,
                 earlier_lines=now.earlier.lines,
+                handoff=now.handoff,
             )
         )
 

@@ -19,6 +19,7 @@ from workflows.messages import (
     CarriedCall,
     Decision,
     EarlierTranscript,
+    Handoff,
     PendingLLMTurn,
     TranscriptEntry,
     Turn,
@@ -65,6 +66,12 @@ class CallState:
         self.answered: AnsweredUpdate | None = None
         self.carried_answer: AnsweredUpdate | None = None
         """The last Update the run before answered (see `AnsweredUpdate`)."""
+        self.call_sid: str | None = None
+        """Twilio's id of the live call (from the stream's start or a status callback)."""
+        self.answered_by = ""
+        self.handoff: Handoff | None = None
+        self.handing_over = False
+        """The transfer line was decided: once it is played, the call goes to a person."""
         if call.carried is not None:
             self._resume(call.carried)
 
@@ -89,6 +96,9 @@ class CallState:
         self.events = carried.events
         self.pending_llm = carried.pending_llm
         self.carried_answer = carried.answered
+        self.call_sid = carried.call_sid
+        self.answered_by = carried.answered_by
+        self.handing_over = carried.handing_over
 
     def carry(self, started_at: datetime, saved_lines: int, keep_lines: int) -> CarriedCall:
         """The call for its next run: the transcript's last `keep_lines` (and any line not among
@@ -116,6 +126,9 @@ class CallState:
             events=self.events,
             pending_llm=self.pending_llm,
             answered=self.answered,
+            call_sid=self.call_sid,
+            answered_by=self.answered_by,
+            handing_over=self.handing_over,
         )
 
     def answered_before(self, update_id: str) -> Decision | None:
@@ -135,6 +148,8 @@ class CallState:
             self.edge_queue = turn.edge_queue
         if turn.internal_url:
             self.internal_url = turn.internal_url
+        if turn.call_sid:
+            self.call_sid = turn.call_sid
         if turn.kind == "start":
             self.status = CallStatus.IN_PROGRESS
             return
@@ -219,4 +234,6 @@ class CallState:
             follow_up_call_id=self.follow_up_call_id,
             earlier_lines=self.earlier.lines,
             end_reason=self.end_reason,
+            answered_by=self.answered_by,
+            handoff=self.handoff,
         )

@@ -110,6 +110,7 @@ def attempt_result(snapshot: CallSnapshot) -> AttemptResult:
         Outcome.BOOKED: AttemptResult.BOOKED,
         Outcome.CALL_BACK_LATER: AttemptResult.CALL_BACK,
         Outcome.DO_NOT_CALL: AttemptResult.DO_NOT_CALL,
+        Outcome.VOICEMAIL: AttemptResult.VOICEMAIL,
     }.get(snapshot.outcome or Outcome.NO_RESPONSE, AttemptResult.ANSWERED)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workflows.messages import CallInput, CallStatus, Direction, TranscriptEntry
+from workflows.messages import CallInput, CallStatus, Direction, Handoff, TranscriptEntry
 from workflows.script import Outcome
 
 DETAILS_TRANSCRIPT_LINES = 30
@@ -37,6 +37,7 @@ def current_details(
     end_reason: str = "",
     follow_up_call_id: str | None = None,
     earlier_lines: int = 0,
+    handoff: Handoff | None = None,
 ) -> str:
     """The live view of a call: status line, the last transcript lines with decision notes
     (`earlier_lines` more came before `transcript`, and are in the call record)."""
@@ -60,6 +61,9 @@ def current_details(
         lines += ["", f"_Ended: {end_reason}_"]
     if follow_up_call_id:
         lines += ["", f"Follow-up call: `{follow_up_call_id}`"]
+    if handoff is not None:
+        where = f"to {handoff.to}" if handoff.transferred else f"failed: {handoff.error}"
+        lines += ["", f"Transfer {where}", f"> {handoff.summary}"]
     return "\n".join(lines)
 
 

@@ -158,6 +158,8 @@ class Turn(BaseModel):
     """The edge's own task queue, where the workflow learns that the edge still holds the call."""
     internal_url: str | None = None
     """The edge's internal listener: where the workflow delivers what it says outside a turn."""
+    call_sid: str | None = None
+    """Twilio's CallSid (from the stream's `start`): the live call the workflow controls."""
 
     def refusal(self, call_id: str, *, last_seq: int, ended: bool) -> str | None:
         """Why the call must refuse this turn (the Update validator's rule), or None."""
@@ -198,6 +200,11 @@ class Decision(BaseModel):
     llm_request: LLMTurnRequest | None = None
     """Tier 2: the edge streams the LLM's reply for this request instead of speaking `text`
     (which is then the safe line, for an edge that cannot), and reports it with `llm_result`."""
+    hand_over: bool = False
+    """The last line before a transfer: the edge keeps the line open once it is played, for
+    Twilio to take the call to the person (`<Dial>`), instead of hanging up."""
+    cut_in: bool = False
+    """Spoken at once, cutting off what the agent is saying (a voicemail after the beep)."""
 
     @classmethod
     def of(
@@ -253,6 +260,41 @@ class CallStatusUpdate(BaseModel):
         if status in _NOT_ANSWERED_TWILIO_STATUSES and not answered:
             return CallStatus.NO_ANSWER
         return CallStatus.ENDED
+
+    def unanswered_outcome(self) -> Outcome:
+        """The outcome of a call that ends with this status before anyone answered."""
+        if self.answered_by.startswith("machine") or self.answered_by == "fax":
+            return Outcome.VOICEMAIL
+        return Outcome.BUSY if self.status.lower() == "busy" else Outcome.NO_ANSWER
+
+
+MACHINE_RESULTS = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+)
+
+
+class MachineDetection(BaseModel):
+    """Twilio's asynchronous answering-machine detection result (`AsyncAmdStatusCallback`)."""
+
+    answered_by: str
+    """human, machine_start, machine_end_beep, machine_end_silence, machine_end_other, fax,
+    unknown."""
+    call_sid: str = ""
+    detection_ms: int | None = None
+
+    @property
+    def machine(self) -> bool:
+        return self.answered_by in MACHINE_RESULTS
+
+
+class Handoff(BaseModel):
+    """A call transferred to a person: where to, the summary the person gets, and whether
+    Twilio took the call."""
+
+    to: str = ""
+    summary: str
+    transferred: bool
+    error: str = ""
 
 
 class HangUp(BaseModel):
@@ -329,6 +371,10 @@ class CallSnapshot(BaseModel):
     earlier_lines: int = 0
     """Lines of a long call said before `transcript`, moved into the call record by earlier
     runs (`transcript` continues from line `earlier_lines`)."""
+    answered_by: str = ""
+    """Twilio's answering-machine detection result, when it ran (outbound calls)."""
+    handoff: Handoff | None = None
+    """Set when the call was transferred to a person."""
 
 
 class EarlierTranscript(BaseModel):
@@ -409,6 +455,9 @@ class CarriedCall(BaseModel):
     events: int = 0
     pending_llm: PendingLLMTurn | None = None
     answered: AnsweredUpdate | None = None
+    call_sid: str | None = None
+    answered_by: str = ""
+    handing_over: bool = False
 
 
 CallInput.model_rebuild()

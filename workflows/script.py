@@ -42,6 +42,10 @@ class Outcome(StrEnum):
     NO_RESPONSE = "no_response"
     HUNG_UP = "hung_up"
     WRONG_PERSON = "wrong_person"
+    VOICEMAIL = "voicemail"
+    """An answering machine took the call (a message left after the beep, or none)."""
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
 
 
 class DecisionTier(StrEnum):
@@ -119,6 +123,16 @@ class State(BaseModel):
         return self.outcome is not None
 
 
+class VoicemailPolicy(BaseModel):
+    """What an outbound call does when Twilio's answering-machine detection hears a machine."""
+
+    model_config = _STRICT
+
+    action: Literal["leave_message", "hang_up"]
+    message: str | None = None
+    """`leave_message`: the line said after the beep (placeholders as in `say`)."""
+
+
 class Playbook(BaseModel):
     model_config = _STRICT
 
@@ -141,6 +155,8 @@ class Playbook(BaseModel):
     goodbye); without it the fallback line and the rephrased question alternate."""
     acknowledge: str = "Got it."
     """Said before the question again when a turn gave details for later but did not answer."""
+    voicemail: VoicemailPolicy | None = None
+    """An answering machine on an outbound call; without it the call hangs up on the machine."""
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -254,6 +270,9 @@ def playbook_problems(playbook: Playbook) -> list[str]:
     check_target(playbook.on_confusion, None, "on_confusion")
     for field in ("fallback_line", "no_input_goodbye", "acknowledge"):
         check_template(getattr(playbook, field), None, field)
+    problems += voicemail_problems(playbook.voicemail)
+    if playbook.voicemail is not None:
+        check_template(playbook.voicemail.message, None, "voicemail.message")
 
     def check_intent(intent: Intent, state: str | None, field: str) -> None:
         check_target(intent.next, state, f"{field}.next")
@@ -339,6 +358,18 @@ def playbook_problems(playbook: Playbook) -> list[str]:
                     f"state '{name}': unreachable from the start state '{playbook.start}'"
                 )
     return problems
+
+
+def voicemail_problems(policy: VoicemailPolicy | None) -> list[str]:
+    """A message exactly when the policy leaves one."""
+    if policy is None:
+        return []
+    has_message = bool(policy.message and policy.message.strip())
+    if policy.action == "leave_message" and not has_message:
+        return ["field 'voicemail.message': required when the action is 'leave_message'"]
+    if policy.action == "hang_up" and policy.message is not None:
+        return ["field 'voicemail.message': only used when the action is 'leave_message'"]
+    return []
 
 
 _RULE_OUTCOMES = (Outcome.DO_NOT_CALL, Outcome.TRANSFER, Outcome.HUNG_UP, Outcome.NO_RESPONSE)

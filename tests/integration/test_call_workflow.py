@@ -62,6 +62,7 @@ from workflows.messages import (
     Direction,
     HangUp,
     Lead,
+    MachineDetection,
     Turn,
     UtterancePlayed,
 )
@@ -73,11 +74,12 @@ from workflows.router_messages import (
     LLMTurnResult,
     RouterConfig,
 )
-from workflows.script import DecisionTier, Outcome
+from workflows.script import DecisionTier, Outcome, VoicemailPolicy
 from workflows.search_attributes import CALL_STATUS, OUTCOME, SCRIPT_NAME, SCRIPT_STATE
 
 T = TypeVar("T")
 WAIT_S = 30.0
+TRANSFER_TO = "+15550109000"
 CORPUS = REPO_ROOT / "tests" / "replay" / "histories"
 """The replay corpus (`slot replay check`); these tests replay the files that guard the router."""
 
@@ -177,6 +179,7 @@ async def env(
             "twilio_api_base": twilio.url,
             "edge_public_url": edge.url,
             "database_url": f"sqlite:///{tmp_path}/records.db",
+            "transfer_number": TRANSFER_TO,
         }
     )
     await asyncio.to_thread(warm_up_router, settings)
@@ -404,7 +407,10 @@ async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:
     assert form["To"] == call.lead.phone
     assert form["From"] == env.settings.agent_phone_number
     assert form["Url"] == f"{env.edge.url}/twilio/voice?call_id={child_id}"
-    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status"
+    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status?call_id={child_id}"
+    assert (form["MachineDetection"], form["AsyncAmd"]) == ("DetectMessageEnd", "true")
+    assert form["AsyncAmdStatusCallback"] == f"{env.edge.url}/twilio/amd?call_id={child_id}"
+    assert request.headers["User-Agent"].startswith("twilio-python/"), "placed by the SDK"
     credentials = base64.b64decode(request.headers["Authorization"].split()[1]).decode()
     assert credentials.startswith(f"{sid}:")
 
@@ -441,19 +447,74 @@ async def test_keys_pressed_are_a_turn_that_can_transfer_the_call(env: Env) -> N
     await assert_replays(env.client, handle)
 
 
+async def test_a_transfer_is_handed_over_once_its_line_is_played(env: Env) -> None:
+    """The transfer line keeps the line open (`hand_over`); once it is played the workflow
+    `<Dial>`s the configured number through the SDK and records the handoff."""
+    call = call_input(env.settings)
+    handle = await start_call_workflow(env.client, call, env.settings)
+    start = Turn(seq=0, kind="start", edge_url=env.edge.url, call_sid="CA" + "2" * 32)
+    await take_turn(handle, start)
+    decision = await take_turn(handle, Turn(seq=1, kind="dtmf", digits="0"))
+    assert decision.outcome is Outcome.TRANSFER and decision.hand_over
+    result = await handle.result()
+    request = await env.twilio.next()
+    assert request.path.endswith(f"/Calls/{'CA' + '2' * 32}.json")
+    assert f"<Dial>{TRANSFER_TO}</Dial>" in request.form()["Twiml"]
+    assert result.handoff is not None and result.handoff.transferred
+    assert (result.handoff.to, result.end_reason) == (TRANSFER_TO, "transferred to a person")
+    assert result.handoff.summary.startswith("Sunny Solar call with Jordan, who asked for a person")
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert f"Transfer to {TRANSFER_TO}\n> {result.handoff.summary}" in metadata.current_details
+    await assert_replays(env.client, handle)
+
+
+async def test_an_answering_machine_gets_the_playbooks_voicemail_policy(env: Env) -> None:
+    """Leave a message: the line cuts in, and the machine's words are no longer answered.
+    Hang up: Twilio is told to end the call."""
+    call = call_input(env.settings).model_copy(update={"direction": Direction.OUTBOUND})
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url, call_sid="CA1"))
+    amd = MachineDetection(answered_by="machine_end_beep", call_sid="CA1")
+    await handle.signal(CallWorkflow.machine_detection, amd)
+    said = Decision.model_validate((await env.edge.next()).json())
+    assert said.cut_in and said.end_call and said.outcome is Outcome.VOICEMAIL
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await take_turn(handle, Turn(seq=1, kind="speech", text="Please leave a message."))
+    assert "answering machine" in str(refused.value.cause)
+    played = UtterancePlayed(utterance_id=said.utterance_id, heard_text=said.text, played_ms=1)
+    await handle.signal(CallWorkflow.utterance_played, played)
+    result = await handle.result()
+    assert (result.outcome, result.answered_by) == (Outcome.VOICEMAIL, "machine_end_beep")
+    await assert_replays(env.client, handle)
+
+    hang_up = call.playbook.model_copy(update={"voicemail": VoicemailPolicy(action="hang_up")})
+    call = call_input(env.settings).model_copy(
+        update={"direction": Direction.OUTBOUND, "playbook": hang_up}
+    )
+    handle = await start_call_workflow(env.client, call, env.settings)
+    await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url, call_sid="CA3"))
+    await handle.signal(CallWorkflow.machine_detection, amd.model_copy(update={"call_sid": ""}))
+    result = await handle.result()
+    assert (result.status, result.outcome) == (CallStatus.NO_ANSWER, Outcome.VOICEMAIL)
+    request = await env.twilio.next()
+    assert request.path.endswith("/Calls/CA3.json") and request.form()["Status"] == "completed"
+    await assert_replays(env.client, handle)
+
+
 async def test_outbound_call_never_answered_is_no_answer(env: Env) -> None:
     call = call_input(env.settings, CallTimers(answer_timeout_s=0.5)).model_copy(
         update={"direction": Direction.OUTBOUND}
     )
     handle = await start_call_workflow(env.client, call, env.settings)
     result = await handle.result()
-    assert result.status is CallStatus.NO_ANSWER
+    assert (result.status, result.outcome) == (CallStatus.NO_ANSWER, Outcome.NO_ANSWER)
     assert result.transcript == []
 
     busy = call_input(env.settings).model_copy(update={"direction": Direction.OUTBOUND})
     handle = await start_call_workflow(env.client, busy, env.settings)
     await handle.signal(CallWorkflow.call_status, CallStatusUpdate(status="busy", call_sid="CA1"))
-    assert (await handle.result()).status is CallStatus.NO_ANSWER
+    result = await handle.result()
+    assert (result.status, result.outcome) == (CallStatus.NO_ANSWER, Outcome.BUSY)
 
 
 async def test_real_twilio_without_auth_token_is_a_clear_non_retryable_error(

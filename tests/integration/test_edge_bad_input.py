@@ -262,3 +262,16 @@ async def test_webhooks_need_twilio_signature(edge: Settings) -> None:
     assert wrong.status_code == 403
     assert signed.status_code == 204
     assert twilio_signature(edge, url, form) != forged
+
+
+async def test_machine_detection_callback_is_signed_and_complete(edge: Settings) -> None:
+    """Twilio's AsyncAmdStatusCallback: unsigned is refused, one without AnsweredBy is named."""
+    path = "/twilio/amd?call_id=call-not-running"
+    form = {"CallSid": "CAamd", "AnsweredBy": "machine_end_beep"}
+    async with httpx.AsyncClient() as http:
+        unsigned = await http.post(edge.edge_url + path, data=form)
+    incomplete = await post_webhook(edge, path, {"CallSid": "CAamd"})
+    signed = await post_webhook(edge, path, form)
+    assert unsigned.status_code == 403
+    assert incomplete.status_code == 400 and "AnsweredBy" in incomplete.text
+    assert signed.status_code == 204

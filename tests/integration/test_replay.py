@@ -289,6 +289,19 @@ REQUIRED: dict[str, set[str]] = {
     "continued_as_new-run3.json": {"continues the call of an earlier run", "outcome booked"},
     "edge_hold_released.json": {"activity hold_call", "status ended"},
     "edge_dropped.json": {"activity hold_call", "status dropped"},
+    "transfer_handed_over.json": {"outcome transfer", "activity transfer_call"},
+    "voicemail_left.json": {
+        "signal machine_detection",
+        "activity deliver_utterance",
+        "outcome voicemail",
+    },
+    "voicemail_hung_up.json": {
+        "signal machine_detection",
+        "activity end_call",
+        "status no_answer",
+        "outcome voicemail",
+    },
+    "outbound_busy.json": {"signal call_status", "status no_answer", "outcome busy"},
 }
 
 

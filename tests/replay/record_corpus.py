@@ -54,18 +54,20 @@ from workflows.messages import (
     CallInput,
     CallSnapshot,
     CallStatus,
+    CallStatusUpdate,
     CallTimers,
     Decision,
     Direction,
     HangUp,
     Lead,
+    MachineDetection,
     RunLimits,
     Turn,
     TurnKind,
     UtterancePlayed,
 )
 from workflows.router_messages import LLMTurnReport, LLMTurnResult
-from workflows.script import DecisionTier, Outcome
+from workflows.script import DecisionTier, Outcome, Playbook, VoicemailPolicy
 
 WAIT_S = 60.0
 EDGE_CALL_S = 300.0
@@ -107,6 +109,8 @@ class Edge:
 
     spoken: dict[str, asyncio.Queue[Decision]] = field(default_factory=dict)
     dialled: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    """Live calls the workflow changed through Twilio (transfer, hang-up), by CallSid."""
 
     def queue(self, call_id: str) -> asyncio.Queue[Decision]:
         return self.spoken.setdefault(call_id, asyncio.Queue())
@@ -124,6 +128,11 @@ class Edge:
             self.dialled.append(sid)
             return {"sid": "CA" + uuid.uuid4().hex, "status": "queued"}
 
+        @app.post("/2010-04-01/Accounts/{sid}/Calls/{call_sid}.json")
+        async def update_call(sid: str, call_sid: str) -> dict[str, str]:
+            self.updated.append(call_sid)
+            return {"sid": call_sid, "status": "in-progress"}
+
         return app
 
 
@@ -137,6 +146,8 @@ class Call:
     seq: int = -1
     edge_queue: str | None = None
     """The edge's own task queue, where the workflow holds the call (None: not held)."""
+    call_sid: str | None = None
+    """Twilio's CallSid, as the stream's start gives it (None: as the edge sent before)."""
 
     async def turn(self, text: str = "", *, digits: str = "", played: bool = True) -> Decision:
         self.seq += 1
@@ -148,6 +159,7 @@ class Call:
             digits=digits,
             edge_url=self.edge_url,
             edge_queue=self.edge_queue,
+            call_sid=self.call_sid,
         )
         decision = await self.handle.execute_update(
             CallWorkflow.turn, turn, id=f"{self.handle.id}-turn-{self.seq}"
@@ -199,13 +211,14 @@ class Recorder:
         llm: bool = False,
         direction: Direction = Direction.INBOUND,
         limits: RunLimits | None = None,
+        playbook: Playbook | None = None,
     ) -> Call:
         call = CallInput(
             call_id=name,
             direction=direction,
             lead=Lead(name="Jordan", phone="+15550001111"),
             script_name="solar_survey",
-            playbook=load_playbook("solar_survey", self.settings.playbooks_dir),
+            playbook=playbook or load_playbook("solar_survey", self.settings.playbooks_dir),
             timers=timers,
             llm_enabled=llm,
             limits=limits or RunLimits(),
@@ -481,6 +494,50 @@ class Recorder:
         expect(result.transcript == [], "an unanswered call has no transcript")
         await self.keep(call)
 
+    async def transfer_handed_over(self) -> None:
+        """A transfer on a live call: its line keeps the line open, then `<Dial>` (patch
+        transfer-v1) with the handoff's summary."""
+        call = await self.call("transfer_handed_over")
+        call.call_sid = "CA" + uuid.uuid4().hex
+        await call.turn()
+        await call.turn("Yes, speaking.")
+        decision = await call.turn("Can I talk to a real person?")
+        expect(decision.hand_over, f"the transfer line does not hand over: {decision}")
+        await self.finish(call, Outcome.TRANSFER)
+        expect(call.call_sid in self.edge.updated, "the live call was not transferred")
+
+    async def voicemail_left(self) -> None:
+        """Machine detection says machine: the voicemail line cuts in; the machine's words get
+        no answer."""
+        call = await self.call("voicemail_left", direction=Direction.OUTBOUND)
+        call.call_sid = "CA" + uuid.uuid4().hex
+        await call.turn()
+        amd = MachineDetection(answered_by="machine_end_beep", call_sid=call.call_sid)
+        await call.handle.signal(CallWorkflow.machine_detection, amd)
+        decision = await call.said_unprompted()
+        expect(decision.cut_in and decision.outcome is Outcome.VOICEMAIL, f"{decision}")
+        await call.played(decision)
+        await self.finish(call, Outcome.VOICEMAIL)
+
+    async def voicemail_hung_up(self) -> None:
+        """A playbook that leaves no message: the call is hung up through Twilio."""
+        playbook = load_playbook("solar_survey", self.settings.playbooks_dir)
+        silent = playbook.model_copy(update={"voicemail": VoicemailPolicy(action="hang_up")})
+        call = await self.call("voicemail_hung_up", direction=Direction.OUTBOUND, playbook=silent)
+        call.call_sid = "CA" + uuid.uuid4().hex
+        await call.turn()
+        amd = MachineDetection(answered_by="machine_end_silence", call_sid=call.call_sid)
+        await call.handle.signal(CallWorkflow.machine_detection, amd)
+        await self.finish(call, Outcome.VOICEMAIL)
+        expect(call.call_sid in self.edge.updated, "the machine was not hung up on")
+
+    async def outbound_busy(self) -> None:
+        """Twilio's status callback says busy before anyone answered (patch line-outcomes-v1)."""
+        call = await self.call("outbound_busy", direction=Direction.OUTBOUND)
+        busy = CallStatusUpdate(status="busy", call_sid="CA" + uuid.uuid4().hex)
+        await call.handle.signal(CallWorkflow.call_status, busy)
+        await self.finish(call, Outcome.BUSY)
+
     async def edge_hold_released(self) -> None:
         """The edge's worker holds the call (`hold_call` on its own queue) until the stream
         ends, and its release ends the call."""
@@ -589,6 +646,10 @@ class Recorder:
             self.continued_as_new,
             self.edge_hold_released,
             self.edge_dropped,
+            self.transfer_handed_over,
+            self.voicemail_left,
+            self.voicemail_hung_up,
+            self.outbound_busy,
         ]
 
 
@@ -608,6 +669,7 @@ async def recorder(folder: Path) -> AsyncIterator[Recorder]:
             task_queue="replay-corpus",
             twilio_api_base=edge_url,
             edge_public_url=edge_url,
+            transfer_number="+15550109000",
         )
     )
     await asyncio.to_thread(

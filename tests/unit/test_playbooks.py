@@ -249,3 +249,29 @@ def test_terminal_states_cannot_have_yes_or_rephrase(tmp_path: Path) -> None:
     broken = VALID.replace("    outcome: booked\n", "    outcome: booked\n    rephrase: Again?\n")
     message = error_for(tmp_path, broken)
     assert message.startswith("state 'booked', field 'rephrase': a terminal state")
+
+
+def test_voicemail_policy_loads_and_is_checked(tmp_path: Path) -> None:
+    """An answering machine: leave a message (which needs one) or hang up (which has none)."""
+    leave = "start: greeting\nvoicemail:\n  action: leave_message\n  message: Hi {lead_name}.\n"
+    playbook = load_playbook(write(tmp_path, "leave", VALID.replace("start: greeting\n", leave)))
+    assert playbook.voicemail is not None and playbook.voicemail.action == "leave_message"
+    hang_up = "start: greeting\nvoicemail: {action: hang_up}\n"
+    assert load_playbook(write(tmp_path, "hang", VALID.replace("start: greeting\n", hang_up)))
+
+    no_message = VALID.replace(
+        "start: greeting\n", "start: greeting\nvoicemail:\n  action: leave_message\n"
+    )
+    assert error_for(tmp_path, no_message) == (
+        "field 'voicemail.message': required when the action is 'leave_message'"
+    )
+    extra = "start: greeting\nvoicemail: {action: hang_up, message: Hi.}\n"
+    assert error_for(tmp_path, VALID.replace("start: greeting\n", extra)) == (
+        "field 'voicemail.message': only used when the action is 'leave_message'"
+    )
+    typo = leave.replace("{lead_name}", "{lead}")
+    message = error_for(tmp_path, VALID.replace("start: greeting\n", typo))
+    assert message.startswith("field 'voicemail.message': unknown placeholder '{lead}'")
+    unknown = "start: greeting\nvoicemail: {action: ring_back}\n"
+    message = error_for(tmp_path, VALID.replace("start: greeting\n", unknown))
+    assert message.startswith("field 'voicemail.action': Input should be 'leave_message' or")
