@@ -24,6 +24,7 @@ from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
 from slot.credentials import MissingCredential, internal_token
+from slot.database import SchemaBehind, check_at_start
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
@@ -126,6 +127,9 @@ def main() -> None:
     try:
         require_keyring(settings)
         internal_token(settings)
+        check_at_start(settings.database_url)
+    except SchemaBehind as error:
+        raise SystemExit(f"worker not started: {error}") from None
     except PayloadKeyError as error:
         raise SystemExit(f"worker: {error}") from None
     except MissingCredential as error:

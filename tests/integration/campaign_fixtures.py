@@ -113,7 +113,6 @@ class TwilioLine:
         reply = await handle.execute_update(CallWorkflow.turn, said)
         await handle.signal(CallWorkflow.utterance_played, _played(reply.utterance_id))
 
-
     async def say(self, call_id: str, decision: Decision) -> None:
         """The edge's side of a `say`: speak it, then report it played (a goodbye ends the
         call)."""
