@@ -11,6 +11,7 @@ by `create_all`) is recognised and stamped as the first revision before upgradin
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> str:
     """Bring the database to the head revision; returns the revision it was at ('' if empty)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up, line by line
     with engine.begin() as connection:
         was = current_revision(connection)
         if was is None and inspect(connection).has_table("call_records"):
