@@ -32,6 +32,7 @@ import httpx
 from pydantic import SecretStr
 
 from slot.codec_server import codec_url, ui_codec_endpoint
+from slot.database import SchemaBehind, check_at_start
 from slot.dev_secrets import API_TOKEN_FILE, use_dev_secrets
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import (
@@ -317,6 +318,11 @@ class Stack:
         running = await http_ok(edge_health) or await http_ok(sim_health)
         running = running or bool(await self.live_worker_pids())
         self.settings = settings = with_dev_secrets(settings, join_running=running)
+        # migrated here, once, before the worker and the API open the database together
+        try:
+            await asyncio.to_thread(check_at_start, settings.database_url)
+        except SchemaBehind as error:
+            raise StackError(str(error)) from None
         wanted: list[ManagedProcess] = [
             self._worker(),
             self._process(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -299,6 +299,13 @@ def create_app(settings: Settings, client: Client, store: Store, token: str) -> 
     async def remove_dnc(phone: str) -> Response:
         await run_in_threadpool(store.dnc.remove, phone)
         return Response(status_code=204)
+
+    @app.exception_handler(RPCError)
+    async def temporal_failed(request: Request, error: RPCError) -> JSONResponse:
+        """Temporal's refusals as HTTP: an unknown workflow is 404, the rest 503, one line."""
+        status = 404 if error.status is RPCStatusCode.NOT_FOUND else 503
+        message = str(error).strip().splitlines()[0] if str(error).strip() else error.status.name
+        return JSONResponse(status_code=status, content={"detail": f"Temporal: {message}"})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
