@@ -7,7 +7,10 @@ line) and reports it the way the edge relays Twilio's status callback (`send_cal
 plays that person's turns as the edge would, before its REST answer returns: while the dial
 activity is open the test server does not skip time, so a ringing call never times out under a
 skipped clock. What the workflow asks the edge to say outside a turn (`POST /calls/{id}/say`)
-is kept per call and reported played, as the edge does once Twilio has played it.
+is kept per call and reported played, as the edge does once Twilio has played it. Each rig's
+worker paces dials with a limiter of its own: the limiter answers on its Temporal's clock, and
+a test server that skipped ahead would leave a shared one's next slot days in the future for
+the next test, whose clock starts at the wall clock.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.campaign import LocalDialLimiter
 from media_edge.workflow_link import send_call_status
 from slot.payload_codec import encrypted_data_converter, require_keyring
 from slot.settings import Settings
@@ -186,7 +190,13 @@ async def campaign_rig(data_dir: Path, database_url: str = "") -> AsyncIterator[
         serving = asyncio.create_task(server.serve(sockets=[listening]))
         try:
             with ThreadPoolExecutor(8) as executor:
-                worker = build_worker(env.client, settings, executor, task_queue="campaigns")
+                worker = build_worker(
+                    env.client,
+                    settings,
+                    executor,
+                    task_queue="campaigns",
+                    limiter=LocalDialLimiter(),
+                )
                 async with worker:
                     yield CampaignRig(env, env.client, line, settings, "campaigns")
         finally:
