@@ -27,6 +27,7 @@ from slot.database import (
     schema_metadata,
     upgrade,
 )
+from slot.payload_codec import Keyring
 from tests.integration.databases import BACKENDS, blank_database
 
 
@@ -111,3 +112,23 @@ def test_slot_db_upgrade_and_current(tmp_path: Path) -> None:
     done = slot("upgrade")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(f"empty -> {head_revision()}")
+
+
+def test_the_api_refuses_a_server_database_behind(tmp_path: Path) -> None:
+    """A process, not just the function: `slot api` on a PostgreSQL schema never migrated
+    exits with one line naming the revision and what to run (the worker runs the same check)."""
+    for url in blank_database("postgresql", tmp_path, "refused"):
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SLOT_DATA_DIR": str(tmp_path),
+            "SLOT_DATABASE_URL": url,
+            "SLOT_API_TOKEN": "a-token-long-enough-for-the-api",
+            "SLOT_PAYLOAD_KEYS": Keyring.new_entry("refused"),
+        }
+        command = [sys.executable, "-m", "slot.cli", "api"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("api not started: database postgresql+psycopg://")
+        assert f"revision none, this code needs {head_revision()}" in line
+        assert "run `slot db upgrade`" in line
