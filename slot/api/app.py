@@ -110,12 +110,11 @@ def create_app(settings: Settings, client: Client, store: Store, token: str) -> 
         return row
 
     async def view(row: CampaignRow) -> Campaign:
-        leads = await run_in_threadpool(store.leads, row.campaign_id)
         return Campaign(
             campaign_id=row.campaign_id,
             script_name=row.script_name,
             status=row.status,
-            leads=len(leads),
+            leads=await run_in_threadpool(store.lead_count, row.campaign_id),
             options=CampaignOptions.model_validate_json(row.options_json),
             created_at=row.created_at,
             started_at=row.started_at,

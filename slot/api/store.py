@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from activities.campaign import DncEntry, DoNotCallList, normal_phone
@@ -92,6 +92,11 @@ class Store:
             )
             for row in rows
         ]
+
+    def lead_count(self, campaign_id: str) -> int:
+        with self._session() as session:
+            query = select(func.count()).select_from(LeadRow)
+            return session.exec(query.where(LeadRow.campaign_id == campaign_id)).one()
 
     def add_leads(self, campaign_id: str, leads: list[CampaignLead]) -> None:
         now = datetime.now(UTC)
