@@ -1,5 +1,6 @@
-# The image the worker, the edge and `slot temporal setup` run from (see docker-compose.yml).
-# The build context is what .dockerignore lets through: no local environment, data or recordings.
+# The image the worker, the edge, the API, `slot temporal setup` and `slot db upgrade` run from
+# (see docker-compose.yml). The build context is what .dockerignore lets through: no local
+# environment, data or recordings.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng \
     && rm -rf /var/lib/apt/lists/*

@@ -18,12 +18,18 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.campaign import CampaignActivities, DoNotCallList, LocalDialLimiter
+from activities.campaign import (
+    CampaignActivities,
+    DialLimiter,
+    DoNotCallList,
+    LocalDialLimiter,
+)
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
 from activities.telephony import TelephonyActivities
 from slot.credentials import MissingCredential, internal_token
+from slot.database import SchemaBehind, check_at_start
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
@@ -44,14 +50,14 @@ def workflows() -> list[type]:
     return [CallWorkflow, CampaignWorkflow]
 
 
-def activities(settings: Settings) -> Sequence[Any]:
+def activities(settings: Settings, limiter: DialLimiter = DIAL_LIMITER) -> Sequence[Any]:
     """Activity callables bound to `settings`; the sync ones (records, and the router's local
     activities: intent classifier, knowledge base) run on the activity threads."""
     telephony = TelephonyActivities(settings)
     records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
-    campaign = CampaignActivities(DIAL_LIMITER, DoNotCallList(settings.database_url))
+    campaign = CampaignActivities(limiter, DoNotCallList(settings.database_url))
     return [
         telephony.place_call,
         telephony.deliver_utterance,
@@ -86,13 +92,15 @@ def build_worker(
     executor: ThreadPoolExecutor,
     *,
     task_queue: str | None = None,
+    limiter: DialLimiter = DIAL_LIMITER,
 ) -> Worker:
-    """The worker `python worker.py` runs; tests build the same one in-process."""
+    """The worker `python worker.py` runs; tests build the same one in-process (with a
+    limiter of their own when their Temporal's clock is not the wall clock)."""
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=workflows(),
-        activities=activities(settings),
+        activities=activities(settings, limiter),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_SLOTS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -128,6 +136,9 @@ def main() -> None:
     try:
         require_keyring(settings)
         internal_token(settings)
+        check_at_start(settings.database_url)
+    except SchemaBehind as error:
+        raise SystemExit(f"worker not started: {error}") from None
     except PayloadKeyError as error:
         raise SystemExit(f"worker: {error}") from None
     except MissingCredential as error:

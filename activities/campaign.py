@@ -20,6 +20,7 @@ from sqlmodel import Field, Session, SQLModel
 from temporalio import activity
 
 from activities.records import make_engine
+from slot.database import ensure_schema
 from workflows.campaign_plan import DncAdd, DncCheck, ReserveDial
 
 
@@ -61,7 +62,7 @@ def normal_phone(phone: str) -> str:
 
 
 class DoNotCallList:
-    """The `dnc` table; its schema is created on first use."""
+    """The `dnc` table; the schema is checked (an SQLite file upgraded) on first use."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
@@ -73,7 +74,7 @@ class DoNotCallList:
         with self._lock:
             if self._engine is None:
                 engine = make_engine(self.database_url)
-                SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables["dnc"]])
+                ensure_schema(engine, self.database_url)
                 self._engine = engine
             return self._engine
 

@@ -22,7 +22,10 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 from temporalio import activity
 
+from activities.sales_records import BookingRow
+from slot.database import ensure_schema
 from workflows.messages import CallSnapshot, Direction
+from workflows.script import Outcome
 
 
 class Sealer(Protocol):
@@ -50,6 +53,7 @@ class CallRecord(SQLModel, table=True):
     follow_up_call_id: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
+    campaign_id: str | None = Field(default=None, index=True)
 
 
 class SaveCallRecord(BaseModel):
@@ -61,6 +65,7 @@ class SaveCallRecord(BaseModel):
     follow_up_of: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
+    campaign_id: str | None = None
 
 
 def make_engine(database_url: str) -> Engine:
@@ -73,7 +78,7 @@ def make_engine(database_url: str) -> Engine:
 
 
 class RecordsActivities:
-    """Owns the database engine; the schema is created on first use."""
+    """Owns the database engine; the schema is checked (an SQLite file upgraded) on first use."""
 
     def __init__(self, database_url: str, sealer: Sealer) -> None:
         self.database_url = database_url
@@ -86,7 +91,7 @@ class RecordsActivities:
         with self._lock:
             if self._engine is None:
                 engine = make_engine(self.database_url)
-                SQLModel.metadata.create_all(engine)
+                ensure_schema(engine, self.database_url)
                 self._engine = engine
             return self._engine
 
@@ -103,6 +108,8 @@ class RecordsActivities:
             if snapshot.earlier_lines:
                 lines = self._earlier_lines(session, snapshot) + lines
             session.merge(self._record(request, lines))
+            if snapshot.outcome is Outcome.BOOKED:
+                session.merge(self._booking(request))
             session.commit()
 
     def _earlier_lines(self, session: Session, snapshot: CallSnapshot) -> list[dict[str, object]]:
@@ -132,6 +139,16 @@ class RecordsActivities:
             follow_up_call_id=snapshot.follow_up_call_id,
             started_at=request.started_at,
             ended_at=request.ended_at,
+            campaign_id=request.campaign_id,
+        )
+
+    def _booking(self, request: SaveCallRecord) -> BookingRow:
+        return BookingRow(
+            call_id=request.snapshot.call_id,
+            campaign_id=request.campaign_id,
+            script_name=request.script_name,
+            slots_sealed=self.sealer.seal_text(json.dumps(request.snapshot.slots)),
+            booked_at=request.ended_at or request.started_at,
         )
 
     def close(self) -> None:

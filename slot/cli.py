@@ -155,6 +155,25 @@ def _cmd_temporal_setup(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from slot.database import upgrade_main
+
+    return upgrade_main(get_settings().database_url)
+
+
+def _cmd_db_current(args: argparse.Namespace) -> int:
+    from slot.database import current_main
+
+    return current_main(get_settings().database_url)
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    from slot.api.server import main
+
+    main()
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
@@ -306,8 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--wait", type=float, default=120.0, help="seconds to wait for Temporal")
     setup.set_defaults(func=_cmd_temporal_setup)
 
+    db = commands.add_parser("db", help="Slot's database (SLOT_DATABASE_URL)").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply the migrations (idempotent)").set_defaults(
+        func=_cmd_db_upgrade
+    )
+    db.add_parser("current", help="the schema revision, against the code's").set_defaults(
+        func=_cmd_db_current
+    )
+
     for name, func, help_text in (
         ("worker", _cmd_worker, "run a Temporal worker for call workflows"),
+        ("api", _cmd_api, "run the HTTP API (campaigns, leads, calls, do-not-call list)"),
         ("edge", _cmd_edge, "run the media edge (Twilio webhooks and Media Streams)"),
         ("simulator", _cmd_simulator, "run the phone simulator (Twilio's REST API, locally)"),
         ("codec-server", _cmd_codec_server, "decrypt payloads for the Temporal Web UI and CLI"),

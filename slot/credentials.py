@@ -10,6 +10,7 @@ from slot.settings import Settings
 
 TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 INTERNAL_TOKEN_ENV = "SLOT_INTERNAL_TOKEN"
+API_TOKEN_ENV = "SLOT_API_TOKEN"
 MIN_INTERNAL_TOKEN_CHARS = 16
 
 
@@ -36,5 +37,17 @@ def internal_token(settings: Settings) -> str:
         raise MissingCredential(
             f"{INTERNAL_TOKEN_ENV} {state}: the edge's internal endpoints need a shared secret "
             "(`slot dev` generates one for the dev stack)"
+        )
+    return token
+
+
+def api_token(settings: Settings) -> str:
+    """`SLOT_API_TOKEN`: the bearer secret of the HTTP API."""
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    if len(token) < MIN_INTERNAL_TOKEN_CHARS:
+        state = "is not set" if not token else f"is shorter than {MIN_INTERNAL_TOKEN_CHARS} chars"
+        raise MissingCredential(
+            f"{API_TOKEN_ENV} {state}: every API request must carry it as a Bearer token "
+            "(`slot dev` generates one for the dev stack, in .slot-data/api-token)"
         )
     return token

@@ -20,6 +20,7 @@ from slot.settings import Settings
 
 PAYLOAD_KEYS_FILE = "payload-keys"
 CODEC_TOKEN_FILE = "codec-token"
+API_TOKEN_FILE = "api-token"
 DEV_KEY_PREFIX = "dev-"
 """Each data folder's key gets an id of its own, so data under another folder's key says so."""
 
@@ -60,4 +61,7 @@ def use_dev_secrets(settings: Settings, *, create: bool = True) -> Settings:
             folder, CODEC_TOKEN_FILE, lambda: secrets.token_urlsafe(32), create=create
         )
         settings.codec_token = SecretStr(token) if token else None
+    if settings.api_token is None:
+        token = dev_secret(folder, API_TOKEN_FILE, lambda: secrets.token_urlsafe(32), create=create)
+        settings.api_token = SecretStr(token) if token else None
     return settings

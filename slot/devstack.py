@@ -32,7 +32,8 @@ import httpx
 from pydantic import SecretStr
 
 from slot.codec_server import codec_url, ui_codec_endpoint
-from slot.dev_secrets import use_dev_secrets
+from slot.database import SchemaBehind, check_at_start
+from slot.dev_secrets import API_TOKEN_FILE, use_dev_secrets
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import (
     TemporalDevServer,
@@ -68,6 +69,10 @@ class StackError(RuntimeError):
 
 SECRETS_FILE = "dev-secrets.json"
 _SECRET_FIELDS = {"twilio_auth_token": "TWILIO_AUTH_TOKEN", "internal_token": "SLOT_INTERNAL_TOKEN"}
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -207,11 +212,18 @@ class Stack:
     """Starts (or reuses) every part Slot needs for a call, and stops what it started."""
 
     def __init__(
-        self, settings: Settings, *, headless: bool = False, with_simulator: bool = True
+        self,
+        settings: Settings,
+        *,
+        headless: bool = False,
+        with_simulator: bool = True,
+        with_api: bool = False,
     ) -> None:
         self.settings = use_dev_secrets(settings)
         self.headless = headless
         self.with_simulator = with_simulator
+        self.with_api = with_api
+        """The HTTP API (`slot dev` runs it; the demo and the evaluations do not need it)."""
         self.logs_dir = settings.data_dir / "logs"
         self.temporal: TemporalDevServer | None = None
         self._temporal_crashes = Crashes()
@@ -306,6 +318,11 @@ class Stack:
         running = await http_ok(edge_health) or await http_ok(sim_health)
         running = running or bool(await self.live_worker_pids())
         self.settings = settings = with_dev_secrets(settings, join_running=running)
+        # migrated here, once, before the worker and the API open the database together
+        try:
+            await asyncio.to_thread(check_at_start, settings.database_url)
+        except SchemaBehind as error:
+            raise StackError(str(error)) from None
         wanted: list[ManagedProcess] = [
             self._worker(),
             self._process(
@@ -317,6 +334,13 @@ class Stack:
             wanted.append(
                 self._process(
                     "codec", self._python("-m", "slot.codec_server"), lambda: http_ok(codec_health)
+                )
+            )
+        if self.with_api:
+            api_health = f"{api_url(settings)}/healthz"
+            wanted.append(
+                self._process(
+                    "api", self._python("-m", "slot.api.server"), lambda: http_ok(api_health)
                 )
             )
         if self.with_simulator:
@@ -438,8 +462,8 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
     from rich.console import Console
 
     console = Console()
-    stack = Stack(settings, headless=headless)
-    with console.status("starting Temporal, worker, media edge and phone simulator..."):
+    stack = Stack(settings, headless=headless, with_api=True)
+    with console.status("starting Temporal, worker, media edge, API and phone simulator..."):
         try:
             await stack.start()
         except StackError as error:
@@ -460,6 +484,10 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
         f"edge internal {settings.edge_internal_url}  (say, events: bearer SLOT_INTERNAL_TOKEN)"
     )
     console.print(f"simulator     {settings.twilio_base}  (Twilio REST API, locally)")
+    console.print(
+        f"api           {api_url(settings)}  (docs {api_url(settings)}/docs; bearer token in "
+        f"{settings.data_dir / API_TOKEN_FILE})"
+    )
     console.print(f"logs          {stack.logs_dir}")
     pids = ", ".join(f"{name} {pid}" for name, pid in stack.pids().items())
     console.print(f"processes     {pids or 'none started here'}")

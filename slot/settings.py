@@ -190,6 +190,13 @@ class Settings(BaseSettings):
     database_url: str = ""
     """SQLAlchemy URL for call records; defaults to `sqlite:///{data_dir}/slot.db`."""
 
+    api_host: str = "127.0.0.1"
+    api_port: int = 8300
+    api_token: SecretStr | None = None
+    """`SLOT_API_TOKEN`: the bearer credential every API request must carry."""
+    api_max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest leads CSV the API reads (about 100,000 leads)."""
+
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if not self.database_url:
@@ -210,6 +217,11 @@ class Settings(BaseSettings):
         return self.edge_internal_base_url or (
             f"http://{self.edge_internal_host}:{self.edge_internal_port}"
         )
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where call recordings are kept as `{call_sid}.wav` (the simulator writes them)."""
+        return self.data_dir / "recordings"
 
     @property
     def twilio_base(self) -> str:

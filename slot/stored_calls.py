@@ -32,6 +32,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 
+from slot.database import SchemaBehind
 from slot.payload_codec import (
     Keyring,
     PayloadDecryptor,
@@ -315,6 +316,9 @@ async def load_stored_calls(
     except SQLAlchemyError as unreadable:
         found.notes.append(f"call records unreadable ({type(unreadable).__name__})")
         from_records = []
+    except SchemaBehind as behind:
+        found.notes.append(f"call records unreadable ({behind})")
+        from_records = []
     if len(found.notes) == 2:
         raise StoredCallError(f"cannot read stored calls: {'; '.join(found.notes)}")
     if from_records:
@@ -386,9 +390,11 @@ def calls_from_records(
     from sqlmodel import Session, col, select
 
     from activities.records import CallRecord, make_engine
+    from slot.database import ensure_schema
 
     engine = make_engine(database_url)
     try:
+        ensure_schema(engine, database_url)
         with Session(engine) as session:
             query = select(CallRecord).where(col(CallRecord.started_at) >= since.astimezone(UTC))
             records = session.exec(query.order_by(col(CallRecord.started_at))).all()

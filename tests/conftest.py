@@ -55,7 +55,9 @@ SLOWEST_FIRST = (
     "tests/integration/test_edge_auth.py",
     "tests/integration/test_edge_limits.py",
     "tests/integration/test_payload_encryption.py",
+    "tests/integration/test_api.py",
     "tests/integration/test_campaign.py",
+    "tests/integration/test_migrations.py",
 )
 """Work units handed out first, longest first, so no long one starts last (measured with
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built

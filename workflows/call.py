@@ -362,6 +362,7 @@ class CallWorkflow:
                 direction=self._call.direction,
                 script_name=self._call.script_name,
                 follow_up_of=self._call.follow_up_of,
+                campaign_id=self._call.campaign_id,
                 started_at=started_at,
                 ended_at=self._now.ended_at or (workflow.now() if self._now.ended else None),
             ),

@@ -2,10 +2,15 @@
 wheel), Slot's real worker, and a stand-in for Twilio's side of the line only.
 
 The stand-in answers the REST `Calls.json` request with the line's behaviour for that attempt
-(busy, no answer, voicemail, or a person who says one line) and reports it the way the edge
-relays Twilio's status callback (`send_call_status`), or plays that person's turns as the
-edge would, before its REST answer returns: while the dial activity is open the test server
-does not skip time, so a ringing call never times out under a skipped clock.
+(busy, no answer, voicemail, a person who says one line, or one who answers and stays on the
+line) and reports it the way the edge relays Twilio's status callback (`send_call_status`), or
+plays that person's turns as the edge would, before its REST answer returns: while the dial
+activity is open the test server does not skip time, so a ringing call never times out under a
+skipped clock. What the workflow asks the edge to say outside a turn (`POST /calls/{id}/say`)
+is kept per call and reported played, as the edge does once Twilio has played it. Each rig's
+worker paces dials with a limiter of its own: the limiter answers on its Temporal's clock, and
+a test server that skipped ahead would leave a shared one's next slot days in the future for
+the next test, whose clock starts at the wall clock.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import logging
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,17 +35,20 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.campaign import LocalDialLimiter
 from media_edge.workflow_link import send_call_status
 from slot.payload_codec import encrypted_data_converter, require_keyring
 from slot.settings import Settings
 from worker import build_worker
 from workflows.call import CallWorkflow
-from workflows.messages import CallStatusUpdate, Turn, UtterancePlayed
+from workflows.messages import CallStatusUpdate, Decision, Turn, UtterancePlayed
 from workflows.search_attributes import REGISTERED_KEYS
 
 KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 
 ANSWERING = {"call me back": "Call me back later.", "stop": "Stop calling me."}
+HOLDING = {"hold": "Yes, speaking."}
+"""A person who answers the greeting and then listens: the call stays in flight."""
 
 LOG = logging.getLogger("slot.campaign-test")
 
@@ -62,6 +70,20 @@ class TwilioLine:
     behaviours: dict[str, list[str]] = field(default_factory=dict)
     dials: list[Dial] = field(default_factory=list)
     url: str = ""
+    held: list[str] = field(default_factory=list)
+    """Calls answered by a person still on the line (`hold`), in the order they were answered."""
+    said: dict[str, list[str]] = field(default_factory=dict)
+    """What the workflow asked the edge to say on each call outside a turn."""
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate` holds for what the line has seen (a call held, a line said)."""
+        async with self.changed:
+            await self.changed.wait_for(predicate)
+
+    async def _changed(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
 
     def dialled(self, phone: str) -> list[Dial]:
         return [dial for dial in self.dials if dial.to == phone]
@@ -73,6 +95,10 @@ class TwilioLine:
         self.dials.append(Dial(call_id, to, now.start_time, behaviour))
         if behaviour in ANSWERING:
             await self._converse(call_id, ANSWERING[behaviour])
+        elif behaviour in HOLDING:
+            await self._converse(call_id, HOLDING[behaviour])
+            self.held.append(call_id)
+            await self._changed()
         elif behaviour == "voicemail":
             update = CallStatusUpdate(status="completed", answered_by="machine_end_beep")
             await send_call_status(self.client, call_id, update, LOG)
@@ -91,6 +117,14 @@ class TwilioLine:
         reply = await handle.execute_update(CallWorkflow.turn, said)
         await handle.signal(CallWorkflow.utterance_played, _played(reply.utterance_id))
 
+    async def say(self, call_id: str, decision: Decision) -> None:
+        """The edge's side of a `say`: speak it, then report it played (a goodbye ends the
+        call)."""
+        self.said.setdefault(call_id, []).append(decision.text)
+        handle = self.client.get_workflow_handle_for(CallWorkflow.run, call_id)
+        await handle.signal(CallWorkflow.utterance_played, _played(decision.utterance_id))
+        await self._changed()
+
 
 def _played(utterance_id: str) -> UtterancePlayed:
     return UtterancePlayed(utterance_id=utterance_id, heard_text="", played_ms=1000)
@@ -107,7 +141,8 @@ def twilio_app(line: TwilioLine) -> FastAPI:
         return JSONResponse(status_code=201, content={"sid": f"CA{call_id}", "status": "queued"})
 
     @app.post("/calls/{call_id}/say")
-    async def say(call_id: str) -> Response:
+    async def say(call_id: str, decision: Decision) -> Response:
+        await line.say(call_id, decision)
         return Response(status_code=202)
 
     return app
@@ -123,13 +158,18 @@ class CampaignRig:
 
 
 @asynccontextmanager
-async def campaign_rig(data_dir: Path) -> AsyncIterator[CampaignRig]:
+async def campaign_rig(data_dir: Path, database_url: str = "") -> AsyncIterator[CampaignRig]:
+    """`database_url`: Slot's database (default an SQLite file in `data_dir`)."""
     from slot.dev_secrets import use_dev_secrets
 
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     settings = use_dev_secrets(
-        Settings(data_dir=data_dir, twilio_api_base=f"http://127.0.0.1:{port}")
+        Settings(
+            data_dir=data_dir,
+            twilio_api_base=f"http://127.0.0.1:{port}",
+            database_url=database_url,
+        )
     )
     converter = encrypted_data_converter(require_keyring(settings))
     server_path = shutil.which("temporal-test-server")
@@ -150,7 +190,13 @@ async def campaign_rig(data_dir: Path) -> AsyncIterator[CampaignRig]:
         serving = asyncio.create_task(server.serve(sockets=[listening]))
         try:
             with ThreadPoolExecutor(8) as executor:
-                worker = build_worker(env.client, settings, executor, task_queue="campaigns")
+                worker = build_worker(
+                    env.client,
+                    settings,
+                    executor,
+                    task_queue="campaigns",
+                    limiter=LocalDialLimiter(),
+                )
                 async with worker:
                     yield CampaignRig(env, env.client, line, settings, "campaigns")
         finally:

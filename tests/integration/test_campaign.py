@@ -18,15 +18,22 @@ from activities.campaign import DoNotCallList
 from slot.playbooks import load_playbook
 from slot.settings import Settings
 from tests.integration.campaign_fixtures import CampaignRig, Dial, campaign_rig
+from workflows.call import CallWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_plan import (
     CampaignInput,
     CampaignLead,
     CampaignProgress,
+    CancelCampaign,
     PauseCampaign,
 )
+from workflows.messages import CallStatus
 
 pytestmark = pytest.mark.timeout(300)
+
+ALWAYS_OPEN = {"start": "00:00", "end": "23:59:59", "weekdays": list(range(7))}
+"""For a test whose calls must start before time is skipped (the clock runs at its real pace
+until the test waits on a result)."""
 
 
 def _input(campaign_id: str, leads: list[CampaignLead], **options: object) -> CampaignInput:
@@ -123,6 +130,39 @@ async def test_pause_and_resume(tmp_path: Path) -> None:
         await handle.signal(CampaignWorkflow.resume)
         progress = await handle.result()
     assert progress.dialled == 3 and progress.no_answer == 3 and not progress.paused
+
+
+async def test_cancel_ends_calls_in_flight_politely(tmp_path: Path) -> None:
+    """Two people on the line when the campaign is cancelled: each hears the campaign's goodbye
+    and the call ends; the two leads still waiting are never dialled."""
+    leads = [CampaignLead(lead_id=f"c{i}", phone=f"+1212555030{i}") for i in range(4)]
+    async with campaign_rig(tmp_path) as rig:
+        rig.line.behaviours = {"+12125550300": ["hold"], "+12125550301": ["hold"]}
+        campaign = _input(
+            "camp-cancel",
+            leads,
+            max_concurrent_calls=2,
+            timers={"reprompt_after_s": 3600},
+            window=ALWAYS_OPEN,
+        )
+        handle = await _start(rig, campaign)
+        await rig.line.wait_for(lambda: len(rig.line.held) == 2)
+        cancel = CancelCampaign(goodbye="Sorry, we have to stop here. Goodbye!")
+        await handle.signal(CampaignWorkflow.cancel, cancel)
+        progress = await handle.result()
+        calls = [
+            await rig.client.get_workflow_handle_for(CallWorkflow.run, call_id).result()
+            for call_id in rig.line.held
+        ]
+        said = dict(rig.line.said)
+    assert [dial.to for dial in rig.line.dials] == ["+12125550300", "+12125550301"]
+    for call in calls:
+        assert call.status is CallStatus.ENDED and call.end_reason == "agent ended the call"
+        assert call.transcript[-1].speaker == "agent"
+        assert call.transcript[-1].text == cancel.goodbye
+        assert said[call.call_id] == [cancel.goodbye]
+    assert progress.dialled == 2 and progress.leads_done == 4 and progress.in_flight == 0
+    assert progress.waiting == 0 and progress.cancelling
 
 
 async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:

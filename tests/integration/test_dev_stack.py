@@ -20,7 +20,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from slot.codec_server import codec_url, ui_codec_endpoint
 from slot.dev_secrets import PAYLOAD_KEYS_FILE, use_dev_secrets
-from slot.devstack import SECRETS_FILE, http_ok, settings_env
+from slot.devstack import SECRETS_FILE, api_url, http_ok, settings_env
 from slot.payload_codec import EncryptionCodec, require_keyring
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, Settings
@@ -38,6 +38,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         edge_port=free_port(),
         edge_internal_port=free_port(),
         simulator_port=free_port(),
+        api_port=free_port(),
         data_dir=tmp_path / "data",
     ).model_copy(update={"twilio_auth_token": None, "internal_token": None})
     env = {**os.environ, **settings_env(settings), "COLUMNS": "200"}
@@ -66,6 +67,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         assert await http_ok(f"{settings.edge_url}/healthz")
         assert await http_ok(f"{settings.twilio_base}/healthz")
         assert await http_ok(settings.temporal_ui_url)
+        assert await http_ok(f"{api_url(settings)}/healthz")
         assert (settings.data_dir / "temporal.db").exists()
         assert (settings.data_dir / PAYLOAD_KEYS_FILE).stat().st_mode & 0o077 == 0
         use_dev_secrets(settings, create=False)
@@ -77,6 +79,7 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
         for name in ("CallStatus", "ScriptState", "Outcome", "ScriptName"):
             assert name in attributes.custom_attributes, name
         await refuses_strangers(settings)
+        await the_api_takes_its_dev_token(settings)
     finally:
         if dev.returncode is None:
             dev.send_signal(signal.SIGINT)
@@ -88,10 +91,21 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     assert not await http_ok(f"{settings.edge_url}/healthz")
     assert not await http_ok(f"{settings.twilio_base}/healthz")
     assert not await http_ok(f"{codec_url(settings)}/healthz")
+    assert not await http_ok(f"{api_url(settings)}/healthz")
     generated = json.loads((settings.data_dir / SECRETS_FILE).read_text()).values()
     logs = [path.read_text() for path in (settings.data_dir / "logs").glob("*.log")]
     assert logs and not [s for s in generated for text in [*logs, *output] if s in text]
     assert not [text for text in logs if "Mallory" in text], "a query string was logged"
+
+
+async def the_api_takes_its_dev_token(settings: Settings) -> None:
+    """The API's token is the one the dev stack keeps in its data folder; nothing else opens it."""
+    assert settings.api_token is not None
+    token = settings.api_token.get_secret_value()
+    async with httpx.AsyncClient(base_url=api_url(settings)) as http:
+        assert (await http.get("/campaigns")).status_code == 401
+        listed = await http.get("/campaigns", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200 and listed.json() == []
 
 
 async def the_ui_decrypts_through_the_codec_server(settings: Settings) -> None:
@@ -120,6 +134,7 @@ async def test_slot_dev_restarts_a_crashed_worker_edge_or_temporal(tmp_path: Pat
         temporal_ui_port=free_port(),
         edge_port=free_port(),
         simulator_port=free_port(),
+        api_port=free_port(),
         data_dir=tmp_path / "data",
         presynthesize_lines=False,
     )

@@ -1,30 +1,27 @@
 """Call records (activities/records.py) on SQLite, as `slot dev` keeps them, and on PostgreSQL,
 as production does (docker-compose.yml).
 
-PostgreSQL is the machine's own server (127.0.0.1:5432, trust auth, database `test`; CI has it;
-`SLOT_TEST_POSTGRES_URL` points elsewhere). Each test gets a schema of its own, dropped after,
-so parallel test workers never meet. The session's time zone is not UTC, as a server's may not be.
+PostgreSQL is the machine's own server, a fresh schema per test (tests/integration/databases.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, select
 
-from activities.records import CallRecord, RecordsActivities, SaveCallRecord
+from activities.records import CallRecord, RecordsActivities, SaveCallRecord, make_engine
+from activities.sales_records import BookingRow
+from slot.database import upgrade
 from slot.payload_codec import Keyring
 from slot.playbooks import load_playbook
 from slot.settings import get_settings
 from slot.stored_calls import calls_from_records
+from tests.integration.databases import BACKENDS, blank_database
 from workflows.messages import (
     CallSnapshot,
     CallStatus,
@@ -33,41 +30,19 @@ from workflows.messages import (
 )
 from workflows.script import Outcome
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-SESSION_TIME_ZONE = "America/New_York"
-
-
 KEYRING = Keyring.parse(Keyring.new_entry("records-test"))
 """Records seal their personal fields; the tests read them back with the same keys."""
 
 
-def postgres_url() -> URL:
-    return make_url(os.environ.get("SLOT_TEST_POSTGRES_URL", POSTGRES_URL))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for call records, on each backend in turn."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/records.db"
-        return
-    base = postgres_url()
-    admin = create_engine(base, connect_args={"connect_timeout": 3})
-    schema = f"records_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as error:
-        admin.dispose()
-        reason = str(error).strip().splitlines()[0]
-        pytest.skip(f"PostgreSQL at {base.render_as_string()} not reachable: {reason}")
-    options = f"-csearch_path={schema} -ctimezone={SESSION_TIME_ZONE}"
-    try:
-        yield base.update_query_dict({"options": options}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    """A database URL for call records, on each backend in turn, migrated as `slot db upgrade`
+    does (a server database is never migrated by the worker itself)."""
+    for url in blank_database(request.param, tmp_path, "records"):
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 def snapshot(call_id: str, status: CallStatus, outcome: Outcome | None) -> CallSnapshot:
@@ -133,6 +108,14 @@ def test_a_record_is_saved_then_updated_in_its_one_row(records_url: str) -> None
         "Yes, speaking. Café au lait?"
     )
     assert json.loads(KEYRING.open_text(row.slots_json))["monthly_bill"] == "150"
+    records = RecordsActivities(records_url, KEYRING)
+    try:
+        with Session(records.engine) as session:
+            (booking,) = session.exec(select(BookingRow)).all()
+    finally:
+        records.close()
+    assert booking.call_id == "call-records-1" and booking.booked_at == ended
+    assert json.loads(KEYRING.open_text(booking.slots_sealed))["monthly_bill"] == "150"
 
 
 def test_stored_calls_are_read_back_from_the_records_since_a_moment(records_url: str) -> None:

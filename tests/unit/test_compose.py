@@ -151,3 +151,17 @@ def test_records_go_to_the_compose_postgresql_through_an_installed_driver() -> N
     engine = make_engine(url)
     assert engine.dialect.driver == "psycopg"
     engine.dispose()
+
+
+def test_the_database_is_migrated_once_before_the_worker_and_the_api_start() -> None:
+    found = services()
+    assert found["db-upgrade"]["command"][-3:] == ["slot.cli", "db", "upgrade"]
+    for name in ("worker", "api"):
+        depends = found[name]["depends_on"]
+        assert depends["db-upgrade"]["condition"] == "service_completed_successfully", name
+    api = found["api"]
+    assert api["environment"]["SLOT_API_TOKEN"] == "value-of-SLOT_API_TOKEN"
+    assert (
+        api["environment"]["SLOT_DATABASE_URL"]
+        == found["worker"]["environment"]["SLOT_DATABASE_URL"]
+    )
