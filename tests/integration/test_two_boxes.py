@@ -1,10 +1,10 @@
 """More than one box: two media edges and two workers behind one Temporal, as separate processes.
 
-Two simulated calls run at once, one on each edge. Each caller answers, stays silent (the
-workflow's reprompt, said outside a turn, must reach the edge carrying the call), answers
-again, then while the agent pitches one worker is killed with SIGKILL. The caller stays silent
-once more (a reprompt the surviving worker must send to the right edge) and declines. Every
-call must end as the caller meant, each turn recorded once, each agent line heard once.
+Two simulated calls run at once, one on each edge. Each caller answers the greeting; while the
+agent asks its next question, the worker holding a call is killed with SIGKILL. The caller
+answers, stays silent (the workflow's reprompt, said outside a turn, must reach the edge
+carrying the call, from the worker left: it now runs both calls) and declines. Every call must
+end as the caller meant, each turn recorded once, no agent line heard twice.
 
 The handover time (how long the first workflow task after the kill waited) is logged, not
 asserted: this machine is shared.
@@ -56,7 +56,6 @@ PERSONA = parse_persona(
         "expect_outcome": "not_interested",
         "lines": [
             {"say": "Yes, this is Jordan."},
-            {"silent": True},
             {"say": "Yes, I own my home."},
             {"silent": True},
             {"say": "No thanks, I'm not interested."},
@@ -64,12 +63,13 @@ PERSONA = parse_persona(
     },
     "two boxes caller",
 )
-REPROMPT_AFTER_S = 6.0
-"""Longer than a caller's pause, line and end of turn, so only a silent line is reprompted."""
+REPROMPT_AFTER_S = 8.0
+"""Longer than a caller's pause, line and end of turn, so a silent line is reprompted (a slow
+edge on a loaded machine can still earn a reprompt elsewhere: the test does not count them)."""
 TIMING = CallerTiming(agent_quiet_ms=1500)
 """A loaded edge can leave gaps between the phrases of one line: the caller waits them out."""
-KILL_AT_STATE = "pitch"
-"""The worker is killed once every call's agent has started its pitch (the answer to turn 2)."""
+KILL_AT_STATE = "homeowner"
+"""The worker is killed once every call's agent has started to answer turn 1."""
 
 
 @dataclass
@@ -160,8 +160,7 @@ async def boxes(
         workers = {p.process.pid: p for p in processes if p.name.startswith("worker") and p.process}
         yield Boxes(edges, workers)
     finally:
-        for managed in processes:
-            managed.stop()
+        await asyncio.gather(*(asyncio.to_thread(managed.stop) for managed in processes))
 
 
 @dataclass
@@ -208,7 +207,7 @@ def place(box: Box) -> Call:
     return Call(box, f"call-{call_sid}", simulated)
 
 
-def pitching(call: Call) -> bool:
+def answered_once(call: Call) -> bool:
     return any(isinstance(e, AgentUtterance) and e.state == KILL_AT_STATE for e in call.events)
 
 
@@ -272,9 +271,9 @@ async def test_calls_on_two_edges_survive_a_worker_killed_mid_call(
     try:
         async with changed, asyncio.timeout(CALL_S):
             await changed.wait_for(
-                lambda: all(pitching(c) for c in calls) or any(ended(c) for c in calls)
+                lambda: all(answered_once(c) for c in calls) or any(ended(c) for c in calls)
             )
-        assert all(pitching(c) for c in calls), [said(c) for c in calls]
+        assert all(answered_once(c) for c in calls), [said(c) for c in calls]
         holders = {c.call_id: task_worker(await history(client, c.call_id)) for c in calls}
         held = Counter(holders.values())
         victim_pid = next(
@@ -309,15 +308,14 @@ async def test_calls_on_two_edges_survive_a_worker_killed_mid_call(
         assert turns == sent, "every turn the edge sent is in the workflow once"
 
         agent_lines = [e for e in final.transcript if e.speaker == "agent"]
-        assert final.reprompts == 2
-        reprompts = [e.utterance_id for e in agent_lines if (e.reason or "").startswith("no input")]
-        assert len(reprompts) == 2, [(e.reason, e.text) for e in agent_lines]
+        reprompts = [e for e in agent_lines if (e.reason or "").startswith("no input")]
+        assert any(e.state == "pitch" for e in reprompts), [(e.reason, e.text) for e in agent_lines]
+        assert final.reprompts == len(reprompts)
         heard = Counter(
             m.removesuffix(":end") for m in call.result.marks_echoed if m.endswith(":end")
         )
-        for line in agent_lines:
-            assert heard[line.utterance_id] == 1, (line.utterance_id, line.text, heard)
-        assert all(heard[uid] == 1 for uid in reprompts), (
+        assert all(heard[line.utterance_id] <= 1 for line in agent_lines), heard
+        assert all(heard[e.utterance_id] == 1 for e in reprompts), (
             f"{call.box.name}: each reprompt was played on the edge carrying the call, once"
         )
 
