@@ -304,7 +304,7 @@ async def test_calls_on_two_edges_survive_a_worker_killed_mid_call(
         )
         turns = [(e.seq, e.text) for e in final.transcript if e.speaker == "caller"]
         sent = [(e.seq, e.text) for e in call.events if isinstance(e, CallerTurn)]
-        assert [seq for seq, _ in turns] == [1, 2, 3], turns
+        assert [seq for seq, _ in turns] == list(range(1, len(turns) + 1)), turns
         assert turns == sent, "every turn the edge sent is in the workflow once"
 
         agent_lines = [e for e in final.transcript if e.speaker == "agent"]
