@@ -289,6 +289,7 @@ REQUIRED: dict[str, set[str]] = {
     "continued_as_new-run3.json": {"continues the call of an earlier run", "outcome booked"},
     "edge_hold_released.json": {"activity hold_call", "status ended"},
     "edge_dropped.json": {"activity hold_call", "status dropped"},
+    "reprompt_by_edge_queue.json": {"activity speak_on_edge", "reprompted", "outcome no_response"},
 }
 
 
