@@ -10,6 +10,7 @@ activity thread pool.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from pathlib import Path
 
@@ -26,12 +27,19 @@ def shared_knowledge_base(settings: Settings) -> KnowledgeBase:
     """One knowledge base per Qdrant location and process.
 
     Qdrant's local mode locks its folder for one client; every worker built in a process (the
-    tests build several) shares that client instead of fighting over the lock.
+    tests build several), and every activity thread, shares that client instead of fighting
+    over the lock.
     """
     kb_settings = KBSettings()
-    return _knowledge_base_at(
-        kb_settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
-    )
+    where = kb_settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
+    with _OPENING:
+        return _knowledge_base_at(where)
+
+
+_OPENING = threading.Lock()
+"""The first turns of a fresh worker (one that just took over calls) search at once, on several
+activity threads, while its warm-up opens the knowledge base too: one of them opens it, the rest
+wait for it (two opening a local folder at once, the second fails on Qdrant's lock)."""
 
 
 @functools.cache

@@ -76,7 +76,8 @@ class EndCall(BaseModel):
 
 
 class DeliverUtterance(BaseModel):
-    """A decision the workflow made on its own (a reprompt) for the edge to speak."""
+    """A decision the workflow made on its own (a reprompt) for the edge to speak, by HTTP: the
+    delivery of calls recorded before `workflows.edge_delivery` (now the edge's task queue)."""
 
     call_id: str
     edge_url: str

@@ -40,6 +40,7 @@ from media_edge.auth import (
 )
 from media_edge.call_hold import edge_worker
 from media_edge.deepgram_stt import DeepgramConfig, DeepgramConfigError, NovaStream, check_key
+from media_edge.delivery import EdgeDelivery
 from media_edge.events import EventHub
 from media_edge.flux import FluxStream
 from media_edge.internal import create_internal_app, internal_listener
@@ -266,7 +267,12 @@ def create_app(
         host, port = settings.edge_internal_host, settings.edge_internal_port
         try:
             async with (
-                edge_worker(services.client, settings.edge_queue, services.holds),
+                edge_worker(
+                    services.client,
+                    settings.edge_queue,
+                    services.holds,
+                    EdgeDelivery(services.sessions, settings.edge_queue),
+                ),
                 internal_listener(internal, host, port),
             ):
                 yield

@@ -4,7 +4,8 @@ Each call's workflow runs the activity `hold_call` on this edge's own task queue
 heartbeats it (with the time, the workflow's "last seen alive") while the call's media stream
 is up, and completes it when the stream ends. If this process dies the heartbeats stop, and the
 workflow ends the call as dropped. The edge's worker runs only this activity, on the edge's own
-event loop: a heartbeat is a few bytes, so it costs the audio path nothing.
+event loop: a heartbeat is a few bytes, so it costs the audio path nothing. The same worker
+takes what the calls' workflows say outside a turn (`media_edge.delivery`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
+from media_edge.delivery import EdgeDelivery
 from workflows.edge_hold import HOLD_ACTIVITY, HoldCall, HoldReleased, last_alive_of
 
 ENDED_REMEMBERED = 10_000
@@ -82,12 +84,16 @@ class CallHolds:
 
 
 @contextlib.asynccontextmanager
-async def edge_worker(client: Client, queue: str, holds: CallHolds) -> AsyncIterator[Worker]:
-    """The edge's own worker, polling `queue` for the holds of its calls."""
+async def edge_worker(
+    client: Client, queue: str, holds: CallHolds, delivery: EdgeDelivery | None = None
+) -> AsyncIterator[Worker]:
+    """The edge's own worker, polling `queue` for the holds of its calls and (with `delivery`)
+    for what their workflows say outside a turn."""
+    speaks = [delivery.speak_on_edge] if delivery is not None else []
     worker = Worker(
         client,
         task_queue=queue,
-        activities=[holds.hold_call],
+        activities=[holds.hold_call, *speaks],
         max_concurrent_activities=MAX_HELD_CALLS,
         deployment_config=UNVERSIONED,
     )

@@ -2,8 +2,9 @@
 
 Served on its own host and port (127.0.0.1 by default), never on the listener Twilio reaches,
 and every route wants `Authorization: Bearer $SLOT_INTERNAL_TOKEN`:
-- POST /calls/{id}/say     the workflow's own utterance (a reprompt, a goodbye); spoken only if
-                           the workflow confirms it is delivering exactly that decision
+- POST /calls/{id}/say     the workflow's own utterance (a reprompt, a goodbye) for calls recorded
+                           before it came by the edge's task queue (`media_edge.delivery`);
+                           spoken only if the workflow confirms it is delivering that decision
 - WS   /calls/{id}/events  the call's live events (replay first): caller words, personal data
 - GET  /healthz
 """

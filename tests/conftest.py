@@ -33,6 +33,7 @@ SLOWEST_FIRST = (
     "test_a_2500_turn_call_answers_every_turn_over_several_runs_and_records_them_all",
     "tests/integration/test_campaign.py::test_a_thousand_leads_continue_as_new",
     "tests/integration/test_end_to_end.py",
+    "tests/integration/test_two_boxes.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
     "tests/integration/test_deepgram_call.py",

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.call_state import CallState
     from workflows.campaign_plan import DncAdd
     from workflows.details import call_summary, current_details
+    from workflows.edge_delivery import EDGE_DELIVERY_PATCH, speak_on_edge
     from workflows.edge_hold import EdgeHold
     from workflows.line_control import (
         LINE_OUTCOMES_PATCH,
@@ -308,19 +309,31 @@ class CallWorkflow:
             self._end(CallStatus.ENDED, "goodbye never reported as played")
 
     async def _deliver(self, decision: Decision, label: str) -> None:
-        edge_url = self._now.internal_url or self._now.edge_url
-        if edge_url is None:
+        """Have the edge holding the call speak `decision`: through its task queue (see
+        `workflows.edge_delivery`), or for older calls by HTTP to its internal listener."""
+        now = self._now
+        queue = now.edge_queue
+        edge_url = now.internal_url or now.edge_url
+        by_queue = queue is not None and workflow.patched(EDGE_DELIVERY_PATCH)
+        if not by_queue and edge_url is None:
             self._end(CallStatus.ENDED, "no media edge to speak through")
             return
         self._delivering[decision.utterance_id] = decision
         try:
-            await workflow.execute_activity_method(
-                TelephonyActivities.deliver_utterance,
-                DeliverUtterance(call_id=self._call.call_id, edge_url=edge_url, decision=decision),
-                start_to_close_timeout=DELIVER_TIMEOUT,
-                retry_policy=DELIVER_RETRY,
-                summary=f"say {label}",
-            )
+            if by_queue:
+                assert queue is not None
+                await speak_on_edge(self._call.call_id, queue, decision, self._call.timers, label)
+            else:
+                assert edge_url is not None
+                await workflow.execute_activity_method(
+                    TelephonyActivities.deliver_utterance,
+                    DeliverUtterance(
+                        call_id=self._call.call_id, edge_url=edge_url, decision=decision
+                    ),
+                    start_to_close_timeout=DELIVER_TIMEOUT,
+                    retry_policy=DELIVER_RETRY,
+                    summary=f"say {label}",
+                )
         except ActivityError as error:
             workflow.logger.warning("call %s: %s", self._call.call_id, error.cause or error)
             self._end(CallStatus.ENDED, "media edge lost the call")

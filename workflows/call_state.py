@@ -89,6 +89,7 @@ class CallState:
         self.end_utterance_id = carried.end_utterance_id
         self.edge_url = carried.edge_url
         self.edge_queue = carried.edge_queue
+        self.internal_url = carried.internal_url
         self.silence_clock = carried.silence_clock
         self.silence_armed = carried.silence_armed
         self.silent_reprompts = carried.silent_reprompts
@@ -119,6 +120,7 @@ class CallState:
             end_utterance_id=self.end_utterance_id,
             edge_url=self.edge_url,
             edge_queue=self.edge_queue,
+            internal_url=self.internal_url,
             silence_clock=self.silence_clock,
             silence_armed=self.silence_armed,
             silent_reprompts=self.silent_reprompts,

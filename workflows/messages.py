@@ -448,6 +448,8 @@ class CarriedCall(BaseModel):
     edge_url: str | None = None
     edge_queue: str | None = None
     """The edge's own task queue: the next run holds the call there again."""
+    internal_url: str | None = None
+    """The edge's internal listener, for a call delivered to by HTTP (see `edge_delivery`)."""
     silence_clock: int = 0
     silence_armed: bool = False
     silent_reprompts: int = 0

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.intent_classifier import IntentClassifierActivities
@@ -47,6 +48,10 @@ ROUTER_PATCH = "router-v1"
 UNDERSTANDING_PATCH = "understanding-v1"
 """Speech turns use `script.respond_v1`: slots from every turn, yes/no answers with content,
 number words, recovery that never loops (calls recorded before it keep the older engine)."""
+LOCAL_FAILURE_PATCH = "router-local-failure-v1"
+"""A local activity that fails (it raises `ApplicationError` or `TimeoutError`, not
+`ActivityError`) lets the next tier answer instead of failing the turn (before: the turn's Update
+failed and the edge dropped the caller's words)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
@@ -78,6 +83,12 @@ class WorkflowTools:
     def patched(self, patch_id: str) -> bool:
         return workflow.patched(patch_id)
 
+    def _unavailable(self, tool: str, error: FailureError) -> None:
+        """A tool failed: the next tier answers (calls recorded before the patch re-raise)."""
+        if not isinstance(error, ActivityError) and not workflow.patched(LOCAL_FAILURE_PATCH):
+            raise error
+        workflow.logger.warning("call %s: %s: %s", self._call_id, tool, error.cause or error)
+
     async def classify(self, request: ClassifyRequest) -> IntentClassification | None:
         try:
             return await workflow.execute_local_activity_method(
@@ -87,8 +98,8 @@ class WorkflowTools:
                 retry_policy=ROUTER_RETRY,
                 summary="classify intent",
             )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: classifier: %s", self._call_id, error.cause)
+        except (ActivityError, ApplicationError, ActivityTimeout) as error:
+            self._unavailable("classifier", error)
             return None
 
     async def retrieve(self, request: RetrieveRequest) -> Retrieval | None:
@@ -100,8 +111,8 @@ class WorkflowTools:
                 retry_policy=ROUTER_RETRY,
                 summary="search knowledge base",
             )
-        except ActivityError as error:
-            workflow.logger.warning("call %s: knowledge: %s", self._call_id, error.cause)
+        except (ActivityError, ApplicationError, ActivityTimeout) as error:
+            self._unavailable("knowledge", error)
             return None
 
 

@@ -1,6 +1,7 @@
 """The attacks of issue 9 against the real edge, refused: unsigned webhooks, a media stream that is
 not Twilio's or not this call's, the internal endpoints from outside or without the token, a
-line injected into a live call, an unchecked lead name, and processes started without secrets.
+line injected into a live call (by the internal listener, or by another workflow through the
+edge's task queue), an unchecked lead name, and processes started without secrets.
 
 The real edge and a real worker run on loopback ports against the session's Temporal server.
 """
@@ -16,12 +17,18 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
 import pytest
+from pydantic import BaseModel
+from temporalio import workflow
 from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
+from temporalio.worker import Worker
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -44,7 +51,18 @@ from tests.integration.edge_fixtures import (
     stream_silence,
 )
 from workflows.call import CallWorkflow
-from workflows.messages import CallInput, CallSnapshot, CallStatus, CallTimers, Direction, Lead
+from workflows.edge_delivery import SPEAK_ACTIVITY, SpeakOnEdge
+from workflows.messages import (
+    CallInput,
+    CallSnapshot,
+    CallStatus,
+    CallTimers,
+    Decision,
+    Direction,
+    HangUp,
+    Lead,
+)
+from workflows.script import DecisionTier
 
 WAIT_S = 90.0
 CONNECTED = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
@@ -287,3 +305,88 @@ def test_a_process_without_its_secrets_refuses_to_start(argv: list[str], named: 
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert named in last and "not started" in last, done.stderr
+
+
+class RogueRequest(BaseModel):
+    queue: str
+    speak: SpeakOnEdge
+
+
+@workflow.defn(sandboxed=False)
+class RogueSpeaker:
+    """A workflow other than the call's, with access to Temporal, asking the edge carrying the
+    call to speak on it."""
+
+    @workflow.run
+    async def run(self, request: RogueRequest) -> str:
+        try:
+            await workflow.execute_activity(
+                SPEAK_ACTIVITY,
+                request.speak,
+                task_queue=request.queue,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError):
+                return cause.type or ""
+            return repr(cause)
+        return "spoken"
+
+
+async def test_only_the_calls_own_workflow_can_speak_through_the_edges_task_queue(
+    edge: Settings, temporal_client: Client
+) -> None:
+    call_sid = f"CArogue{uuid.uuid4().hex[:8]}"
+    call_id = f"call-{call_sid}"
+    call = CallInput(
+        call_id=call_id,
+        direction=Direction.OUTBOUND,
+        lead=Lead(name="Jordan", phone="+15550001111"),
+        script_name="solar_survey",
+        playbook=load_playbook("solar_survey", REPO_ROOT / "playbooks"),
+        timers=CallTimers(reprompt_after_s=120.0),
+    )
+    handle = await start_call_workflow(temporal_client, call, edge)
+    stream = await answer(edge, call_sid, f"?call_id={call_id}")
+    seen: list[CallEvent] = []
+    rogue_queue = f"rogue-{uuid.uuid4().hex[:8]}"
+    async with (
+        asyncio.timeout(WAIT_S),
+        edge_events(edge, call_id) as events,
+        media_socket(edge) as ws,
+        Worker(temporal_client, task_queue=rogue_queue, workflows=[RogueSpeaker]),
+    ):
+        await ws.send(CONNECTED)
+        await ws.send(start_message(stream.parameters, "MZrogue", call_sid=call_sid))
+        silence = asyncio.create_task(stream_silence(ws, "MZrogue"))
+        while not any(isinstance(e, AgentUtterance) for e in seen):
+            seen.append(parse_event(await events.recv()))
+        greeting = next(e for e in seen if isinstance(e, AgentUtterance))
+        injected = Decision(
+            utterance_id=f"{call_id}-u9",
+            text=INJECTED,
+            state=greeting.state,
+            tier=DecisionTier.RULE,
+            reason="injected",
+            end_call=True,
+        )
+        refused = await temporal_client.execute_workflow(
+            RogueSpeaker.run,
+            RogueRequest(
+                queue=edge.edge_queue, speak=SpeakOnEdge(call_id=call_id, decision=injected)
+            ),
+            id=f"rogue-{uuid.uuid4().hex[:8]}",
+            task_queue=rogue_queue,
+        )
+        assert refused == "NotThisCall"
+        await handle.signal(CallWorkflow.hang_up, HangUp(reason="test over"))
+        await ws.close()
+        silence.cancel()
+        async for raw in events:
+            seen.append(parse_event(raw))
+            if isinstance(seen[-1], CallEnded):
+                break
+    spoken = [e.text for e in seen if isinstance(e, AgentUtterance)]
+    assert INJECTED not in spoken, spoken

@@ -302,6 +302,7 @@ REQUIRED: dict[str, set[str]] = {
         "outcome voicemail",
     },
     "outbound_busy.json": {"signal call_status", "status no_answer", "outcome busy"},
+    "reprompt_by_edge_queue.json": {"activity speak_on_edge", "reprompted", "outcome no_response"},
 }
 
 

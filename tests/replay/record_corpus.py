@@ -34,6 +34,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from activities.knowledge import shared_knowledge_base
 from media_edge.app import create_app
 from media_edge.call_hold import CallHolds, edge_worker
+from media_edge.delivery import EdgeDelivery
 from media_edge.llm import BamlLanguageModel
 from simulator.llm_server import OpenAIProtocolServer, Reply
 from simulator.persona import load_persona
@@ -134,6 +135,17 @@ class Edge:
             return {"sid": call_sid, "status": "in-progress"}
 
         return app
+
+
+@dataclass
+class QueuedSpeech:
+    """Stands for the edge's session of one call: what `speak_on_edge` hands it is queued."""
+
+    spoken: asyncio.Queue[Decision]
+
+    def say(self, decision: Decision) -> bool:
+        self.spoken.put_nowait(decision)
+        return True
 
 
 @dataclass
@@ -563,6 +575,28 @@ class Recorder:
         expect(result.status is CallStatus.DROPPED, f"a lost edge ended as {result.status}")
         await self.keep(call)
 
+    async def reprompt_by_edge_queue(self) -> None:
+        """The edge holding the call takes the workflow's reprompt and goodbye from its own task
+        queue (`speak_on_edge`, patch edge-delivery-v1) instead of an HTTP `say`."""
+        holds, queue = CallHolds(), "edge-replay-corpus-speech"
+        timers = TIMERS.model_copy(update={"reprompt_after_s": 0.5, "max_reprompts": 1})
+        sessions: dict[str, QueuedSpeech] = {}
+        async with edge_worker(self.client, queue, holds, EdgeDelivery(sessions, queue)):
+            call = await self.call("reprompt_by_edge_queue", timers=timers)
+            call.edge_queue = queue
+            holds.open(call.handle.id)
+            sessions[call.handle.id] = QueuedSpeech(call.spoken)
+            await call.turn()
+            while True:
+                decision = await call.said_unprompted()
+                await call.played(decision)
+                if decision.end_call:
+                    break
+            result = await call.result()
+            holds.close(call.handle.id, "agent ended the call")
+        expect(result.outcome is Outcome.NO_RESPONSE, f"by edge queue: {result.outcome}")
+        await self.keep(call)
+
     async def edge_booked_with_barge_in(self) -> None:
         """The real media edge and the phone simulator speaking real audio (the booked persona:
         it cuts in on the pitch and asks about the warranty), as `slot demo` runs a call."""
@@ -650,6 +684,7 @@ class Recorder:
             self.voicemail_left,
             self.voicemail_hung_up,
             self.outbound_busy,
+            self.reprompt_by_edge_queue,
         ]
 
 
