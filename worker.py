@@ -18,10 +18,16 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.campaign import CampaignActivities, DoNotCallList, LocalDialLimiter
+from activities.campaign import (
+    CampaignActivities,
+    DialLimiter,
+    DoNotCallList,
+    LocalDialLimiter,
+)
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
+from activities.redis_limiter import RedisDialLimiter
 from activities.telephony import TelephonyActivities
 from slot.credentials import MissingCredential, internal_token
 from slot.payload_codec import PayloadKeyError, require_keyring
@@ -36,8 +42,15 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 ACTIVITY_SLOTS = 32
 """Concurrent activities, and threads for the sync ones (call records), so neither starves."""
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-DIAL_LIMITER = LocalDialLimiter()
-"""One pace for every campaign this worker runs (a shared limiter across workers comes later)."""
+LOCAL_DIAL_LIMITER = LocalDialLimiter()
+"""One pace for every campaign this worker runs, when there is no Redis to share it."""
+
+
+def dial_limiter(settings: Settings) -> DialLimiter:
+    """The pace every campaign shares: through Redis across workers, else this process's."""
+    if settings.redis_url:
+        return RedisDialLimiter.from_url(settings.redis_url, f"{settings.redis_prefix}:dial-pace")
+    return LOCAL_DIAL_LIMITER
 
 
 def workflows() -> list[type]:
@@ -51,7 +64,7 @@ def activities(settings: Settings) -> Sequence[Any]:
     records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
-    campaign = CampaignActivities(DIAL_LIMITER, DoNotCallList(settings.database_url))
+    campaign = CampaignActivities(dial_limiter(settings), DoNotCallList(settings.database_url))
     return [
         telephony.place_call,
         telephony.deliver_utterance,
