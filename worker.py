@@ -30,6 +30,7 @@ from activities.records import RecordsActivities
 from activities.redis_limiter import RedisDialLimiter
 from activities.telephony import TelephonyActivities
 from slot.credentials import MissingCredential, internal_token
+from slot.live_events import live_events_for
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
@@ -64,7 +65,10 @@ def activities(settings: Settings) -> Sequence[Any]:
     records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
-    campaign = CampaignActivities(dial_limiter(settings), DoNotCallList(settings.database_url))
+    streams = live_events_for(settings.redis_url, require_keyring(settings), settings.redis_prefix)
+    campaign = CampaignActivities(
+        dial_limiter(settings), DoNotCallList(settings.database_url), streams
+    )
     return [
         telephony.place_call,
         telephony.deliver_utterance,
@@ -74,6 +78,7 @@ def activities(settings: Settings) -> Sequence[Any]:
         campaign.reserve_dial,
         campaign.is_do_not_call,
         campaign.add_do_not_call,
+        campaign.publish_campaign_events,
     ]
 
 

@@ -108,7 +108,8 @@ class TelephonyActivities:
             "To": request.to,
             "From": settings.agent_phone_number,
             "Url": f"{edge}/twilio/voice?call_id={request.call_id}",
-            "StatusCallback": f"{edge}/twilio/status",
+            # the call id, so a call nobody answers (no voice webhook) still reaches its workflow
+            "StatusCallback": f"{edge}/twilio/status?call_id={request.call_id}",
         }
         try:
             async with httpx.AsyncClient(timeout=10.0) as client:

@@ -1,9 +1,10 @@
 """One user of the dialling limiter in its own process, for `test_redis_limiter`.
 
-`python -m tests.integration.limiter_user REDIS_URL KEY COUNT RATE START_US` says `ready` and waits
-for a line on stdin (so every user starts together), then asks for COUNT slots, the k-th at START_US + k ms
-on the callers' clock (faster than the pace allows), and prints the slots it got, one per line,
-in microseconds. REDIS_URL `local` uses this process's own in-process limiter instead.
+`python -m tests.integration.limiter_user REDIS_URL KEY COUNT RATE START_US` says `ready` and
+waits for a line on stdin (so every user starts together), then asks for COUNT slots, the k-th
+at START_US + k ms on the callers' clock (faster than the pace allows), and prints the slots it
+got, one per line, in microseconds. REDIS_URL `local` uses this process's own in-process limiter
+instead.
 """
 
 from __future__ import annotations

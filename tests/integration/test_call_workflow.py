@@ -404,7 +404,7 @@ async def test_call_back_later_places_a_follow_up_call(env: Env) -> None:
     assert form["To"] == call.lead.phone
     assert form["From"] == env.settings.agent_phone_number
     assert form["Url"] == f"{env.edge.url}/twilio/voice?call_id={child_id}"
-    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status"
+    assert form["StatusCallback"] == f"{env.edge.url}/twilio/status?call_id={child_id}"
     credentials = base64.b64decode(request.headers["Authorization"].split()[1]).decode()
     assert credentials.startswith(f"{sid}:")
 
