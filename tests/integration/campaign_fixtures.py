@@ -123,13 +123,16 @@ class CampaignRig:
 
 
 @asynccontextmanager
-async def campaign_rig(data_dir: Path) -> AsyncIterator[CampaignRig]:
+async def campaign_rig(data_dir: Path, **settings: object) -> AsyncIterator[CampaignRig]:
+    """The rig; `settings` are more `Settings` fields (e.g. `redis_url`)."""
     from slot.dev_secrets import use_dev_secrets
 
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     settings = use_dev_secrets(
-        Settings(data_dir=data_dir, twilio_api_base=f"http://127.0.0.1:{port}")
+        Settings.model_validate(
+            {"data_dir": data_dir, "twilio_api_base": f"http://127.0.0.1:{port}", **settings}
+        )
     )
     converter = encrypted_data_converter(require_keyring(settings))
     server_path = shutil.which("temporal-test-server")
