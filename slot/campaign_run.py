@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 
 from activities.records import CallRecord, make_engine
 from slot.devstack import Stack, StackError
@@ -33,6 +34,7 @@ from slot.playbooks import PlaybookError, load_playbook
 from slot.settings import REPO_ROOT, Settings
 from slot.temporal import connect
 from slot.watch import watch_campaign
+from workflows.call import CallWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_plan import (
     CallingWindow,
@@ -40,9 +42,12 @@ from workflows.campaign_plan import (
     CampaignLead,
     CampaignProgress,
     Retries,
+    attempt_result,
 )
 
 LINE_BEHAVIOURS = ("no-answer", "busy", "failed", "voicemail")
+STACK_START_S = 180.0
+"""The edge loads its speech models and synthesizes the playbooks' lines before it is ready."""
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -118,8 +123,11 @@ def summary_lines(
     campaign_id: str,
     progress: CampaignProgress,
     records: list[CallRecord],
+    results: dict[str, str],
     leads: list[CampaignLead],
 ) -> list[str]:
+    """The counters, then each lead's calls in order: how each ended (`results`, from the call
+    workflows: busy, voicemail, ...; else the record's outcome or status)."""
     lines = [
         f"leads {progress.leads}, done {progress.leads_done}, calls {progress.dialled}, "
         f"answered {progress.answered}",
@@ -131,9 +139,12 @@ def summary_lines(
         "",
     ]
     for lead in leads:
-        calls = [r for r in records if lead_of(campaign_id, r.call_id) == lead.lead_id]
-        said = ", ".join(f"{r.outcome or r.status}" for r in calls) or "not called"
-        lines.append(f"  {lead.lead_id:<12} {lead.time_zone:<22} {said}")
+        calls = sorted(
+            (r for r in records if lead_of(campaign_id, r.call_id) == lead.lead_id),
+            key=lambda r: r.call_id,
+        )
+        said = ", ".join(results.get(r.call_id) or r.outcome or r.status for r in calls)
+        lines.append(f"  {lead.lead_id:<12} {lead.time_zone:<30} {said or 'not called'}")
     return lines
 
 
@@ -152,6 +163,19 @@ def campaign_records(database_url: str, campaign_id: str) -> list[CallRecord]:
             return list(session.exec(query))
     finally:
         engine.dispose()
+
+
+async def call_results(client: Client, call_ids: list[str]) -> dict[str, str]:
+    """How each finished call ended, as the campaign counted it (busy, voicemail, booked...)."""
+    results = {}
+    for call_id in call_ids:
+        handle = client.get_workflow_handle_for(CallWorkflow.run, call_id)
+        try:
+            snapshot = await handle.result()
+        except Exception:
+            continue
+        results[call_id] = attempt_result(snapshot).value
+    return results
 
 
 async def run_campaign(
@@ -202,7 +226,7 @@ async def run_campaign(
     stack = Stack(settings)
     with console.status("starting (or joining) the dev stack..."):
         try:
-            await stack.start()
+            await stack.start(timeout_s=STACK_START_S)
         except StackError as error:
             console.print(f"[red]error:[/] {error}")
             return 1
@@ -220,6 +244,7 @@ async def run_campaign(
         )
         progress = await watch_campaign(settings, campaign_id, console, client)
         records = campaign_records(settings.database_url, campaign_id)
+        results = await call_results(client, [record.call_id for record in records])
     except StackError as error:
         console.print(f"[red]error:[/] {error}")
         return 1
@@ -228,7 +253,7 @@ async def run_campaign(
             await stack.stop()
     console.print()
     console.print(f"[bold]summary of {campaign_id}[/]")
-    for line in summary_lines(campaign_id, progress, records, leads.leads):
+    for line in summary_lines(campaign_id, progress, records, results, leads.leads):
         console.print(escape(line))
     return 0
 

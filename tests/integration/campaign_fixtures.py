@@ -123,15 +123,15 @@ class CampaignRig:
 
 
 @asynccontextmanager
-async def campaign_rig(data_dir: Path, **settings: object) -> AsyncIterator[CampaignRig]:
-    """The rig; `settings` are more `Settings` fields (e.g. `redis_url`)."""
+async def campaign_rig(data_dir: Path, **overrides: object) -> AsyncIterator[CampaignRig]:
+    """The rig; `overrides` are more `Settings` fields (e.g. `redis_url`)."""
     from slot.dev_secrets import use_dev_secrets
 
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     settings = use_dev_secrets(
         Settings.model_validate(
-            {"data_dir": data_dir, "twilio_api_base": f"http://127.0.0.1:{port}", **settings}
+            {"data_dir": data_dir, "twilio_api_base": f"http://127.0.0.1:{port}", **overrides}
         )
     )
     converter = encrypted_data_converter(require_keyring(settings))
