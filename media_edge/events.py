@@ -18,6 +18,9 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from slot.live_events import LiveEvents, call_stream
 
+MAX_UNWRITTEN = 10_000
+"""Events waiting for their stream before new ones are dropped (a Redis outage)."""
+
 
 def ms_between(later: float, earlier: float) -> float:
     """A latency stage in ms (as events report them) between two monotonic times."""
@@ -217,6 +220,8 @@ class EventHub:
 
     def publish(self, call_id: str, event: CallEvent) -> None:
         if self.call(call_id).publish(event) and self._streams is not None:
+            if self._outbox.qsize() >= MAX_UNWRITTEN:
+                return  # the streams are down or slow: the live view loses it, the call goes on
             self._outbox.put_nowait((call_id, event))
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.get_running_loop().create_task(self._write())

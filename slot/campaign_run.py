@@ -126,8 +126,8 @@ def summary_lines(
     results: dict[str, str],
     leads: list[CampaignLead],
 ) -> list[str]:
-    """The counters, then each lead's calls in order: how each ended (`results`, from the call
-    workflows: busy, voicemail, ...; else the record's outcome or status)."""
+    """The counters, then each lead's calls in order: the record's outcome when answered, else
+    why not (`results`, from the call workflows: busy, voicemail, no_answer...)."""
     lines = [
         f"leads {progress.leads}, done {progress.leads_done}, calls {progress.dialled}, "
         f"answered {progress.answered}",
@@ -143,7 +143,7 @@ def summary_lines(
             (r for r in records if lead_of(campaign_id, r.call_id) == lead.lead_id),
             key=lambda r: r.call_id,
         )
-        said = ", ".join(results.get(r.call_id) or r.outcome or r.status for r in calls)
+        said = ", ".join(r.outcome or results.get(r.call_id) or r.status for r in calls)
         lines.append(f"  {lead.lead_id:<12} {lead.time_zone:<30} {said or 'not called'}")
     return lines
 

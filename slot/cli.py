@@ -184,10 +184,12 @@ def _cmd_payload_key(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
     from rich.console import Console
+    from websockets.exceptions import WebSocketException
 
     from slot.credentials import MissingCredential
-    from slot.watch import watch_call, watch_campaign
+    from slot.watch import WatchError, watch_call, watch_campaign
 
     settings = _tool_settings()
     console = Console(highlight=False)
@@ -199,6 +201,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     except MissingCredential as error:
         print(f"slot watch: {error}", file=sys.stderr)
         return 2
+    except (WatchError, OSError, RedisError, WebSocketException) as error:
+        print(f"slot watch: {error}", file=sys.stderr)
+        return 1
 
 
 def _cmd_campaign_run(args: argparse.Namespace) -> int:

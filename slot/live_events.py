@@ -40,7 +40,8 @@ def campaign_stream(campaign_id: str) -> str:
 
 
 class LiveEvents(Protocol):
-    """Append-only streams of JSON objects, read back in order from an entry id ("0": all)."""
+    """Append-only streams of JSON objects, read back in order from an entry id ("0": all);
+    a read waits at most `block_s` (under Redis's 5 s socket timeout) for a new entry."""
 
     async def append(self, stream: str, event: dict[str, Any]) -> None: ...
 
@@ -107,7 +108,8 @@ class RedisLiveEvents:
 
     @classmethod
     def from_url(cls, url: str, keyring: Keyring, prefix: str = "slot") -> RedisLiveEvents:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=5.0), keyring, prefix)
+        client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        return cls(client, keyring, prefix)
 
     def key(self, stream: str) -> str:
         return f"{self.prefix}:events:{stream}"

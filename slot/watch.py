@@ -21,6 +21,7 @@ import websockets
 from rich.console import Console
 from rich.markup import escape
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from media_edge.events import (
     AgentUtterance,
@@ -48,6 +49,10 @@ from workflows.campaign import CampaignWorkflow
 from workflows.campaign_plan import CampaignEvent, CampaignProgress
 
 POLL_S = 1.0
+
+
+class WatchError(RuntimeError):
+    """What to watch is not there, or cannot be reached (one line for the user)."""
 
 
 def call_line(event: CallEvent) -> str | None:
@@ -138,6 +143,11 @@ async def watch_campaign(
     internal_token(settings)
     client = client or await connect(settings)
     handle = client.get_workflow_handle_for(CampaignWorkflow.run, campaign_id)
+    try:
+        await handle.describe()
+    except RPCError as error:
+        where = settings.temporal_address
+        raise WatchError(f"no campaign {campaign_id} on {where}: {error}") from None
     if settings.redis_url:
         streams = _streams(settings)
         try:

@@ -33,6 +33,7 @@ SLOWEST_FIRST = (
     "test_a_2500_turn_call_answers_every_turn_over_several_runs_and_records_them_all",
     "tests/integration/test_campaign.py::test_a_thousand_leads_continue_as_new",
     "tests/integration/test_end_to_end.py",
+    "tests/integration/test_campaign_run.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
     "tests/integration/test_deepgram_call.py",
@@ -53,6 +54,9 @@ SLOWEST_FIRST = (
     "tests/integration/test_edge_limits.py",
     "tests/integration/test_payload_encryption.py",
     "tests/integration/test_campaign.py",
+    "tests/integration/test_watch.py",
+    "tests/integration/test_live_events.py",
+    "tests/integration/test_redis_limiter.py",
 )
 """Work units handed out first, longest first, so no long one starts last (measured with
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built
