@@ -3,7 +3,8 @@ each with its own client, draw from one bucket and together never exceed the rat
 
 Grants are counted per window on the limiter's own clock (the slots it hands out), never by
 timing the test. The same users on per-process limiters (no Redis) break the pace, which shows
-the check catches a limiter that is not shared.
+the check catches a limiter that is not shared. Two workers running two campaigns at once under
+time skipping dial, together, at the one pace.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
+from temporalio.client import Client
 
 from activities.redis_limiter import RedisDialLimiter
-from slot.settings import REPO_ROOT
+from slot.playbooks import load_playbook
+from slot.settings import REPO_ROOT, Settings
+from tests.integration.campaign_fixtures import campaign_rig
+from worker import build_worker
+from workflows.campaign import CampaignWorkflow
+from workflows.campaign_plan import CampaignInput, CampaignLead, Retries
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE = 10.0
@@ -105,3 +114,50 @@ def test_an_idle_bucket_grants_at_once_and_expires(redis_key: str) -> None:
     assert (limiter.reserve(now, 1.0) - now).total_seconds() == 1.0
     ttl = limiter.client.pttl(redis_key)
     assert 0 < ttl <= 62_000
+
+
+async def test_two_workers_pace_two_campaigns_as_one(tmp_path: Path) -> None:
+    """Two workers (a task queue each), each with its own Redis client, run a campaign each on
+    the time-skipping server: their dials, together, keep to one a second."""
+    prefix = f"slot-test-{uuid.uuid4().hex}"
+    playbook = load_playbook("solar_survey", Settings().playbooks_dir)
+    campaigns = [
+        CampaignInput(
+            campaign_id=f"camp-pace-{name}",
+            script_name="solar_survey",
+            playbook=playbook,
+            leads=[CampaignLead(lead_id=f"l{i}", phone=f"+1212555{name}{i}") for i in range(5)],
+            retries=Retries(max_attempts=1),
+            max_concurrent_calls=5,
+        )
+        for name in ("100", "200")
+    ]
+    async with campaign_rig(tmp_path, redis_url=REDIS_URL, redis_prefix=prefix) as rig:
+        second = await Client.connect(
+            rig.client.service_client.config.target_host,
+            namespace=rig.client.namespace,
+            data_converter=rig.client.data_converter,
+        )
+        with ThreadPoolExecutor(4) as executor:
+            async with build_worker(second, rig.settings, executor, task_queue="campaigns-2"):
+                handles = [
+                    await rig.client.start_workflow(
+                        CampaignWorkflow.run, c, id=c.campaign_id, task_queue=queue
+                    )
+                    for c, queue in zip(campaigns, [rig.task_queue, "campaigns-2"], strict=True)
+                ]
+                results = [await handle.result() for handle in handles]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert client.get(f"{prefix}:dial-pace") is not None, "the pace went through Redis"
+        client.delete(f"{prefix}:dial-pace")
+    finally:
+        client.close()
+    assert [r.dialled for r in results] == [5, 5]
+    starts = sorted(dial.at for dial in rig.line.dials)
+    assert len(starts) == 10
+    # Each dial follows its slot after a workflow task's delay, which varies with the worker that
+    # runs it: on the workflows' clock no second holds more than two dials, and ten dials at one
+    # a second span nine seconds or so (two buckets, one a campaign, would span four).
+    assert all(b - a > timedelta(seconds=1) for a, b in zip(starts, starts[2:], strict=False))
+    assert starts[-1] - starts[0] >= timedelta(seconds=8)
