@@ -339,4 +339,7 @@ class CampaignWorkflow:
             self._sending = False
 
     async def _live_events_sent(self) -> None:
-        await workflow.wait_condition(lambda: not self._outbox and not self._sending)
+        """Until the live stream has every change (a campaign from before the patch sends none
+        and does not wait, so it replays as it ran)."""
+        if self._live:
+            await workflow.wait_condition(lambda: not self._outbox and not self._sending)
