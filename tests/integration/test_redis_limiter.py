@@ -150,7 +150,7 @@ async def test_two_workers_pace_two_campaigns_as_one(tmp_path: Path) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         assert client.get(f"{prefix}:dial-pace") is not None, "the pace went through Redis"
-        client.delete(f"{prefix}:dial-pace")
+        client.delete(*client.scan_iter(match=f"{prefix}:*"))  # the pace and the live events
     finally:
         client.close()
     assert [r.dialled for r in results] == [5, 5]
