@@ -27,9 +27,11 @@ from activities.campaign import (
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
 from activities.records import RecordsActivities
+from activities.redis_limiter import RedisDialLimiter
 from activities.telephony import TelephonyActivities
 from slot.credentials import MissingCredential, internal_token
 from slot.database import SchemaBehind, check_at_start
+from slot.live_events import live_events_for
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.settings import Settings, get_settings
 from slot.temporal import connect
@@ -42,22 +44,32 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 ACTIVITY_SLOTS = 32
 """Concurrent activities, and threads for the sync ones (call records), so neither starves."""
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-DIAL_LIMITER = LocalDialLimiter()
-"""One pace for every campaign this worker runs (a shared limiter across workers comes later)."""
+LOCAL_DIAL_LIMITER = LocalDialLimiter()
+"""One pace for every campaign this worker runs, when there is no Redis to share it."""
+
+
+def dial_limiter(settings: Settings) -> DialLimiter:
+    """The pace every campaign shares: through Redis across workers, else this process's."""
+    if settings.redis_url:
+        return RedisDialLimiter.from_url(settings.redis_url, f"{settings.redis_prefix}:dial-pace")
+    return LOCAL_DIAL_LIMITER
 
 
 def workflows() -> list[type]:
     return [CallWorkflow, CampaignWorkflow]
 
 
-def activities(settings: Settings, limiter: DialLimiter = DIAL_LIMITER) -> Sequence[Any]:
+def activities(settings: Settings, limiter: DialLimiter | None = None) -> Sequence[Any]:
     """Activity callables bound to `settings`; the sync ones (records, and the router's local
     activities: intent classifier, knowledge base) run on the activity threads."""
     telephony = TelephonyActivities(settings)
     records = RecordsActivities(settings.database_url, require_keyring(settings))
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
-    campaign = CampaignActivities(limiter, DoNotCallList(settings.database_url))
+    streams = live_events_for(settings.redis_url, require_keyring(settings), settings.redis_prefix)
+    campaign = CampaignActivities(
+        limiter or dial_limiter(settings), DoNotCallList(settings.database_url), streams
+    )
     return [
         telephony.place_call,
         telephony.deliver_utterance,
@@ -69,6 +81,7 @@ def activities(settings: Settings, limiter: DialLimiter = DIAL_LIMITER) -> Seque
         campaign.reserve_dial,
         campaign.is_do_not_call,
         campaign.add_do_not_call,
+        campaign.publish_campaign_events,
     ]
 
 
@@ -92,7 +105,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     *,
     task_queue: str | None = None,
-    limiter: DialLimiter = DIAL_LIMITER,
+    limiter: DialLimiter | None = None,
 ) -> Worker:
     """The worker `python worker.py` runs; tests build the same one in-process (with a
     limiter of their own when their Temporal's clock is not the wall clock)."""

@@ -4,6 +4,8 @@ Pacing is one token bucket for every campaign and worker, behind `DialLimiter` s
 in-process bucket can give way to a shared one (Redis) without touching the workflow. The
 limiter answers on the workflow's clock: it hands out the next free slot and the workflow waits
 for it with a durable timer, so no activity sleeps and a time-skipping test skips the wait.
+Each campaign's changes go to its live stream (`slot.live_events`: Redis Streams, or in-process)
+for `slot watch --campaign`.
 The do-not-call list is the records database's `dnc` table (SQLModel); SQL here is blocking, so
 those activities are plain functions run on the worker's thread pool.
 """
@@ -21,7 +23,8 @@ from temporalio import activity
 
 from activities.records import make_engine
 from slot.database import ensure_schema
-from workflows.campaign_plan import DncAdd, DncCheck, ReserveDial
+from slot.live_events import LiveEvents, LocalLiveEvents, campaign_stream
+from workflows.campaign_plan import DncAdd, DncCheck, PublishCampaignEvents, ReserveDial
 
 
 class DialLimiter(Protocol):
@@ -108,9 +111,12 @@ class DoNotCallList:
 class CampaignActivities:
     """Bound to the worker's limiter and DNC list, so tests and the worker pass their own."""
 
-    def __init__(self, limiter: DialLimiter, dnc: DoNotCallList) -> None:
+    def __init__(
+        self, limiter: DialLimiter, dnc: DoNotCallList, streams: LiveEvents | None = None
+    ) -> None:
         self.limiter = limiter
         self.dnc = dnc
+        self.streams = streams or LocalLiveEvents()
 
     @activity.defn(name="reserve_dial")
     def reserve_dial(self, request: ReserveDial) -> datetime:
@@ -124,3 +130,10 @@ class CampaignActivities:
     @activity.defn(name="add_do_not_call")
     def add_do_not_call(self, request: DncAdd) -> None:
         self.dnc.add(request.phone, request.reason, request.call_id)
+
+    @activity.defn(name="publish_campaign_events")
+    async def publish_campaign_events(self, request: PublishCampaignEvents) -> None:
+        """Append the campaign's changes to its live stream, in order (never raises)."""
+        stream = campaign_stream(request.campaign_id)
+        for event in request.events:
+            await self.streams.append(stream, event.model_dump(mode="json"))

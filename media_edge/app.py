@@ -65,6 +65,7 @@ from media_edge.workflow_link import (
     start_call,
 )
 from slot.credentials import MissingCredential
+from slot.live_events import live_events_for
 from slot.llm.config import LLMSettings
 from slot.payload_codec import PayloadKeyError, require_keyring
 from slot.playbooks import PlaybookError, list_playbooks, load_playbook
@@ -173,6 +174,11 @@ async def start_edge(
     await speech.warm_up(lines or [WARM_UP_LINE])
     logger.info("%d fixed lines synthesized in %.1f s", len(lines), time.perf_counter() - started)
     SileroVAD()
+    streams = None
+    if settings.redis_url:
+        streams = live_events_for(
+            settings.redis_url, require_keyring(settings), settings.redis_prefix
+        )
     services = EdgeServices(
         settings=settings,
         client=client,
@@ -180,7 +186,7 @@ async def start_edge(
         speech=speech,
         vad_factory=SileroVAD,
         vad_executor=vad_executor,
-        events=EventHub(),
+        events=EventHub(streams=streams),
         stream_tokens=StreamTokens(credentials.internal_token, settings.stream_token_ttl_s),
         turn_detector=detector,
         llm=BamlLanguageModel.from_settings(llm_settings),
@@ -277,6 +283,7 @@ def create_app(
             ):
                 yield
         finally:
+            await services.events.close()
             edge.inference_executor.shutdown(wait=False, cancel_futures=True)
             edge.vad_executor.shutdown(wait=False, cancel_futures=True)
 

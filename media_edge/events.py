@@ -3,7 +3,8 @@
 Each event is a pydantic model with a literal `type` (a discriminated union, `CallEvent`), sent
 over `/calls/{id}/events` as JSON; consumers (`slot demo`, `slot dev`, the tests) read them back
 with `parse_event`. Subscribers get the replay first, then live events, and the stream ends
-after `call_ended`.
+after `call_ended`. With Redis (`slot.live_events`) every event is also appended, in order and
+off the audio path, to the call's Redis Stream, for `slot watch` on any machine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
+
+from slot.live_events import LiveEvents, call_stream
+
+MAX_UNWRITTEN = 10_000
+"""Events waiting for their stream before new ones are dropped (a Redis outage)."""
 
 
 def ms_between(later: float, earlier: float) -> float:
@@ -165,9 +171,10 @@ class CallEvents:
         self.ended = False
         self._subscribers: set[asyncio.Queue[CallEvent | None]] = set()
 
-    def publish(self, event: CallEvent) -> None:
+    def publish(self, event: CallEvent) -> bool:
+        """Hand `event` to the subscribers; False (and dropped) once the call has ended."""
         if self.ended:
-            return
+            return False
         self.history.append(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
@@ -175,6 +182,7 @@ class CallEvents:
             self.ended = True
             for queue in self._subscribers:
                 queue.put_nowait(None)
+        return True
 
     async def subscribe(self) -> AsyncIterator[CallEvent]:
         queue: asyncio.Queue[CallEvent | None] = asyncio.Queue()
@@ -196,10 +204,15 @@ class CallEvents:
 class EventHub:
     """Event streams of recent calls, by call id; the oldest are forgotten first."""
 
-    def __init__(self, max_calls: int = 1000, replay: int = 500) -> None:
+    def __init__(
+        self, max_calls: int = 1000, replay: int = 500, streams: LiveEvents | None = None
+    ) -> None:
         self._calls: OrderedDict[str, CallEvents] = OrderedDict()
         self._max_calls = max_calls
         self._replay = replay
+        self._streams = streams
+        self._outbox: asyncio.Queue[tuple[str, CallEvent]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     def call(self, call_id: str) -> CallEvents:
         events = self._calls.get(call_id)
@@ -213,7 +226,31 @@ class EventHub:
         return events
 
     def publish(self, call_id: str, event: CallEvent) -> None:
-        self.call(call_id).publish(event)
+        if self.call(call_id).publish(event) and self._streams is not None:
+            if self._outbox.qsize() >= MAX_UNWRITTEN:
+                return  # the streams are down or slow: the live view loses it, the call goes on
+            self._outbox.put_nowait((call_id, event))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Append queued events to their calls' streams, one at a time so order is kept."""
+        assert self._streams is not None
+        while not self._outbox.empty():
+            call_id, event = self._outbox.get_nowait()
+            await self._streams.append(call_stream(call_id), event.model_dump(mode="json"))
+            self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Until every event published so far is in its stream (at shutdown, in tests)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def close(self) -> None:
+        """Write what is queued, then let go of the streams."""
+        if self._streams is not None:
+            await self.flush()
+            await self._streams.close()
 
     def start_call(self, call_id: str) -> CallEvents:
         """The stream for a call whose media just connected (a fresh one if the last ended)."""

@@ -2,11 +2,13 @@
 
 `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` places an outbound call exactly as Twilio's
 API takes it (form fields, HTTP basic auth, Twilio's JSON and error shapes); the simulator then
-"answers" it in the background with the persona registered for the `To` number, reporting
-asynchronous machine detection (`MachineDetection` with `AsyncAmd=true`) to its callback.
-`POST .../Calls/{CallSid}.json` updates a live call as Twilio does: `Twiml` with `<Dial>` (a
-transfer, recorded with the call) or `<Hangup/>`, or `Status=completed`. `/sim/...`
-routes are the simulator's own controls: register personas, start inbound calls, read results.
+"answers" it in the background with the persona registered for the `To` number, or does what
+the line registered for it does (`POST /sim/lines`: rings out unanswered, is busy, fails, or is
+picked up by a voicemail machine), reporting asynchronous machine detection (`MachineDetection`
+with `AsyncAmd=true`) to its callback. `POST .../Calls/{CallSid}.json` updates a live call as
+Twilio does: `Twiml` with `<Dial>` (a transfer, recorded with the call) or `<Hangup/>`, or
+`Status=completed`. `/sim/...` routes are the simulator's own controls: register personas and
+lines, start inbound calls, read results.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -167,6 +169,17 @@ class RegisterPersona(BaseModel):
     persona_path: str = Field(min_length=1)
 
 
+LineBehaviour = Literal["no-answer", "busy", "failed", "voicemail"]
+
+
+class RegisterLine(BaseModel):
+    """A number whose calls no person answers: it rings out, is busy, fails, or a voicemail
+    machine picks up."""
+
+    phone: str = Field(min_length=1)
+    answer: LineBehaviour
+
+
 class StartInboundCall(BaseModel):
     persona_path: str = Field(min_length=1)
     edge_url: str | None = None
@@ -189,11 +202,15 @@ class TwilioSimulator:
         self.auth_token = auth_token
         self.calls: dict[str, SimCall] = {}
         self.personas: dict[str, Path] = {}
+        self.lines: dict[str, LineBehaviour] = {}
+        """Numbers no person answers, and what happens instead (`POST /sim/lines`)."""
 
     def recording_path(self, sid: str) -> Path:
         return self.settings.data_dir / "recordings" / f"{sid}.wav"
 
     def persona_for(self, number: str) -> Path | None:
+        if number in self.lines:
+            return None
         return self.personas.get(number) or self.default_persona
 
     def start(self, call: SimCall, simulated: SimulatedCall | None) -> None:
@@ -204,8 +221,11 @@ class TwilioSimulator:
     async def _play(self, call: SimCall, simulated: SimulatedCall | None) -> None:
         try:
             if simulated is None:
-                call.set_status("no-answer")
-                await self._report_unanswered(call)
+                line = self.lines.get(call.to, "no-answer")
+                status = "completed" if line == "voicemail" else line
+                call.set_status(status)
+                answered_by = "machine_end_beep" if line == "voicemail" else ""
+                await self._report_unanswered(call, status, answered_by)
                 return
             call.result = await simulated.run()
             call.set_status(call.result.status)
@@ -218,15 +238,16 @@ class TwilioSimulator:
             call.end_time = datetime.now(UTC)
             call.done.set()
 
-    async def _report_unanswered(self, call: SimCall) -> None:
-        """Twilio's `completed` progress callback for a call nobody picked up."""
+    async def _report_unanswered(self, call: SimCall, status: str, answered_by: str) -> None:
+        """Twilio's `completed` progress callback for a call no person picked up: `status`
+        no-answer, busy or failed, or completed with `AnsweredBy` machine_... (a voicemail)."""
         if not call.status_callback or "completed" not in call.status_callback_events:
             return
         fields = {
             "AccountSid": call.account_sid,
             "ApiVersion": API_VERSION,
             "CallSid": call.sid,
-            "CallStatus": "no-answer",
+            "CallStatus": status,
             "Called": call.to,
             "Caller": call.from_,
             "Direction": call.direction,
@@ -237,6 +258,8 @@ class TwilioSimulator:
             "SequenceNumber": "0",
             "Timestamp": _rfc2822(datetime.now(UTC)) or "",
         }
+        if answered_by:
+            fields["AnsweredBy"] = answered_by
         headers = signature_headers(self.auth_token, call.status_callback, fields)
         try:
             async with httpx.AsyncClient(timeout=15.0) as http:
@@ -446,7 +469,13 @@ def create_app(
         except PersonaError as exc:
             return JSONResponse(status_code=400, content={"error": str(exc)})
         sim.personas[body.phone] = Path(body.persona_path)
+        sim.lines.pop(body.phone, None)
         return JSONResponse(content={"phone": body.phone, "persona": persona.name})
+
+    @app.post("/sim/lines", response_model=None)
+    async def register_line(body: RegisterLine) -> JSONResponse:
+        sim.lines[body.phone] = body.answer
+        return JSONResponse(content={"phone": body.phone, "answer": body.answer})
 
     @app.post("/sim/calls", response_model=None)
     async def start_inbound_call(body: StartInboundCall) -> JSONResponse:

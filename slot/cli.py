@@ -202,6 +202,53 @@ def _cmd_payload_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+    from rich.console import Console
+    from websockets.exceptions import WebSocketException
+
+    from slot.credentials import MissingCredential
+    from slot.watch import WatchError, watch_call, watch_campaign
+
+    settings = _tool_settings()
+    console = Console(highlight=False)
+    try:
+        if args.campaign:
+            asyncio.run(watch_campaign(settings, args.campaign, console))
+            return 0
+        return asyncio.run(watch_call(settings, args.call_id, console))
+    except MissingCredential as error:
+        print(f"slot watch: {error}", file=sys.stderr)
+        return 2
+    except (WatchError, OSError, RedisError, WebSocketException) as error:
+        print(f"slot watch: {error}", file=sys.stderr)
+        return 1
+
+
+def _cmd_campaign_run(args: argparse.Namespace) -> int:
+    from slot.campaign_run import parse_window, run_campaign
+
+    try:
+        window = parse_window(args.hours, args.days)
+    except (ValueError, KeyError) as error:
+        print(f"slot campaign run: bad --hours/--days: {error}", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        run_campaign(
+            get_settings(),
+            args.leads,
+            script=args.script or get_settings().default_script,
+            campaign_id=args.id,
+            window=window,
+            attempts=args.attempts,
+            retry_after_s=args.retry_after,
+            follow_ups=args.follow_ups,
+            calls_per_second=args.rate,
+            concurrent=args.concurrent,
+        )
+    )
+
+
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from simulator.twilio_api import main
 
@@ -314,6 +361,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_script.add_argument("--address", default=None, help="Temporal (default: settings)")
     replay_script.set_defaults(func=_cmd_replay_script)
+
+    watch = commands.add_parser(
+        "watch", help="tail a live call (transcript, states, end) or a campaign (dials, results)"
+    )
+    target = watch.add_mutually_exclusive_group(required=True)
+    target.add_argument("call_id", nargs="?", default=None, help="the call's id")
+    target.add_argument("--campaign", default=None, metavar="ID", help="a campaign's id")
+    watch.set_defaults(func=_cmd_watch)
+
+    campaign = commands.add_parser("campaign", help="outbound campaigns").add_subparsers(
+        dest="campaign_command", required=True
+    )
+    run = campaign.add_parser(
+        "run", help="call a CSV of leads on the dev stack, show progress and a summary"
+    )
+    run.add_argument("leads", type=Path, help="CSV: lead_id, phone, name, time_zone, simulator")
+    run.add_argument("--script", default=None, help="playbook name (default: settings)")
+    run.add_argument("--id", default=None, help="campaign id (default: campaign-<UTC time>)")
+    run.add_argument("--hours", default="08:00-21:00", help="calling hours, lead's local time")
+    run.add_argument("--days", default="mon-fri", help="calling days: mon-fri, all, sat,sun")
+    run.add_argument("--attempts", type=int, default=3, help="calls per unanswered lead")
+    run.add_argument("--retry-after", type=float, default=3600.0, help="seconds between them")
+    run.add_argument("--follow-ups", type=int, default=0, help="call-backs a caller may ask for")
+    run.add_argument("--rate", type=float, default=1.0, help="calls per second, shared")
+    run.add_argument("--concurrent", type=int, default=3, help="calls on the phone at once")
+    run.set_defaults(func=_cmd_campaign_run)
 
     temporal = commands.add_parser("temporal", help="the Temporal Slot runs on").add_subparsers(
         dest="temporal_command", required=True

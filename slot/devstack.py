@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -488,6 +489,10 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
         f"api           {api_url(settings)}  (docs {api_url(settings)}/docs; bearer token in "
         f"{settings.data_dir / API_TOKEN_FILE})"
     )
+    redis_at = urlsplit(settings.redis_url or "")  # never its password
+    shared = f"Redis at {redis_at.hostname}:{redis_at.port or 6379}" if settings.redis_url else ""
+    shared = shared or "in each process (no Redis)"
+    console.print(f"pace, events  {shared}  (slot watch CALL_ID | --campaign ID)")
     console.print(f"logs          {stack.logs_dir}")
     pids = ", ".join(f"{name} {pid}" for name, pid in stack.pids().items())
     console.print(f"processes     {pids or 'none started here'}")

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     codec_ui_origins: str = ""
     """Comma-separated Web UI origins the codec server answers (CORS); default the dev UI's."""
 
+    redis_url: str | None = None
+    """`SLOT_REDIS_URL` (redis://host:port/db): the shared dialling pace and live call events go
+    through Redis, shared by every worker and edge; unset, both stay in each process."""
+    redis_prefix: str = "slot"
+    """Prefix of Slot's keys in Redis, so several stacks can share one server."""
+
     database_url: str = ""
     """SQLAlchemy URL for call records; defaults to `sqlite:///{data_dir}/slot.db`."""
 

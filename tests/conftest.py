@@ -34,6 +34,7 @@ SLOWEST_FIRST = (
     "tests/integration/test_campaign.py::test_a_thousand_leads_continue_as_new",
     "tests/integration/test_end_to_end.py",
     "tests/integration/test_two_boxes.py",
+    "tests/integration/test_campaign_run.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
     "tests/integration/test_deepgram_call.py",
@@ -59,6 +60,9 @@ SLOWEST_FIRST = (
     "tests/integration/test_api.py",
     "tests/integration/test_campaign.py",
     "tests/integration/test_migrations.py",
+    "tests/integration/test_watch.py",
+    "tests/integration/test_live_events.py",
+    "tests/integration/test_redis_limiter.py",
 )
 """Work units handed out first, longest first, so no long one starts last (measured with
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built

@@ -6,6 +6,10 @@ Each call is a child `CallWorkflow`. Every wait is a durable timer (window, pace
 follow-up), so a worker restart loses nothing. A large campaign continues as new every
 `dials_per_run` dials, after its calls in flight have ended, carrying its queue and counters;
 leads not yet started travel in the input, already trimmed.
+
+Every change (a dial, a call's result, a pause) also goes to the campaign's live stream through
+a local activity, in order, batched while one is on its way (behind the patch
+`campaign-live-events-v1`, so campaigns started before it replay as they ran).
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.campaign_plan import (
         AttemptResult,
         CampaignCarry,
+        CampaignEvent,
+        CampaignEventKind,
         CampaignInput,
         CampaignProgress,
         CancelCampaign,
         DncCheck,
         LeadJob,
         PauseCampaign,
+        PublishCampaignEvents,
         ReserveDial,
         attempt_result,
     )
@@ -64,13 +71,21 @@ class CampaignWorkflow:
         self._changes = 0
         self._dials_this_run = 0
         self._cancel: CancelCampaign | None = None
+        self._live = False
+        self._outbox: list[CampaignEvent] = []
+        self._sending = False
+        self._sender: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, campaign: CampaignInput) -> CampaignProgress:
-        self._publish()
+        if workflow.patched("campaign-live-events-v1"):
+            self._live = True
+            self._sender = asyncio.create_task(self._send_live_events())
+        self._publish("started")
         while self._cancel is None:
             if self._run_is_full():
                 await workflow.wait_condition(lambda: not self._in_flight)
+                await self._live_events_sent()
                 self._continue_as_new()
             await workflow.wait_condition(self._may_dial)
             if self._cancel is not None:
@@ -85,7 +100,8 @@ class CampaignWorkflow:
         if self._cancel is not None:
             await self._wind_down(self._cancel)
         await workflow.wait_condition(lambda: not self._in_flight)
-        self._publish()
+        self._publish("finished")
+        await self._live_events_sent()
         return self.progress()
 
     def _may_dial(self) -> bool:
@@ -189,7 +205,7 @@ class CampaignWorkflow:
         self._in_flight[call.call_id] = handle
         self._dials_this_run += 1
         self._progress.dialled += 1
-        self._publish()
+        self._publish("dialled", call.call_id, job)
         self._tasks[call.call_id] = asyncio.create_task(self._follow(job, call, handle))
 
     async def _follow(
@@ -214,8 +230,9 @@ class CampaignWorkflow:
         del self._in_flight[call.call_id]
         del self._tasks[call.call_id]
         self._changes += 1
-        self._settle(job, call, attempt_result(snapshot))
-        self._publish()
+        result = attempt_result(snapshot)
+        self._settle(job, call, result)
+        self._publish("ended", call.call_id, job, result)
 
     def _settle(self, job: LeadJob, call: CallInput, result: AttemptResult) -> None:
         progress, campaign, now = self._progress, self._campaign, workflow.now()
@@ -261,13 +278,13 @@ class CampaignWorkflow:
         """Stop dialling (calls in flight go on) until `resume`."""
         self._progress.paused = True
         self._changes += 1
-        self._publish()
+        self._publish("paused")
 
     @workflow.signal
     def resume(self) -> None:
         self._progress.paused = False
         self._changes += 1
-        self._publish()
+        self._publish("resumed")
 
     @workflow.signal
     def cancel(self, cancel: CancelCampaign) -> None:
@@ -275,7 +292,7 @@ class CampaignWorkflow:
             self._cancel = cancel
             self._progress.cancelling = True
         self._changes += 1
-        self._publish()
+        self._publish("cancelling")
 
     @workflow.query
     def progress(self) -> CampaignProgress:
@@ -284,8 +301,45 @@ class CampaignWorkflow:
         progress.waiting = len(self._fresh) + len(self._queue)
         return progress
 
-    def _publish(self) -> None:
-        campaign = self._campaign
-        workflow.set_current_details(
-            self.progress().details(campaign.campaign_id, campaign.script_name)
-        )
+    def _publish(
+        self,
+        kind: CampaignEventKind,
+        call_id: str | None = None,
+        job: LeadJob | None = None,
+        result: AttemptResult | None = None,
+    ) -> None:
+        """Show the counters in the Web UI and queue the change for the live stream."""
+        campaign, progress = self._campaign, self.progress()
+        workflow.set_current_details(progress.details(campaign.campaign_id, campaign.script_name))
+        if self._live:
+            event = CampaignEvent(
+                kind=kind,
+                campaign_id=campaign.campaign_id,
+                progress=progress,
+                call_id=call_id,
+                lead_id=job.lead.lead_id if job else None,
+                attempt=job.attempt if job else None,
+                result=result,
+            )
+            self._outbox.append(event)
+
+    async def _send_live_events(self) -> None:
+        """Hand queued changes to the live stream, one batch at a time, in order."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            batch, self._outbox = self._outbox, []
+            self._sending = True
+            await workflow.execute_local_activity_method(
+                CampaignActivities.publish_campaign_events,
+                PublishCampaignEvents(campaign_id=self._campaign.campaign_id, events=batch),
+                start_to_close_timeout=QUICK_ACTIVITY,
+                retry_policy=QUICK_RETRY,
+                summary="live events",
+            )
+            self._sending = False
+
+    async def _live_events_sent(self) -> None:
+        """Until the live stream has every change (a campaign from before the patch sends none
+        and does not wait, so it replays as it ran)."""
+        if self._live:
+            await workflow.wait_condition(lambda: not self._outbox and not self._sending)

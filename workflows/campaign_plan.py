@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -253,6 +254,29 @@ class ReserveDial(BaseModel):
 
     at: datetime
     calls_per_second: float
+
+
+CampaignEventKind = Literal[
+    "started", "dialled", "ended", "paused", "resumed", "cancelling", "finished"
+]
+
+
+class CampaignEvent(BaseModel):
+    """One change in a campaign, for its live stream (`slot watch --campaign`): a dial, how a
+    call ended, a pause; each carries the counters as they stand after it."""
+
+    kind: CampaignEventKind
+    campaign_id: str
+    progress: CampaignProgress
+    call_id: str | None = None
+    lead_id: str | None = None
+    attempt: int | None = None
+    result: AttemptResult | None = None
+
+
+class PublishCampaignEvents(BaseModel):
+    campaign_id: str
+    events: list[CampaignEvent]
 
 
 class DncCheck(BaseModel):

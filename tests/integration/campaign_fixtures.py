@@ -158,17 +158,23 @@ class CampaignRig:
 
 
 @asynccontextmanager
-async def campaign_rig(data_dir: Path, database_url: str = "") -> AsyncIterator[CampaignRig]:
-    """`database_url`: Slot's database (default an SQLite file in `data_dir`)."""
+async def campaign_rig(
+    data_dir: Path, database_url: str = "", **overrides: object
+) -> AsyncIterator[CampaignRig]:
+    """`database_url`: Slot's database (default an SQLite file in `data_dir`); `overrides` are
+    more `Settings` fields (e.g. `redis_url`)."""
     from slot.dev_secrets import use_dev_secrets
 
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     settings = use_dev_secrets(
-        Settings(
-            data_dir=data_dir,
-            twilio_api_base=f"http://127.0.0.1:{port}",
-            database_url=database_url,
+        Settings.model_validate(
+            {
+                "data_dir": data_dir,
+                "twilio_api_base": f"http://127.0.0.1:{port}",
+                "database_url": database_url,
+                **overrides,
+            }
         )
     )
     converter = encrypted_data_converter(require_keyring(settings))

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from temporalio.client import Client
 
 from simulator.persona import load_persona
@@ -101,6 +102,43 @@ async def test_unanswered_call_has_twilio_shape_and_status(simulator: str) -> No
         assert fetched.json()["status"] == "no-answer"
         unknown = await http.get(f"/2010-04-01/Accounts/{ACCOUNT}/Calls/CA{'0' * 32}.json")
         assert unknown.status_code == 404 and unknown.json()["code"] == 20404
+
+
+async def test_registered_lines_are_busy_fail_or_reach_voicemail(simulator: str) -> None:
+    """`/sim/lines`: no person answers; the status callback says why, as Twilio's does (with
+    `AnsweredBy` for the machine), to the URL the call was placed with."""
+    callbacks: dict[str, dict[str, str]] = {}
+    receiver = FastAPI()
+
+    @receiver.post("/status")
+    async def status(request: Request) -> dict[str, str]:
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        callbacks[form["To"]] = form
+        return {}
+
+    lines = {"+15550108001": "busy", "+15550108002": "voicemail", "+15550108003": "failed"}
+    async with (
+        serve(receiver, free_port()) as receiver_url,
+        httpx.AsyncClient(base_url=simulator, auth=(ACCOUNT, "token")) as http,
+    ):
+        refused = await http.post("/sim/lines", json={"phone": "+1555", "answer": "maybe"})
+        assert refused.status_code == 422
+        for phone, answer in lines.items():
+            registered = await http.post("/sim/lines", json={"phone": phone, "answer": answer})
+            assert registered.status_code == 200
+        for phone in lines:
+            form = {"To": phone, "From": "+15550100000", "Url": "http://127.0.0.1:9/voice"}
+            form["StatusCallback"] = f"{receiver_url}/status?call_id=c-{phone}"
+            call = (await http.post(CALLS, data=form)).json()
+            ended = await http.get(f"/sim/calls/{call['sid']}", params={"wait_s": 30})
+            assert ended.json()["status"] == {"voicemail": "completed"}.get(
+                lines[phone], lines[phone]
+            )
+    assert callbacks["+15550108001"]["CallStatus"] == "busy"
+    assert "AnsweredBy" not in callbacks["+15550108001"]
+    assert callbacks["+15550108002"]["CallStatus"] == "completed"
+    assert callbacks["+15550108002"]["AnsweredBy"] == "machine_end_beep"
+    assert callbacks["+15550108003"]["CallStatus"] == "failed"
 
 
 async def test_bad_persona_is_rejected_with_the_reason(simulator: str, tmp_path: Path) -> None:
