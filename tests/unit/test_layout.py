@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("simulator", "evals", "tests")
 APPLICATION = ("slot.cli", "slot.devstack", "slot.demo")
 PRODUCT = ["media_edge", "workflows", "activities", "worker.py"]
-SLOT_APPLICATION = {"cli.py", "demo.py", "devstack.py"}
+SLOT_APPLICATION = {"cli.py", "demo.py", "devstack.py", "campaign_run.py"}
 
 
 def _imports(path: Path) -> set[str]:
