@@ -17,7 +17,7 @@ from typing import Any
 
 from evals.bench_turns import TurnSample, turn_sample
 from evals.edge_flood import LATE_JITTER_MS, GoodCall
-from media_edge.events import AgentUtterance
+from media_edge.events import AgentUtterance, CallerTurn
 from simulator.caller_audio import CallerAudio
 from simulator.persona import ReactivePersona
 from simulator.phone import CallerTiming, CallResult, EventKind, SimulatedCall, edge_access
@@ -75,6 +75,8 @@ class CallSample:
     late_frames: int = 0
     caller_turns: list[tuple[float, float | None]] = field(default_factory=list)
     """(monotonic time the caller's words ended, ms until the agent's audio, None if never)."""
+    transcribed_by: list[str] = field(default_factory=list)
+    """Per caller turn, who transcribed it: the call's STT, or the fallback and why."""
     error: str | None = None
     hung_up_by: str = ""
 
@@ -114,6 +116,9 @@ def sample_of(call: BenchCall, result: CallResult, started_at: float) -> CallSam
         caller_turns=caller_turns(result, origin),
     )
     for _, event in result.edge_events:
+        if isinstance(event, CallerTurn):
+            fallback = f" (fallback: {event.stt_fallback})" if event.stt_fallback else ""
+            sample.transcribed_by.append(f"{event.stt}{fallback}")
         if isinstance(event, AgentUtterance):
             if "decision" in event.latency_ms:
                 sample.update_ms.append(event.latency_ms["decision"])
@@ -176,13 +181,16 @@ async def run_calls(plan: CallPlan, count: int, stagger_s: float) -> list[CallSa
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def run_slots(plan: CallPlan, slots: int, until: float, stagger_s: float) -> list[CallSample]:
-    """`slots` callers each placing calls back to back until monotonic time `until`."""
+async def run_slots(
+    plan: CallPlan, slots: int, stop: asyncio.Event, stagger_s: float
+) -> list[CallSample]:
+    """`slots` callers each placing calls back to back until `stop` is set (the call in
+    progress then plays out)."""
 
     async def slot(index: int) -> list[CallSample]:
         await asyncio.sleep(stagger_s * index / max(slots, 1))
         done: list[CallSample] = []
-        while time.monotonic() < until:
+        while not stop.is_set():
             done.append(await plan.call())
             if done[-1].error:  # the edge is down: call again once it may be back
                 await asyncio.sleep(RETRY_AFTER_S)

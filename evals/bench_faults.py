@@ -1,9 +1,11 @@
 """`slot bench --faults`: 50 calls in flight while the worker, then the edge, then Temporal die.
 
 The stack is `slot dev`'s, supervised as `slot dev` supervises it (`Stack.supervise` every
-second restarts what died). Fifty bench callers place calls back to back for the whole run;
-the worker is killed with SIGKILL at 25 s, the edge at 65 s, the Temporal dev server at 105 s,
-and the callers stop placing calls at 150 s. Per fault:
+second restarts what died). Fifty bench callers (`--calls N`) place calls back to back for the
+whole run.
+25 s in, the worker is killed with SIGKILL; once the supervisor has it back and calls have run
+on for 30 s, the edge; then the same way the Temporal dev server; 30 s after Temporal is back
+the callers stop placing calls. Per fault:
 - back after: from the kill until the supervisor had the part running and ready again;
 - calls in flight: calls whose media stream was open at the kill;
 - turns lost: caller turns ending from 5 s before the kill until the next fault (or the end)
@@ -20,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,13 @@ from simulator.persona import load_reactive_persona
 from simulator.topics import script_topics
 from slot.settings import REPO_ROOT, get_settings
 
-CALLS = 50
-SCHEDULE: tuple[tuple[str, float], ...] = (("worker", 25.0), ("edge", 65.0), ("temporal", 105.0))
-"""What is killed, and when (s after the first call)."""
-RUN_S = 150.0
+PARTS = ("worker", "edge", "temporal")
+"""What is killed, in this order."""
+FIRST_KILL_S = 25.0
+"""Calls in flight and in mid-conversation before the first kill."""
+SETTLE_S = 30.0
+"""After a killed part is back, calls run this long before the next kill (or the end), so
+each fault's turns are its own."""
 LEAD_S = 5.0
 """Turns ending this long before a kill may still be in flight at it."""
 STALL_AFTER_S = 5.0
@@ -50,6 +55,7 @@ class Fault:
     part: str
     killed_at: float
     back_at: float | None = None
+    back: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def kill(stack: BenchStack, part: str) -> None:
@@ -69,6 +75,7 @@ async def supervise(stack: BenchStack, faults: list[Fault], stop: asyncio.Event)
     def said(line: str) -> None:
         if faults and faults[-1].back_at is None and ("restarted" in line or "is back" in line):
             faults[-1].back_at = time.monotonic()
+            faults[-1].back.set()
 
     while not stop.is_set():
         await stack.stack.supervise(said)
@@ -77,13 +84,15 @@ async def supervise(stack: BenchStack, faults: list[Fault], stop: asyncio.Event)
 
 
 async def inject(stack: BenchStack, began: float, faults: list[Fault], console: Console) -> None:
-    for part, at_s in SCHEDULE:
-        await asyncio.sleep(max(0.0, began + at_s - time.monotonic()))
-        if faults and faults[-1].back_at is None:
-            console.print(f"[yellow]{faults[-1].part} is not back yet; killing {part} anyway[/]")
+    """Kill each part in turn, the next only once the last is back and calls have settled."""
+    await asyncio.sleep(FIRST_KILL_S)
+    for part in PARTS:
         kill(stack, part)
         faults.append(Fault(part, time.monotonic()))
         console.print(f"killed {part} at {time.monotonic() - began:.1f} s")
+        await faults[-1].back.wait()
+        console.print(f"{part} back after {time.monotonic() - faults[-1].killed_at:.1f} s")
+        await asyncio.sleep(SETTLE_S)
 
 
 def fault_figures(
@@ -174,7 +183,7 @@ def plot(samples: list[CallSample], faults: list[dict[str, Any]], began: float, 
     plt.close(figure)
 
 
-async def run_faults(speech: Speech, out: Path, console: Console) -> list[Path]:
+async def run_faults(speech: Speech, calls: int, out: Path, console: Console) -> list[Path]:
     persona = load_reactive_persona(PERSONA)
     settings = get_settings()
     audio = CallerAudio(settings.data_dir / "caller-audio")
@@ -183,18 +192,21 @@ async def run_faults(speech: Speech, out: Path, console: Console) -> list[Path]:
         console.print(f"stack up ({speech} speech): logs in {stack.stack.logs_dir}")
         topics = script_topics(stack.settings.default_script, stack.settings.playbooks_dir)
         plan = CallPlan(stack.settings, persona, audio, topics)
-        stop = asyncio.Event()
+        placing, supervising = asyncio.Event(), asyncio.Event()
         began = time.monotonic()
-        supervisor = asyncio.create_task(supervise(stack, faults, stop))
+        supervisor = asyncio.create_task(supervise(stack, faults, supervising))
         injector = asyncio.create_task(inject(stack, began, faults, console))
+        injector.add_done_callback(lambda _: placing.set())
         try:
-            samples = await run_slots(plan, CALLS, began + RUN_S, stagger_s=CALLS * 0.1)
+            samples = await run_slots(plan, calls, placing, stagger_s=calls * 0.1)
             await injector
         finally:
-            stop.set()
+            placing.set()
             injector.cancel()
+            supervising.set()
             await asyncio.gather(supervisor, injector, return_exceptions=True)
         ended = time.monotonic()
+        await stack.stack.supervise(lambda line: console.print(line))  # all back for the query
         states = await final_states(stack.settings, [s.call_id for s in samples], wait_s=30.0)
     statuses = {call_id: state["status"] for call_id, state in states.items()}
     figures = []
@@ -206,7 +218,7 @@ async def run_faults(speech: Speech, out: Path, console: Console) -> list[Path]:
     report: dict[str, Any] = {
         **machine(),
         "speech": speech,
-        "calls": CALLS,
+        "calls": calls,
         "run_s": round(ended - began, 1),
         "calls_placed": len(samples),
         "calls_failed": sum(1 for s in samples if s.error),

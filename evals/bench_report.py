@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,14 @@ def step_figures(
     growth = sum(rss_growth_mb.get(name, 0.0) for name in STACK)
     update = [ms for sample in samples for ms in sample.update_ms]
     booked = sum(1 for outcome in outcomes.values() if outcome == "booked")
+    transcribed = Counter(who for sample in samples for who in sample.transcribed_by)
     return {
         "calls": calls,
         "calls_failed": sum(1 for sample in samples if sample.error),
         "calls_booked": booked,
         "turns": len(turns),
         "turns_unanswered": sum(len(sample.lost_turns) for sample in samples),
+        "transcribed_by": dict(transcribed.most_common()),
         "turn_latency_p50_ms": percentile([t.total_ms for t in turns], 50),
         "turn_latency_p99_ms": percentile([t.total_ms for t in turns], 99),
         "overhead_p50_ms": percentile([t.overhead_ms for t in turns], 50),

@@ -79,7 +79,8 @@ def _cmd_eval_stt(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from evals.bench import main
 
-    options = ["--calls", args.calls, "--speech", args.speech]
+    options = ["--speech", args.speech]
+    options += ["--calls", args.calls] if args.calls else []
     options += ["--out", str(args.out)] if args.out else []
     options += ["--faults"] if args.faults else []
     return main(options)
@@ -259,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="N concurrent simulated calls on one stack, ramping N (figures and a plot)"
     )
-    bench.add_argument("--calls", default="10,25,50,100", help="concurrent calls per step")
+    bench.add_argument(
+        "--calls", default=None, help="concurrent calls per step (10,25,50,100; --faults: 50)"
+    )
     bench.add_argument(
         "--speech", default="standin", help="embedded, standin, or both: embedded,standin"
     )
