@@ -48,6 +48,7 @@ def step_figures(
         "turns": len(turns),
         "turns_unanswered": sum(len(sample.lost_turns) for sample in samples),
         "transcribed_by": dict(transcribed.most_common()),
+        "outcomes": dict(Counter(outcome or "none" for outcome in outcomes.values())),
         "turn_latency_p50_ms": percentile([t.total_ms for t in turns], 50),
         "turn_latency_p99_ms": percentile([t.total_ms for t in turns], 99),
         "overhead_p50_ms": percentile([t.overhead_ms for t in turns], 50),
