@@ -79,6 +79,8 @@ class CallSample:
     """Per caller turn, who transcribed it: the call's STT, or the fallback and why."""
     error: str | None = None
     hung_up_by: str = ""
+    streamed: bool = False
+    """The media stream started (False: the call never got through, e.g. the edge was down)."""
 
     @property
     def lost_turns(self) -> list[float]:
@@ -105,15 +107,18 @@ def caller_turns(result: CallResult, origin: float) -> list[tuple[float, float |
     return out
 
 
-def sample_of(call: BenchCall, result: CallResult, started_at: float) -> CallSample:
+def sample_of(
+    call: BenchCall, result: CallResult, started_at: float, ended_at: float
+) -> CallSample:
     origin = call.stream_started_at or started_at
     sample = CallSample(
         call_id=f"call-{result.call_sid}",
         started_at=started_at,
-        ended_at=origin + result.duration_ms / 1000.0,
+        ended_at=ended_at,
         error=result.error,
         hung_up_by=result.hung_up_by,
         caller_turns=caller_turns(result, origin),
+        streamed=call.stream_started_at is not None,
     )
     for _, event in result.edge_events:
         if isinstance(event, CallerTurn):
@@ -168,7 +173,7 @@ class CallPlan:
                 ended_at=time.monotonic(),
                 error=f"{type(failure).__name__}: {failure}",
             )
-        return sample_of(call, result, started_at)
+        return sample_of(call, result, started_at, time.monotonic())
 
 
 async def run_calls(plan: CallPlan, count: int, stagger_s: float) -> list[CallSample]:

@@ -131,8 +131,9 @@ def markdown(report: dict[str, Any]) -> str:
         "# `slot bench --faults`",
         "",
         f"{report['calls']} calls in flight, {report['speech']} speech, {report['cores']} cores "
-        f"(load {report['load_before']} before); {report['calls_placed']} calls placed in "
-        f"{report['run_s']:.0f} s, {report['calls_failed']} failed to connect or broke.",
+        f"(load {report['load_before']} before); {report['calls_placed']} calls in "
+        f"{report['run_s']:.0f} s, {report['calls_failed']} of them ended in an error; "
+        f"{report['calls_refused']} attempts refused while a part was down (retried each second).",
         "",
         "| killed | at (s) | back after (s) | calls in flight | turns | turns lost | "
         "stall max (ms) | stall p50 (ms) | calls dropped |",
@@ -198,7 +199,7 @@ async def run_faults(speech: Speech, calls: int, out: Path, console: Console) ->
         injector = asyncio.create_task(inject(stack, began, faults, console))
         injector.add_done_callback(lambda _: placing.set())
         try:
-            samples = await run_slots(plan, calls, placing, stagger_s=calls * 0.1)
+            attempts = await run_slots(plan, calls, placing, stagger_s=calls * 0.1)
             await injector
         finally:
             placing.set()
@@ -206,6 +207,7 @@ async def run_faults(speech: Speech, calls: int, out: Path, console: Console) ->
             supervising.set()
             await asyncio.gather(supervisor, injector, return_exceptions=True)
         ended = time.monotonic()
+        samples = [sample for sample in attempts if sample.streamed]
         await stack.stack.supervise(lambda line: console.print(line))  # all back for the query
         states = await final_states(stack.settings, [s.call_id for s in samples], wait_s=30.0)
     statuses = {call_id: state["status"] for call_id, state in states.items()}
@@ -222,6 +224,7 @@ async def run_faults(speech: Speech, calls: int, out: Path, console: Console) ->
         "run_s": round(ended - began, 1),
         "calls_placed": len(samples),
         "calls_failed": sum(1 for s in samples if s.error),
+        "calls_refused": len(attempts) - len(samples),
         "faults": figures,
         "turns_before": len(before),
         "lost_before": sum(1 for _, reply in before if reply is None),

@@ -174,6 +174,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         cost.plot(n, series("cpu_per_call_pct"), marker="o", label=f"{tag} CPU % of a core")
         cost.plot(n, series("rss_per_call_mb"), "--", marker="s", label=f"{tag} MB")
     latency.axhline(TARGET_OVERHEAD_P99_MS, color="grey", linestyle=":", linewidth=1)
+    late.set_ylim(bottom=0)
     titles = (
         (latency, "turn latency and platform overhead (ms)"),
         (update, "Update round trip (ms)"),
