@@ -13,6 +13,7 @@ the callers stop placing calls. Per fault:
   edge: the calls it held die with it);
 - stall: the longest and median wait for the agent's reply among turns ending from 5 s before
   the kill until 5 s after the part was back (a normal turn waits well under a second);
+- wait p50 before: the median wait for a reply in the 30 s before that (the machine's normal);
 - dropped: calls in flight at the kill that their workflow ended as `dropped`.
 """
 
@@ -107,6 +108,12 @@ def fault_figures(
     back = fault.back_at or until
     stall_window = (fault.killed_at - LEAD_S, back + STALL_AFTER_S)
     turns = [t for s in samples for t in s.caller_turns if window[0] <= t[0] < window[1]]
+    calm = [
+        reply
+        for end, reply in (t for s in samples for t in s.caller_turns)
+        if reply is not None
+        and fault.killed_at - LEAD_S - SETTLE_S <= end < fault.killed_at - LEAD_S
+    ]
     waits = [
         reply
         for end, reply in (t for s in samples for t in s.caller_turns)
@@ -122,6 +129,7 @@ def fault_figures(
         "turns_lost": sum(1 for _, reply in turns if reply is None),
         "stall_max_ms": max(waits) if waits else None,
         "stall_p50_ms": percentile(waits, 50),
+        "wait_p50_before_ms": percentile(calm, 50),
         "calls_dropped": sum(1 for s in in_flight if statuses.get(s.call_id) == "dropped"),
     }
 
@@ -136,8 +144,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['calls_refused']} attempts refused while a part was down (retried each second).",
         "",
         "| killed | at (s) | back after (s) | calls in flight | turns | turns lost | "
-        "stall max (ms) | stall p50 (ms) | calls dropped |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "stall max (ms) | stall p50 (ms) | wait p50 before (ms) | calls dropped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(value: Any) -> str:
@@ -147,7 +155,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {f['part']} | {cell(f['killed_at_s'])} | {f['back_after_s']} | "
             f"{f['calls_in_flight']} | {f['turns_in_window']} | {f['turns_lost']} | "
-            f"{cell(f['stall_max_ms'])} | {cell(f['stall_p50_ms'])} | {f['calls_dropped']} |"
+            f"{cell(f['stall_max_ms'])} | {cell(f['stall_p50_ms'])} | "
+            f"{cell(f['wait_p50_before_ms'])} | {f['calls_dropped']} |"
         )
     lines += [
         "",
