@@ -17,7 +17,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import sys
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -25,13 +28,13 @@ from typing import Any, get_args
 from rich.console import Console
 from temporalio.service import RPCError
 
-from evals.bench_calls import CallPlan, CallSample, LoopLag, run_calls
+from evals.bench_callers import CALLERS_PER_PROCESS
+from evals.bench_calls import CallSample
 from evals.bench_report import machine, markdown, plot, step_figures
 from evals.bench_stack import BenchStack, Speech, Usage, bench_stack
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
-from simulator.topics import script_topics
-from slot.devstack import StackError
+from slot.devstack import StackError, settings_env
 from slot.settings import REPO_ROOT, Settings, get_settings
 from slot.temporal import connect
 from workflows.search_attributes import CALL_STATUS, OUTCOME
@@ -79,30 +82,67 @@ async def final_states(
     return dict(zip(call_ids, states, strict=True))
 
 
-async def run_step(stack: BenchStack, plan: CallPlan, calls: int) -> dict[str, Any]:
+async def run_callers(
+    stack: BenchStack, persona: Path, audio: CallerAudio, calls: int
+) -> tuple[list[CallSample], list[float], list[float]]:
+    """N calls, their starts spread over N x 0.1 s, from processes of `CALLERS_PER_PROCESS`
+    callers each (`evals.bench_callers`); the samples, the processes' loop lag, their CPU s."""
+    env = {**os.environ, **settings_env(stack.settings)}
+    shares = -(-calls // CALLERS_PER_PROCESS)
+    began = time.monotonic() + 3.0  # the processes' imports, before the first call
+    processes = []
+    for share in range(shares):
+        starts = [i * STAGGER_PER_CALL_S for i in range(share, calls, shares)]
+        argv = ["--persona", str(persona), "--caller-audio", str(audio.folder)]
+        argv += ["--began", repr(began), "--starts", ",".join(f"{s:.3f}" for s in starts)]
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "evals.bench_callers", *argv, stdout=PIPE, env=env
+            )
+        )
+    outputs = await asyncio.gather(*(process.communicate() for process in processes))
+    samples: list[CallSample] = []
+    lag: list[float] = []
+    cpu: list[float] = []
+    for process, (out, _) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"a bench caller process exited with {process.returncode}")
+        share = json.loads(out)
+        samples += [CallSample.from_json(sample) for sample in share["samples"]]
+        lag += share["loop_lag_ms"]
+        cpu.append(share["cpu_s"])
+    return samples, lag, cpu
+
+
+async def run_step(
+    stack: BenchStack, persona: Path, audio: CallerAudio, calls: int
+) -> dict[str, Any]:
     """N calls at once on the running stack, and their figures."""
     usage = Usage(stack.pids())
-    lag = LoopLag()
     stop = asyncio.Event()
-    watchers = [asyncio.create_task(usage.run(stop)), asyncio.create_task(lag.run(stop))]
+    watcher = asyncio.create_task(usage.run(stop))
     began = time.monotonic()
     try:
-        samples: list[CallSample] = await run_calls(plan, calls, STAGGER_PER_CALL_S * calls)
+        samples, lag, cpu = await run_callers(stack, persona, audio, calls)
     finally:
         wall_s = time.monotonic() - began
         stop.set()
-        await asyncio.gather(*watchers)
+        await watcher
     states = await final_states(stack.settings, [s.call_id for s in samples])
-    return step_figures(
+    figures = step_figures(
         calls,
         samples,
         wall_s=wall_s,
         cpu_s=usage.cpu_s(),
         rss_growth_mb=usage.rss_growth_mb(),
         rss_peak_mb=usage.rss_peak,
-        loop_lag_ms=lag.lag_ms,
+        loop_lag_ms=lag,
         outcomes={call_id: state["outcome"] for call_id, state in states.items()},
     )
+    # near 100 % of a core, a caller process's late wake-ups count as the edge's late frames
+    figures["simulator_cpu_pct"] = round(100.0 * max(cpu) / wall_s, 1)
+    figures["simulator_processes"] = len(cpu)
+    return figures
 
 
 async def run_speech(
@@ -113,11 +153,10 @@ async def run_speech(
     with console.status(f"starting the stack ({speech} speech)..."):
         async with bench_stack(speech, persona, audio) as stack:
             console.print(f"stack up ({speech} speech): logs in {stack.stack.logs_dir}")
-            topics = script_topics(stack.settings.default_script, stack.settings.playbooks_dir)
-            plan = CallPlan(stack.settings, persona, audio, topics)
+            await asyncio.to_thread(audio.prepare, [persona])
             steps = []
             for calls in ramp:
-                step = await run_step(stack, plan, calls)
+                step = await run_step(stack, PERSONA, audio, calls)
                 steps.append(step)
                 console.print(
                     f"{speech} N={calls}: turns {step['turns']}, overhead p50/p99 "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,14 @@ class CallSample:
     hung_up_by: str = ""
     streamed: bool = False
     """The media stream started (False: the call never got through, e.g. the edge was down)."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallSample:
+        """A sample another process wrote with `dataclasses.asdict`."""
+        fields = dict(data)
+        fields["turns"] = [TurnSample(**turn) for turn in data["turns"]]
+        fields["caller_turns"] = [(end, reply) for end, reply in data["caller_turns"]]
+        return cls(**fields)
 
     @property
     def lost_turns(self) -> list[float]:
@@ -176,14 +185,15 @@ class CallPlan:
         return sample_of(call, result, started_at, time.monotonic())
 
 
-async def run_calls(plan: CallPlan, count: int, stagger_s: float) -> list[CallSample]:
-    """`count` calls at once, their starts spread over `stagger_s` (a real ramp, not a herd)."""
+async def run_calls(plan: CallPlan, starts: Sequence[float], began: float) -> list[CallSample]:
+    """One call per entry of `starts` (s after monotonic time `began`), all at once: a real
+    ramp, not a herd."""
 
-    async def one(index: int) -> CallSample:
-        await asyncio.sleep(stagger_s * index / max(count, 1))
+    async def one(start_s: float) -> CallSample:
+        await asyncio.sleep(max(0.0, began + start_s - time.monotonic()))
         return await plan.call()
 
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
+    return list(await asyncio.gather(*(one(start_s) for start_s in starts)))
 
 
 async def run_slots(

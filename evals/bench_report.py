@@ -91,6 +91,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cpu_per_call_pct", "CPU/call (% core)"),
     ("rss_per_call_mb", "MB/call"),
     ("simulator_loop_lag_p99_ms", "sim lag p99"),
+    ("simulator_cpu_pct", "sim CPU %"),
 )
 
 
