@@ -17,10 +17,7 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import sys
 import time
-from asyncio.subprocess import PIPE
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -28,13 +25,12 @@ from typing import Any, get_args
 from rich.console import Console
 from temporalio.service import RPCError
 
-from evals.bench_callers import CALLERS_PER_PROCESS
-from evals.bench_calls import CallSample
+from evals.bench_callers import Callers
 from evals.bench_report import machine, markdown, plot, step_figures
 from evals.bench_stack import BenchStack, Speech, Usage, bench_stack
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
-from slot.devstack import StackError, settings_env
+from slot.devstack import StackError
 from slot.settings import REPO_ROOT, Settings, get_settings
 from slot.temporal import connect
 from workflows.search_attributes import CALL_STATUS, OUTCOME
@@ -82,38 +78,6 @@ async def final_states(
     return dict(zip(call_ids, states, strict=True))
 
 
-async def run_callers(
-    stack: BenchStack, persona: Path, audio: CallerAudio, calls: int
-) -> tuple[list[CallSample], list[float], list[float]]:
-    """N calls, their starts spread over N x 0.1 s, from processes of `CALLERS_PER_PROCESS`
-    callers each (`evals.bench_callers`); the samples, the processes' loop lag, their CPU s."""
-    env = {**os.environ, **settings_env(stack.settings)}
-    shares = -(-calls // CALLERS_PER_PROCESS)
-    began = time.monotonic() + 3.0  # the processes' imports, before the first call
-    processes = []
-    for share in range(shares):
-        starts = [i * STAGGER_PER_CALL_S for i in range(share, calls, shares)]
-        argv = ["--persona", str(persona), "--caller-audio", str(audio.folder)]
-        argv += ["--began", repr(began), "--starts", ",".join(f"{s:.3f}" for s in starts)]
-        processes.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "evals.bench_callers", *argv, stdout=PIPE, env=env
-            )
-        )
-    outputs = await asyncio.gather(*(process.communicate() for process in processes))
-    samples: list[CallSample] = []
-    lag: list[float] = []
-    cpu: list[float] = []
-    for process, (out, _) in zip(processes, outputs, strict=True):
-        if process.returncode != 0:
-            raise RuntimeError(f"a bench caller process exited with {process.returncode}")
-        share = json.loads(out)
-        samples += [CallSample.from_json(sample) for sample in share["samples"]]
-        lag += share["loop_lag_ms"]
-        cpu.append(share["cpu_s"])
-    return samples, lag, cpu
-
-
 async def run_step(
     stack: BenchStack, persona: Path, audio: CallerAudio, calls: int
 ) -> dict[str, Any]:
@@ -123,7 +87,8 @@ async def run_step(
     watcher = asyncio.create_task(usage.run(stop))
     began = time.monotonic()
     try:
-        samples, lag, cpu = await run_callers(stack, persona, audio, calls)
+        callers = await Callers.start(stack.settings, persona, audio, calls, STAGGER_PER_CALL_S)
+        samples, lag, cpu = (await callers.results()).samples, callers.loop_lag_ms, callers.cpu_s
     finally:
         wall_s = time.monotonic() - began
         stop.set()

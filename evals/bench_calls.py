@@ -197,13 +197,13 @@ async def run_calls(plan: CallPlan, starts: Sequence[float], began: float) -> li
 
 
 async def run_slots(
-    plan: CallPlan, slots: int, stop: asyncio.Event, stagger_s: float
+    plan: CallPlan, starts: Sequence[float], began: float, stop: asyncio.Event
 ) -> list[CallSample]:
-    """`slots` callers each placing calls back to back until `stop` is set (the call in
-    progress then plays out)."""
+    """One caller per entry of `starts` (s after monotonic time `began`), each placing calls
+    back to back until `stop` is set (the call in progress then plays out)."""
 
-    async def slot(index: int) -> list[CallSample]:
-        await asyncio.sleep(stagger_s * index / max(slots, 1))
+    async def slot(start_s: float) -> list[CallSample]:
+        await asyncio.sleep(max(0.0, began + start_s - time.monotonic()))
         done: list[CallSample] = []
         while not stop.is_set():
             done.append(await plan.call())
@@ -211,7 +211,7 @@ async def run_slots(
                 await asyncio.sleep(RETRY_AFTER_S)
         return done
 
-    per_slot = await asyncio.gather(*(slot(i) for i in range(slots)))
+    per_slot = await asyncio.gather(*(slot(start_s) for start_s in starts))
     return [sample for samples in per_slot for sample in samples]
 
 

@@ -29,14 +29,14 @@ from typing import Any
 
 from rich.console import Console
 
-from evals.bench import PERSONA, final_states
-from evals.bench_calls import CallPlan, CallSample, run_slots
+from evals.bench import PERSONA, STAGGER_PER_CALL_S, final_states
+from evals.bench_callers import START_AFTER_S, Callers
+from evals.bench_calls import CallSample
 from evals.bench_report import machine
 from evals.bench_stack import BenchStack, Speech, bench_stack
 from evals.call_metrics import percentile
 from simulator.caller_audio import CallerAudio
 from simulator.persona import load_reactive_persona
-from simulator.topics import script_topics
 from slot.settings import REPO_ROOT, get_settings
 
 PARTS = ("worker", "edge", "temporal")
@@ -86,7 +86,7 @@ async def supervise(stack: BenchStack, faults: list[Fault], stop: asyncio.Event)
 
 async def inject(stack: BenchStack, began: float, faults: list[Fault], console: Console) -> None:
     """Kill each part in turn, the next only once the last is back and calls have settled."""
-    await asyncio.sleep(FIRST_KILL_S)
+    await asyncio.sleep(max(0.0, began + FIRST_KILL_S - time.monotonic()))
     for part in PARTS:
         kill(stack, part)
         faults.append(Fault(part, time.monotonic()))
@@ -200,22 +200,23 @@ async def run_faults(speech: Speech, calls: int, out: Path, console: Console) ->
     faults: list[Fault] = []
     async with bench_stack(speech, persona, audio) as stack:
         console.print(f"stack up ({speech} speech): logs in {stack.stack.logs_dir}")
-        topics = script_topics(stack.settings.default_script, stack.settings.playbooks_dir)
-        plan = CallPlan(stack.settings, persona, audio, topics)
-        placing, supervising = asyncio.Event(), asyncio.Event()
-        began = time.monotonic()
+        await asyncio.to_thread(audio.prepare, [persona])
+        callers = await Callers.start(
+            stack.settings, PERSONA, audio, calls, STAGGER_PER_CALL_S, until_stopped=True
+        )
+        began = time.monotonic() + START_AFTER_S
+        supervising = asyncio.Event()
         supervisor = asyncio.create_task(supervise(stack, faults, supervising))
         injector = asyncio.create_task(inject(stack, began, faults, console))
-        injector.add_done_callback(lambda _: placing.set())
         try:
-            attempts = await run_slots(plan, calls, placing, stagger_s=calls * 0.1)
             await injector
         finally:
-            placing.set()
+            callers.stop()
             injector.cancel()
+            attempts = (await callers.results()).samples
+            ended = time.monotonic()
             supervising.set()
             await asyncio.gather(supervisor, injector, return_exceptions=True)
-        ended = time.monotonic()
         samples = [sample for sample in attempts if sample.streamed]
         await stack.stack.supervise(lambda line: console.print(line))  # all back for the query
         states = await final_states(stack.settings, [s.call_id for s in samples], wait_s=30.0)
