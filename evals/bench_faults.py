@@ -131,6 +131,7 @@ def fault_figures(
         "stall_p50_ms": percentile(waits, 50),
         "wait_p50_before_ms": percentile(calm, 50),
         "calls_dropped": sum(1 for s in in_flight if statuses.get(s.call_id) == "dropped"),
+        "in_flight_ended_as": _count(statuses.get(s.call_id, "unknown") for s in in_flight),
     }
 
 
