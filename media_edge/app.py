@@ -50,9 +50,11 @@ from media_edge.smart_turn import SmartTurnModel, TurnDetector
 from media_edge.stt_models import embedded_stt
 from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech, make_tts
+from media_edge.tts_stream import VoiceConfigError
 from media_edge.twilio_protocol import CLOSE_POLICY_VIOLATION
 from media_edge.twiml import connect_stream, stream_url
 from media_edge.vad import SileroVAD
+from media_edge.voices import check_voice_key, voice_config, voice_factory
 from media_edge.workflow_link import LinkError, connect_temporal, send_call_status, start_call
 from slot.credentials import MissingCredential
 from slot.llm.config import LLMSettings
@@ -115,11 +117,14 @@ def stream_factory(
 async def start_edge(
     settings: Settings, credentials: EdgeCredentials, llm_settings: LLMSettings | None = None
 ) -> Edge:
-    """Check the speech service's key, connect to Temporal, load the speech models once (Whisper
-    also as the streaming recognizer's fallback) and warm them up."""
+    """Check the speech services' keys, connect to Temporal, load the speech models once
+    (Whisper and Piper also as the streaming services' fallbacks) and warm them up."""
     deepgram = stream_config(settings)
+    voice = voice_config(settings)
     if deepgram is not None:
         await check_key(deepgram)
+    if voice is not None:
+        await check_voice_key(voice)
     client = await connect_temporal(settings)
     inference = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
     vad_executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
@@ -156,12 +161,13 @@ async def start_edge(
         turn_detector=detector,
         llm=BamlLanguageModel.from_settings(llm_settings),
         stt_stream=stream_factory(deepgram, stt),
+        voice=voice_factory(voice, speech),
     )
     logger.info(
         "media edge ready at %s (STT %s, TTS %s, Temporal %s, LLM %s)",
         settings.edge_url,
         f"{settings.stt}/{settings.stt_model}",
-        getattr(tts, "name", type(tts).__name__),
+        f"{settings.tts}, fallback {speech.name}" if voice else speech.name,
         settings.temporal_address,
         services.llm.description if services.llm else "none: router tiers 0-1 and knowledge",
     )
@@ -223,6 +229,7 @@ def create_app(
     secrets it needs."""
     settings = settings or get_settings()
     stream_config(settings)
+    voice_config(settings)
     media_gate = MediaGate(settings)
     credentials = require_credentials(settings)
     media_url = stream_url(settings.edge_url)
@@ -337,7 +344,7 @@ def main() -> None:
         app = create_app(settings)
     except PayloadKeyError as error:
         raise SystemExit(f"media edge: {error}") from None
-    except DeepgramConfigError as error:
+    except (DeepgramConfigError, VoiceConfigError) as error:
         raise SystemExit(f"media edge: {error}") from None
     except MissingCredential as error:
         raise SystemExit(f"media edge not started: {error}") from None

@@ -99,6 +99,31 @@ class StreamTokens:
         return None
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "sec-websocket-protocol"})
+
+
+class RedactCredentialHeaders(logging.Filter):
+    """The websockets client logs each handshake header at DEBUG: never a credential's value
+    (the speech services' keys travel in these headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and str(args[0]).lower() in (CREDENTIAL_HEADERS)
+        ):
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+def redact_websocket_credentials() -> None:
+    """Install `RedactCredentialHeaders` on the websockets client's logger (once)."""
+    client = logging.getLogger("websockets.client")
+    if not any(isinstance(f, RedactCredentialHeaders) for f in client.filters):
+        client.addFilter(RedactCredentialHeaders())
+
+
 class RedactQueryStrings(logging.Filter):
     """Access log lines keep the path, never the query string (lead names, call ids)."""
 

@@ -57,6 +57,11 @@ class AgentUtterance(BaseModel):
     tier: str
     reason: str
     latency_ms: dict[str, float] = Field(default_factory=dict)
+    tts: str | None = None
+    """Who synthesized the first audio: "piper", "espeak", "cartesia" or "aura"."""
+    tts_fallback: str | None = None
+    """Why the call's streaming voice did not (down, refused, dropped, late), when Piper
+    spoke the utterance (or its rest) instead; final on `utterance_done`."""
 
 
 class LLMResult(BaseModel):
@@ -113,6 +118,8 @@ class UtteranceDone(BaseModel):
     type: Literal["utterance_played"] = "utterance_played"
     utterance_id: str
     interrupted: bool
+    tts_fallback: str | None = None
+    """Why Piper spoke this utterance or part of it (the streaming voice failed), if it did."""
 
 
 class CallEnded(BaseModel):

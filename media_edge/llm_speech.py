@@ -3,8 +3,9 @@
 The workflow hands the edge an `LLMTurnRequest` instead of a line. `LLMUtterance` starts the
 LLM stream as soon as that decision arrives, cuts the streamed text into phrases
 (`PhraseChunker`) and synthesizes each phrase while the LLM keeps writing and the previous phrase
-plays, so the first audio frame leaves long before the reply is complete. `cancel()` is the
-barge-in hook: it aborts the LLM stream. Whatever happens (no model on this edge, errors,
+plays (a streaming voice takes them as continuations of one utterance), so the first audio
+frame leaves long before the reply is complete. `cancel()` is the barge-in hook: it aborts the
+LLM stream. Whatever happens (no model on this edge, errors,
 stalls, garbage), the words come from `TurnStream`, which ends in the safe line instead of
 silence, and `result()` says what was generated for the workflow's Update `llm_result`.
 """
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from media_edge.events import ms_between
 from media_edge.llm import LanguageModel, TurnStream
 from media_edge.phrases import PhraseChunker, phrases
-from media_edge.tts import PhoneChunk, PhoneSpeech
+from media_edge.tts import PhoneChunk, Voice
 from workflows.router_messages import LLMTurnRequest, LLMTurnResult
 
 _End = None
@@ -32,7 +33,7 @@ class LLMUtterance:
         self,
         model: LanguageModel | None,
         request: LLMTurnRequest,
-        speech: PhoneSpeech,
+        speech: Voice,
     ) -> None:
         self.request = request
         self.speech = speech
@@ -61,11 +62,10 @@ class LLMUtterance:
 
     async def _produce(self, queue: asyncio.Queue[PhoneChunk | BaseException | None]) -> None:
         try:
-            async for phrase in phrases(self._deltas(), PhraseChunker()):
-                async for chunk in self.speech.render(phrase, cacheable=False, one_phrase=True):
-                    if self.first_audio_at is None:
-                        self.first_audio_at = time.monotonic()
-                    queue.put_nowait(chunk)
+            async for chunk in self.speech.stream(phrases(self._deltas(), PhraseChunker())):
+                if self.first_audio_at is None:
+                    self.first_audio_at = time.monotonic()
+                queue.put_nowait(chunk)
         except Exception as error:
             queue.put_nowait(error)
         finally:

@@ -8,6 +8,10 @@ chunk in progress. A pause (`clear` sent at caller speech onset) freezes that po
 keeps every frame; the marks Twilio then echoes for the audio it dropped are ignored. A resume
 rewinds the sending cursor to the frame where the caller stopped hearing, so the rest of the
 utterance, marks included, is sent again from there.
+
+What the caller heard of the chunk in progress comes from the voice's word timestamps where it
+gave them (Cartesia: the words whose end has played), else from a share of its words by played
+time. Chunks of one streamed utterance share their text (`SpokenText`), so they count as one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from media_edge.audio import FRAME_MS
+from media_edge.providers import SpokenText
 from workflows.messages import Decision
 
 
@@ -27,6 +32,8 @@ class ChunkPlay:
     duration_ms: float
     frames: list[bytes] = field(default_factory=list, repr=False)
     """The chunk's 20 ms mu-law frames, kept so a paused utterance can resume."""
+    spoken: SpokenText | None = None
+    """The text of the stream this chunk is part of (then `text` is empty), timed if it can be."""
 
 
 @dataclass
@@ -56,6 +63,10 @@ class Playback:
     """Every chunk is known (TTS or the LLM stream has finished)."""
     frames: list[bytes] = field(default_factory=list, repr=False)
     """The frames of all chunks so far, in order."""
+    voice: str = ""
+    """Who synthesized the utterance's first audio."""
+    tts_fallback: str | None = None
+    """Why the embedded voice spoke it, or part of it, instead of the call's streaming voice."""
     play_from_ms: float = 0.0
     play_from_at: float | None = None
     """Where and when playing (re)started: the anchor of the played time before any echo."""
@@ -75,8 +86,10 @@ class Playback:
     def frame_count(self) -> int:
         return len(self.frames)
 
-    def add(self, chunk: ChunkPlay) -> None:
-        """The next chunk of the utterance, rendered."""
+    def add(self, chunk: ChunkPlay, voice: str = "", fallback: str | None = None) -> None:
+        """The next chunk of the utterance, rendered (by `voice`, or by the fallback)."""
+        self.voice = self.voice or voice
+        self.tts_fallback = self.tts_fallback or fallback
         self.chunks.append(chunk)
         self.frames.extend(chunk.frames)
 
@@ -142,23 +155,35 @@ class Playback:
         elapsed_ms = max(0.0, (now - base_at) * 1000.0)
         return min(base_ms + elapsed_ms, self._chunk_end_ms(done))
 
+    def _spans(self) -> list[tuple[str, SpokenText | None, float]]:
+        """The chunks as spans of speech: a chunk on its own, or the run of chunks of one
+        stream; each with its text, its timing if any, and its duration (ms)."""
+        spans: list[tuple[str, SpokenText | None, float]] = []
+        for chunk in self.chunks:
+            if chunk.spoken is not None and spans and spans[-1][1] is chunk.spoken:
+                text, spoken, duration = spans[-1]
+                spans[-1] = (text, spoken, duration + chunk.duration_ms)
+            else:
+                spans.append((chunk.text, chunk.spoken, chunk.duration_ms))
+        return spans
+
     def text_until(self, position_ms: float) -> str:
-        """Whole chunks before `position_ms`, plus the words of the next one by played time."""
+        """Whole spans before `position_ms`, plus the words of the next one heard by then."""
         texts: list[str] = []
         start = 0.0
-        for chunk in self.chunks:
-            end = start + chunk.duration_ms
+        for text, spoken, duration_ms in self._spans():
+            end = start + duration_ms
+            whole = spoken.text if spoken is not None else text
             if position_ms >= end:
-                texts.append(chunk.text)
+                texts.append(whole)
             else:
-                words = chunk.text.split()
-                fraction = (position_ms - start) / chunk.duration_ms if chunk.duration_ms else 0.0
-                partial = words[: int(len(words) * max(0.0, fraction))]
+                timing = spoken if spoken is not None else SpokenText(text)
+                partial = timing.heard(position_ms - start, duration_ms)
                 if partial:
-                    texts.append(" ".join(partial))
+                    texts.append(partial)
                 break
             start = end
-        return " ".join(texts)
+        return " ".join(t for t in texts if t)
 
     def heard(self, now: float) -> tuple[str, int]:
         """What the caller heard by `now`, and for how long (ms)."""

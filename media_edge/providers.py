@@ -1,16 +1,19 @@
 """Small interfaces the edge's speech providers implement.
 
-The embedded providers (Silero VAD, Whisper STT, Piper TTS with espeak-ng as fallback) are the
-only ones today; the call session sees only these Protocols, so production providers (streaming
-STT and TTS services) can plug in behind them later without touching the session.
-All audio crossing these interfaces is mono 16-bit PCM as numpy int16 arrays, with the sample
-rate stated where it can vary.
+The embedded providers (Silero VAD, Whisper or Moonshine STT, Piper TTS with espeak-ng as
+fallback) sit behind these Protocols and are always loaded: they are the default and the
+fallback of the streaming services. Those are one connection per call: speech-to-text from
+Deepgram Nova-3 or Flux (`media_edge.stt_stream`, selected by SLOT_STT) and text-to-speech from
+Cartesia Sonic or Deepgram Aura-2 (`media_edge.tts_stream`, selected by SLOT_TTS), which speak
+8 kHz mu-law and report word timings (`SpokenText`) where the service gives them.
+Audio crossing the embedded interfaces is mono 16-bit PCM as numpy int16 arrays, with the
+sample rate stated where it can vary.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -71,3 +74,30 @@ class TextToSpeech(Protocol):
         """Speech for each phrase (already cut by `media_edge.phrases`), in order, the first
         chunk as early as possible."""
         ...
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A word of synthesized speech, timed in ms from the start of its stream's audio."""
+
+    text: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass
+class SpokenText:
+    """What one stream of synthesized speech says, and when each word is said, filled in as
+    the service reports it (Cartesia's word timestamps; Aura and Piper give none)."""
+
+    text: str = ""
+    words: list[TimedWord] = field(default_factory=list)
+
+    def heard(self, elapsed_ms: float, duration_ms: float) -> str:
+        """The words heard after `elapsed_ms` of this stream: those whose end has played, by
+        the service's timestamps; without them, a share of the words by played time."""
+        if self.words:
+            return " ".join(w.text for w in self.words if w.end_ms <= elapsed_ms)
+        words = self.text.split()
+        fraction = elapsed_ms / duration_ms if duration_ms else 0.0
+        return " ".join(words[: int(len(words) * max(0.0, fraction))])

@@ -45,7 +45,8 @@ from media_edge.providers import SpeechToText, VoiceActivityDetector
 from media_edge.smart_turn import TurnDetector
 from media_edge.speaker import Speaker, SpeakRequest
 from media_edge.stt_stream import CallStream
-from media_edge.tts import PhoneSpeech
+from media_edge.tts import PhoneSpeech, Voice
+from media_edge.tts_stream import CallVoice
 from media_edge.workflow_link import LinkError, UpdateRefused, WorkflowLink, WorkflowNotFound
 from slot.settings import Settings
 from workflows.messages import Decision, Turn, TurnKind
@@ -74,6 +75,8 @@ class EdgeServices:
     """Tier 2 of the router; None when no LLM is configured (calls then start without it)."""
     stt_stream: Callable[[logging.LoggerAdapter[logging.Logger]], CallStream] | None = None
     """Opens each call's streaming recognizer (SLOT_STT=deepgram|flux); `stt` is its fallback."""
+    voice: Callable[[logging.LoggerAdapter[logging.Logger]], CallVoice] | None = None
+    """Opens each call's streaming voice (SLOT_TTS=cartesia|aura); `speech` is its fallback."""
     sessions: MutableMapping[str, CallSession] = field(default_factory=dict)
     holds: CallHolds = field(default_factory=CallHolds)
     """The calls this edge holds, as their workflows see it (`media_edge.call_hold`)."""
@@ -113,6 +116,7 @@ class CallSession:
         self.speaker: Speaker | None = None
         self.link: WorkflowLink | None = None
         self.stt_stream: CallStream | None = None
+        self.voice: CallVoice | None = None
         self._registered = False
         self._agent_ended = False
         self._end_reason = "media stream closed"
@@ -131,6 +135,8 @@ class CallSession:
                     await self.speaker.finish_heard()
                 if self.stt_stream is not None:
                     await self.stt_stream.close()
+                if self.voice is not None:
+                    await self.voice.close()
                 receiver.cancel()
                 for task in self._workers:
                     task.cancel()
@@ -285,10 +291,15 @@ class CallSession:
         self._registered = True
         services.events.start_call(call_id)
         self.link = WorkflowLink(services.client, call_id, self.log)
+        speech: Voice = services.speech
+        if services.voice is not None:
+            self.voice = services.voice(self.log)
+            voice_task = self._spawn(self.voice.run())
+            speech = self.voice
         self.speaker = Speaker(
             send=self._send,
             stream_sid=start.stream_sid,
-            speech=services.speech,
+            speech=speech,
             llm=services.llm,
             link=self.link,
             publish=self._publish,
@@ -313,6 +324,8 @@ class CallSession:
         self._workers = [self._spawn(self._turn_taker()), self._spawn(self._speak())]
         if self.stt_stream is not None:
             self._workers.append(stream_task)
+        if self.voice is not None:
+            self._workers.append(voice_task)
         self._turns.put_nowait(PendingTurn(kind="start"))
         self._publish(CallStarted(call_id=call_id, stream_sid=start.stream_sid))
         self.log.info("media stream started (stream %s)", start.stream_sid)

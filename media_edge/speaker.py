@@ -35,7 +35,7 @@ from media_edge.events import (
 from media_edge.llm import LanguageModel
 from media_edge.llm_speech import LLMUtterance
 from media_edge.playback import ChunkPlay, Playback
-from media_edge.tts import PhoneSpeech
+from media_edge.tts import Voice
 from media_edge.workflow_link import WorkflowLink
 from workflows.messages import Decision, UtterancePlayed
 from workflows.router_messages import LLMTurnReport
@@ -80,7 +80,7 @@ class Speaker:
         *,
         send: Callable[[str], Awaitable[None]],
         stream_sid: str,
-        speech: PhoneSpeech,
+        speech: Voice,
         llm: LanguageModel | None,
         link: WorkflowLink,
         publish: Callable[[CallEvent], None],
@@ -201,7 +201,9 @@ class Speaker:
         uid = playback.utterance_id
         self.log.info("barge-in on %s after %d ms", uid, played_ms)
         self.publish(BargeIn(utterance_id=uid, heard_text=heard_text, played_ms=played_ms))
-        self.publish(UtteranceDone(utterance_id=uid, interrupted=True))
+        self.publish(
+            UtteranceDone(utterance_id=uid, interrupted=True, tts_fallback=playback.tts_fallback)
+        )
         played = UtterancePlayed(
             utterance_id=uid,
             interrupted=True,
@@ -257,20 +259,25 @@ class Speaker:
             audio = self.speech.render(decision.text, decision.cacheable)
         first_audio_at: float | None = None
         index = 0
-        async for chunk in audio:
-            if first_audio_at is None:
-                first_audio_at = time.monotonic()
-            playback.add(
-                ChunkPlay(
+        try:
+            async for chunk in audio:
+                if first_audio_at is None:
+                    first_audio_at = time.monotonic()
+                play = ChunkPlay(
                     f"{decision.utterance_id}:{index}",
                     chunk.text,
                     chunk.duration_ms,
                     frames(chunk.audio),
+                    chunk.spoken,
                 )
-            )
-            index += 1
-            if not await self._play(playback, request, first_audio_at, llm):
-                return False
+                playback.add(play, chunk.voice, chunk.fallback)
+                index += 1
+                if not await self._play(playback, request, first_audio_at, llm):
+                    return False
+        finally:
+            aclose = getattr(audio, "aclose", None)
+            if aclose is not None:
+                await aclose()
         if request.llm_report is not None:
             final = await asyncio.shield(request.llm_report)
             if final is not None:
@@ -285,11 +292,17 @@ class Speaker:
         played = UtterancePlayed(
             utterance_id=decision.utterance_id,
             interrupted=False,
-            heard_text=" ".join(c.text for c in playback.chunks) if llm else decision.text,
+            heard_text=playback.text_until(playback.total_ms) if llm else decision.text,
             played_ms=round(playback.total_ms),
             latency_ms=latency,
         )
-        self.publish(UtteranceDone(utterance_id=decision.utterance_id, interrupted=False))
+        self.publish(
+            UtteranceDone(
+                utterance_id=decision.utterance_id,
+                interrupted=False,
+                tts_fallback=playback.tts_fallback,
+            )
+        )
         if decision.end_call:
             self.on_end_call()
             await self.link.send_utterance_played(played)
@@ -390,12 +403,14 @@ class Speaker:
         self.publish(
             AgentUtterance(
                 utterance_id=decision.utterance_id,
-                text=playback.chunks[0].text if llm is not None else decision.text,
+                text=first_text(playback.chunks[0]) if llm is not None else decision.text,
                 streaming=llm is not None,
                 state=decision.state,
                 tier=decision.tier.value,
                 reason=decision.reason,
                 latency_ms=dict(latency),
+                tts=playback.voice or None,
+                tts_fallback=playback.tts_fallback,
             )
         )
 
@@ -436,3 +451,8 @@ class Speaker:
             )
         )
         return final
+
+
+def first_text(chunk: ChunkPlay) -> str:
+    """The text of a streamed reply's first audio: its phrase, or what its stream says so far."""
+    return chunk.spoken.text if chunk.spoken is not None else chunk.text

@@ -3,7 +3,8 @@
 The providers turn phrases into 16-bit PCM; `PhoneSpeech` cuts a line into phrases (an LLM's
 phrase is taken as it is), turns the speech into 8 kHz mu-law chunks (resampling in the
 executor) and keeps fixed script lines in a small LRU cache so the same greeting is synthesized
-once per process.
+once per process. `Voice` is what a call speaks through: `PhoneSpeech` itself, or a streaming
+service's connection for the call (`media_edge.tts_stream`), which falls back to it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from media_edge.audio import pcm_to_phone, to_int16
 from media_edge.espeak import espeak_binary, speak_async
 from media_edge.phrases import split_sentences
-from media_edge.providers import PCM, SpeechChunk, TextToSpeech
+from media_edge.providers import PCM, SpeechChunk, SpokenText, TextToSpeech
 from slot.settings import Settings
 
 _phonemize_lock = threading.Lock()
@@ -150,14 +151,35 @@ def make_tts(settings: Settings, executor: Executor) -> TextToSpeech:
 
 @dataclass(frozen=True)
 class PhoneChunk:
-    """One phrase as 8 kHz mu-law, with the text it says."""
+    """One phrase (or, from a streaming service, one stretch of a stream) as 8 kHz mu-law, with
+    the text it says. A streamed chunk says its text through `spoken`, shared by every chunk of
+    its stream and timed word by word where the service says when each word is spoken."""
 
     audio: bytes
     text: str
+    spoken: SpokenText | None = None
+    voice: str = ""
+    """Who synthesized it ("piper", "espeak", "cartesia", "aura")."""
+    fallback: str | None = None
+    """Why the call's streaming voice did not, when the embedded one spoke this instead."""
 
     @property
     def duration_ms(self) -> float:
         return len(self.audio) / 8.0
+
+
+class Voice(Protocol):
+    """How a call's speaker turns text into phone audio."""
+
+    def render(
+        self, text: str, cacheable: bool, *, one_phrase: bool = False
+    ) -> AsyncIterator[PhoneChunk]:
+        """A whole line (a script line, a knowledge answer), as early as possible."""
+        ...
+
+    def stream(self, phrases: AsyncIterable[str]) -> AsyncIterator[PhoneChunk]:
+        """Phrases as they are written (an LLM's reply), spoken as one utterance."""
+        ...
 
 
 class PhoneSpeech:
@@ -165,6 +187,7 @@ class PhoneSpeech:
 
     def __init__(self, tts: TextToSpeech, executor: Executor, cache_size: int = 256) -> None:
         self.tts = tts
+        self.name: str = getattr(tts, "name", type(tts).__name__)
         self._executor = executor
         self._cache: OrderedDict[str, tuple[PhoneChunk, ...]] = OrderedDict()
         self._cache_size = cache_size
@@ -194,7 +217,7 @@ class PhoneSpeech:
                 audio = await loop.run_in_executor(
                     self._executor, pcm_to_phone, speech.audio, speech.sample_rate
                 )
-                chunk = PhoneChunk(audio=audio, text=speech.text)
+                chunk = PhoneChunk(audio=audio, text=speech.text, voice=self.name)
                 rendered.append(chunk)
                 yield chunk
         finally:
@@ -205,6 +228,12 @@ class PhoneSpeech:
             self._cache[text] = tuple(rendered)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+    async def stream(self, phrases: AsyncIterable[str]) -> AsyncIterator[PhoneChunk]:
+        """Each phrase synthesized as it comes, taken as it is (not cut again)."""
+        async for phrase in phrases:
+            async for chunk in self.render(phrase, cacheable=False, one_phrase=True):
+                yield chunk
 
     async def warm_up(self, lines: Iterator[str] | list[str]) -> None:
         """Synthesize lines ahead of the first call (model warm-up and cache fill)."""

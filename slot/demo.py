@@ -12,11 +12,13 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import websockets
 from rich.console import Console
+from temporalio.service import RPCError
 
 from media_edge.events import (
     AgentUtterance,
@@ -56,6 +58,8 @@ ROUTER_STAGES = ("classify", "retrieve")
 DEMO_PERSONA = "demo_caller.yaml"
 """A reactive caller in its own words (a copy of a dev persona), not the playbook's examples."""
 FINAL_STATUSES = {CallStatus.ENDED, CallStatus.FOLLOW_UP_SCHEDULED, CallStatus.COMPLETED}
+
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass
@@ -146,7 +150,15 @@ async def final_snapshot(settings: Settings, call_id: str, timeout_s: float) -> 
     handle = client.get_workflow_handle(call_id)
     deadline = time.monotonic() + timeout_s
     while True:
-        snapshot: CallSnapshot = await handle.query(CallWorkflow.snapshot)
+        try:
+            snapshot: CallSnapshot = await handle.query(
+                CallWorkflow.snapshot, rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as error:
+            # a query waits for a worker to answer it; a busy worker may miss one, not all
+            if time.monotonic() > deadline:
+                raise StackError(f"the call's workflow did not answer a query: {error}") from error
+            continue
         if snapshot.status in FINAL_STATUSES or time.monotonic() > deadline:
             return snapshot
         await asyncio.sleep(0.2)
@@ -249,7 +261,11 @@ async def run_demo(
         if result.error:
             console.print(f"[red]the call failed:[/] {result.error}")
             return 1
-        snapshot = await final_snapshot(settings, call_id, timeout_s=30)
+        try:
+            snapshot = await final_snapshot(settings, call_id, timeout_s=60)
+        except StackError as error:
+            console.print(f"[red]error:[/] {error}")
+            return 1
     finally:
         with console.status("stopping what the demo started..."):
             await stack.stop()

@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     default_script: str = "solar_survey"
 
     tts_provider: Literal["piper", "espeak"] = "piper"
+    """The embedded voice (SLOT_TTS_PROVIDER): it speaks when SLOT_TTS=piper, and it is the
+    streaming voice's fallback."""
+    tts: Literal["piper", "cartesia", "aura"] = "piper"
+    """Text-to-speech (SLOT_TTS): the embedded voice, or one streaming connection per call to
+    Cartesia Sonic (key from CARTESIA_API_KEY) or Deepgram Aura-2 (DEEPGRAM_API_KEY)."""
+    tts_first_audio_budget_ms: int = Field(default=800, ge=50)
+    """How long an utterance waits for the streaming voice's first audio (from its first text)
+    before the embedded voice speaks it instead."""
+    cartesia_url: str = "https://api.cartesia.ai"
+    """Cartesia's base URL (its WebSocket is the same host over wss, at /tts/websocket)."""
+    cartesia_model: str = "sonic-3"
+    cartesia_voice: str = "6ccbfb76-1fc6-48f7-b71d-91ac6298247b"
+    """A Cartesia voice id."""
+    aura_url: str = "https://api.deepgram.com"
+    """Deepgram's base URL for Aura-2 (its WebSocket is the same host over wss, /v1/speak)."""
+    aura_model: str = "aura-2-thalia-en"
     stt: Literal["whisper", "deepgram", "flux"] = "whisper"
     """Speech-to-text: embedded Whisper per segment, or one Deepgram stream per call (Nova-3,
     or Flux as the end-of-turn source); Whisper stays loaded as the fallback. The key comes only

@@ -37,6 +37,8 @@ SLOWEST_FIRST = (
     "tests/integration/test_turn_taking.py",
     "tests/integration/test_deepgram_call.py",
     "tests/integration/test_bench.py",
+    "tests/integration/test_cloud_speech_call.py",
+    "tests/integration/test_cartesia_tts.py",
     "tests/integration/test_simulator.py",
     "tests/integration/test_eval_calls.py",
     "tests/unit/test_replay_script.py",

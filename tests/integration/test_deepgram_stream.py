@@ -233,7 +233,10 @@ async def test_a_stream_that_drops_and_cannot_reconnect_falls_back_to_whisper(
 
     assert transcript.provider == "whisper"
     assert transcript.fallback == "deepgram unreachable: HTTP 503"
-    assert "thursday" in transcript.text.lower(), transcript.text
+    words = transcript.text.lower().replace(".", "").split()
+    # the whole line, from its first word: what the dropped stream had was not lost (Whisper
+    # tiny may hear "Thursday" as "First day", so the first word itself is not asserted)
+    assert len(words) >= 4 and words[-2:] == ["is", "fine"], transcript.text
 
 
 async def test_a_refused_connection_falls_back_to_whisper_and_says_why(

@@ -51,3 +51,30 @@ def test_end_mark_means_everything_was_heard() -> None:
     pb.on_mark("c-u3:end", now=15.0)
     assert pb.end_echoed.is_set()
     assert pb.heard(now=15.0)[0] == pb.decision.text
+
+
+def test_a_streamed_utterance_counts_its_chunks_as_one_text_timed_by_its_words() -> None:
+    """Cartesia's chunks share one timed text; Piper's rest after a drop follows as its own."""
+    from media_edge.providers import SpokenText, TimedWord
+
+    spoken = SpokenText(
+        "Solar panels cut bills,",
+        [
+            TimedWord("Solar", 0, 400),
+            TimedWord("panels", 450, 900),
+            TimedWord("cut", 950, 1200),
+            TimedWord("bills,", 1250, 1700),
+        ],
+    )
+    pb = Playback(playback().decision)
+    pb.chunks = [
+        ChunkPlay("c-u3:0", "", 500.0, spoken=spoken),
+        ChunkPlay("c-u3:1", "", 1300.0, spoken=spoken),
+        ChunkPlay("c-u3:2", "and the survey is free.", 2000.0),
+    ]
+    pb.first_frame_at = 10.0
+    pb.on_mark("c-u3:0", now=10.5)
+    assert pb.heard(now=11.0) == ("Solar panels", 1000)  # "cut" has not ended
+    assert pb.heard(now=11.23)[0] == "Solar panels cut"
+    pb.on_mark("c-u3:1", now=11.8)
+    assert pb.heard(now=12.8) == ("Solar panels cut bills, and the", 2800)
