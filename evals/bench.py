@@ -42,9 +42,9 @@ FAULT_CALLS = 50
 SPEECH_NOTES: dict[str, str] = {
     "embedded": "Embedded models: Whisper tiny.en per segment and Piper, on the stack's cores.",
     "standin": (
-        "Stand-ins: STT through the Deepgram double in fast mode (recognizes the caller's "
-        "registered clips, no model; its own process, not counted), TTS Piper with the edge's "
-        "presynthesized fixed lines and phrase cache."
+        "Stand-ins, each in its own process (not counted): STT through the Deepgram double in "
+        "fast mode (recognizes the caller's registered clips, no model), TTS through the "
+        "Cartesia double in fast mode (a tone burst per word, at once)."
     ),
 }
 

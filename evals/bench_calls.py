@@ -78,6 +78,8 @@ class CallSample:
     """(monotonic time the caller's words ended, ms until the agent's audio, None if never)."""
     transcribed_by: list[str] = field(default_factory=list)
     """Per caller turn, who transcribed it: the call's STT, or the fallback and why."""
+    spoken_by: list[str] = field(default_factory=list)
+    """Per agent utterance, who spoke it: the call's TTS, or the fallback and why."""
     error: str | None = None
     hung_up_by: str = ""
     streamed: bool = False
@@ -134,6 +136,8 @@ def sample_of(
             fallback = f" (fallback: {event.stt_fallback})" if event.stt_fallback else ""
             sample.transcribed_by.append(f"{event.stt}{fallback}")
         if isinstance(event, AgentUtterance):
+            fallback = f" (fallback: {event.tts_fallback})" if event.tts_fallback else ""
+            sample.spoken_by.append(f"{event.tts}{fallback}")
             if "decision" in event.latency_ms:
                 sample.update_ms.append(event.latency_ms["decision"])
             turn = turn_sample(event.latency_ms)

@@ -41,6 +41,7 @@ def step_figures(
     update = [ms for sample in samples for ms in sample.update_ms]
     booked = sum(1 for outcome in outcomes.values() if outcome == "booked")
     transcribed = Counter(who for sample in samples for who in sample.transcribed_by)
+    spoken = Counter(who for sample in samples for who in sample.spoken_by)
     return {
         "calls": calls,
         "calls_failed": sum(1 for sample in samples if sample.error),
@@ -48,6 +49,7 @@ def step_figures(
         "turns": len(turns),
         "turns_unanswered": sum(len(sample.lost_turns) for sample in samples),
         "transcribed_by": dict(transcribed.most_common()),
+        "spoken_by": dict(spoken.most_common()),
         "outcomes": dict(Counter(outcome or "none" for outcome in outcomes.values())),
         "turn_latency_p50_ms": percentile([t.total_ms for t in turns], 50),
         "turn_latency_p99_ms": percentile([t.total_ms for t in turns], 99),

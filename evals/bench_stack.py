@@ -3,12 +3,10 @@
 - `embedded`: the default stack (Whisper per segment, Piper), so the figures include the
   embedded models' time on the same cores;
 - `standin`: speech through wire-protocol doubles of the cloud services, fast enough that what
-  is left is Slot's own. STT: `SLOT_STT=deepgram` against the Deepgram double in its fast mode
-  (it recognizes the caller's registered clips by their frames, `simulator.known_lines`), in a
-  process of its own so its CPU is not counted as Slot's. TTS: Piper with the edge's
-  presynthesized fixed lines and its phrase cache (every bench reply is a fixed line, so after
-  the first call each is a cache hit). A Cartesia/Aura double with a fast mode belongs in
-  `tts_standin` once it exists: it is the one place to switch (`SLOT_TTS`, its URL, its process).
+  is left is Slot's own, each in a process of its own so its CPU is not counted as Slot's.
+  STT: `SLOT_STT=deepgram` against the Deepgram double in its fast mode (it recognizes the
+  caller's registered clips by their frames, `simulator.known_lines`). TTS: `SLOT_TTS=cartesia`
+  against the Cartesia double in its fast mode (a tone burst per word, at once).
 
 `Usage` samples the stack's processes (and their children) from /proc: CPU seconds and
 resident memory, for the per-call figures.
@@ -37,6 +35,7 @@ from slot.settings import REPO_ROOT, Settings
 
 Speech = Literal["embedded", "standin"]
 DEEPGRAM_KEY_ENV = "DEEPGRAM_API_KEY"
+CARTESIA_KEY_ENV = "CARTESIA_API_KEY"
 STARTUP_S = 300.0
 """Patience for the stack on a busy machine (the edge loads and warms its speech models)."""
 
@@ -66,38 +65,39 @@ class SpeechStandins:
                 await process.wait()
 
 
+async def _double(module: str, *args: str) -> tuple[Process, str]:
+    """A wire-protocol double in its own process, on a free port; its base URL once serving."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, "--port", str(port), *args, stdout=PIPE, cwd=REPO_ROOT
+    )
+    assert process.stdout is not None
+    line = (await process.stdout.readline()).decode()
+    if " double at " not in line:
+        process.kill()
+        raise RuntimeError(f"{module} did not start: {line!r}")
+    return process, f"http://127.0.0.1:{port}"
+
+
 async def stt_standin(folder: Path, lines: list[tuple[str, bytes]]) -> SpeechStandins:
     """The Deepgram double in fast mode, in its own process, knowing the caller's clips."""
     known = folder / "known-lines.json"
     KnownLines().dump(known, lines)
     key = secrets.token_urlsafe(24)
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulator.deepgram_double",
-        "--port",
-        str(port),
-        "--key",
-        key,
-        "--known-lines",
-        str(known),
-        stdout=PIPE,
-        cwd=REPO_ROOT,
+    process, url = await _double(
+        "simulator.deepgram_double", "--key", key, "--known-lines", str(known)
     )
-    assert process.stdout is not None
-    line = (await process.stdout.readline()).decode()
-    if "Deepgram double at" not in line:
-        raise RuntimeError(f"the Deepgram double did not start: {line!r}")
     os.environ[DEEPGRAM_KEY_ENV] = key  # the edge inherits it; only ever the double's own key
-    url = f"http://127.0.0.1:{port}"
     return SpeechStandins({"stt": "deepgram", "deepgram_url": url}, [process])
 
 
-def tts_standin() -> SpeechStandins:
-    """Piper with the edge's caches until the Cartesia/Aura doubles' fast mode lands; then:
-    `{"tts_provider": "cartesia", "cartesia_url": ...}` and the double's process here."""
-    return SpeechStandins({"presynthesize_lines": True})
+async def tts_standin() -> SpeechStandins:
+    """The Cartesia double in its fast mode (a tone burst per word, exactly timed, at once), in
+    its own process: `SLOT_TTS=cartesia` against it."""
+    key = secrets.token_urlsafe(24)
+    process, url = await _double("simulator.cartesia_double", "--key", key, "--mode", "fast")
+    os.environ[CARTESIA_KEY_ENV] = key  # the edge inherits it; only ever the double's own key
+    return SpeechStandins({"tts": "cartesia", "cartesia_url": url}, [process])
 
 
 @dataclass
@@ -131,7 +131,7 @@ async def bench_stack(
         try:
             if speech == "standin":
                 lines = await asyncio.to_thread(clips, persona, audio)
-                standins = [await stt_standin(folder, lines), tts_standin()]
+                standins = [await stt_standin(folder, lines), await tts_standin()]
                 for standin in standins:
                     overrides |= standin.overrides
             settings = Settings(**overrides)  # type: ignore[arg-type]

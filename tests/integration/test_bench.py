@@ -1,10 +1,11 @@
 """`slot bench`, smoke run: two concurrent bench calls with speech stand-ins, through the command.
 
 The real stack (Temporal dev server, worker and edge processes on free ports), the Deepgram
-double in its fast mode in a process of its own, the simulator's bench callers over real
-WebSockets. It checks the measurement, not the targets (timings belong to the bench): every
-figure is in the report and sane, the calls were real (each reached an outcome, every caller
-turn was transcribed by the Deepgram stand-in), and the plot was drawn.
+and Cartesia doubles in their fast modes in processes of their own, the simulator's bench
+callers over real WebSockets. It checks the measurement, not the targets (timings belong to
+the bench): every figure is in the report and sane, the calls were real (each reached an
+outcome, every caller turn was transcribed by the Deepgram stand-in and every agent line
+spoken by the Cartesia one), and the plot was drawn.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     env = {**os.environ, "SLOT_DATA_DIR": str(tmp_path / "data")}
     env.pop("DEEPGRAM_API_KEY", None)
+    env.pop("CARTESIA_API_KEY", None)
     command = ["bench", "--calls", str(CALLS), "--speech", "standin", "--out", str(out)]
     run = subprocess.run(
         [sys.executable, "-m", "slot.cli", *command],
@@ -48,6 +50,9 @@ def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
     assert step["turns"] >= 5 * CALLS and step["turns_unanswered"] == 0
     assert step["transcribed_by"] == {"deepgram": step["turns"]}, (
         "every caller turn went through the Deepgram stand-in, none fell back to Whisper"
+    )
+    assert list(step["spoken_by"]) == ["cartesia"], (
+        "every agent line came from the Cartesia stand-in, none fell back to Piper"
     )
 
     for key, _ in COLUMNS:
