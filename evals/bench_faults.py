@@ -14,7 +14,8 @@ the callers stop placing calls. Per fault:
 - stall: the longest and median wait for the agent's reply among turns ending from 5 s before
   the kill until 5 s after the part was back (a normal turn waits well under a second);
 - wait p50 before: the median wait for a reply in the 30 s before that (the machine's normal);
-- dropped: calls in flight at the kill that their workflow ended as `dropped`.
+- dropped: calls in flight at the kill that ended before the next kill and that their workflow
+  ended as `dropped` (a call that lived through two kills counts for the later one).
 """
 
 from __future__ import annotations
@@ -130,7 +131,11 @@ def fault_figures(
         "stall_max_ms": max(waits) if waits else None,
         "stall_p50_ms": percentile(waits, 50),
         "wait_p50_before_ms": percentile(calm, 50),
-        "calls_dropped": sum(1 for s in in_flight if statuses.get(s.call_id) == "dropped"),
+        "calls_dropped": sum(
+            1
+            for s in in_flight
+            if s.ended_at < until + LEAD_S and statuses.get(s.call_id) == "dropped"
+        ),
         "in_flight_ended_as": _count(statuses.get(s.call_id, "unknown") for s in in_flight),
     }
 
