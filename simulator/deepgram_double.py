@@ -11,7 +11,9 @@ Speech is found by frame energy; what was said comes from a `Recognizer` given t
 audio. By default that is the embedded Whisper run on the very audio received: the double then
 transcribes whatever reaches it, so a call through it is only as good as the audio the edge
 actually streamed (and words lost in a reconnect stay lost), without the double having to
-know what the simulator meant to say. Tests pass their own recognizer when they need exact words.
+know what the simulator meant to say. Tests pass their own recognizer when they need exact words;
+`slot bench` runs it in a fast mode (`--known-lines`, `simulator.known_lines`) that recognizes the
+simulator's registered clips by their frames, so the stand-in costs next to nothing.
 
 Failures on demand: a key it refuses (401), a connection dropped (no close frame) after some
 speech, connections beyond a number refused (503). Everything a client sent is recorded per
@@ -27,6 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -35,6 +38,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from simulator.known_lines import KnownLines
 
 RATE = 8000
 FRAME = 160
@@ -509,10 +514,19 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8095)
     parser.add_argument("--key", required=True, help="the DEEPGRAM_API_KEY it accepts")
+    parser.add_argument(
+        "--known-lines",
+        type=Path,
+        default=None,
+        help="fast mode: recognize these registered caller clips (JSON) instead of running Whisper",
+    )
     args = parser.parse_args()
 
     async def serve_forever() -> None:
-        double = DeepgramDouble(api_key=args.key)
+        recognize = None
+        if args.known_lines is not None:
+            recognize = KnownLines.load(args.known_lines).recognize
+        double = DeepgramDouble(api_key=args.key, recognize=recognize)
         print(f"Deepgram double at {await double.start(args.host, args.port)}", flush=True)
         await asyncio.Event().wait()
 

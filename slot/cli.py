@@ -76,6 +76,16 @@ def _cmd_eval_stt(args: argparse.Namespace) -> int:
     return main([*options, "--model", args.model, "--repeat", str(args.repeat)])
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from evals.bench import main
+
+    options = ["--speech", args.speech]
+    options += ["--calls", args.calls] if args.calls else []
+    options += ["--out", str(args.out)] if args.out else []
+    options += ["--faults"] if args.faults else []
+    return main(options)
+
+
 def _cmd_kb_ingest(args: argparse.Namespace) -> int:
     from activities.knowledge_base import ingest_main
 
@@ -312,6 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("--repeat", type=int, default=1, help="time each segment N times, keep least")
     stt.set_defaults(func=_cmd_eval_stt)
+
+    bench = commands.add_parser(
+        "bench", help="N concurrent simulated calls on one stack, ramping N (figures and a plot)"
+    )
+    bench.add_argument(
+        "--calls", default=None, help="concurrent calls per step (10,25,50,100; --faults: 50)"
+    )
+    bench.add_argument(
+        "--speech", default="standin", help="embedded, standin, or both: embedded,standin"
+    )
+    bench.add_argument(
+        "--faults",
+        action="store_true",
+        help="50 calls while the worker, the edge and Temporal are killed in turn",
+    )
+    bench.add_argument("--out", type=Path, default=None, help="default: reports/bench")
+    bench.set_defaults(func=_cmd_bench)
 
     kb = commands.add_parser("kb", help="the knowledge base answers come from").add_subparsers(
         dest="kb_command", required=True

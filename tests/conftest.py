@@ -38,6 +38,7 @@ SLOWEST_FIRST = (
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
     "tests/integration/test_deepgram_call.py",
+    "tests/integration/test_bench.py",
     "tests/integration/test_cloud_speech_call.py",
     "tests/integration/test_cartesia_tts.py",
     "tests/integration/test_telephony.py",

@@ -1,0 +1,74 @@
+"""`slot bench`, smoke run: two concurrent bench calls with speech stand-ins, through the command.
+
+The real stack (Temporal dev server, worker and edge processes on free ports), the Deepgram
+and Cartesia doubles in their fast modes in processes of their own, the simulator's bench
+callers over real WebSockets. It checks the measurement, not the targets (timings belong to
+the bench): every figure is in the report and sane, the calls were real (each reached an
+outcome, every caller turn was transcribed by the Deepgram stand-in and every agent line
+spoken by the Cartesia one), and the plot was drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from evals.bench_report import COLUMNS, STACK
+from slot.settings import REPO_ROOT
+
+CALLS = 2
+
+
+def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    env = {**os.environ, "SLOT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DEEPGRAM_API_KEY", None)
+    env.pop("CARTESIA_API_KEY", None)
+    command = ["bench", "--calls", str(CALLS), "--speech", "standin", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "slot.cli", *command],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    report = json.loads((out / "bench.json").read_text())
+    (bench,) = report["runs"]
+    (step,) = bench["steps"]
+    assert bench["speech"] == "standin" and step["calls"] == CALLS
+    assert step["calls_failed"] == 0, step
+    assert sum(step["outcomes"].values()) == CALLS and "none" not in step["outcomes"], (
+        "each call ran to an outcome its workflow recorded (the caller books, unless a loaded "
+        "machine cuts a turn off)"
+    )
+    assert step["turns"] >= 5 * CALLS and step["turns_unanswered"] == 0
+    assert step["transcribed_by"] == {"deepgram": step["turns"]}, (
+        "every caller turn went through the Deepgram stand-in, none fell back to Whisper"
+    )
+    assert list(step["spoken_by"]) == ["cartesia"], (
+        "every agent line came from the Cartesia stand-in, none fell back to Piper"
+    )
+
+    for key, _ in COLUMNS:
+        assert step[key] is not None, key
+    assert 0 < step["overhead_p50_ms"] <= step["turn_latency_p50_ms"]
+    assert step["overhead_p99_ms"] <= step["turn_latency_p99_ms"]
+    assert 0 < step["update_p50_ms"] <= step["update_p99_ms"]
+    assert step["updates"] >= step["turns"] + CALLS, "each turn's Update and each call's start"
+    stages = step["stages_p50_ms"]
+    assert stages["stt"] is not None and stages["endpointing"] is not None
+    assert step["frames"] > CALLS * 10 * 50, "at least ten seconds of agent audio per call"
+    assert 0 <= step["late_frames"] <= step["frames"]
+    assert all(step["cpu_pct_by_process"][name] > 0 for name in STACK), step
+    assert step["cpu_per_call_pct"] > 0 and step["stack_rss_mb"] > 100
+
+    markdown = (out / "bench.md").read_text()
+    assert "| N | turns | turn latency p50 |" in markdown
+    assert f"\n| {CALLS} | {step['turns']} |" in markdown
+    assert (out / "bench.png").stat().st_size > 10_000
