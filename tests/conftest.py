@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ SLOWEST_FIRST = (
 `--durations=0`). A file is one unit (its module fixtures, such as a running stack, are built
 once); a test named here on its own is a unit of its own, as it builds its own stack."""
 
+
+os.environ.setdefault("SLOT_LINE_STORE_DIR", tempfile.mkdtemp(prefix="slot-test-lines-"))
+"""One folder of stored fixed lines for the whole run (set before xdist starts its workers, so
+they share it): each edge the tests start reads the lines the first one synthesized."""
 
 os.environ["TWILIO_AUTH_TOKEN"] = secrets.token_hex(16)
 os.environ["SLOT_INTERNAL_TOKEN"] = secrets.token_urlsafe(24)
