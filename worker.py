@@ -26,6 +26,7 @@ from activities.campaign import (
 )
 from activities.intent_classifier import IntentClassifierActivities
 from activities.knowledge import KnowledgeActivities
+from activities.lead_pages import LeadPages
 from activities.records import RecordsActivities
 from activities.redis_limiter import RedisDialLimiter
 from activities.telephony import TelephonyActivities
@@ -67,6 +68,7 @@ def activities(settings: Settings, limiter: DialLimiter | None = None) -> Sequen
     classifier = IntentClassifierActivities()
     knowledge = KnowledgeActivities(settings)
     streams = live_events_for(settings.redis_url, require_keyring(settings), settings.redis_prefix)
+    lead_pages = LeadPages(settings.database_url, require_keyring(settings))
     campaign = CampaignActivities(
         limiter or dial_limiter(settings), DoNotCallList(settings.database_url), streams
     )
@@ -82,6 +84,7 @@ def activities(settings: Settings, limiter: DialLimiter | None = None) -> Sequen
         campaign.is_do_not_call,
         campaign.add_do_not_call,
         campaign.publish_campaign_events,
+        lead_pages.next_leads,
     ]
 
 

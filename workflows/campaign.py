@@ -5,7 +5,10 @@ asked, never dialling a number on the do-not-call list.
 Each call is a child `CallWorkflow`. Every wait is a durable timer (window, pace, backoff,
 follow-up), so a worker restart loses nothing. A large campaign continues as new every
 `dials_per_run` dials, after its calls in flight have ended, carrying its queue and counters;
-leads not yet started travel in the input, already trimmed.
+leads not yet started travel in the input, already trimmed. A campaign started with `stored`
+leads (the API's) reads them from the database a page at a time through an activity and
+carries only its cursor and the rest of the current page, so 20,000 leads start as easily as
+20; one started with inline leads runs exactly as before.
 
 Every change (a dial, a call's result, a pause) also goes to the campaign's live stream through
 a local activity, in order, batched while one is on its way (behind the patch
@@ -22,11 +25,12 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaign import CampaignActivities
+    from activities.lead_pages import LeadPages
     from activities.telephony import PlaceCall, TelephonyActivities
     from workflows.call import PLACE_CALL_RETRY, PLACE_CALL_TIMEOUT, CallWorkflow
     from workflows.campaign_plan import (
@@ -39,9 +43,11 @@ with workflow.unsafe.imports_passed_through():
         CancelCampaign,
         DncCheck,
         LeadJob,
+        NextLeads,
         PauseCampaign,
         PublishCampaignEvents,
         ReserveDial,
+        StoredLeads,
         attempt_result,
     )
     from workflows.details import call_summary
@@ -60,7 +66,9 @@ class CampaignWorkflow:
         carried = campaign.carried or CampaignCarry()
         self._progress = carried.progress.model_copy()
         if campaign.carried is None:
-            self._progress.leads = len(campaign.leads)
+            stored = campaign.stored.count if campaign.stored else 0
+            self._progress.leads = len(campaign.leads) + stored
+        self._stored = campaign.stored.model_copy() if campaign.stored else None
         self._fresh: deque[LeadJob] = deque(LeadJob(lead=lead) for lead in campaign.leads)
         self._queue: list[tuple[datetime, int, LeadJob]] = []
         self._order = 0
@@ -90,6 +98,8 @@ class CampaignWorkflow:
             await workflow.wait_condition(self._may_dial)
             if self._cancel is not None:
                 break
+            if not self._fresh and self._stored is not None and not self._stored.exhausted:
+                await self._read_page(self._stored)
             job = self._next_due()
             if job is None:
                 if not self._fresh and not self._queue and not self._in_flight:
@@ -120,9 +130,25 @@ class CampaignWorkflow:
         queue = [job for _, _, job in sorted(self._queue, key=lambda item: (item[0], item[1]))]
         carried = CampaignCarry(queue=queue, progress=self._progress)
         leads = [job.lead for job in self._fresh]
-        workflow.continue_as_new(
-            self._campaign.model_copy(update={"leads": leads, "carried": carried})
+        update = {"leads": leads, "carried": carried, "stored": self._stored}
+        workflow.continue_as_new(self._campaign.model_copy(update=update))
+
+    async def _read_page(self, stored: StoredLeads) -> None:
+        """The next page of the campaign's stored leads into the fresh queue; an empty page
+        means every stored lead has been read."""
+        page = await workflow.execute_activity_method(
+            LeadPages.next_leads,
+            NextLeads(
+                campaign_id=self._campaign.campaign_id, after=stored.after, limit=stored.page_size
+            ),
+            start_to_close_timeout=QUICK_ACTIVITY,
+            retry_policy=QUICK_RETRY,
+            summary=f"leads after row {stored.after}",
         )
+        self._fresh.extend(LeadJob(lead=lead) for lead in page.leads)
+        stored.read += len(page.leads)
+        stored.after = page.last
+        stored.exhausted = len(page.leads) < stored.page_size
 
     def _next_due(self) -> LeadJob | None:
         if self._queue and self._queue[0][0] <= workflow.now():
@@ -268,10 +294,15 @@ class CampaignWorkflow:
         """Cancelled: no more dials; every call in flight says goodbye and hangs up."""
         wrap = WrapUp(reason=cancel.reason, goodbye=cancel.goodbye)
         for handle in list(self._in_flight.values()):
-            await handle.signal(CallWorkflow.wrap_up, wrap)
-        self._progress.leads_done += len(self._fresh) + len(self._queue)
+            try:
+                await handle.signal(CallWorkflow.wrap_up, wrap)
+            except ApplicationError as error:  # the call ended before the goodbye reached it
+                workflow.logger.info("call %s ended before wrap-up: %s", handle.id, error)
+        self._progress.leads_done += len(self._fresh) + len(self._queue) + self._unread()
         self._fresh.clear()
         self._queue.clear()
+        if self._stored is not None:
+            self._stored.exhausted = True
 
     @workflow.signal
     def pause(self, pause: PauseCampaign) -> None:
@@ -294,11 +325,14 @@ class CampaignWorkflow:
         self._changes += 1
         self._publish("cancelling")
 
+    def _unread(self) -> int:
+        return self._stored.unread if self._stored is not None else 0
+
     @workflow.query
     def progress(self) -> CampaignProgress:
         progress = self._progress.model_copy()
         progress.in_flight = len(self._in_flight)
-        progress.waiting = len(self._fresh) + len(self._queue)
+        progress.waiting = len(self._fresh) + len(self._queue) + self._unread()
         return progress
 
     def _publish(

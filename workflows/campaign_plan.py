@@ -205,9 +205,42 @@ class CampaignProgress(BaseModel):
         )
 
 
+class StoredLeads(BaseModel):
+    """Where a campaign whose leads live in the database (the `leads` table) has read to: the
+    last row id read (`after`), how many it has read of `count`, and whether none are left.
+    Only this cursor travels in the workflow input, so a campaign's size is not capped by
+    Temporal's 2 MB payload limit."""
+
+    count: int = Field(ge=0)
+    after: int = 0
+    read: int = 0
+    exhausted: bool = False
+    page_size: int = Field(default=200, ge=1, le=1000)
+
+    @property
+    def unread(self) -> int:
+        return 0 if self.exhausted else max(self.count - self.read, 0)
+
+
+class NextLeads(BaseModel):
+    """A page of a campaign's stored leads: up to `limit` rows after row id `after`."""
+
+    campaign_id: str
+    after: int
+    limit: int
+
+
+class LeadPage(BaseModel):
+    """Leads in row order, opened; `last` is the last row's id (the next page's `after`)."""
+
+    leads: list[CampaignLead]
+    last: int
+
+
 class CampaignCarry(BaseModel):
     """What a campaign hands its next run (continue-as-new): the calls still to make (leads
-    not yet started come from `CampaignInput.leads`) and the counters."""
+    not yet started come from `CampaignInput.leads`, then `CampaignInput.stored`) and the
+    counters."""
 
     queue: list[LeadJob] = Field(default_factory=list)
     progress: CampaignProgress = Field(default_factory=CampaignProgress)
@@ -219,7 +252,10 @@ class CampaignInput(BaseModel):
     campaign_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:@+-]{1,80}$")
     script_name: str
     playbook: Playbook
-    leads: list[CampaignLead]
+    leads: list[CampaignLead] = Field(default_factory=list)
+    """Leads inline: a small campaign, or the rest of a page read from the database."""
+    stored: StoredLeads | None = None
+    """The leads table holds (more of) the campaign's leads, read a page at a time."""
     window: CallingWindow = Field(default_factory=CallingWindow)
     calls_per_second: float = Field(default=1.0, gt=0)
     max_concurrent_calls: int = Field(default=5, ge=1)

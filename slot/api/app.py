@@ -37,6 +37,7 @@ from workflows.campaign_plan import (
     CancelCampaign,
     PauseCampaign,
     Retries,
+    StoredLeads,
 )
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@+-]{1,80}$"
@@ -207,15 +208,15 @@ def create_app(settings: Settings, client: Client, store: Store, token: str) -> 
         row = await campaign_row(campaign_id)
         if row.status != "draft":
             raise HTTPException(409, f"campaign {campaign_id!r} has started already")
-        leads = await run_in_threadpool(store.leads, campaign_id)
-        if not leads:
+        count = await run_in_threadpool(store.lead_count, campaign_id)
+        if not count:
             raise HTTPException(409, f"campaign {campaign_id!r} has no leads: upload some first")
         options = CampaignOptions.model_validate_json(row.options_json)
         campaign = CampaignInput(
             campaign_id=campaign_id,
             script_name=row.script_name,
             playbook=load_playbook(row.script_name, settings.playbooks_dir),
-            leads=leads,
+            stored=StoredLeads(count=count),  # read in pages: the input stays small
             timers=settings.call_timers(),
             **options.model_dump(),
         )
@@ -231,7 +232,7 @@ def create_app(settings: Settings, client: Client, store: Store, token: str) -> 
             if error.status is not RPCStatusCode.ALREADY_EXISTS:
                 raise
         await run_in_threadpool(store.mark_started, campaign_id)
-        return CampaignProgress(leads=len(leads), waiting=len(leads))
+        return CampaignProgress(leads=count, waiting=count)
 
     @api.get("/campaigns/{campaign_id}/progress", response_model=CampaignProgress)
     async def campaign_progress(campaign_id: str) -> CampaignProgress:

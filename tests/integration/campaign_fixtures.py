@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,13 +35,17 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.campaign import LocalDialLimiter
+from activities.campaign import DoNotCallList, LocalDialLimiter
+from activities.records import make_engine
+from activities.sales_records import CampaignRow
 from media_edge.workflow_link import send_call_status
+from slot.api.store import Store
 from slot.database import check_at_start
 from slot.payload_codec import encrypted_data_converter, require_keyring
 from slot.settings import Settings
 from worker import build_worker
 from workflows.call import CallWorkflow
+from workflows.campaign_plan import CampaignLead
 from workflows.messages import CallStatusUpdate, Decision, Turn, UtterancePlayed
 from workflows.search_attributes import REGISTERED_KEYS
 
@@ -94,6 +98,7 @@ class TwilioLine:
         behaviour = plan.pop(0) if plan else "no-answer"
         now = await self.client.get_workflow_handle(call_id).describe()
         self.dials.append(Dial(call_id, to, now.start_time, behaviour))
+        await self._changed()
         if behaviour in ANSWERING:
             await self._converse(call_id, ANSWERING[behaviour])
         elif behaviour in HOLDING:
@@ -156,6 +161,24 @@ class CampaignRig:
     line: TwilioLine
     settings: Settings
     task_queue: str
+
+
+def store_leads(settings: Settings, campaign_id: str, leads: list[CampaignLead]) -> None:
+    """Put a campaign and its leads in Slot's database as the API's upload does (sealed)."""
+    engine = make_engine(settings.database_url)
+    try:
+        store = Store(engine, require_keyring(settings), DoNotCallList(settings.database_url))
+        row = CampaignRow(
+            campaign_id=campaign_id,
+            script_name="solar_survey",
+            status="started",
+            options_json="{}",
+            created_at=datetime.now(UTC),
+        )
+        assert store.add_campaign(row)
+        store.add_leads(campaign_id, leads)
+    finally:
+        engine.dispose()
 
 
 @asynccontextmanager

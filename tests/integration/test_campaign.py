@@ -17,7 +17,7 @@ from temporalio.client import WorkflowHandle
 from activities.campaign import DoNotCallList
 from slot.playbooks import load_playbook
 from slot.settings import Settings
-from tests.integration.campaign_fixtures import CampaignRig, Dial, campaign_rig
+from tests.integration.campaign_fixtures import CampaignRig, Dial, campaign_rig, store_leads
 from workflows.call import CallWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_plan import (
@@ -166,11 +166,15 @@ async def test_cancel_ends_calls_in_flight_politely(tmp_path: Path) -> None:
 
 
 async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:
+    """Stored leads, as the API starts a campaign: read in pages, the cursor carried across
+    continue-as-new, every lead dialled once."""
     leads = [CampaignLead(lead_id=f"l{i}", phone=f"+1646555{i:04d}") for i in range(1000)]
     async with campaign_rig(tmp_path) as rig:
+        store_leads(rig.settings, "camp-1000", leads)
         campaign = _input(
             "camp-1000",
-            leads,
+            [],
+            stored={"count": len(leads), "page_size": 90},  # pages straddle the runs
             retries={"max_attempts": 1},
             max_concurrent_calls=20,
             dials_per_run=250,
@@ -182,6 +186,7 @@ async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:
     assert progress.runs >= 4 and progress.leads_done == 1000
     assert progress.dialled == 1000 and progress.no_answer == 1000
     assert sorted(dial.to for dial in rig.line.dials) == sorted(lead.phone for lead in leads)
+    assert len({dial.to for dial in rig.line.dials}) == 1000, "no lead dialled twice"
     assert len(sizes) >= 4, sizes
     assert max(sizes) < 3000, f"each run holds only its own 250 calls: {sizes}"
     assert sorted(sizes)[-4] > 3 * 250, f"four runs held about 250 calls each: {sizes}"
@@ -204,3 +209,42 @@ async def run_sizes(
             else None
         )
     return sizes
+
+
+async def test_twenty_thousand_stored_leads_start_with_a_small_input(tmp_path: Path) -> None:
+    """Inline, 20,000 leads are past Temporal's 2 MB payload cap; stored, the campaign's input
+    is a cursor, and it dials its first pages in upload order (then is cancelled: finishing
+    20,000 dials is the 1,000-lead test's continue-as-new, twenty times over)."""
+    leads = [
+        CampaignLead(lead_id=f"b{i}", name=f"Alexandra Morgan-Leigh {i:05d}", phone=f"+1917{i:07d}")
+        for i in range(20_000)
+    ]
+    async with campaign_rig(tmp_path) as rig:
+        [inline] = await rig.client.data_converter.encode([_input("camp-20k", leads)])
+        assert inline.ByteSize() > 2 * 1024 * 1024, "inline, this campaign could not start"
+        store_leads(rig.settings, "camp-20k", leads)
+        campaign = _input(
+            "camp-20k",
+            [],
+            stored={"count": len(leads), "page_size": 50},
+            retries={"max_attempts": 1},
+            max_concurrent_calls=10,
+            window=ALWAYS_OPEN,
+            calls_per_second=1000,
+        )
+        handle = await _start(rig, campaign)
+        await rig.line.wait_for(lambda: len(rig.line.dials) >= 60)  # into the second page
+        started = await handle.query(CampaignWorkflow.progress)
+        await handle.signal(CampaignWorkflow.cancel, CancelCampaign())
+        progress = await handle.result()
+        history = await handle.fetch_history()
+    first = history.events[0].workflow_execution_started_event_attributes
+    size = sum(payload.ByteSize() for payload in first.input.payloads)
+    assert size < 64 * 1024, f"the started event's input is {size} bytes"
+    assert started.leads == 20_000
+    accounted = started.leads_done + started.in_flight + started.waiting
+    assert accounted in (19_999, 20_000), "all but the lead being dialled at that moment"
+    dialled = [dial.to for dial in rig.line.dials]
+    assert sorted(dialled) == [lead.phone for lead in leads[: len(dialled)]], "in upload order"
+    assert progress.leads == 20_000 and progress.leads_done == 20_000
+    assert progress.dialled == len(dialled) and progress.waiting == 0
