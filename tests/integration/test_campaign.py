@@ -188,7 +188,9 @@ async def test_a_thousand_leads_continue_as_new(tmp_path: Path) -> None:
     assert sorted(dial.to for dial in rig.line.dials) == sorted(lead.phone for lead in leads)
     assert len({dial.to for dial in rig.line.dials}) == 1000, "no lead dialled twice"
     assert len(sizes) >= 4, sizes
-    assert max(sizes) < 3000, f"each run holds only its own 250 calls: {sizes}"
+    # a run of 250 calls holds about 3,300 events (some 13 a call: the child's start and end,
+    # its dial slot and DNC check, its live events); one run of all 1,000 would hold ~13,000
+    assert max(sizes) < 4000, f"each run holds only its own 250 calls: {sizes}"
     assert sorted(sizes)[-4] > 3 * 250, f"four runs held about 250 calls each: {sizes}"
 
 
