@@ -23,11 +23,11 @@ from slot.dev_secrets import use_dev_secrets
 from slot.settings import Settings
 from slot.temporal import TemporalDevServer, connect
 
-WORKERS = 2
+WORKERS = 3
 """xdist workers for a run of more than one file (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it).
-A simulated call mostly waits on the clock, so two at once keep both cores of the CI machine
-busy. More would be faster still, but every extra call in flight adds load, and some calls
-(test_simulator's booked call: the caller's 5 s hang-up grace) already fail under heavy load."""
+A simulated call mostly waits on the clock, so on 2 cores three test processes keep both cores
+busy (the whole suite spends about 20 minutes of CPU); more only adds load, and a whole call
+under heavy load can miss its caller's patience (a hang-up grace of 5-15 s)."""
 
 SLOWEST_FIRST = (
     "tests/integration/test_long_call.py::"
