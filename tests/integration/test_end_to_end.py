@@ -237,7 +237,9 @@ def test_demo_command_reaches_booked_and_reports_every_stage(
     temporal_settings: Settings, tmp_path: Path
 ) -> None:
     """`slot demo --report` as a user runs it: starts the stack, calls, stops what it started."""
-    settings = stack_settings(temporal_settings, tmp_path / "data")
+    # a queue of its own: this module's `stack` (another worker on the same Temporal) may still
+    # be up in this process, and would take the demo's workflow tasks and queries
+    settings = stack_settings(temporal_settings, tmp_path / "data", task_queue="slot-calls-demo")
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
         [sys.executable, "-m", "slot.cli", "demo", "--report", str(report_path)],
