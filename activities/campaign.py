@@ -21,8 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Field, Session, SQLModel
 from temporalio import activity
 
-from activities.records import make_engine
-from slot.database import ensure_schema
+from activities.records import CheckedEngine
 from slot.live_events import LiveEvents, LocalLiveEvents, campaign_stream
 from workflows.campaign_plan import DncAdd, DncCheck, PublishCampaignEvents, ReserveDial
 
@@ -69,17 +68,11 @@ class DoNotCallList:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
+        self._database = CheckedEngine(database_url)
 
     @property
     def engine(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                engine = make_engine(self.database_url)
-                ensure_schema(engine, self.database_url)
-                self._engine = engine
-            return self._engine
+        return self._database.get()
 
     def contains(self, phone: str) -> bool:
         with Session(self.engine) as session:
@@ -102,10 +95,7 @@ class DoNotCallList:
                 session.commit()
 
     def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+        self._database.dispose()
 
 
 class CampaignActivities:

@@ -8,15 +8,12 @@ the activity is a plain function run on the worker's thread pool.
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.records import Sealer, make_engine
+from activities.records import CheckedEngine, Sealer
 from activities.sales_records import LeadRow
-from slot.database import ensure_schema
 from workflows.campaign_plan import CampaignLead, LeadPage, NextLeads
 
 
@@ -26,17 +23,11 @@ class LeadPages:
     def __init__(self, database_url: str, sealer: Sealer) -> None:
         self.database_url = database_url
         self.sealer = sealer
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
+        self._database = CheckedEngine(database_url)
 
     @property
     def engine(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                engine = make_engine(self.database_url)
-                ensure_schema(engine, self.database_url)
-                self._engine = engine
-            return self._engine
+        return self._database.get()
 
     @activity.defn(name="next_leads")
     def next_leads(self, request: NextLeads) -> LeadPage:
@@ -63,7 +54,4 @@ class LeadPages:
         return LeadPage(leads=leads, last=last)
 
     def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+        self._database.dispose()

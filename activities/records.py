@@ -77,23 +77,41 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(database_url, pool_pre_ping=True)
 
 
-class RecordsActivities:
-    """Owns the database engine; the schema is checked (an SQLite file upgraded) on first use."""
+class CheckedEngine:
+    """Slot's database engine, opened on first use with its schema checked (an SQLite file
+    upgraded), once however many activity threads ask at the same time."""
 
-    def __init__(self, database_url: str, sealer: Sealer) -> None:
+    def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.sealer = sealer
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
-    @property
-    def engine(self) -> Engine:
+    def get(self) -> Engine:
         with self._lock:
             if self._engine is None:
                 engine = make_engine(self.database_url)
                 ensure_schema(engine, self.database_url)
                 self._engine = engine
             return self._engine
+
+    def dispose(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+class RecordsActivities:
+    """Owns the database engine; the schema is checked (an SQLite file upgraded) on first use."""
+
+    def __init__(self, database_url: str, sealer: Sealer) -> None:
+        self.database_url = database_url
+        self.sealer = sealer
+        self._database = CheckedEngine(database_url)
+
+    @property
+    def engine(self) -> Engine:
+        return self._database.get()
 
     @activity.defn(name="save_call_record")
     def save_call_record(self, request: SaveCallRecord) -> None:
@@ -152,7 +170,4 @@ class RecordsActivities:
         )
 
     def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+        self._database.dispose()
