@@ -6,6 +6,8 @@ generates both for the dev stack (`slot.devstack`), and the tests generate their
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from slot.settings import Settings
 
 TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
@@ -29,25 +31,30 @@ def twilio_token(settings: Settings) -> str:
     return token
 
 
-def internal_token(settings: Settings) -> str:
-    """`SLOT_INTERNAL_TOKEN`: the bearer secret of the edge's internal listener."""
-    token = settings.internal_token.get_secret_value() if settings.internal_token else ""
+def _bearer_secret(secret: SecretStr | None, variable: str, needed_for: str) -> str:
+    """A shared bearer secret, long enough to resist guessing, or a one-line refusal."""
+    token = secret.get_secret_value() if secret else ""
     if len(token) < MIN_INTERNAL_TOKEN_CHARS:
         state = "is not set" if not token else f"is shorter than {MIN_INTERNAL_TOKEN_CHARS} chars"
-        raise MissingCredential(
-            f"{INTERNAL_TOKEN_ENV} {state}: the edge's internal endpoints need a shared secret "
-            "(`slot dev` generates one for the dev stack)"
-        )
+        raise MissingCredential(f"{variable} {state}: {needed_for}")
     return token
+
+
+def internal_token(settings: Settings) -> str:
+    """`SLOT_INTERNAL_TOKEN`: the bearer secret of the edge's internal listener."""
+    return _bearer_secret(
+        settings.internal_token,
+        INTERNAL_TOKEN_ENV,
+        "the edge's internal endpoints need a shared secret "
+        "(`slot dev` generates one for the dev stack)",
+    )
 
 
 def api_token(settings: Settings) -> str:
     """`SLOT_API_TOKEN`: the bearer secret of the HTTP API."""
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
-    if len(token) < MIN_INTERNAL_TOKEN_CHARS:
-        state = "is not set" if not token else f"is shorter than {MIN_INTERNAL_TOKEN_CHARS} chars"
-        raise MissingCredential(
-            f"{API_TOKEN_ENV} {state}: every API request must carry it as a Bearer token "
-            "(`slot dev` generates one for the dev stack, in .slot-data/api-token)"
-        )
-    return token
+    return _bearer_secret(
+        settings.api_token,
+        API_TOKEN_ENV,
+        "every API request must carry it as a Bearer token "
+        "(`slot dev` generates one for the dev stack, in .slot-data/api-token)",
+    )
