@@ -68,7 +68,6 @@ async def test_a_call_heard_by_deepgram_and_spoken_by_cartesia_books(
         cartesia_url=cartesia.url,
         tts_first_audio_budget_ms=5000,
         presynthesize_lines=False,
-        task_queue="slot-calls-cloud-speech",
     )
     events: list[CallEvent] = []
     async with edge_stack(temporal_client, settings):

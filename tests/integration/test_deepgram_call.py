@@ -48,7 +48,6 @@ async def test_a_call_transcribed_by_the_deepgram_stream_books(
         deepgram_url=double.url,
         deepgram_keepalive_s=1.0,
         deepgram_final_timeout_ms=5000,
-        task_queue="slot-calls-deepgram",
     )
     events: list[CallEvent] = []
     async with edge_stack(temporal_client, settings):

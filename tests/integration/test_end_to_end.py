@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 import wave
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -41,8 +42,11 @@ PERSONAS = REPO_ROOT / "personas"
 
 
 def stack_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings:
+    """A stack of its own on the test process's Temporal: its own ports, data and task queue
+    (a worker of another stack still up on the same queue would take this one's tasks)."""
     values: dict[str, Any] = {
         "temporal_address": base.temporal_address,
+        "task_queue": f"slot-calls-{uuid.uuid4().hex[:8]}",
         "data_dir": data_dir,
         **edge_ports(),
         "simulator_port": free_port(),
@@ -237,9 +241,7 @@ def test_demo_command_reaches_booked_and_reports_every_stage(
     temporal_settings: Settings, tmp_path: Path
 ) -> None:
     """`slot demo --report` as a user runs it: starts the stack, calls, stops what it started."""
-    # a queue of its own: this module's `stack` (another worker on the same Temporal) may still
-    # be up in this process, and would take the demo's workflow tasks and queries
-    settings = stack_settings(temporal_settings, tmp_path / "data", task_queue="slot-calls-demo")
+    settings = stack_settings(temporal_settings, tmp_path / "data")
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
         [sys.executable, "-m", "slot.cli", "demo", "--report", str(report_path)],

@@ -49,7 +49,6 @@ async def stack(
         temporal_settings,
         tmp_path_factory.mktemp("turn-taking"),
         endpointing="smart_turn",
-        task_queue="slot-calls-turn-taking",
     )
     """Its own task queue: this stack starts its own worker, never one another module left."""
     running = Stack(settings, headless=True)
