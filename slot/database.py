@@ -3,24 +3,28 @@ schema is Alembic's migrations in `slot/migrations`, on SQLite (the embedded def
 PostgreSQL alike.
 
 `slot db upgrade` brings a database to the code's schema. A process that opens the database
-checks it first: an SQLite file is upgraded in place (one machine, the dev stack), a server
-database that is behind is refused with one line saying what to run, so several workers never
-race to migrate a shared database. A database made before migrations existed (tables created
-by `create_all`) is recognised and stamped as the first revision before upgrading.
+checks it first: an SQLite file is upgraded in place (one machine, the dev stack; processes
+starting together take turns), a server database that is behind is refused with one line saying
+what to run, so several workers never race to migrate a shared database. A database made
+before migrations existed (tables created by `create_all`) is recognised and stamped as the first
+revision before upgrading.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, inspect
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BEFORE_MIGRATIONS = "0001"
@@ -48,6 +52,10 @@ def shown(database_url: str) -> str:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic is imported only where migrations run: every process that keeps records (the
+    edge too, through the workflows' activity types) would otherwise pay for it at start."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -55,17 +63,23 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, f"no migrations in {MIGRATIONS}"
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine) -> str:
     """Bring the database to the head revision; returns the revision it was at ('' if empty)."""
+    from alembic import command
+
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up, line by line
     with engine.begin() as connection:
         was = current_revision(connection)
@@ -77,27 +91,55 @@ def upgrade(engine: Engine) -> str:
 
 
 def ensure_schema(engine: Engine, database_url: str, *, auto_upgrade: bool | None = None) -> None:
-    """Return when the schema is the code's; upgrade it if allowed (default: SQLite only),
-    else raise `SchemaBehind` naming the revisions and the command to run."""
+    """Return when the schema is the code's (an SQLite file in write-ahead-log mode); upgrade it
+    if allowed (default: SQLite only), else raise `SchemaBehind` naming the revisions and the
+    command to run."""
     head = head_revision()
-    with engine.connect() as connection:
-        at = current_revision(connection)
-    if at == head:
+    at = _revision(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    if at == head and (not sqlite or _journal_mode(engine) in ("wal", "memory")):
         return
-    if auto_upgrade is None:
-        auto_upgrade = engine.dialect.name == "sqlite"
-    if auto_upgrade:
-        try:
+    if at != head and not (sqlite if auto_upgrade is None else auto_upgrade):
+        raise SchemaBehind(
+            f"database {shown(database_url)} has schema revision {at or 'none'}, this code needs "
+            f"{head}: run `slot db upgrade` (with the same SLOT_DATABASE_URL)"
+        )
+    with _upgrading_alone(database_url):
+        if sqlite:
+            _journal_mode(engine, "wal")
+        if _revision(engine) != head:
             upgrade(engine)
-        except Exception:
-            with engine.connect() as connection:
-                if current_revision(connection) != head:
-                    raise
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return current_revision(connection)
+
+
+def _journal_mode(engine: Engine, new: str | None = None) -> str:
+    """An SQLite file's journal mode. Write-ahead log lets the worker, the edge and the API read
+    while one writes; the mode is kept in the file, so it is set once, by the process upgrading."""
+    pragma = f"PRAGMA journal_mode={new}" if new else "PRAGMA journal_mode"
+    with engine.connect() as connection:
+        return str(connection.exec_driver_sql(pragma).scalar())
+
+
+@contextmanager
+def _upgrading_alone(database_url: str) -> Iterator[None]:
+    """Processes that start together on one SQLite file (two workers, an edge and the API) take
+    turns at upgrading it. SQLite runs each CREATE TABLE on its own, so a second process upgrading
+    at once meets half a schema ("table call_records already exists") and stops; the one that
+    waits finds the schema at head and goes on."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
         return
-    raise SchemaBehind(
-        f"database {shown(database_url)} has schema revision {at or 'none'}, this code needs "
-        f"{head}: run `slot db upgrade` (with the same SLOT_DATABASE_URL)"
-    )
+    with open(f"{url.database}.upgrade-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def check_at_start(database_url: str) -> None:

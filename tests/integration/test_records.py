@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from activities.records import CallRecord, RecordsActivities, SaveCallRecord, make_engine
+from activities.records import (
+    CallRecord,
+    CheckedEngine,
+    RecordsActivities,
+    SaveCallRecord,
+    make_engine,
+)
 from activities.sales_records import BookingRow
 from slot.database import upgrade
 from slot.payload_codec import Keyring
@@ -139,3 +145,19 @@ def test_stored_calls_are_read_back_from_the_records_since_a_moment(records_url:
         records_url, morning, playbook, skip={"call-late"}, keyring=KEYRING
     )
     assert [call.call_id for call in everything] == ["call-early"]
+
+
+def test_an_sqlite_records_file_is_opened_in_wal_mode_and_synced_at_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """As a worker opens it: the schema checked (which puts a new file in WAL mode), then each
+    connection's own settings."""
+    url = f"sqlite:///{tmp_path / 'slot.db'}"
+    engine = CheckedEngine(url).get()
+    with engine.connect() as connection:
+        pragmas = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout")
+        }
+    engine.dispose()
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000}
