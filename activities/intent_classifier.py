@@ -20,11 +20,18 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from temporalio import activity
 
-from activities.embeddings import Embedder, Vector, shared_embedder
+from activities.embeddings import (
+    Embedder,
+    Vector,
+    keep_vectors,
+    kept_vectors,
+    shared_embedder,
+)
 from workflows.intents import IntentLike, is_negated, normalize
 from workflows.router_messages import ClassifyRequest, IntentClassification
 from workflows.script import Playbook
@@ -73,12 +80,23 @@ class IntentClassifier:
         with self._lock:
             return [self._vectors[e] for e in examples]
 
-    def prepare(self, playbook: Playbook) -> int:
-        """Embed every example of a playbook now (e.g. at worker start); returns how many."""
+    def prepare(self, playbook: Playbook, cache: Path | None = None) -> int:
+        """Embed every example of a playbook now (e.g. at worker start); returns how many.
+        With a `cache` folder the vectors are kept there, named by the model and the examples,
+        and a later start reads them (embedding a playbook's examples is ~2 s of CPU)."""
         examples = [e for s in playbook.states.values() for i in s.intents for e in i.examples]
         examples += [e for i in playbook.global_intents for e in i.examples]
-        self._example_vectors(examples)
-        return len(set(examples))
+        unique = sorted(set(examples))
+        if cache is None or not unique:
+            self._example_vectors(unique)
+            return len(unique)
+        kept = kept_vectors(cache, "examples", unique)
+        if kept is not None:
+            with self._lock:
+                self._vectors.update(zip(unique, kept, strict=True))
+        else:
+            keep_vectors(cache, "examples", unique, np.stack(self._example_vectors(unique)))
+        return len(unique)
 
     def classify(self, utterance: str, intents: Sequence[IntentLike]) -> IntentClassification:
         started = time.perf_counter()

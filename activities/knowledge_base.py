@@ -20,14 +20,17 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from qdrant_client import QdrantClient, models
 
-from activities.embeddings import DIMENSIONS, Embedder, shared_embedder
+from activities.embeddings import DIMENSIONS, Embedder, keep_vectors, kept_vectors, shared_embedder
 from slot.settings import Settings, get_settings
 from workflows.router_messages import Passage
 from workflows.sentences import sentences
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -237,6 +240,8 @@ class KnowledgeBase:
         return self._embedder
 
     def _ensure_collection(self) -> None:
+        from qdrant_client import models
+
         if self.client.collection_exists(self.collection):
             info = self.client.get_collection(self.collection)
             vectors = info.config.params.vectors
@@ -252,9 +257,18 @@ class KnowledgeBase:
             vectors_config=models.VectorParams(size=DIMENSIONS, distance=models.Distance.COSINE),
         )
 
-    def ingest_chunks(self, chunks: Sequence[Chunk]) -> int:
-        """Replace the passages of every source in `chunks` with these (idempotent)."""
-        vectors = self.embedder.passages([c.embedding_text() for c in chunks])
+    def ingest_chunks(self, chunks: Sequence[Chunk], vector_cache: Path | None = None) -> int:
+        """Replace the passages of every source in `chunks` with these (idempotent). With a
+        `vector_cache` folder their vectors are kept there and read back by the next ingest of
+        the same passages (`slot dev` seeds the shipped documents at each start: 3 s of CPU)."""
+        from qdrant_client import models
+
+        texts = [c.embedding_text() for c in chunks]
+        vectors = kept_vectors(vector_cache, "passages", texts) if vector_cache else None
+        if vectors is None:
+            vectors = self.embedder.passages(texts)
+            if vector_cache and texts:
+                keep_vectors(vector_cache, "passages", texts, vectors)
         with self._lock:
             self._ensure_collection()
             for source in sorted({c.source for c in chunks}):
@@ -289,14 +303,14 @@ class KnowledgeBase:
                 )
         return len(chunks)
 
-    def ingest(self, paths: Iterable[Path | str]) -> IngestReport:
+    def ingest(self, paths: Iterable[Path | str], vector_cache: Path | None = None) -> IngestReport:
         files = 0
         chunks: list[Chunk] = []
         for path in paths:
             for file, source in documents(Path(path)):
                 files += 1
                 chunks += chunk_file(file, source)
-        self.ingest_chunks(chunks)
+        self.ingest_chunks(chunks, vector_cache)
         return IngestReport(files=files, chunks=len(chunks))
 
     def count(self) -> int:
@@ -347,7 +361,13 @@ def open_knowledge_base(
     *,
     path: Path | None = None,
 ) -> KnowledgeBase:
-    """Qdrant server if `SLOT_QDRANT_URL` is set, else local mode at `path` or data_dir/qdrant."""
+    """Qdrant server if `SLOT_QDRANT_URL` is set, else local mode at `path` or data_dir/qdrant.
+
+    qdrant_client is imported here, not at the top: it is a third of the import time of every
+    process that reaches this module through `workflows.call` (the edge, the CLI), and only the
+    worker and `slot kb` use it."""
+    from qdrant_client import QdrantClient
+
     kb_settings = kb_settings or KBSettings()
     if kb_settings.qdrant_url and path is None:
         client = QdrantClient(url=kb_settings.qdrant_url, api_key=kb_settings.qdrant_api_key)
@@ -365,7 +385,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open_knowledge_base() as kb:
-            report = kb.ingest(args.paths)
+            report = kb.ingest(args.paths, get_settings().model_cache_path)
             where = KBSettings().qdrant_url or str(get_settings().data_dir / "qdrant")
             print(
                 f"slot: ingested {report.chunks} passages from {report.files} files into "

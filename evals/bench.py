@@ -4,7 +4,8 @@ For each speech choice (`--speech embedded,standin`, `evals.bench_stack`) one st
 (Temporal dev server, worker, edge on free ports, a fresh data folder); then for each N of
 `--calls` N bench callers (`evals/data/bench/caller.yaml`, who books in about a minute) call at
 once, their starts spread over N x 0.1 s. Per N: turn latency and platform overhead p50/p99
-(`evals.bench_turns` defines them), Update round trip p50/p99, agent frames more than 40 ms late
+(`evals.bench_turns` defines them), Update round trip p50/p99 and the part of it the worker's
+workflow task took (`evals.bench_updates`), agent frames more than 40 ms late
 (send jitter as the caller received them), the stack's CPU and memory per call (/proc), and the
 simulator's own loop lag (late frames while it is high are partly the bench's). Writes
 bench.md, bench.json and bench.png under `--out`. `--faults` runs `evals.bench_faults` instead.
@@ -28,6 +29,7 @@ from temporalio.service import RPCError
 from evals.bench_callers import Callers
 from evals.bench_report import machine, markdown, plot, step_figures
 from evals.bench_stack import BenchStack, Speech, Usage, bench_stack
+from evals.bench_updates import update_split
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
 from slot.devstack import StackError
@@ -107,6 +109,7 @@ async def run_step(
     # near 100 % of a core, a caller process's late wake-ups count as the edge's late frames
     figures["simulator_cpu_pct"] = round(100.0 * max(cpu) / wall_s, 1)
     figures["simulator_processes"] = len(cpu)
+    figures.update(await update_split(stack.settings, [s.call_id for s in samples]))
     return figures
 
 

@@ -50,6 +50,9 @@ each fault's turns are its own."""
 LEAD_S = 5.0
 """Turns ending this long before a kill may still be in flight at it."""
 STALL_AFTER_S = 5.0
+KILL_SLACK_S = 1.0
+"""A caller in another process may see its stream close a little before the bench's stamp of
+the kill (taken under load): a call ending this close before a kill was still in flight at it."""
 
 
 @dataclass
@@ -89,12 +92,16 @@ async def inject(stack: BenchStack, began: float, faults: list[Fault], console: 
     """Kill each part in turn, the next only once the last is back and calls have settled."""
     await asyncio.sleep(max(0.0, began + FIRST_KILL_S - time.monotonic()))
     for part in PARTS:
-        kill(stack, part)
         faults.append(Fault(part, time.monotonic()))
+        kill(stack, part)
         console.print(f"killed {part} at {time.monotonic() - began:.1f} s")
         await faults[-1].back.wait()
         console.print(f"{part} back after {time.monotonic() - faults[-1].killed_at:.1f} s")
         await asyncio.sleep(SETTLE_S)
+
+
+def in_flight_at(sample: CallSample, moment: float) -> bool:
+    return sample.started_at <= moment <= sample.ended_at + KILL_SLACK_S
 
 
 def fault_figures(
@@ -103,8 +110,11 @@ def fault_figures(
     samples: list[CallSample],
     statuses: dict[str, str],
     began: float,
+    next_kill: float | None = None,
 ) -> dict[str, Any]:
-    in_flight = [s for s in samples if s.started_at <= fault.killed_at <= s.ended_at]
+    """One fault's row; a call in flight at `next_kill` too is the next fault's (whichever of
+    the two ended it, the later one did)."""
+    in_flight = [s for s in samples if in_flight_at(s, fault.killed_at)]
     window = (fault.killed_at - LEAD_S, until)
     back = fault.back_at or until
     stall_window = (fault.killed_at - LEAD_S, back + STALL_AFTER_S)
@@ -134,7 +144,8 @@ def fault_figures(
         "calls_dropped": sum(
             1
             for s in in_flight
-            if s.ended_at < until + LEAD_S and statuses.get(s.call_id) == "dropped"
+            if statuses.get(s.call_id) == "dropped"
+            and (next_kill is None or not in_flight_at(s, next_kill))
         ),
         "in_flight_ended_as": _count(statuses.get(s.call_id, "unknown") for s in in_flight),
     }
@@ -229,8 +240,9 @@ async def run_faults(speech: Speech, calls: int, out: Path, console: Console) ->
     statuses = {call_id: state["status"] for call_id, state in states.items()}
     figures = []
     for index, fault in enumerate(faults):
-        until = faults[index + 1].killed_at - LEAD_S if index + 1 < len(faults) else ended
-        figures.append(fault_figures(fault, until, samples, statuses, began))
+        next_kill = faults[index + 1].killed_at if index + 1 < len(faults) else None
+        until = next_kill - LEAD_S if next_kill is not None else ended
+        figures.append(fault_figures(fault, until, samples, statuses, began, next_kill))
     first = faults[0].killed_at - LEAD_S if faults else ended
     before = [t for s in samples for t in s.caller_turns if t[0] < first]
     report: dict[str, Any] = {

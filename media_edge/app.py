@@ -56,7 +56,7 @@ from media_edge.tts import PhoneSpeech, make_tts
 from media_edge.tts_stream import VoiceConfigError
 from media_edge.twilio_protocol import CLOSE_POLICY_VIOLATION
 from media_edge.twiml import connect_stream, stream_url
-from media_edge.vad import SileroVAD
+from media_edge.vad import VADPool
 from media_edge.voices import check_voice_key, voice_config, voice_factory
 from media_edge.workflow_link import (
     LinkError,
@@ -133,9 +133,10 @@ def stream_factory(
     if config is None:
         return None
     kind = NovaStream if config.settings.stt == "deepgram" else FluxStream
+    client = config.client()
 
     def open_stream(log: logging.LoggerAdapter[logging.Logger]) -> CallStream:
-        return kind(config, fallback=fallback, log=log)
+        return kind(config, fallback=fallback, log=log, client=client)
 
     return open_stream
 
@@ -157,7 +158,12 @@ async def start_edge(
     loop = asyncio.get_running_loop()
     stt, tts = await asyncio.gather(
         loop.run_in_executor(
-            inference, embedded_stt, settings.stt_model, inference, settings.inference_threads
+            inference,
+            embedded_stt,
+            settings.stt_model,
+            inference,
+            settings.inference_threads,
+            settings.model_cache_path,
         ),
         loop.run_in_executor(inference, make_tts, settings, inference),
     )
@@ -178,7 +184,8 @@ async def start_edge(
     async for _ in speech.render(WARM_UP_LINE, cacheable=False):
         pass  # the voice's model itself, when every line came from the store
     logger.info("%d fixed lines ready in %.1f s", len(lines), time.perf_counter() - started)
-    SileroVAD()
+    vads = VADPool(vad_executor)
+    vads.release(await vads.acquire())
     streams = None
     if settings.redis_url:
         streams = live_events_for(
@@ -189,7 +196,7 @@ async def start_edge(
         client=client,
         stt=stt,
         speech=speech,
-        vad_factory=SileroVAD,
+        vads=vads,
         vad_executor=vad_executor,
         events=EventHub(streams=streams),
         stream_tokens=StreamTokens(credentials.internal_token, settings.stream_token_ttl_s),
@@ -284,7 +291,7 @@ def create_app(
                     services.holds,
                     EdgeDelivery(services.sessions, settings.edge_queue),
                 ),
-                internal_listener(internal, host, port),
+                internal_listener(internal, host, port, settings.edge_shutdown_grace_s),
             ):
                 yield
         finally:

@@ -115,10 +115,13 @@ class NovaStream(CallStream):
         *,
         fallback: SpeechToText,
         log: logging.LoggerAdapter[logging.Logger],
+        client: AsyncDeepgramClient | None = None,
     ) -> None:
         super().__init__(fallback=fallback, log=log, timings=config.timings())
         self._config = config
-        self._client = config.client()
+        self._client = client or config.client()
+        """The SDK client; an edge shares one between its calls (each opens its own socket):
+        making one builds an SSL context, 50-250 ms of the event loop per call."""
         self._finalize_wanted = False
         self._finalize_marks: deque[int] = deque()
         """Audio each Finalize sent on this connection covers, oldest first."""

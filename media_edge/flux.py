@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.listen.v2.types import (
     ListenV2Connected,
@@ -53,10 +54,13 @@ class FluxStream(CallStream):
         *,
         fallback: SpeechToText,
         log: logging.LoggerAdapter[logging.Logger],
+        client: AsyncDeepgramClient | None = None,
     ) -> None:
         super().__init__(fallback=fallback, log=log, timings=config.timings())
         self._config = config
-        self._client = config.client()
+        self._client = client or config.client()
+        """The SDK client; an edge shares one between its calls (each opens its own socket):
+        making one builds an SSL context, 50-250 ms of the event loop per call."""
         self._window_end = 0
 
     @contextlib.asynccontextmanager

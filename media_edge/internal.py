@@ -113,13 +113,19 @@ class _Embedded(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def internal_listener(app: FastAPI, host: str, port: int) -> AsyncIterator[None]:
-    """Serve `app` on host:port for the block's duration; a port in use is a one-line error."""
+async def internal_listener(
+    app: FastAPI, host: str, port: int, shutdown_grace_s: int = 10
+) -> AsyncIterator[None]:
+    """Serve `app` on host:port for the block's duration; a port in use is a one-line error.
+    On the way out, requests and event streams still open after `shutdown_grace_s` are
+    cancelled (uvicorn would otherwise wait for them for ever)."""
     try:
         sock = socket.create_server((host, port), reuse_port=False)
     except OSError as error:
         raise RuntimeError(f"internal listener cannot bind {host}:{port}: {error}") from None
-    config = uvicorn.Config(app, log_config=None, lifespan="off")
+    config = uvicorn.Config(
+        app, log_config=None, lifespan="off", timeout_graceful_shutdown=shutdown_grace_s
+    )
     server = _Embedded(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

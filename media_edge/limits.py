@@ -121,11 +121,15 @@ class MediaGate:
 
 def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The edge's uvicorn config: the message size cap lives in the WebSocket server, the only
-    place that can refuse a frame from its header instead of after buffering it."""
+    place that can refuse a frame from its header instead of after buffering it. No
+    per-message compression: Twilio never asks for it, and a client that did would cost the
+    edge a zlib context per socket and a deflate per 20 ms frame each way."""
     options: dict[str, Any] = {
         "host": settings.edge_host,
         "port": settings.edge_port,
         "ws_max_size": settings.media_max_message_bytes,
+        "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": settings.edge_shutdown_grace_s,
         **overrides,
     }
     return uvicorn.Config(app, **options)

@@ -129,7 +129,11 @@ class CallerAudio:
                     if reply.backchannel.strip():
                         self.said(persona.voice, reply.backchannel.strip())
                         count += 1
-                    if reply.say.strip():
+                    if reply.resume_on_agent_ms is not None:
+                        for part in reply.resumed:
+                            self.said(persona.voice, part, reply.pause_ms)
+                        count += 2
+                    elif reply.say.strip():
                         self.reply_frames(persona.voice, reply)
                         count += 1
         return count

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument(
         "--model",
         choices=get_args(STTModel),
-        default="whisper-tiny",
+        default=Settings.model_fields["stt_model"].default,
         help="the embedded STT to measure",
     )
     stt.add_argument("--repeat", type=int, default=1, help="time each segment N times, keep least")

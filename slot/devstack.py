@@ -387,7 +387,7 @@ class Stack:
             with open_knowledge_base(settings) as kb:
                 if kb.count() > 0:
                     return None
-                report = kb.ingest([folder])
+                report = kb.ingest([folder], settings.model_cache_path)
                 return f"knowledge base: {report.chunks} passages from {folder} ingested"
 
         try:

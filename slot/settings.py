@@ -108,12 +108,18 @@ class Settings(BaseSettings):
     flux_model: str = "flux-general-en"
     flux_eot_threshold: float = Field(default=0.7, ge=0.5, le=0.9)
     flux_eot_timeout_ms: int = Field(default=5000, ge=500)
-    stt_model: STTModel = "whisper-tiny"
-    """Which embedded STT transcribes callers (`slot eval stt --model` compares them): Whisper
-    tiny.en, biased to the script, or Moonshine base (fewer errors, no biasing, ~250 MB more)."""
+    stt_model: STTModel = "moonshine-base"
+    """Which embedded STT transcribes callers (`slot eval stt --model` compares them): Moonshine
+    base, biased by the script's hotwords (dev WER 25.5 % against Whisper tiny.en's 29.7 % biased,
+    and less CPU a turn, for ~300 MB more memory), or Whisper tiny.en, biased by the question and
+    the hotwords."""
     inference_threads: int = Field(default=2, ge=1)
 
-    vad_threshold: float = 0.5
+    vad_threshold: float = 0.4
+    """Speech probability that opens a caller segment. Chosen on the dev lines
+    (`python -m evals.vad_lines`): at 0.5 piper_slow's "Own." after silence peaks at 0.504 (one
+    frame from being missed); at 0.4 it has six frames to spare, while line noise alone peaks
+    at 0.06 even at four times its level."""
     endpointing: Literal["smart_turn", "silence"] = "smart_turn"
     """How the edge decides a caller has finished: Smart Turn at each pause, or fixed silence."""
     endpoint_silence_ms: int = 600
@@ -122,8 +128,14 @@ class Settings(BaseSettings):
     """P(complete) from Smart Turn that ends the turn at once (chosen by `slot eval turns`)."""
     smart_turn_min_pause_ms: int = Field(default=200, ge=20)
     """Silence before Smart Turn is asked, once per pause."""
-    max_endpoint_silence_ms: int = Field(default=1500, ge=100)
-    """Silence that ends a turn whatever Smart Turn said."""
+    max_endpoint_silence_ms: int = Field(default=1000, ge=100)
+    """Silence that ends a turn whatever Smart Turn said. 1 s, not 1.5 s, since a pause whose
+    words trail off is held longer (`unfinished_max_silence_ms`): on the dev calls response
+    latency p90 1754 -> 1326 ms, premature cut-offs 2.4 -> 4.4 % (`slot eval calls --set dev`)."""
+    unfinished_max_silence_ms: int | None = Field(default=2500, ge=100)
+    """With script endpointing: silence that ends a turn whose words so far stop where a
+    sentence cannot ("um...", "it's around...", "Well,"), whatever Smart Turn said; the caller
+    is looking for a word, not done. None: such a pause ends as any other."""
     speculative_stt_after_ms: int = Field(default=200, ge=20)
     """Silence after which the turn so far is transcribed, ahead of the endpoint (Whisper takes
     ~60-150 ms on a short turn here: its judgement is ready by `script_endpoint_min_pause_ms`)."""
@@ -154,10 +166,18 @@ class Settings(BaseSettings):
     than a click, shorter than any word; None: the agent talks on until a barge-in."""
     backchannel_resume_after_ms: int = Field(default=300, ge=20)
     """Silence after a backchannel over the paused agent before it resumes."""
+    turn_continuation: bool = True
+    """Caller speech that starts before the agent's reply, or just after it starts
+    (`continuation_after_reply_ms`), continues the turn the edge ended: the reply is withdrawn
+    and both turns' words are decided as one, in the state before (`media_edge.continuation`)."""
+    continuation_after_reply_ms: int = Field(default=800, ge=0)
     presynthesize_lines: bool = True
     """Synthesize every fixed playbook line at edge start-up, so no caller waits for them."""
     line_store_dir: Path | None = None
     """Where edges keep fixed lines as phone audio across restarts (default `DATA_DIR/lines`)."""
+    model_cache_dir: Path | None = None
+    """Where speech models keep what they derive from their files at load, so a restart skips
+    it (default `DATA_DIR/models`)."""
     max_turn_s: float = 30.0
     log_transcripts: bool = False
     """Caller transcripts are personal data: logged only when this is switched on."""
@@ -165,6 +185,10 @@ class Settings(BaseSettings):
     media_max_message_bytes: int = Field(default=16 * 1024, ge=2048)
     """Largest WebSocket message the edge reads: 40 times a Twilio media message (~400 bytes)
     and 8 times its `start`; larger ones close the socket with 1009 unread."""
+    edge_shutdown_grace_s: int = Field(default=10, ge=1)
+    """At shutdown, how long the edge's listeners wait for their requests and streams to finish
+    before cancelling them: a handler stuck on one call must not keep the process alive (the
+    call's workflow learns from its missed heartbeats that the edge is gone)."""
     media_start_timeout_s: float = Field(default=5.0, gt=0.0)
     """A media socket must send `start` this soon (Twilio sends it at once) or it is closed."""
     media_max_streams: int = Field(default=400, ge=1)
@@ -234,6 +258,10 @@ class Settings(BaseSettings):
     @property
     def line_store_path(self) -> Path:
         return self.line_store_dir or self.data_dir / "lines"
+
+    @property
+    def model_cache_path(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def twilio_base(self) -> str:

@@ -138,6 +138,14 @@ class TemporalDevServerError(RuntimeError):
     """The dev server did not come up; the message names the address and the log file."""
 
 
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+"""The dev server's SQLite store in write-ahead-log mode, synced at checkpoints rather than at every
+commit: a killed server loses nothing (what it wrote is in the OS's hands), only a power cut could
+lose the last commits, which a dev stack can afford. With SQLite's default (a sync per commit, about
+7 ms on this disk) an Update round trip to a trivial workflow took p50 12 / p99 63 ms on a quiet
+2-core machine; with these, 8 / 26 ms (100 Updates in a row each)."""
+
+
 class TemporalDevServer:
     """A Temporal dev server child process on loopback, with a SQLite file and Slot's attributes.
 
@@ -192,6 +200,8 @@ class TemporalDevServer:
             "--log-level",
             "warn",
         ]
+        for pragma in SQLITE_PRAGMAS:
+            argv += ["--sqlite-pragma", pragma]
         if self.namespace != "default":
             argv += ["--namespace", self.namespace]
         if self.headless:
@@ -219,6 +229,10 @@ class TemporalDevServer:
             start_new_session=True,
         )
         return self.process
+
+    def database_files(self) -> list[Path]:
+        """The store's files: the database and its write-ahead log (recent commits live there)."""
+        return [path for path in (self.db_path, Path(f"{self.db_path}-wal")) if path.exists()]
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Launch the server and return once it answers (and knows Slot's search attributes)."""

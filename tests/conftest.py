@@ -23,11 +23,12 @@ from slot.dev_secrets import use_dev_secrets
 from slot.settings import Settings
 from slot.temporal import TemporalDevServer, connect
 
-WORKERS = 3
+WORKERS = 4
 """xdist workers for a run of more than one file (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it).
-A simulated call mostly waits on the clock, so on 2 cores three test processes keep both cores
-busy (the whole suite spends about 20 minutes of CPU); more only adds load, and a whole call
-under heavy load can miss its caller's patience (a hang-up grace of 5-15 s)."""
+A simulated call mostly waits on the clock, so on 2 cores four test processes keep both cores
+busy (the whole suite spends about 12 minutes of CPU once ./dev has compiled the bytecode); more
+only adds load, and a whole call under heavy load can miss its caller's patience (a hang-up
+grace of 5-15 s)."""
 
 SLOWEST_FIRST = (
     "tests/integration/test_long_call.py::"
@@ -38,7 +39,6 @@ SLOWEST_FIRST = (
     "tests/integration/test_campaign_run.py",
     "tests/integration/test_router_call.py",
     "tests/integration/test_turn_taking.py",
-    "tests/integration/test_deepgram_call.py",
     "tests/integration/test_bench.py",
     "tests/integration/test_cloud_speech_call.py",
     "tests/integration/test_cartesia_tts.py",
@@ -72,8 +72,10 @@ once); a test named here on its own is a unit of its own, as it builds its own s
 
 
 os.environ.setdefault("SLOT_LINE_STORE_DIR", tempfile.mkdtemp(prefix="slot-test-lines-"))
-"""One folder of stored fixed lines for the whole run (set before xdist starts its workers, so
-they share it): each edge the tests start reads the lines the first one synthesized."""
+os.environ.setdefault("SLOT_MODEL_CACHE_DIR", tempfile.mkdtemp(prefix="slot-test-models-"))
+"""One folder of stored fixed lines and one of optimized speech models for the whole run (set
+before xdist starts its workers, so they share them): each edge the tests start reads what the
+first one made."""
 
 os.environ["TWILIO_AUTH_TOKEN"] = secrets.token_hex(16)
 os.environ["SLOT_INTERNAL_TOKEN"] = secrets.token_urlsafe(24)

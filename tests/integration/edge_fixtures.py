@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import warnings
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -57,7 +58,33 @@ async def serve_config(config: uvicorn.Config) -> AsyncIterator[str]:
         yield f"http://{config.host}:{config.port}"
     finally:
         server.should_exit = True
-        await task
+        grace = config.timeout_graceful_shutdown
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace / 2 if grace else None)
+        except TimeoutError:
+            _warn_stuck(server)
+            await task
+
+
+def _warn_stuck(server: uvicorn.Server) -> None:
+    """Name what the server still waits on halfway through its shutdown grace: a handler that
+    does not return when its socket closes (CI hung on one before the grace existed)."""
+    chains: list[str] = []
+    for task in server.server_state.tasks:
+        awaiting: list[str] = []
+        coroutine: Any = task.get_coro()
+        while coroutine is not None:
+            frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                awaiting.append(f"{code.co_name} ({code.co_filename}:{frame.f_lineno})")
+            coroutine = getattr(coroutine, "cr_await", None) or getattr(
+                coroutine, "gi_yieldfrom", None
+            )
+        chains.append(" <- ".join(reversed(awaiting[-8:])))  # the innermost awaits
+    warnings.warn(
+        f"edge shutdown still waiting on {len(chains)} handler(s): {chains}", stacklevel=2
+    )
 
 
 @contextlib.asynccontextmanager

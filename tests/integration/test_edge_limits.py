@@ -18,7 +18,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 from temporalio.client import Client
+from websockets.asyncio.client import connect
 
 from evals.edge_flood import (
     GoodCall,
@@ -30,11 +34,12 @@ from evals.edge_flood import (
     media_message,
     tally,
 )
+from media_edge.limits import server_config
 from media_edge.twiml import stream_url
 from simulator.phone import edge_access
 from slot.settings import Settings
-from tests.conftest import edge_ports
-from tests.integration.edge_fixtures import edge_stack
+from tests.conftest import edge_ports, free_port
+from tests.integration.edge_fixtures import edge_stack, serve_config
 
 WAIT_S = 90.0
 MAX_MESSAGE = 16 * 1024
@@ -168,3 +173,23 @@ async def test_healthz_counts_open_sockets_and_the_edge_refuses_past_its_cap(
     refused = [o.reason for o in outcomes if o.kind == "refused"]
     assert set(refused) == {f"media edge at its limit of {MAX_STREAMS} open media streams"}
     assert after["media_sockets"] == 0 and after["media_sources"] == 0
+
+
+async def test_the_edge_sends_media_uncompressed_even_to_a_client_asking_for_deflate() -> None:
+    """As Twilio sends it: a client offering permessage-deflate gets plain frames."""
+    app = Starlette(routes=[WebSocketRoute("/echo", _echo)])
+    settings = Settings(edge_port=free_port())
+    async with (
+        serve_config(server_config(app, settings, log_config=None)) as url,
+        connect(url.replace("http", "ws", 1) + "/echo", compression="deflate") as ws,
+    ):
+        await ws.send("x" * 4000)
+        assert await ws.recv() == "x" * 4000
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+async def _echo(socket: WebSocket) -> None:
+    await socket.accept()
+    await socket.send_text(await socket.receive_text())
+    await socket.close()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+from activities.embeddings import DIMENSIONS
 from activities.intent_classifier import IntentClassifier, IntentClassifierActivities
 from evals.router import Prediction, choose, load_heldout, sweep
 from slot.playbooks import load_playbook
@@ -122,3 +126,18 @@ def test_threshold_choice_prefers_coverage_at_the_precision_floor() -> None:
     assert [r.answered for r in rows] == [4, 3, 2, 0]
     assert choose(rows, 0.95).threshold == 0.65
     assert rows[1].oos_leak == 1.0
+
+
+def test_a_playbooks_example_vectors_are_kept_and_read_back_at_the_next_start(
+    playbook: Playbook, tmp_path: Path
+) -> None:
+    computed = IntentClassifier()
+    count = computed.prepare(playbook, tmp_path)
+    [kept] = (tmp_path / "examples").iterdir()
+    vectors = np.load(kept)
+    assert vectors.shape == (count, DIMENSIONS)
+    np.save(kept, vectors[::-1])  # a next start must take the kept vectors as they are
+    restarted = IntentClassifier()
+    assert restarted.prepare(playbook, tmp_path) == count
+    first, last = sorted(restarted._vectors)[0], sorted(restarted._vectors)[-1]
+    assert np.array_equal(restarted._vectors[first], computed._vectors[last])

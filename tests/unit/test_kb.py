@@ -6,8 +6,10 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from activities.embeddings import DIMENSIONS
 from activities.knowledge_base import KnowledgeBase, chunk_text, documents, open_knowledge_base
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, get_settings
@@ -52,11 +54,31 @@ def test_bad_paths_are_named() -> None:
 
 
 @pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+def vector_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory, vector_cache: Path) -> Iterator[KnowledgeBase]:
     with open_knowledge_base(path=tmp_path_factory.mktemp("qdrant")) as opened:
-        report = opened.ingest([SHIPPED])
+        report = opened.ingest([SHIPPED], vector_cache)
         assert report.files >= 5 and report.chunks == opened.count()
         yield opened
+
+
+def test_passage_vectors_are_kept_and_read_back_by_the_next_ingest(
+    kb: KnowledgeBase, vector_cache: Path, tmp_path: Path
+) -> None:
+    [kept] = (vector_cache / "passages").iterdir()
+    vectors = np.load(kept)
+    assert vectors.shape == (kb.count(), DIMENSIONS)
+    np.save(kept, -vectors)  # the next ingest must take the kept vectors as they are
+    with open_knowledge_base(path=tmp_path / "qdrant") as again:
+        again.ingest([SHIPPED], vector_cache)
+        points, _ = again.client.scroll(again.collection, limit=1000, with_vectors=True)
+    stored = np.array([p.vector for p in points])
+    closest = (stored @ -vectors.T).max(axis=1)  # Qdrant keeps cosine vectors normalised
+    assert len(stored) == len(vectors) and np.allclose(closest, 1.0, atol=1e-3)
 
 
 @pytest.mark.parametrize(

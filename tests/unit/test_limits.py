@@ -33,4 +33,5 @@ def test_the_server_reads_no_message_larger_than_the_setting() -> None:
     config = server_config(object(), settings, log_level="info")
     assert config.ws_max_size == 20_000
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9999, "info")
+    assert config.timeout_graceful_shutdown == Settings().edge_shutdown_grace_s == 10
     assert Settings().media_max_message_bytes == 16 * 1024

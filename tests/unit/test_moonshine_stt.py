@@ -15,8 +15,10 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pytest
 
+from evals.persona_lines import PersonaLine
+from evals.stt import biasing, phone_audio
 from media_edge.audio import PHONE_RATE, mulaw_decode
-from media_edge.moonshine_stt import MoonshineSTT, load_moonshine, model_dir
+from media_edge.moonshine_stt import MoonshineSTT, hotword_trie, load_moonshine, model_dir
 from media_edge.ort_format import ort_to_onnx
 from media_edge.providers import PCM, SpeechContext
 from media_edge.stt_models import embedded_stt
@@ -107,3 +109,65 @@ def test_the_rebuilt_decoder_computes_what_the_ort_file_does() -> None:
     for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have, want, atol=1e-3)
     assert expected[0].std() > 0.1
+
+
+def test_hotwords_boost_the_tokens_that_start_or_continue_them() -> None:
+    tokenizer = load_moonshine(2).tokenizer
+    hotwords = hotword_trie(tokenizer, ("Wednesday", "in the morning"))
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    wed, nes, day = ids("Wednesday")
+    started = hotwords.boosted(frozenset())
+    assert {wed, ids("wednesday")[0], ids("in")[0]} <= started
+    assert nes not in started
+    after_wed = hotwords.advance(frozenset(), wed)
+    assert nes in hotwords.boosted(after_wed)
+    assert day in hotwords.boosted(hotwords.advance(after_wed, nes))
+    assert hotwords.advance(after_wed, ids("hello")[0]) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("voice", "state", "said", "misheard"),
+    [
+        ("piper_slow", "ask_day", "Thursday works.", "thursday"),
+        ("espeak_f5", "homeowner", "I own the house.", "own"),
+    ],
+)
+def test_the_scripts_hotwords_let_a_misheard_answer_word_through(
+    executor: ThreadPoolExecutor, voice: str, state: str, said: str, misheard: str
+) -> None:
+    """Dev corpus lines Moonshine mishears plain ("Thirsty works.", "I hung the house.") and
+    gets right with the hotwords the edge gives it at that question."""
+    line = PersonaLine("dev", "test", "Dana", voice, "topic", state, said)
+    audio = phone_audio(line)
+    context = biasing("Dana")[state]
+    stt = MoonshineSTT(executor, cpu_threads=2)
+    plain = stt.transcribe_sync(audio, PHONE_RATE)
+    biased = stt.transcribe_sync(audio, PHONE_RATE, SpeechContext(context.prompt, context.hotwords))
+    assert misheard not in words(plain.text)
+    assert words(biased.text) == words(said)
+
+
+def files(folder: Path) -> list[tuple[str, str, int]]:
+    return [(p.name, p.suffix, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())]
+
+
+async def test_the_optimized_graphs_are_kept_once_and_hear_what_the_rebuilt_ones_hear(
+    executor: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    text = "Yes, I own my home. Thursday afternoon works for me."
+    audio = await phone_speech(text, executor)
+    plain = MoonshineSTT(executor, cpu_threads=2)
+    built = load_moonshine.__wrapped__(2, tmp_path)
+    kept = files(tmp_path)
+    assert [suffix for _, suffix, _ in kept] == [".onnx", ".onnx"]
+    reloaded = load_moonshine.__wrapped__(2, tmp_path)
+    assert files(tmp_path) == kept
+    heard = []
+    for model in (built, reloaded):
+        stt = MoonshineSTT(executor, cpu_threads=2)
+        stt._model = model
+        heard.append((await stt.transcribe(audio, PHONE_RATE)).text)
+    assert heard == [(await plain.transcribe(audio, PHONE_RATE)).text] * 2
