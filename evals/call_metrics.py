@@ -6,7 +6,8 @@ Times are the simulator's media clock (ms from stream start), the only clock the
   (during a mid-sentence pause, say);
 - barge-in reaction: the caller's interrupting words start -> `clear` received;
 - fallback rate and the longest run of fallbacks, identical agent lines in a row (from the
-  edge's `agent_utterance` events: tier and text);
+  edge's `agent_utterance` events: tier and text; a line withdrawn before any of it played,
+  as a turn's continuation withdraws one, was never heard and is not counted);
 - after a backchannel, whether the agent's utterance was played to its end (`utterance_played`
   not interrupted, possibly after a pause and resume).
 """
@@ -120,7 +121,11 @@ def call_metrics(
             metrics.response_latency_ms.append(reply - words_end)
         if turn.interrupting:
             _barge_in(metrics, words_start, segments, clears_ms)
-    _agent_lines(metrics, [e for e in events if isinstance(e, AgentUtterance)])
+    unheard = {e.utterance_id for e in events if isinstance(e, UtteranceDone) and not e.heard}
+    _agent_lines(
+        metrics,
+        [e for e in events if isinstance(e, AgentUtterance) and e.utterance_id not in unheard],
+    )
     _backchannels(metrics, [line for line in lines if line.backchannel], events)
     return metrics
 

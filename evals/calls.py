@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from evals.call_metrics import CallMetrics, call_metrics, percentile
-from media_edge.events import AgentUtterance, BargeIn, CallerTurn
+from media_edge.events import AgentUtterance, Backchannel, BargeIn, CallerTurn
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
 from simulator.phone import CallerTiming, CallResult, SimulatedCall, edge_access
@@ -207,9 +207,18 @@ def timeline(result: CallResult) -> list[dict[str, Any]]:
                 {"at_ms": at_ms, "agent": event.state, "tier": event.tier, "text": event.text}
             )
         elif isinstance(event, CallerTurn):
-            entries.append({"at_ms": at_ms, "heard": event.text})
+            entries.append(
+                {
+                    "at_ms": at_ms,
+                    "heard": event.text,
+                    "ended_by": event.end_reason,
+                    "latency_ms": event.latency_ms,
+                }
+            )
         elif isinstance(event, BargeIn):
             entries.append({"at_ms": at_ms, "barge_in": event.heard_text})
+        elif isinstance(event, Backchannel):
+            entries.append({"at_ms": at_ms, "backchannel_ms": event.voiced_ms})
     entries += [{"at_ms": at_ms, "clear": True} for at_ms in result.clears_ms]
     return sorted(entries, key=lambda entry: entry["at_ms"] or 0)
 

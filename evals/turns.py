@@ -673,10 +673,13 @@ def judge_by_script(expect: Any) -> TranscriptSink:
     def hand_over(
         endpointer: Endpointer, pause: int, text: str, now: float, speaking: bool
     ) -> list[TurnEvent]:
-        complete = judge_answer(expect, text).complete
+        judgement = judge_answer(expect, text)
+        complete = judgement.complete
         if SCRIPT_AWARE_POLICY is not None and isinstance(endpointer.policy, SCRIPT_AWARE_POLICY):
             set_answer: Any = getattr(endpointer, "set_answer")  # noqa: B009
-            events: list[TurnEvent] = set_answer(pause, complete, now, speaking)
+            events: list[TurnEvent] = set_answer(
+                pause, complete, now, speaking, unfinished=judgement.unfinished
+            )
             return events
         if complete:
             return endpointer.set_verdict(pause, 1.0, now, speaking)

@@ -125,21 +125,39 @@ class ScriptAwarePolicy:
     complete ends the turn (reason "script") as soon as that pause has lasted `min_pause_ms`
     (at once if it already has); incomplete changes nothing. Judgements of a pause that is over
     are ignored, as are the model's.
+
+    With `unfinished_max_silence_ms`, a transcript that stops where a sentence cannot ("um",
+    "it's around", "Well,") holds the turn: the model's verdict for that pause is ignored and
+    the silence may last this long before the turn ends. Since the pause's transcript decides,
+    a model verdict that comes before it (`speculating` says one is on its way) waits for it;
+    the turn needs that transcript anyway, so the wait costs nothing.
     """
 
     inner: EndpointPolicy
     min_pause_ms: int = 0
     """Silence a complete answer must be followed by before it ends the turn."""
+    unfinished_max_silence_ms: int | None = None
+    """Silence after an unfinished-sounding transcript before the turn ends (None: no hold)."""
     _pause: int | None = field(default=None, repr=False)
     _silence_ms: int = field(default=0, repr=False)
     _complete: int | None = field(default=None, repr=False)
     """The pause judged a complete answer, waiting for its minimum pause."""
     _wait_ms: int = field(default=0, repr=False)
+    _judging: int | None = field(default=None, repr=False)
+    """The pause whose transcript is being judged (a model verdict for it waits)."""
+    _model_done: int | None = field(default=None, repr=False)
+    """The pause the model judged finished while its transcript was still being judged."""
+    _held: int | None = field(default=None, repr=False)
+    """The pause whose transcript sounds unfinished."""
 
     def push(self, pause: int, silence_ms: int) -> EndpointDecision:
         self._pause = pause if silence_ms > 0 else None
         self._silence_ms = silence_ms
         decision = self.inner.push(pause, silence_ms)
+        if self._held == pause and self.unfinished_max_silence_ms is not None:
+            if silence_ms >= self.unfinished_max_silence_ms:
+                return self._end("max_silence")
+            return CONTINUE if decision.end_of_turn else decision
         if decision.end_of_turn:
             self.reset()
             return decision
@@ -147,32 +165,58 @@ class ScriptAwarePolicy:
             return self._end()
         return decision
 
+    def speculating(self, pause: int) -> None:
+        """A transcript of `pause` is on its way to `set_answer`."""
+        if self.unfinished_max_silence_ms is not None:
+            self._judging = pause
+
     def set_verdict(self, pause: int, probability: float) -> EndpointDecision:
+        if pause == self._held:
+            return CONTINUE
         decision = self.inner.set_verdict(pause, probability)
+        if decision.end_of_turn and pause == self._judging:
+            self._model_done = pause
+            return CONTINUE
         if decision.end_of_turn:
             self.reset()
         return decision
 
     def set_answer(
-        self, pause: int, complete: bool, min_pause_ms: int | None = None
+        self,
+        pause: int,
+        complete: bool,
+        min_pause_ms: int | None = None,
+        *,
+        unfinished: bool = False,
     ) -> EndpointDecision:
-        """The script's judgement of the transcript of `pause` (complete answer or not);
-        `min_pause_ms` overrides the policy's wait for this answer (a bare "Yes." waits longer)."""
-        if not complete or pause != self._pause:
+        """The script's judgement of the transcript of `pause` (complete answer or not, or
+        sounding unfinished); `min_pause_ms` overrides the policy's wait for this answer (a bare
+        "Yes." waits longer)."""
+        if pause != self._pause:
             return CONTINUE
-        wait = self.min_pause_ms if min_pause_ms is None else min_pause_ms
-        if self._silence_ms >= wait:
-            return self._end()
-        self._complete, self._wait_ms = pause, wait
+        self._judging = None
+        if unfinished and self.unfinished_max_silence_ms is not None:
+            self._held, self._model_done = pause, None
+            return CONTINUE
+        if complete:
+            wait = self.min_pause_ms if min_pause_ms is None else min_pause_ms
+            if self._silence_ms >= wait:
+                return self._end()
+            self._complete, self._wait_ms = pause, wait
+        if self._model_done == pause:
+            return self._end("model")
         return CONTINUE
 
-    def _end(self) -> EndpointDecision:
+    def _end(self, reason: EndReason = "script") -> EndpointDecision:
         self.reset()
-        return EndpointDecision(end_of_turn=True, reason="script")
+        return EndpointDecision(end_of_turn=True, reason=reason)
 
     def reset(self) -> None:
         self._pause = None
         self._silence_ms = 0
         self._complete = None
         self._wait_ms = 0
+        self._judging = None
+        self._model_done = None
+        self._held = None
         self.inner.reset()

@@ -262,6 +262,8 @@ class Endpointer:
             self._silence_ms += FRAME_MS
             if not self._speculated and self._silence_ms >= self.config.speculative_after_ms:
                 self._speculated = True
+                if isinstance(self.policy, ScriptAwarePolicy):
+                    self.policy.speculating(self.pause)
                 events.append(
                     SpeculativePause(
                         audio=self._audio(),
@@ -338,15 +340,18 @@ class Endpointer:
         now: float,
         agent_speaking: bool = False,
         min_pause_ms: int | None = None,
+        *,
+        unfinished: bool = False,
     ) -> list[TurnEvent]:
         """The script's judgement of `pause`'s speculative transcript (asked for by
         `SpeculativePause`): a complete answer ends the turn if that pause is still going and
-        the policy is script-aware (`ScriptAwarePolicy`), after `min_pause_ms` if given."""
+        the policy is script-aware (`ScriptAwarePolicy`), after `min_pause_ms` if given; one
+        that sounds `unfinished` holds it (the policy says for how long)."""
         if not isinstance(self.policy, ScriptAwarePolicy):
             return []
         if not self.paused or pause != self.pause:
             return []
-        decision = self.policy.set_answer(pause, complete, min_pause_ms)
+        decision = self.policy.set_answer(pause, complete, min_pause_ms, unfinished=unfinished)
         if not decision.end_of_turn:
             return []
         assert decision.reason is not None

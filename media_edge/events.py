@@ -49,6 +49,9 @@ class CallerTurn(BaseModel):
     stt_fallback: str | None = None
     """Why the call's streaming recognizer did not (it was down, refused, or late), when the
     embedded Whisper transcribed the turn instead."""
+    continues: int | None = None
+    """The turn this one continues (`text` holds both): the caller went on talking after the
+    edge ended that turn, and the agent's reply to it was withdrawn."""
 
 
 class AgentUtterance(BaseModel):
@@ -126,6 +129,8 @@ class UtteranceDone(BaseModel):
     interrupted: bool
     tts_fallback: str | None = None
     """Why Piper spoke this utterance or part of it (the streaming voice failed), if it did."""
+    heard: bool = True
+    """False: withdrawn before any of it played (the caller's turn went on, `Turn.continues`)."""
 
 
 class CallEnded(BaseModel):

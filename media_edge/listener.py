@@ -113,7 +113,11 @@ def endpoint_policy(settings: Settings) -> EndpointPolicy:
     """The acoustic policy, script-aware when `script_endpointing` is on."""
     policy = acoustic_policy(settings)
     if settings.script_endpointing:
-        return ScriptAwarePolicy(policy, settings.script_endpoint_min_pause_ms)
+        return ScriptAwarePolicy(
+            policy,
+            settings.script_endpoint_min_pause_ms,
+            settings.unfinished_max_silence_ms,
+        )
     return policy
 
 
@@ -140,14 +144,26 @@ def build_endpointer(settings: Settings) -> Endpointer:
     )
 
 
+QUIET_PROBABILITY = 0.1
+QUIET_RESET_MS = 1000
+
+
 class FrameVAD:
     """Speech probability of each 20 ms frame: frames regrouped into the VAD's windows, a frame
-    carrying the probability of the last window it completed (else the previous frame's)."""
+    carrying the probability of the last window it completed (else the previous frame's).
+
+    After `QUIET_RESET_MS` of quiet the VAD's recurrent state is reset. Run on over a whole
+    call, Silero's state can go deaf: in a dev call, a minute and five turns in, "Tuesdays
+    work." scored 0.09 where a fresh state scores 0.99, and the caller's next three answers
+    were never heard (a reset after each second of quiet gave 0.81, 0.76 and 0.96)."""
 
     def __init__(self, vad: VoiceActivityDetector) -> None:
         self._vad = vad
         self._windows = SampleWindows(vad.window_samples)
         self.probability = 0.0
+        self._quiet_windows = 0
+        self._reset_after = max(1, QUIET_RESET_MS * PHONE_RATE // 1000 // vad.window_samples)
+        self.resets = 0
 
     def push(self, pcm: PCM) -> float:
         return self.score(self.windows(pcm))
@@ -160,6 +176,12 @@ class FrameVAD:
         """Run the model on completed windows (blocking) and return the frame's probability."""
         for window in windows:
             self.probability = self._vad.speech_probability(window)
+            quiet = self.probability < QUIET_PROBABILITY
+            self._quiet_windows = self._quiet_windows + 1 if quiet else 0
+            if self._quiet_windows >= self._reset_after:
+                self._vad.reset()
+                self._quiet_windows = 0
+                self.resets += 1
         return self.probability
 
 
@@ -200,6 +222,10 @@ class ListenerHooks(Protocol):
     """What the listener tells its call about, and asks it."""
 
     def agent_speaking(self) -> bool: ...
+
+    async def on_speech_started(self, at: float) -> None:
+        """Caller speech started (`at`: its first voiced frame): it may continue the last turn."""
+        ...
 
     async def on_agent_paused(self, at: float) -> None:
         """Caller speech started over the agent: stop its audio now, keep the rest."""
@@ -298,7 +324,10 @@ class Listener:
                 self._supersede_speculative()
                 self._speculated_at[event.pause] = event.at
                 self._speculative = self._spawn(self._speculate(event))
-            elif isinstance(event, SpeechResumed | SpeechStarted):
+            elif isinstance(event, SpeechStarted):
+                self._supersede_speculative()
+                await self._hooks.on_speech_started(event.at)
+            elif isinstance(event, SpeechResumed):
                 self._supersede_speculative()
             elif isinstance(event, TurnModelWanted):
                 self._ask_turn_model(event)
@@ -380,7 +409,7 @@ class Listener:
         ends now (the endpointer is told; this very transcript becomes the turn's)."""
         expect = self.expect
         transcript, finished_at = await self._transcribe(pause.audio, self._context())
-        if expect is not None and isinstance(self.endpointer.policy, ScriptAwarePolicy):
+        if isinstance(self.endpointer.policy, ScriptAwarePolicy):
             judgement = judge_answer(expect, transcript.text)
             if self._log_transcripts:
                 self.log.info("pause %d judged %s", pause.pause, judgement.reason)
@@ -390,6 +419,7 @@ class Listener:
                 time.monotonic(),
                 self._hooks.agent_speaking(),
                 self._short_answer_pause_ms if is_short_answer(transcript.text) else None,
+                unfinished=judgement.unfinished,
             )
             await self._handle(events)
         return transcript, finished_at

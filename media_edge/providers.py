@@ -29,6 +29,9 @@ class VoiceActivityDetector(Protocol):
 
     def speech_probability(self, window: PCM) -> float: ...
 
+    def reset(self) -> None:
+        """Forget the stream so far (its recurrent state)."""
+
 
 @dataclass(frozen=True)
 class Transcript:

@@ -29,6 +29,7 @@ from media_edge import twilio_protocol as tp
 from media_edge.audio import mulaw_decode
 from media_edge.auth import STREAM_TOKEN_PARAMETER, StreamTokens
 from media_edge.call_hold import CallHolds
+from media_edge.continuation import ContinuationRule, EndedTurn, undoable_reply
 from media_edge.events import (
     Backchannel,
     CallEnded,
@@ -41,12 +42,13 @@ from media_edge.events import (
 )
 from media_edge.listener import Listener, TurnEnded
 from media_edge.llm import LanguageModel
-from media_edge.providers import SpeechToText, VoiceActivityDetector
+from media_edge.providers import SpeechToText
 from media_edge.smart_turn import TurnDetector
 from media_edge.speaker import Speaker, SpeakRequest
 from media_edge.stt_stream import CallStream
 from media_edge.tts import PhoneSpeech, Voice
 from media_edge.tts_stream import CallVoice
+from media_edge.vad import SileroVAD, VADPool
 from media_edge.workflow_link import LinkError, UpdateRefused, WorkflowLink, WorkflowNotFound
 from slot.settings import Settings
 from workflows.messages import Decision, Turn, TurnKind
@@ -64,7 +66,8 @@ class EdgeServices:
     client: Client
     stt: SpeechToText
     speech: PhoneSpeech
-    vad_factory: Callable[[], VoiceActivityDetector]
+    vads: VADPool
+    """Each call's VAD, reused from call to call (`vad_executor` runs them)."""
     vad_executor: Executor
     events: EventHub
     stream_tokens: StreamTokens
@@ -97,6 +100,10 @@ class PendingTurn:
     kind: TurnKind
     speech: TurnEnded | None = None
     digits: str = ""
+    continues: EndedTurn | None = None
+    """The turn this speech goes on with (its reply withdrawn when the speech started)."""
+    ended: EndedTurn | None = None
+    """This speech turn, as a later one may continue it."""
 
 
 class CallSession:
@@ -121,6 +128,16 @@ class CallSession:
         self._agent_ended = False
         self._end_reason = "media stream closed"
         self._said: set[str] = set()
+        self._continuation = (
+            ContinuationRule(self.settings.continuation_after_reply_ms)
+            if self.settings.turn_continuation
+            else None
+        )
+        self._last_turn: EndedTurn | None = None
+        """The last speech turn sent, while the caller's next words may still continue it."""
+        self._continuing: EndedTurn | None = None
+        """The turn the caller's speech in progress continues."""
+        self._vad: SileroVAD | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -167,6 +184,9 @@ class CallSession:
         finally:
             if self._registered and self.call_id is not None:
                 self.services.holds.close(self.call_id, self._end_reason)
+            if self._vad is not None:
+                self.services.vads.release(self._vad)
+                self._vad = None
 
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
@@ -235,6 +255,7 @@ class CallSession:
                 assert self.speaker is not None
                 self.speaker.on_mark(event.mark.name)
             elif isinstance(event, tp.Dtmf):
+                self._last_turn = None
                 if self.agent_speaking():
                     await self.on_barge_in(time.monotonic())
                 self._turns.put_nowait(PendingTurn(kind="dtmf", digits=event.dtmf.digit))
@@ -309,9 +330,10 @@ class CallSession:
         if services.stt_stream is not None:
             self.stt_stream = services.stt_stream(self.log)
             stream_task = self._spawn(self.stt_stream.run())
+        self._vad = await services.vads.acquire()
         self.listener = Listener(
             settings=self.settings,
-            vad=services.vad_factory(),
+            vad=self._vad,
             vad_executor=services.vad_executor,
             stt=services.stt,
             turn_detector=services.turn_detector,
@@ -336,6 +358,24 @@ class CallSession:
     def agent_speaking(self) -> bool:
         return self.speaker is not None and self.speaker.speaking
 
+    async def on_speech_started(self, at: float) -> None:
+        """Speech soon after the last turn ended continues it: its reply is withdrawn (cut off
+        like a barge-in, or never played) and the listener judges by the question before."""
+        ended, rule = self._last_turn, self._continuation
+        if ended is None or rule is None or self.speaker is None:
+            return
+        uid = ended.reply.utterance_id if ended.reply is not None else None
+        reply_started_at = self.speaker.started_at.get(uid) if uid is not None else None
+        if not rule.continues(ended, at, reply_started_at):
+            return
+        ended.withdrawn = True
+        self._continuing = ended
+        if self.listener is not None:
+            self.listener.expect = ended.expect_before
+        self.log.info("caller speech continues the last turn; its reply is withdrawn")
+        if uid is not None:
+            await self.speaker.withdraw(uid, at)
+
     async def on_agent_paused(self, at: float) -> None:
         """Caller speech started over the agent: stop its audio now, keep the rest."""
         assert self.speaker is not None
@@ -352,13 +392,24 @@ class CallSession:
                 self._done.set()
 
     def on_backchannel(self, voiced_ms: int) -> None:
+        self._continuing = None
         uid = self.speaker.utterance_id if self.speaker is not None else None
         self._publish(Backchannel(utterance_id=uid, voiced_ms=voiced_ms))
         if self.speaker is not None:
             self.speaker.resume()
 
     def on_turn_ended(self, turn: TurnEnded) -> None:
-        self._turns.put_nowait(PendingTurn(kind="speech", speech=turn))
+        """The turn goes to the workflow; from now on the caller's next words may continue it
+        (even while it is still being transcribed)."""
+        continues, self._continuing = self._continuing, None
+        expect = continues.expect_before if continues is not None else None
+        if continues is None and self.listener is not None:
+            expect = self.listener.expect
+        ended = EndedTurn(turn.endpoint_at, expect)
+        self._last_turn = ended
+        self._turns.put_nowait(
+            PendingTurn(kind="speech", speech=turn, continues=continues, ended=ended)
+        )
 
     def on_error(self, reason: str) -> None:
         self._publish(EdgeError(reason=reason))
@@ -371,6 +422,7 @@ class CallSession:
         if self.speaker is None or decision.utterance_id in self._said:
             return False
         self._said.add(decision.utterance_id)
+        self._last_turn = None
         self._expect(decision)
         if decision.cut_in:
             self._spawn(self.speaker.cut_in(decision, time.monotonic()))
@@ -420,24 +472,34 @@ class CallSession:
                 call_sid=self.stream.start.start.call_sid if self.stream.start else None,
             )
             latency: dict[str, float] = {}
+            ended: EndedTurn | None = None
             if pending.speech is not None:
                 transcript, latency = await pending.speech.transcript()
-                if not transcript.text:
+                continued = self._continued(pending)
+                text = transcript.text
+                if continued is not None:
+                    text = ContinuationRule.joined(continued, text)
+                    turn.continues = continued.seq
+                if not text:
                     self.log.info("caller turn had no recognisable words; ignored")
                     continue
-                turn.text = transcript.text
+                turn.text = text
                 if self.settings.log_transcripts:
-                    self.log.info("caller said: %s", transcript.text)
+                    self.log.info("caller said: %s", text)
                 self._publish(
                     CallerTurn(
                         seq=turn.seq,
-                        text=transcript.text,
+                        text=text,
                         latency_ms=latency,
                         end_reason=pending.speech.reason,
                         stt=transcript.provider or None,
                         stt_fallback=transcript.fallback,
+                        continues=turn.continues,
                     )
                 )
+                ended = pending.ended
+                if ended is not None:
+                    ended.seq, ended.text = turn.seq, text
             elif pending.kind == "dtmf":
                 turn.digits = pending.digits
             sent_at = time.monotonic()
@@ -447,9 +509,25 @@ class CallSession:
             decided_at = time.monotonic()
             self._seq += 1
             latency["decision"] = ms_between(decided_at, sent_at)
+            if ended is not None:
+                ended.reply = decision
+                if ended.withdrawn and undoable_reply(decision):
+                    self.log.info("reply to turn %d withdrawn before it played", ended.seq)
+                    self.speaker.not_heard(decision.utterance_id)
+                    continue
+                ended.withdrawn = False
             last_voiced_at = pending.speech.last_voiced_at if pending.speech else None
             self._expect(decision)
             self.speaker.reply(SpeakRequest(decision, decided_at, latency, last_voiced_at))
+
+    @staticmethod
+    def _continued(pending: PendingTurn) -> EndedTurn | None:
+        """The turn `pending` continues, if its reply was withdrawn and the workflow can undo it;
+        else `pending` is a normal next turn."""
+        continued = pending.continues
+        if continued is None or not continued.withdrawn or continued.reply is None:
+            return None
+        return continued if undoable_reply(continued.reply) else None
 
     async def _send_turn(self, turn: Turn) -> Decision | None:
         """The Update `turn`; a refused turn is skipped, a lost workflow ends the call."""

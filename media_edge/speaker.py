@@ -103,6 +103,9 @@ class Speaker:
         self._play_end = 0.0
         self.hand_over = False
         """The agent's last utterance handed the call over (a transfer): keep the line open."""
+        self.started_at: dict[str, float] = {}
+        """When each utterance's first audio left for the caller."""
+        self._withdrawn: set[str] = set()
 
     @property
     def speaking(self) -> bool:
@@ -220,6 +223,36 @@ class Speaker:
             self.on_end_call()
         return Cut(played, playback.decision.end_call)
 
+    async def withdraw(self, utterance_id: str, now: float) -> bool:
+        """Take back a reply the caller's continuation made premature: cut off if it is playing
+        (barge-in rules), dropped as not heard if it is still being rendered or queued."""
+        self._withdrawn.add(utterance_id)
+        playback = self._playback
+        if playback is not None and playback.utterance_id == utterance_id:
+            if self.speaking:
+                return await self.interrupt(now) is not None
+            if playback.finished:
+                return False
+            playback.finished = True
+            self._playback = None
+            self._cancel(playback)
+            self._not_heard(utterance_id)
+            return True
+        kept: list[SpeakRequest] = []
+        found = False
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if queued.decision.utterance_id != utterance_id:
+                kept.append(queued)
+                continue
+            found = True
+            if queued.llm is not None:
+                queued.llm.cancel()
+            self._not_heard(utterance_id)
+        for queued in kept:
+            self._queue.put_nowait(queued)
+        return found
+
     async def cut_in(self, decision: Decision, now: float) -> None:
         """Say `decision` at once: the utterance being heard is cut off (barge-in rules), one
         still being rendered and any queued are dropped as not heard."""
@@ -241,7 +274,12 @@ class Speaker:
                 queued.llm.cancel()
             self._not_heard(queued.decision.utterance_id)
 
+    def not_heard(self, utterance_id: str) -> None:
+        """Report an utterance the caller never heard a word of (withdrawn before it played)."""
+        self._not_heard(utterance_id)
+
     def _not_heard(self, utterance_id: str) -> None:
+        self.publish(UtteranceDone(utterance_id=utterance_id, interrupted=True, heard=False))
         self.link.utterance_played(
             UtterancePlayed(utterance_id=utterance_id, interrupted=True, heard_text="", played_ms=0)
         )
@@ -266,6 +304,9 @@ class Speaker:
     async def _speak(self, request: SpeakRequest) -> bool:
         """Play one utterance to its end; True when it was the agent's last (the call ends)."""
         decision = request.decision
+        if decision.utterance_id in self._withdrawn:
+            self._not_heard(decision.utterance_id)
+            return False
         playback = Playback(decision, {**decision.latency_ms, **request.latency_ms})
         self._playback = playback
         latency = playback.latency_ms
@@ -412,6 +453,7 @@ class Speaker:
     ) -> None:
         """The utterance's first audio left: its latency stages, and `agent_utterance`."""
         decision = request.decision
+        self.started_at[decision.utterance_id] = now
         latency = playback.latency_ms
         latency["tts_first_audio"] = ms_between(first_audio_at, request.decided_at)
         latency["send"] = ms_between(now, first_audio_at)

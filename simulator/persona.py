@@ -146,6 +146,9 @@ class Reply(BaseModel):
     """Silence at each `...` in `say`."""
     interrupt_after_ms: int | None = Field(default=None, ge=0)
     """Say it over the agent's question, this far into it, instead of waiting for the end."""
+    resume_on_agent_ms: int | None = Field(default=None, ge=0)
+    """At the first `...`, wait instead for the agent to start replying and go on this far into
+    its reply: a caller the agent answered too soon, whatever the edge's speed (tests)."""
     backchannel: str = ""
     """A short acknowledgement said `after_ms` into the agent's question; not a turn."""
     after_ms: int = Field(default=1000, ge=0)
@@ -163,12 +166,22 @@ class Reply(BaseModel):
             raise ValueError("`say` is required unless the reply is `hang_up: true`")
         if self.backchannel.strip() and self.interrupt_after_ms is not None:
             raise ValueError("a reply cannot both backchannel and interrupt the agent")
+        if self.resume_on_agent_ms is not None and len(self.segments) < 2:
+            raise ValueError("`resume_on_agent_ms` needs a `...` in `say` to resume after")
+        if self.resume_on_agent_ms is not None and self.interrupt_after_ms is not None:
+            raise ValueError("a reply cannot both interrupt the agent and resume over it")
         return self
 
     @property
     def segments(self) -> list[str]:
         """`say` split at its `...` pauses: the stretches of speech, in order."""
         return [part for part in PAUSE.split(self.say.strip()) if part.strip(" ,.")]
+
+    @property
+    def resumed(self) -> tuple[str, str]:
+        """`say` before its first `...`, and after it (`resume_on_agent_ms`)."""
+        first, rest = PAUSE.split(self.say.strip(), maxsplit=1)
+        return first, rest
 
     @property
     def texts(self) -> list[str]:

@@ -266,9 +266,15 @@ class PlaybackBuffer:
         return PlayedFrame(bytes(frame), marks)
 
 
+QUIET_MULAW = bytes(b for b in range(256) if (~b & 0x7F) < 0x10)
+"""The mu-law codes in the lowest segment, either sign."""
+
+
 def is_quiet_mulaw(frame: bytes) -> bool:
     """True if every sample of a mu-law frame is within the lowest segment (about -48 dBFS).
 
-    Lets the caller tell the agent's speech from silence the edge might send as padding.
+    Lets the caller tell the agent's speech from silence the edge might send as padding. Run
+    on every frame of every simulated call: deleting the quiet codes is one C pass, where a
+    Python loop over the bytes took ~20 us a frame.
     """
-    return all((~b & 0x7F) < 0x10 for b in frame)
+    return not frame.translate(None, QUIET_MULAW)

@@ -19,6 +19,7 @@ TOPIC_MAPS: Mapping[str, Mapping[str, Topic]] = {
     "solar_survey": {
         "greeting": "identity",
         "homeowner": "homeowner",
+        "check_renting": "homeowner",
         "pitch": "interest",
         "cost": "interest",
         "follow_up": "interest",

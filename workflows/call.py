@@ -85,6 +85,8 @@ CONTINUE_AS_NEW_PATCH = "continue-as-new-v1"
 """A long call continues as a new run (calls recorded before run on toward Temporal's limits)."""
 DNC_PATCH = "do-not-call-list-v1"
 """A caller who asks not to be called again goes on the do-not-call list at once."""
+TURN_CONTINUATION_PATCH = "turn-continuation-v1"
+"""A turn that continues the last one (`Turn.continues`) is decided in the state before it."""
 DNC_TIMEOUT = timedelta(seconds=30)
 LINE_CONTROL_TIMEOUT = timedelta(seconds=10)
 LINE_CONTROL_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500))
@@ -215,7 +217,9 @@ class CallWorkflow:
         now.silence_armed = False
         now.silent_reprompts += 1
         attempt = now.silent_reprompts
-        step = self._router.silence(now.state, now.slots, attempt)
+        said = [e.text for e in now.transcript if e.speaker == "agent"]
+        last_line = said[-1] if said else now.earlier.last_line
+        step = self._router.silence(now.state, now.slots, attempt, last_line)
         if not step.end_call:
             now.reprompts += 1
         label = "goodbye after silence" if step.end_call else f"reprompt {attempt}"
@@ -387,6 +391,10 @@ class CallWorkflow:
     async def turn(self, turn: Turn) -> Decision:
         """One caller turn in, the agent's next utterance out: receive, route, apply, publish.
 
+        A turn that continues the last one (the edge ended it too early) is decided in the state
+        before the last decision, which is undone (`CallState.rewind`), unless that decision had
+        effects beyond the call's state (`call_state.undoable`).
+
         Its only awaits are the router's local activities, so the turn stays one Update round
         trip. A hang-up that lands meanwhile wins: the turn is refused, not answered.
         """
@@ -397,18 +405,22 @@ class CallWorkflow:
             self._refuse_if_ended(turn)
             self._refuse_if_machine(turn)
             now = self._now
+            rewound = now.can_rewind(turn) and workflow.patched(TURN_CONTINUATION_PATCH)
+            if rewound:
+                now.rewind()
             now.hear(turn)
             if turn.kind == "start":
                 step = self._router.opening(now.slots)
             elif turn.kind == "dtmf":
                 step = self._router.keys(now.state, now.slots, turn.digits)
             else:
+                transcript = now.routed_transcript() if rewound else now.transcript
                 step = await self._router.speech(
-                    now.state, now.slots, turn.text, now.transcript, now.earlier
+                    now.state, now.slots, turn.text, transcript, now.earlier
                 )
                 self._refuse_if_ended(turn)
                 self._refuse_if_machine(turn)
-            decision = now.apply(step)
+            decision = now.apply_turn(step, turn.seq) if turn.kind == "speech" else now.apply(step)
             if self._hands_over(decision):
                 decision = decision.model_copy(update={"hand_over": True})
                 self._now.handing_over = True

@@ -8,6 +8,7 @@ reads a clock or awaits. A long call's state is carried to its next run (`carry`
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from workflows.expectations import expected_answer
@@ -26,6 +27,25 @@ from workflows.messages import (
     UtterancePlayed,
 )
 from workflows.script import Outcome, ScriptStep, opening_state
+
+
+@dataclass(frozen=True)
+class BeforeDecision:
+    """Where the call stood before the decision on caller turn `seq` (spoken as
+    `utterance_id`): what a continuation of that turn goes back to."""
+
+    seq: int
+    utterance_id: str
+    state: str
+    slots: dict[str, str] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+
+def undoable(step: ScriptStep) -> bool:
+    """Whether a continuation may undo this step: only a move and a question. A step with
+    effects outside the call's state (the call ended, a booking or any outcome recorded, a
+    transfer, an LLM reply streaming) stands, and the continuation is then a normal turn."""
+    return not step.end_call and step.outcome is None and step.llm_request is None
 
 
 class CallState:
@@ -72,6 +92,9 @@ class CallState:
         self.handoff: Handoff | None = None
         self.handing_over = False
         """The transfer line was decided: once it is played, the call goes to a person."""
+        self.before_decision: BeforeDecision | None = None
+        """Where the call stood before the last decision, while a continuation may undo it
+        (not carried to a next run: there a continuation is a normal turn)."""
         if call.carried is not None:
             self._resume(call.carried)
 
@@ -160,8 +183,52 @@ class CallState:
         text = f"[keys {turn.digits}]" if turn.kind == "dtmf" else turn.text
         self.transcript.append(TranscriptEntry(speaker="caller", text=text, seq=turn.seq))
 
+    def apply_turn(self, step: ScriptStep, seq: int) -> Decision:
+        """`apply` a caller turn's step, keeping where the call stood before it if it is
+        `undoable`."""
+        before = BeforeDecision(seq, "", self.state, dict(self.slots), self.outcome)
+        decision = self.apply(step)
+        if undoable(step):
+            self.before_decision = BeforeDecision(
+                seq, decision.utterance_id, before.state, before.slots, before.outcome
+            )
+        return decision
+
+    def can_rewind(self, turn: Turn) -> bool:
+        """`turn` continues the caller turn whose decision is still the last thing decided and
+        can be undone."""
+        before = self.before_decision
+        return (
+            before is not None
+            and turn.kind == "speech"
+            and turn.continues == before.seq
+            and self.last_seq == before.seq
+            and self.last_utterance_id == before.utterance_id
+        )
+
+    def rewind(self) -> None:
+        """Undo the last decision for its turn's continuation: the state, slots and outcome go
+        back to before it; the cut-short caller line and the line that answered it are kept
+        for the record, marked withdrawn."""
+        before = self.before_decision
+        assert before is not None
+        self.before_decision = None
+        self.state = before.state
+        self.slots = dict(before.slots)
+        self.outcome = before.outcome
+        for entry in self.transcript:
+            if entry.utterance_id == before.utterance_id or (
+                entry.speaker == "caller" and entry.seq == before.seq
+            ):
+                entry.withdrawn = True
+
+    def routed_transcript(self) -> list[TranscriptEntry]:
+        """The transcript the router reads: without withdrawn lines."""
+        return [entry for entry in self.transcript if not entry.withdrawn]
+
     def apply(self, step: ScriptStep) -> Decision:
         """Move the call as the step says; the utterance the edge speaks for it."""
+        self.before_decision = None
         self.utterances += 1
         utterance_id = f"{self.call_id}-u{self.utterances}"
         self.state = step.state

@@ -26,12 +26,16 @@ from workflows.understanding import asks_to_be_called_back
 CONFIDENT_MATCH = 0.65
 """A token-match score at which a short answer counts as complete (the router's confident score)."""
 
-_UNFINISHED_TEXT = (
-    "a an the and or but so because if about around like um uh er my our is it's was "
-    "to of for with maybe probably think i'd we'd i'm we're"
+_NEVER_LAST_TEXT = "a an the and or but because if my our your their um uh er erm uhm hmm mm i we"
+_NEVER_LAST = frozenset(_NEVER_LAST_TEXT.split())
+"""Words no sentence ends on, whatever punctuation the recognizer put after them ("We don't,
+yeah, but.", "Um.", "I.")."""
+_RARELY_LAST_TEXT = (
+    "so about around like is it's was to of for with maybe probably think i'd we'd i'm we're"
 )
-_UNFINISHED_ENDINGS = frozenset(_UNFINISHED_TEXT.split())
-"""Last words after which a person has not finished ("my bill is around...")."""
+_RARELY_LAST = frozenset(_RARELY_LAST_TEXT.split())
+"""Words a sentence ends on only when it is closed ("Yes, it is.", "I think so.", "What's this
+about?"), not when the words just stop ("my bill is around", "it's like")."""
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -83,6 +87,8 @@ class ExpectedAnswer(BaseModel):
 class AnswerJudgement(BaseModel):
     complete: bool
     reason: str
+    unfinished: bool = False
+    """Words that stop where a sentence cannot: the caller is likely to go on."""
 
 
 def expected_answer(playbook: Playbook, state: str, question: str = "") -> ExpectedAnswer | None:
@@ -107,21 +113,31 @@ def expected_answer(playbook: Playbook, state: str, question: str = "") -> Expec
 
 
 def sounds_unfinished(text: str) -> bool:
-    """The words stop where a sentence cannot end ("it's around", "and", "um")."""
+    """The words stop where a sentence cannot end ("it's around", "and", "um", "Well,")."""
     words = _WORD.findall(text.lower().replace("\u2019", "'"))
-    return not words or words[-1] in _UNFINISHED_ENDINGS or text.rstrip().endswith(("...", "…"))
+    if not words or words[-1] in _NEVER_LAST:
+        return True
+    ending = text.rstrip().rstrip(",").rstrip()  # "... if possible.," is closed
+    if ending.endswith(("...", "…")):
+        return True
+    if ending.endswith((".", "?", "!")):
+        return False
+    return words[-1] in _RARELY_LAST or text.rstrip().endswith((",", "-", "—"))
 
 
-def judge_answer(expect: ExpectedAnswer, text: str) -> AnswerJudgement:
+def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     """Is `text` a complete answer to the question? Only one the router's tier 0 understands
     at once is (the same functions): a built-in rule, a request to be called back, the slot the
     state collects (number words, weekdays, times of day), a confident intent match, or a
-    plain yes/no where the state says what it means; and no unfinished ending."""
+    plain yes/no where the state says what it means; and no unfinished ending. With no
+    question (`expect` None) it only says whether the words trail off."""
     normalized = normalize(text)
     if not normalized:
         return AnswerJudgement(complete=False, reason="no words")
     if sounds_unfinished(text):
-        return AnswerJudgement(complete=False, reason="sounds unfinished")
+        return AnswerJudgement(complete=False, reason="sounds unfinished", unfinished=True)
+    if expect is None:
+        return AnswerJudgement(complete=False, reason="no question")
     if (phrase := rule_phrase(normalized)) is not None:
         return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'")
     if expect.collect is not None and expect.collect in expect.slots:

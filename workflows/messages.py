@@ -160,6 +160,10 @@ class Turn(BaseModel):
     """The edge's internal listener: where the workflow delivers what it says outside a turn."""
     call_sid: str | None = None
     """Twilio's CallSid (from the stream's `start`): the live call the workflow controls."""
+    continues: int | None = None
+    """The seq of the caller turn this one continues: the caller went on talking just after the
+    edge ended that turn, so `text` holds both turns' words and the call decides them in the
+    state it was in before that turn's decision (`CallState.rewind_for`)."""
 
     def refusal(self, call_id: str, *, last_seq: int, ended: bool) -> str | None:
         """Why the call must refuse this turn (the Update validator's rule), or None."""
@@ -321,6 +325,9 @@ class TranscriptEntry(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     citations: list[str] = Field(default_factory=list)
     """Ids of the knowledge-base passages this agent line used."""
+    withdrawn: bool = False
+    """Undone by the caller's continuation: this caller line was cut short, or this agent line
+    answered only its first part. Kept for the record; the router no longer reads it."""
 
     @classmethod
     def agent(cls, step: ScriptStep, utterance_id: str) -> TranscriptEntry:

@@ -13,6 +13,7 @@ not change what a running call replays.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -48,10 +49,16 @@ ROUTER_PATCH = "router-v1"
 UNDERSTANDING_PATCH = "understanding-v1"
 """Speech turns use `script.respond_v1`: slots from every turn, yes/no answers with content,
 number words, recovery that never loops (calls recorded before it keep the older engine)."""
+UNDERSTANDING_V2_PATCH = "understanding-v2"
+"""On top of understanding-v1: a new value for a detail given before answers a yes/no question
+with its `no` intent, and yes/no is read after openers ("Then no") but not in "no idea"."""
 LOCAL_FAILURE_PATCH = "router-local-failure-v1"
 """A local activity that fails (it raises `ApplicationError` or `TimeoutError`, not
 `ActivityError`) lets the next tier answer instead of failing the turn (before: the turn's Update
 failed and the edge dropped the caller's words)."""
+REPROMPT_PATCH = "reprompt-varied-v1"
+"""A no-input reprompt is never the agent's last line again, and the second is the state's
+question rephrased (before: the same reprompt twice, heard as a loop)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
@@ -131,13 +138,19 @@ class Router:
     def keys(self, state: str, slots: dict[str, str], digits: str) -> ScriptStep:
         return script.respond_dtmf(self._playbook, state, slots, digits)
 
-    def silence(self, state: str, slots: dict[str, str], attempt: int) -> ScriptStep:
+    def silence(
+        self, state: str, slots: dict[str, str], attempt: int, last_line: str = ""
+    ) -> ScriptStep:
+        """A silent caller is re-asked, never with the agent's `last_line` again (calls
+        recorded before patch reprompt-varied-v1 repeat the state's reprompt)."""
+        varied = self._tools.patched(REPROMPT_PATCH)
         return script.reprompt(
             self._playbook,
             state,
             slots,
             attempt,
             max_reprompts=self._call.timers.max_reprompts,
+            last_line=last_line if varied else None,
         )
 
     def settle_llm(self, state: str, slots: dict[str, str], result: LLMTurnResult) -> ScriptStep:
@@ -164,6 +177,8 @@ class Router:
         """
         if self._tools.patched(UNDERSTANDING_PATCH):
             context = turn_context(transcript, state, earlier)
+            if self._tools.patched(UNDERSTANDING_V2_PATCH):
+                context = replace(context, refined=True)
             step = script.respond(
                 self._playbook,
                 state,

@@ -25,11 +25,14 @@ from workflows.router_messages import LLMTurnRequest
 from workflows.understanding import (
     DAYPARTS,
     WEEKDAYS,
+    asks_for_a_person,
     asks_to_be_called_back,
+    names_themselves,
     polarity,
     read_daypart,
     read_money,
     read_weekday,
+    says_wrong_person,
 )
 
 
@@ -212,6 +215,9 @@ class TurnContext:
     """Turns in a row in the current state that the script did not understand."""
     last_line: str = ""
     """The agent's last line, which the next fallback must not repeat."""
+    refined: bool = False
+    """Patch understanding-v2: corrections of a detail already given, and the refined yes/no
+    reading (`understanding.polarity`)."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -896,10 +902,14 @@ def reprompt(
     attempt: int,
     *,
     max_reprompts: int | None = None,
+    last_line: str | None = None,
 ) -> ScriptStep:
     """The caller said nothing: attempt 1..max_reprompts re-asks, beyond that a polite goodbye.
 
     `max_reprompts` overrides the playbook's (the workflow passes its configured timers).
+    With `last_line` (patch reprompt-varied-v1) a re-ask is never the agent's last line again:
+    a caller who did not hear one wording gets the next (reprompt, rephrase, the state's line),
+    and the second reprompt opens with the rephrased question.
     """
     ended = _ended(playbook, state, slots)
     if ended is not None:
@@ -907,13 +917,18 @@ def reprompt(
     limit = playbook.max_reprompts if max_reprompts is None else max_reprompts
     current = playbook.state(state)
     if attempt <= limit:
-        return _stay(
-            playbook,
-            state,
-            current.reprompt or current.say,
-            dict(slots),
-            DecisionTier.RULE,
-            f"no input (reprompt {attempt} of {limit})",
+        question = current.reprompt or current.say
+        reason = f"no input (reprompt {attempt} of {limit})"
+        if last_line is None:
+            return _stay(playbook, state, question, dict(slots), DecisionTier.RULE, reason)
+        wordings = [question, current.rephrase or question, current.say]
+        if attempt % 2 == 0:
+            wordings = [wordings[1], wordings[0], wordings[2]]
+        last = " ".join(last_line.split())
+        rendered = [render(playbook, w, slots) for w in wordings]
+        text = next((t for t in rendered if t != last), rendered[0])
+        return ScriptStep(
+            state=state, text=text, tier=DecisionTier.RULE, reason=reason, slots=dict(slots)
         )
     return _end_with(
         playbook,
@@ -940,10 +955,13 @@ def _builtin_rule(
     return None
 
 
-def answer_polarity(yes: str | None, no: str | None, utterance: str) -> tuple[str, str] | None:
+def answer_polarity(
+    yes: str | None, no: str | None, utterance: str, *, refined: bool = False
+) -> tuple[str, str] | None:
     """(intent, the words) when `utterance` is a plain yes or no and the state names the intent
-    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home."""
-    said = polarity(utterance)
+    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home. `refined`: the
+    reading of patch understanding-v2 (`polarity`)."""
+    said = polarity(utterance, refined=refined)
     if said is None:
         return None
     meant = yes if said[0] == "yes" else no
@@ -958,6 +976,44 @@ def call_back_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
             for i, c in enumerate(intents)
             if c.next in playbook.states
             and playbook.states[c.next].outcome is Outcome.CALL_BACK_LATER
+        ),
+        None,
+    )
+
+
+def _identity(
+    playbook: Playbook, current: State, slots: dict[str, str], utterance: str
+) -> tuple[int, str] | None:
+    """(intent, the words) when a state asking for the lead by name hears "wrong number" (the
+    intent leading to the wrong-person ending) or the caller naming themselves (its `yes`)."""
+    name, spec = slots.get("lead_name"), playbook.slots.get("lead_name")
+    if "{lead_name}" not in current.say or not name or (spec and name == spec.default):
+        return None
+    candidates = current.intents + playbook.global_intents
+    if (words := says_wrong_person(utterance)) is not None:
+        wrong = next(
+            (
+                i
+                for i, c in enumerate(candidates)
+                if c.next in playbook.states
+                and playbook.states[c.next].outcome is Outcome.WRONG_PERSON
+            ),
+            None,
+        )
+        return None if wrong is None else (wrong, words)
+    if current.yes is None or (words := names_themselves(utterance, name)) is None:
+        return None
+    index = next((i for i, c in enumerate(candidates) if c.name == current.yes), None)
+    return None if index is None else (index, words)
+
+
+def transfer_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
+    """The first of `intents` that leads to the playbook's transfer to a person."""
+    return next(
+        (
+            i
+            for i, c in enumerate(intents)
+            if c.next in playbook.states and playbook.states[c.next].outcome is Outcome.TRANSFER
         ),
         None,
     )
@@ -1015,6 +1071,31 @@ def respond_v1(
                 context,
             )
 
+    if context.refined and (named := _identity(playbook, current, slots, utterance)):
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            {},
+            named[0],
+            DecisionTier.SCRIPT,
+            f"'{named[1]}' answers who is speaking: intent '{candidates[named[0]].name}'",
+            context,
+        )
+    person = asks_for_a_person(utterance) if context.refined else None
+    index = transfer_intent(playbook, candidates) if person is not None else None
+    if person is not None and index is not None:
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            {},
+            index,
+            DecisionTier.SCRIPT,
+            f"'{person}' asks for a person: intent '{candidates[index].name}'",
+            context,
+        )
+
     filled_now, evidence = _slots_in(playbook, current, utterance, context)
     if current.collect is not None and current.collect in filled_now and current.next:
         collect = current.collect
@@ -1029,6 +1110,19 @@ def respond_v1(
             "; ".join(reasons),
         )
 
+    correction = _correction(playbook, current, slots, filled_now) if context.refined else None
+    if correction is not None:
+        index, changed = correction
+        return _take_intent(
+            playbook,
+            state,
+            slots,
+            filled_now,
+            index,
+            DecisionTier.SCRIPT,
+            f"'{changed}' changes a detail given before: intent '{candidates[index].name}'",
+            context,
+        )
     match = match_intent(utterance, candidates, match_threshold)
     scope = "" if match is None or match.index < len(current.intents) else "global "
     if match is not None and match.score >= confident_score:
@@ -1043,7 +1137,7 @@ def respond_v1(
             f"(like '{match.example}')",
             context,
         )
-    answered = answer_polarity(current.yes, current.no, utterance)
+    answered = answer_polarity(current.yes, current.no, utterance, refined=context.refined)
     if answered is not None:
         meant, words = answered
         index = next(i for i, c in enumerate(candidates) if c.name == meant)
@@ -1085,6 +1179,29 @@ def respond_v1(
     return recover(
         playbook, state, slots, filled_now, context, f"{what} intent ≥ {match_threshold:.2f}{hint}"
     )
+
+
+def _correction(
+    playbook: Playbook, current: State, slots: dict[str, str], filled_now: dict[str, str]
+) -> tuple[int, str] | None:
+    """(the state's `no` intent, the slot) when a state reading back a detail (its line names
+    the slot) and asking a yes/no question hears a new value for it ("Actually Thursday's
+    better" when Monday was read back): the answer is a no, and the new value is kept, so the
+    script skips re-asking it."""
+    if current.collect is not None or current.no is None:
+        return None
+    changed = next(
+        (
+            n
+            for n, v in filled_now.items()
+            if slots.get(n) and slots[n] != v and f"{{{n}}}" in current.say
+        ),
+        None,
+    )
+    if changed is None:
+        return None
+    index = next((i for i, c in enumerate(current.intents) if c.name == current.no), None)
+    return None if index is None else (index, f"{changed} = {filled_now[changed]}")
 
 
 def recover(

@@ -369,18 +369,50 @@ def _starts_with(words: list[str], phrases: tuple[str, ...]) -> str | None:
     return None
 
 
-def polarity(text: str) -> tuple[Polarity, str] | None:
+_LEADING_V2 = frozenset({"then", "and", "ok", "okay", "alright", "hi", "hello", "hey"})
+"""Openers before a yes or no ("Then no, I'll pass", "Okay, no thanks") read by
+understanding-v2; alone they are still a weak yes."""
+_GO_AHEAD = (
+    "send", "book", "put me down", "sign me up", "let us do", "lets do", "do it", "go for it",
+    "go ahead", "count me in",
+)  # fmt: skip
+"""After "okay", "alright": a go-ahead, so a yes however long the rest ("Alright, send them
+out")."""
+_NOT_A_NO = frozenset({"idea", "clue"})
+"""Words that make "no" part of another answer ("No idea, my wife pays it")."""
+
+
+def polarity(text: str, *, refined: bool = False) -> tuple[Polarity, str] | None:
     """Whether an answer opens (or closes) with yes or no, and the words that say it.
 
     "Yeah, we've owned the place for ten years" -> yes; "No, we rent" -> no; "Um, I've been
     meaning to look into that, so okay" -> yes. An answer that turns with "but" ("Yeah it's me,
     but call me tonight") or says both is not a plain yes or no: None.
+
+    `refined` (patch understanding-v2): a no may follow "then", "and", "okay" ("Then no, I'll
+    pass"), and "no idea", "no clue" are not a no.
     """
     words = normalize(text).split()
     while words and words[0] in _FILLERS:
         words = words[1:]
     if not words:
         return None
+    if refined:
+        if len(words) > 1 and words[0] == "no" and words[1] in _NOT_A_NO:
+            return None
+        opened = words
+        while len(opened) > 1 and (opened[0] in _LEADING_V2 or opened[0] in _FILLERS):
+            opened = opened[1:]
+        if opened != words and (
+            _starts_with(opened, _NO_PHRASES) or _starts_with(opened, _YES_PHRASES)
+        ):
+            words = opened
+        weak = _starts_with(words, _WEAK_YES)
+        rest = words[len(weak.split()) :] if weak else []
+        while rest and rest[0] in _FILLERS | {"then", "just"}:
+            rest = rest[1:]
+        if weak and rest and _starts_with(rest, _GO_AHEAD):
+            return "yes", f"{weak} {_starts_with(rest, _GO_AHEAD)}"
     yes, no = _starts_with(words, _YES_PHRASES), _starts_with(words, _NO_PHRASES)
     if yes is None and no is None:
         weak = _starts_with(words, _WEAK_YES)
@@ -425,3 +457,65 @@ def asks_to_be_called_back(text: str) -> str | None:
     back, not the visit."""
     found = _CALL_BACK.search(normalize(text))
     return found.group(0) if found else None
+
+
+# --- asking for a person ---------------------------------------------------------------------
+
+_PERSON_WORDS = (
+    r"(manager|supervisor|human|real person|live person|actual person|someone in charge|"
+    r"your boss|representative|someone (on|from) your team|a person)"
+)
+_A_PERSON = re.compile(
+    rf"\b(speak|talk|get|put|transfer|connect|pass|hand)\b.{{0,30}}?\b{_PERSON_WORDS}\b"
+    rf"|^(just )?(a |an )?(real |live )?{_PERSON_WORDS}( please)?$"
+)
+
+
+def asks_for_a_person(text: str) -> str | None:
+    """The words of a request to speak to a person ("Can I get a manager on the phone?", "put
+    me through to a human"), which a playbook answers with its transfer (understanding-v2)."""
+    found = _A_PERSON.search(normalize(text))
+    return found.group(0) if found else None
+
+
+# --- who answered ----------------------------------------------------------------------------
+
+_NOT_THEM = re.compile(
+    r"\bthere is no (?!one\b|body\b|way\b|need\b|point\b|time\b|rush\b)\w+ (here|living here)\b"
+    r"|\b(no one|nobody|no body) (here |lives here )?(by|called|with) that name\b"
+    r"|\bi am not (him|her|them)\b"
+    r"|\bwrong (number|person|house)\b"
+)
+
+
+def says_wrong_person(text: str) -> str | None:
+    """The words saying the caller is not the person asked for ("there's no Omar here", "I'm
+    not him"), read by understanding-v2 where the state has an intent for it."""
+    found = _NOT_THEM.search(normalize(text))
+    return found.group(0) if found else None
+
+
+_IDENTITY = ("here", "speaking")
+_YES_WORDS = frozenset({"yes", "yeah", "yep", "yup", "ya", "yah", "speaking"})
+
+
+def names_themselves(text: str, name: str) -> str | None:
+    """The words when a caller answers "Am I speaking with NAME?" with their name ("Frank
+    here", "Yeah, Raj, I was asleep", "This is Beth"), without a no or not in the turn."""
+    own = normalize(name).split()
+    words = normalize(text).split()
+    if not own or any(w in ("no", "not", "nope", "never") for w in words):
+        return None
+    first = own[0]
+    if first not in words:
+        return None
+    at = words.index(first)
+    after = words[at + 1 : at + 2]
+    before = words[max(0, at - 3) : at]
+    if after and after[0] in _IDENTITY:
+        return f"{first} {after[0]}"
+    if " ".join(before[-2:]) in ("this is", "it is", "is it") or before[-1:] == ["me"]:
+        return " ".join([*before[-2:], first])
+    if _YES_WORDS & set(words[: at + 3]):
+        return " ".join(words[: at + 1])
+    return None

@@ -373,6 +373,7 @@ async def test_silent_caller_gets_two_reprompts_then_goodbye(env: Env) -> None:
         )
     assert len(spoken) == 3
     assert [d.end_call for d in spoken] == [False, False, True]
+    assert spoken[0].text != spoken[1].text, "the second reprompt is worded differently"
     assert spoken[-1].outcome is Outcome.NO_RESPONSE
 
     result = await handle.result()

@@ -1,10 +1,11 @@
 """A whole simulated call with SLOT_STT=deepgram and SLOT_TTS=cartesia, against the two
-doubles: real Temporal, the real worker and edge (in this process), the simulated caller
-speaking synthesized audio in real time and barging in once. Caller words go through the Deepgram
-stream (the double transcribes with Whisper what the edge streamed to it), agent words through
-the call's Cartesia connection, opened at the call's start (the double in `fast` mode: a tone
-per word, exactly timed); the barge-in's heard text is the words Cartesia's timestamps say had
-ended; the connection drops once mid-utterance, Piper says the rest and the call goes on.
+doubles (the suite's one whole call through each): real Temporal, the real worker and edge (in
+this process), the simulated caller speaking synthesized audio in real time and barging in once.
+Caller words go through the Deepgram stream (the double transcribes with Whisper what the edge
+streamed to it), agent words through the call's Cartesia connection, opened at the call's start
+(the double in `fast` mode: a tone per word, exactly timed); the barge-in's heard text is the
+words Cartesia's timestamps say had ended; the connection drops once mid-utterance, Piper says
+the rest and the call goes on.
 
 The budgets are raised (Whisper in the Deepgram double answers in up to 1.5 s on this shared
 machine, more under heavy load): this test is about the speech flowing through both services
@@ -71,6 +72,7 @@ async def test_a_call_heard_by_deepgram_and_spoken_by_cartesia_books(
     )
     events: list[CallEvent] = []
     async with edge_stack(temporal_client, settings):
+        assert deepgram.key_checks == 1, "the edge checked its Deepgram key at start-up"
         assert len(cartesia.connections) == 1, "the edge checked its Cartesia key at start-up"
         cartesia.drop_in_utterance = DROPPED  # the call's connection drops once, mid-utterance
         call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
@@ -89,6 +91,15 @@ async def test_a_call_heard_by_deepgram_and_spoken_by_cartesia_books(
     # The double's Whisper can miss even the raised budget when the machine is loaded (load
     # 13 on 2 cores seen): such a turn is Whisper's, and says why; never unrecorded.
     assert all(t.stt == "whisper" for t in turns if t.stt_fallback is not None)
+    assert len(turns) >= 5
+    for turn in turns:
+        assert {"endpointing", "stt"} <= set(turn.latency_ms), turn.latency_ms
+    (stream,) = [c for c in deepgram.connections if c.path == "/v1/listen"]
+    assert stream.query["encoding"] == "mulaw" and stream.query["model"] == "nova-3"
+    assert stream.controls[0] == "KeepAlive", "open from the call's start, kept over the greeting"
+    assert "Finalize" in stream.controls
+    assert stream.controls[-1] == "CloseStream"
+    assert stream.closed_by == "client (CloseStream)"
     assert len(spoken) >= 6
     assert [(u.tts, u.tts_fallback) for u in spoken] == [("cartesia", None)] * len(spoken)
     for utterance in spoken:
@@ -119,4 +130,6 @@ async def test_a_call_heard_by_deepgram_and_spoken_by_cartesia_books(
             for slack in (-1, 1)
         }
         assert barge_in.heard_text in ended, (barge_in.heard_text, barge_in.played_ms, timings)
-    assert barge_ins[0].heard_text, "the caller heard the pitch's first words"
+    # a reply withdrawn a few ms in, as a turn's continuation withdraws one, is reported as a
+    # barge-in with nothing heard (CI: 6 and 50 ms); the persona's own comes later
+    assert any(b.heard_text for b in barge_ins), "the caller heard the pitch's first words"

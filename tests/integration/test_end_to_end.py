@@ -16,7 +16,7 @@ import time
 import uuid
 import wave
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +142,39 @@ async def two_caller_turns(client: Client, call_id: str) -> None:
     await wait_for(taken, timeout_s=90, what="two caller turns in the workflow")
 
 
+async def edge_held_since(client: Client, call_id: str, since: datetime) -> bool:
+    """The edge's last heartbeat of the call's hold is later than `since`."""
+    described = await client.get_workflow_handle(call_id).describe()
+    return any(
+        pending.activity_type.name == "hold_call"
+        and pending.HasField("last_heartbeat_time")
+        and pending.last_heartbeat_time.ToDatetime(tzinfo=UTC) > since
+        for pending in described.raw_description.pending_activities
+    )
+
+
 async def test_worker_killed_mid_call_loses_nothing(stack: Stack, temporal_client: Client) -> None:
+    """The worker stays down past the edge's liveness window (heartbeat timeout plus the time
+    to take the call up again) before it comes back: the call is still the edge's, not
+    dropped, and goes on to its end."""
     settings = stack.settings
     events: list[CallEvent] = []
     call_id, call = await place_inbound_call(settings, "booked_caller.yaml", events)
     await two_caller_turns(temporal_client, call_id)
     stack.processes["worker"].kill()
+    window = timedelta(seconds=settings.edge_heartbeat_s + settings.edge_reattach_s)
+    past_window = datetime.now(UTC) + window
+    await wait_for(
+        lambda: edge_held_since(temporal_client, call_id, past_window),
+        timeout_s=60,
+        what="the edge holding the call past its liveness window with the worker down",
+    )
     await stack.restart_worker()
 
     result = await asyncio.wait_for(call, timeout=240)
     assert result.error is None
     final = await snapshot(temporal_client, call_id)
+    assert final.status is CallStatus.ENDED
     assert final.outcome == Outcome.BOOKED
 
     turns = caller_turns(final)

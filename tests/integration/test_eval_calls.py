@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ async def test_three_dev_personas_are_called_and_measured(
         edge_port=free_port(),
         edge_internal_port=free_port(),
         simulator_port=free_port(),
+        task_queue=f"slot-calls-{uuid.uuid4().hex[:8]}",
     )
+    """Its own task queue: `slot eval calls` reuses a worker it finds polling its queue, and on
+    this test process's Temporal another module's in-process worker may just have stopped
+    polling the default one (the server lists pollers for a minute; the process is alive), so
+    the eval started no worker and no call's first turn was answered."""
     corpus = load_corpus(REPO_ROOT / "personas", ("dev",), SMOKE)
     assert sorted(c.path.stem for c in corpus) == sorted(SMOKE)
     output = io.StringIO()

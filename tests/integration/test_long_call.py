@@ -122,7 +122,9 @@ async def test_a_call_continues_as_new_with_its_state_and_every_turn_answered(
     assert result.slots["survey_day"] == "Tuesday" and result.slots["survey_time"] == "morning"
 
     runs = await runs_of(env.client, handle)
-    assert len(runs) > 5
+    # 29 Updates at 4 a run: how many runs depends on how many Updates land while a full run
+    # saves its record (they are answered there, by design), so only a chain is certain
+    assert len(runs) >= 3
     for number, run in enumerate(runs[1:], start=2):
         assert run.carried is not None and run.carried.run == number
         assert len(run.carried.transcript) <= limits.transcript_lines

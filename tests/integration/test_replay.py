@@ -230,6 +230,8 @@ def transcript_facts(transcript: list[dict[str, Any]]) -> set[str]:
         if entry.get("tier") == "llm" and entry.get("state") != before.get("state"):
             found.add("LLM transition accepted")
     for entry in transcript:
+        if entry.get("withdrawn"):
+            found.add(f"withdrawn {entry['speaker']} line")
         if entry["speaker"] == "caller":
             if entry["text"].startswith("[keys") and entry.get("seq") is not None:
                 found.add("dtmf turn")
@@ -303,6 +305,7 @@ REQUIRED: dict[str, set[str]] = {
     },
     "outbound_busy.json": {"signal call_status", "status no_answer", "outcome busy"},
     "reprompt_by_edge_queue.json": {"activity speak_on_edge", "reprompted", "outcome no_response"},
+    "turn_continued.json": {"withdrawn caller line", "withdrawn agent line", "outcome booked"},
 }
 
 

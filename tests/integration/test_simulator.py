@@ -4,6 +4,7 @@ against the real media edge, a real worker and a real Temporal dev server."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,6 +166,7 @@ async def stack(
     settings = temporal_settings.model_copy(
         update={
             **edge_ports(),
+            "task_queue": f"simulator-{uuid.uuid4().hex[:8]}",
             "simulator_port": free_port(),
             "data_dir": tmp_path_factory.mktemp("simulator-calls"),
             "reprompt_after_s": 6.0,

@@ -9,6 +9,7 @@ The callers are short (one or two lines) so the three calls cost about a minute 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ async def line(
     settings = temporal_settings.model_copy(
         update={
             **edge_ports(),
+            "task_queue": f"telephony-{uuid.uuid4().hex[:8]}",
             "simulator_port": free_port(),
             "data_dir": tmp_path_factory.mktemp("telephony"),
             "transfer_number": TRANSFER_TO,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import Client
 
+from evals.calls import CorpusPersona, run_call
 from media_edge.barge_in import is_backchannel_text
 from media_edge.events import (
     AgentPaused,
@@ -26,8 +27,10 @@ from media_edge.events import (
     CallEvent,
     UtteranceDone,
 )
+from simulator.caller_audio import CallerAudio
+from simulator.persona import load_reactive_persona
 from slot.devstack import Stack
-from slot.settings import Settings
+from slot.settings import REPO_ROOT, Settings
 from tests.integration.edge_fixtures import STARTUP_S
 from tests.integration.test_end_to_end import (
     caller_turns,
@@ -49,14 +52,21 @@ async def stack(
         temporal_settings,
         tmp_path_factory.mktemp("turn-taking"),
         endpointing="smart_turn",
+        stt_model="whisper-tiny",
     )
-    """Its own task queue: this stack starts its own worker, never one another module left."""
+    """Its own task queue: this stack starts its own worker, never one another module left.
+    Whisper tiny.en, not the default Moonshine: these tests are about when a turn ends, and
+    their callers' words were chosen with it (with Moonshine, in two runs, the pausing caller's
+    "Tuesday..." never became a turn of its own, so there was no early end for her to continue)."""
     running = Stack(settings, headless=True)
     await running.start(timeout_s=STARTUP_S)
     try:
         yield running
     finally:
         await running.stop()
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 
 
 def words(text: str) -> list[str]:
@@ -103,7 +113,8 @@ async def test_interruption_cuts_the_agent_off_and_becomes_the_next_turn(
     assert interrupting.speaker == "caller"
     assert words(interrupting.text)[0] == "sounds", "the interruption's first words were kept"
 
-    for reply in agent_replies(transcript):
+    spoken = [e for e in agent_replies(transcript) if not (e.interrupted and not e.heard_text)]
+    for reply in spoken:  # a reply withdrawn before it played (a continuation) has no stages
         for stage in STAGES:
             assert stage in reply.latency_ms, (stage, reply.text, reply.latency_ms)
     reasons = {e.end_reason for e in events if isinstance(e, CallerTurn)}
@@ -153,3 +164,41 @@ async def test_backchannels_do_not_interrupt_and_are_not_turns(
     turns = [text for _, text in caller_turns(final)]
     assert len(turns) == 6, turns
     assert not any(is_backchannel_text(text) for text in turns), turns
+
+
+async def test_a_caller_who_goes_on_after_a_premature_end_of_turn_is_decided_as_one_turn(
+    stack: Stack, temporal_client: Client
+) -> None:
+    """Ines says "Tuesday would be best", a complete answer, so the edge ends the turn; 300 ms
+    into the agent's question about Tuesday she goes on: "no sorry, Thursday." Decided alone in
+    that next state, "no sorry, Thursday" is a refusal (not_interested); as the turn's
+    continuation, decided where the call was before, it is the day, and the call books."""
+    path = REPO_ROOT / "personas" / "pausing_caller.yaml"
+    caller = CorpusPersona("test", path, load_reactive_persona(path))
+    audio = CallerAudio(stack.settings.data_dir / "caller-audio")
+    await asyncio.to_thread(audio.prepare, [caller.persona])
+    record = await asyncio.wait_for(
+        run_call(stack.settings, caller, audio, stack.settings.default_script), timeout=240
+    )
+    assert record.error is None, record.notes
+    final = await snapshot(temporal_client, record.call_id)
+    lines = "\n".join(
+        f"{e.speaker}: {e.text}{' (withdrawn)' * e.withdrawn}" for e in final.transcript
+    )
+    lines += "\nas the caller lived it:\n" + "\n".join(map(str, record.timeline))
+    assert (final.outcome, final.slots.get("survey_day")) == (Outcome.BOOKED, "Thursday"), lines
+
+    withdrawn = [e for e in final.transcript if e.withdrawn]
+    assert [e.speaker for e in withdrawn] == ["caller", "agent"], lines
+    cut_short, premature = withdrawn
+    # whisper tiny, prompted with "which weekday", sometimes hears "Tuesday" as "Wednesday":
+    # the first day she named, whichever it was heard as, is what the premature reply asked about
+    first_day = next((w for w in words(cut_short.text) if w in WEEKDAYS), None)
+    assert first_day is not None and first_day != "thursday", lines
+    assert premature.state == "ask_time" and first_day.title() in premature.text, lines
+    joined = next(
+        e for e in final.transcript if e.speaker == "caller" and e.seq == (cut_short.seq or 0) + 1
+    )
+    heard_first = words(cut_short.text)
+    assert words(joined.text)[: len(heard_first)] == heard_first, lines
+    assert "thursday" in words(joined.text), lines

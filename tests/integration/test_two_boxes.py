@@ -276,9 +276,9 @@ async def test_calls_on_two_edges_survive_a_worker_killed_mid_call(
         assert all(answered_once(c) for c in calls), [said(c) for c in calls]
         holders = {c.call_id: task_worker(await history(client, c.call_id)) for c in calls}
         held = Counter(holders.values())
-        victim_pid = next(
-            pid for pid in sorted(boxes.workers) if _identity(pid) == held.most_common(1)[0][0]
-        )
+        by_identity = {_identity(pid): pid for pid in boxes.workers}
+        assert set(held) <= set(by_identity), (holders, sorted(by_identity))
+        victim_pid = by_identity[held.most_common(1)[0][0]]
         survivor = _identity(next(pid for pid in boxes.workers if pid != victim_pid))
         os.kill(victim_pid, signal.SIGKILL)
         killed_at = datetime.now(UTC)

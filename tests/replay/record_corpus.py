@@ -161,7 +161,14 @@ class Call:
     call_sid: str | None = None
     """Twilio's CallSid, as the stream's start gives it (None: as the edge sent before)."""
 
-    async def turn(self, text: str = "", *, digits: str = "", played: bool = True) -> Decision:
+    async def turn(
+        self,
+        text: str = "",
+        *,
+        digits: str = "",
+        played: bool = True,
+        continues: int | None = None,
+    ) -> Decision:
         self.seq += 1
         kind: TurnKind = "start" if self.seq == 0 else "dtmf" if digits else "speech"
         turn = Turn(
@@ -172,6 +179,7 @@ class Call:
             edge_url=self.edge_url,
             edge_queue=self.edge_queue,
             call_sid=self.call_sid,
+            continues=continues,
         )
         decision = await self.handle.execute_update(
             CallWorkflow.turn, turn, id=f"{self.handle.id}-turn-{self.seq}"
@@ -328,6 +336,22 @@ class Recorder:
             said.append(decision.text)
             expect(decision.state == state, f"own words: {text!r} went to {decision.state}")
         expect(said[1] != said[2], "the same recovery line twice in a row")
+        await self.finish(call, Outcome.BOOKED)
+
+    async def turn_continued(self) -> None:
+        """Patch turn-continuation-v1: "Tuesday" was ended too early, its reply withdrawn before
+        it played, and "Tuesday no sorry, Thursday" is decided where the call stood before."""
+        call = await self.call("turn_continued")
+        await self.walk_to_pitch(call)
+        await call.turn("Sure, that sounds good.")
+        await call.turn("About 200 dollars a month.")
+        premature = await call.turn("Tuesday", played=False)
+        expect(premature.state == "ask_time", f"turn_continued: {premature}")
+        await call.played(premature, heard="")
+        continued = await call.turn("Tuesday no sorry, Thursday", continues=call.seq)
+        expect("Thursday" in continued.text, f"turn_continued: not rewound: {continued}")
+        await call.turn("In the afternoon, please.")
+        await call.turn("Yes, that works.")
         await self.finish(call, Outcome.BOOKED)
 
     async def not_interested(self) -> None:
@@ -685,6 +709,7 @@ class Recorder:
             self.voicemail_hung_up,
             self.outbound_busy,
             self.reprompt_by_edge_queue,
+            self.turn_continued,
         ]
 
 

@@ -88,6 +88,22 @@ def test_fallback_rate_runs_and_identical_lines_come_from_agent_utterances() -> 
     assert metrics.summary()["fallback_pct"] == 60.0
 
 
+def test_a_line_withdrawn_before_it_played_was_not_heard_and_is_not_counted() -> None:
+    """A continued turn's premature reply is withdrawn unplayed and the workflow answers again,
+    often with the same line: the caller heard it once."""
+    question = "Which weekday works best for a short visit?"
+    events: list[EdgeEvent] = [
+        said("u1", question, "script"),
+        said("u2", "Would Tuesday morning or afternoon be better?", "script"),
+        UtteranceDone(utterance_id="u2", interrupted=True, heard=False),
+        said("u3", question, "script"),
+        said("u4", question, "script"),
+    ]
+    metrics = call_metrics([], [], [], events)
+    assert metrics.agent_turns == 3
+    assert metrics.identical_in_a_row == 2, "u1 then u3 (u2 unheard between them), then u4"
+
+
 def test_after_a_backchannel_the_agent_line_must_play_to_its_end() -> None:
     lines = [
         turn(1000, 1300, backchannel=True, uid="u1"),

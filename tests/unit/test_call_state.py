@@ -67,3 +67,69 @@ def test_router_config_is_part_of_the_call_input_and_old_inputs_keep_their_score
     recorded_before["knowledge_min_score"] = 0.7
     old = CallInput.model_validate(recorded_before)
     assert old.router == RouterConfig(knowledge_min_score=0.7)
+
+
+def _at_ask_time(solar: Playbook) -> CallState:
+    """A call whose caller has chosen Wednesday: the agent asks morning or afternoon (turn 4)."""
+    call = CallState(call_input(solar))
+    call.hear(Turn(seq=0, kind="start"))
+    call.apply(opening(solar, call.slots))
+    for seq, text in enumerate(
+        ["Yes, this is Jordan.", "Yes, I own my home.", "Sounds good.", "About two hundred."], 1
+    ):
+        call.hear(Turn(seq=seq, kind="speech", text=text))
+        call.apply_turn(respond(solar, call.state, call.slots, text), seq)
+    call.hear(Turn(seq=5, kind="speech", text="Wednesday."))
+    call.apply_turn(respond(solar, call.state, call.slots, "Wednesday."), 5)
+    assert call.state == "ask_time" and call.slots["survey_day"] == "Wednesday"
+    return call
+
+
+def test_a_continuation_undoes_the_premature_decision_its_state_and_slots(
+    solar: Playbook,
+) -> None:
+    call = _at_ask_time(solar)
+    slots_before = dict(call.slots)
+    call.hear(Turn(seq=6, kind="speech", text="I don't mind"))
+    premature = call.apply_turn(respond(solar, call.state, call.slots, "I don't mind"), 6)
+    assert (premature.state, call.slots["survey_time"]) == ("confirm", "morning")
+
+    joined = "I don't mind mornings but afternoons are better"
+    continuation = Turn(seq=7, kind="speech", text=joined, continues=6)
+    assert call.can_rewind(continuation)
+    call.rewind()
+    assert (call.state, call.slots) == ("ask_time", slots_before)
+    withdrawn = [e for e in call.transcript if e.withdrawn]
+    assert [(e.speaker, e.seq or e.utterance_id) for e in withdrawn] == [
+        ("caller", 6),
+        ("agent", premature.utterance_id),
+    ]
+    call.hear(continuation)
+    assert call.routed_transcript()[-1].text == joined
+    assert premature.utterance_id not in {e.utterance_id for e in call.routed_transcript()}
+    decision = call.apply_turn(respond(solar, call.state, call.slots, joined), 7)
+    assert (decision.state, call.slots["survey_time"]) == ("confirm", "afternoon")
+
+
+def test_only_the_last_decision_can_be_undone_and_only_by_its_own_continuation(
+    solar: Playbook,
+) -> None:
+    call = _at_ask_time(solar)
+    assert not call.can_rewind(Turn(seq=6, kind="speech", text="Mornings.", continues=4))
+    assert not call.can_rewind(Turn(seq=6, kind="speech", text="Mornings."))
+    assert call.can_rewind(Turn(seq=6, kind="speech", text="Mornings.", continues=5))
+    reprompt = respond(solar, call.state, call.slots, "")
+    call.apply(reprompt.model_copy(update={"text": "Morning or afternoon on Wednesday?"}))
+    assert not call.can_rewind(Turn(seq=6, kind="speech", text="Mornings.", continues=5))
+
+
+def test_a_decision_that_ends_the_call_or_records_an_outcome_is_not_undone(
+    solar: Playbook,
+) -> None:
+    call = _at_ask_time(solar)
+    call.hear(Turn(seq=6, kind="speech", text="No thanks, I'm not interested."))
+    goodbye = respond(solar, call.state, call.slots, "No thanks, I'm not interested.")
+    assert goodbye.end_call and goodbye.outcome is Outcome.NOT_INTERESTED
+    call.apply_turn(goodbye, 6)
+    assert not call.can_rewind(Turn(seq=7, kind="speech", text="Not yet anyway.", continues=6))
+    assert call.before_decision is None

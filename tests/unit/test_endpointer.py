@@ -317,6 +317,66 @@ def test_a_complete_answer_waits_for_the_minimum_pause() -> None:
     assert isinstance(end, EndOfTurn) and end.reason == "script" and i_end == 30 + 20 - 1
 
 
+def holding_run() -> Run:
+    """Smart Turn (max silence 1 s) made script-aware, holding an unfinished pause up to 2.5 s."""
+    run = Run()
+    policy = SmartTurnPolicy(SmartTurnConfig(threshold=0.9, min_pause_ms=200, max_silence_ms=1000))
+    holding = ScriptAwarePolicy(policy, 0, unfinished_max_silence_ms=2500)
+    run.endpointer = Endpointer(CONFIG, holding)
+    return run
+
+
+def test_an_unfinished_transcript_holds_the_turn_past_max_silence_and_the_models_verdict() -> None:
+    run = holding_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 10)  # 200 ms: the model and the transcript are asked for together
+    ((_, spec),) = run.of(SpeculativePause)
+    ((_, wanted),) = run.of(TurnModelWanted)
+    assert isinstance(spec, SpeculativePause) and isinstance(wanted, TurnModelWanted)
+    assert run.endpointer.set_verdict(wanted.pause, 0.99, now=0.8) == []  # "um..." sounds done
+    assert run.endpointer.set_answer(spec.pause, False, now=0.85, unfinished=True) == []
+    run.feed(0.0, 80)  # 1.8 s of silence in all: past the 1 s max silence
+    assert run.of(EndOfTurn) == []
+    run.feed(0.9, 10)  # "...about ninety dollars"
+    run.feed(0.0, 10)
+    assert run.endpointer.set_answer(run.endpointer.pause, True, now=3.0) != []
+
+
+def test_an_unfinished_transcript_ends_the_turn_at_the_longer_silence() -> None:
+    run = holding_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 10)
+    ((_, spec),) = run.of(SpeculativePause)
+    assert isinstance(spec, SpeculativePause)
+    assert run.endpointer.set_answer(spec.pause, False, now=0.8, unfinished=True) == []
+    run.feed(0.0, 120)
+    ((i_end, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.reason == "max_silence"
+    assert i_end == 30 + 125 - 1  # 125 silent frames = 2.5 s
+
+
+def test_the_models_verdict_waits_for_the_transcript_then_ends_the_turn() -> None:
+    run = holding_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 10)
+    ((_, spec),) = run.of(SpeculativePause)
+    ((_, wanted),) = run.of(TurnModelWanted)
+    assert isinstance(spec, SpeculativePause) and isinstance(wanted, TurnModelWanted)
+    assert run.endpointer.set_verdict(wanted.pause, 0.99, now=0.8) == []
+    (end,) = run.endpointer.set_answer(spec.pause, False, now=0.85)  # no answer, but finished
+    assert isinstance(end, EndOfTurn) and end.reason == "model" and end.endpoint_at == 0.85
+
+
+def test_without_a_hold_the_model_does_not_wait_for_the_transcript() -> None:
+    run = script_run()
+    run.feed(0.9, 30)
+    run.feed(0.0, 10)
+    ((_, wanted),) = run.of(TurnModelWanted)
+    assert isinstance(wanted, TurnModelWanted)
+    (end,) = run.endpointer.set_verdict(wanted.pause, 0.99, now=0.8)
+    assert isinstance(end, EndOfTurn) and end.reason == "model"
+
+
 def test_an_acoustic_policy_alone_ignores_the_script() -> None:
     run = Run()
     run.feed(0.9, 30)

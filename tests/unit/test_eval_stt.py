@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from evals.persona_lines import persona_lines
-from evals.stt import CONDITIONS, Context, Result, biasing, corpus, phone_audio, summarize, timed
+from evals.stt import (
+    CONDITIONS,
+    Context,
+    Result,
+    answer_words,
+    biasing,
+    corpus,
+    phone_audio,
+    summarize,
+    timed,
+)
 from evals.wer import number_readings, number_words, score
 from media_edge.providers import PCM
 
@@ -54,17 +62,26 @@ def test_the_same_line_gives_the_same_audio() -> None:
 
 
 def test_each_segment_keeps_its_least_time_of_the_repeats() -> None:
-    costs = iter([0.05, 0.01, 0.03])
+    """On clocks the test moves (a timing on the machine's own would depend on its load)."""
+    costs = iter([(0.05, 0.04), (0.01, 0.02), (0.03, 0.005)])
+    now = {"wall": 0.0, "cpu": 0.0}
 
     def transcribe(audio: PCM, context: Context | None) -> str:
-        deadline = time.perf_counter() + next(costs)
-        while time.perf_counter() < deadline:
-            pass
+        wall, cpu = next(costs)
+        now["wall"] += wall
+        now["cpu"] += cpu
         return "yes"
 
-    text, wall, cpu = timed(transcribe, np.zeros(8, dtype=np.int16), None, repeat=3)
+    text, wall, cpu = timed(
+        transcribe,
+        np.zeros(8, dtype=np.int16),
+        None,
+        repeat=3,
+        wall_clock=lambda: now["wall"],
+        cpu_clock=lambda: now["cpu"],
+    )
     assert text == "yes"
-    assert 0.01 <= wall < 0.03 and cpu < 0.03
+    assert wall == pytest.approx(0.01) and cpu == pytest.approx(0.005)
 
 
 def test_two_second_rows_hold_only_short_answers_with_their_p90() -> None:
@@ -80,3 +97,20 @@ def test_two_second_rows_hold_only_short_answers_with_their_p90() -> None:
     assert row["utterances"] == 10
     assert row["median_ms_plain"] == pytest.approx(145)
     assert row["p90_ms_plain"] == pytest.approx(181)
+
+
+def test_answer_words_count_the_hotwords_said_and_how_many_were_heard() -> None:
+    said = "Yes, we own it. Thursday mornings, or Thursday."
+    hypothesis = {"plain": "Yes, we don't it. First mornings or Thursday.", "biased": "we own it"}
+    result = Result(
+        "dev", "p", "espeak_f3", "reply", "homeowner", said, 9, 2.0, hypothesis,
+        {c: 0 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS},
+    )  # fmt: skip
+    assert answer_words(result, "plain") == (
+        4,
+        2,
+    )  # own, thursday x2, mornings: mornings, 1 thursday
+    assert answer_words(result, "biased") == (4, 1)
+    row = summarize([result])["dev"]["all"]
+    assert row["answer_words"] == 4
+    assert row["answer_words_plain"] == pytest.approx(0.5)

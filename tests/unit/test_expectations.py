@@ -56,3 +56,24 @@ def test_speech_is_biased_to_the_words_of_the_yes_and_no_answers_first() -> None
     greeting = expected_answer(PLAYBOOK, "greeting")
     assert greeting is not None
     assert "jordan" not in greeting.answer_words()  # a name in an example is not a hotword
+
+
+def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
+    qualify = expected_answer(PLAYBOOK, "qualify")
+    assert qualify is not None
+    for text in (
+        "Um.",
+        "Well,",
+        "Oh, I'd have to look... maybe",
+        "In the summer it's",
+        "I.",
+        "We don't, yeah, but.",
+    ):
+        judged = judge_answer(qualify, text)
+        assert not judged.complete and judged.unfinished, text
+    for text in ("About ninety dollars.", "", "What's this about?", "I think so.", "It is."):
+        assert not judge_answer(qualify, text).unfinished, text
+    assert judge_answer(qualify, "One eighty, if possible.,").complete  # a stray comma
+    assert judge_answer(None, "Well,").unfinished and judge_answer(None, "and the").unfinished
+    assert not judge_answer(None, "").unfinished
+    assert not judge_answer(None, "Is it really free?").unfinished

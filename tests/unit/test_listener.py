@@ -79,12 +79,16 @@ class Hooks:
         self.agent = agent
         self.turns: list[TurnEnded] = []
         self.barge_ins: list[float] = []
+        self.speech_starts: list[float] = []
         self.pauses: list[float] = []
         self.backchannels: list[int] = []
         self.errors: list[str] = []
 
     def agent_speaking(self) -> bool:
         return self.agent
+
+    async def on_speech_started(self, at: float) -> None:
+        self.speech_starts.append(at)
 
     async def on_agent_paused(self, at: float) -> None:
         self.pauses.append(at)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from simulator.persona import (
     Persona,
@@ -149,3 +150,10 @@ def test_asked_the_same_thing_too_often_the_caller_hangs_up() -> None:
     caller = ReactivePolicy(dana(), script_topics("solar_survey", REPO_ROOT / "playbooks"), 3)
     said = [caller.take("homeowner") for _ in range(4)]
     assert [p.reply.hang_up for p in said if p is not None] == [False, False, False, True]
+
+
+def test_a_reply_resumed_over_the_agent_splits_at_its_first_pause_and_needs_one() -> None:
+    reply = Reply(say="Tuesday... no sorry... Thursday.", resume_on_agent_ms=300)
+    assert reply.resumed == ("Tuesday", "no sorry... Thursday.")
+    with pytest.raises(ValidationError, match="needs a `"):
+        Reply(say="Thursday.", resume_on_agent_ms=300)

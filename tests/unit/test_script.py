@@ -206,8 +206,17 @@ def test_negated_answer_goes_the_other_way(solar: Playbook) -> None:
 
 
 def test_state_intents_win_ties_with_global_ones(solar: Playbook) -> None:
-    assert respond(solar, "homeowner", LEAD, "No.").state == "renter"
+    assert respond(solar, "homeowner", LEAD, "No.").state == "check_renting"
     assert respond(solar, "confirm", LEAD, "No.").state == "ask_day"
+
+
+def test_a_renter_is_asked_once_more_before_the_call_ends(solar: Playbook) -> None:
+    """The answer that ends the call is checked: an owner misheard as a renter gets to say so."""
+    assert respond(solar, "homeowner", LEAD, "We don't own.").state == "check_renting"
+    owner = respond(solar, "check_renting", LEAD, "Yes, we own it.")
+    assert (owner.state, owner.outcome) == ("pitch", None)
+    renter = respond(solar, "check_renting", LEAD, "No, we rent.")
+    assert (renter.state, renter.outcome) == ("renter", Outcome.NOT_INTERESTED)
 
 
 def test_wrong_person_and_cost_questions(solar: Playbook) -> None:

@@ -16,6 +16,7 @@ from workflows.script import (
     Playbook,
     ScriptStep,
     TurnContext,
+    reprompt,
     respond,
 )
 
@@ -47,7 +48,7 @@ def test_yes_with_content_answers_the_question(solar: Playbook) -> None:
     assert (step.state, step.intent, step.tier) == ("pitch", "owns_home", DecisionTier.SCRIPT)
     assert "'yeah' answers the question" in step.reason
     rents = respond(solar, "homeowner", LEAD, "No, we rent", context=NEW)
-    assert (rents.state, rents.outcome) == ("renter", Outcome.NOT_INTERESTED)
+    assert (rents.state, rents.intent) == ("check_renting", "rents")
     go = respond(solar, "confirm", {**LEAD, "survey_day": "Monday"}, "Yep, go ahead", context=NEW)
     assert go.outcome is Outcome.BOOKED
     # the older engine falls back on the same words
@@ -152,6 +153,21 @@ def test_never_the_same_fallback_line_twice_in_a_row(solar: Playbook) -> None:
         last = step.text
 
 
+def test_a_silent_caller_is_never_asked_the_same_line_twice_in_a_row(solar: Playbook) -> None:
+    """Patch reprompt-varied-v1: reprompts after a fallback or another reprompt are new words,
+    the second one the state's question rephrased."""
+    pitch = solar.states["pitch"]
+    first = reprompt(solar, "pitch", LEAD, 1, last_line=pitch.say)
+    assert first.text == pitch.reprompt
+    second = reprompt(solar, "pitch", LEAD, 2, last_line=first.text)
+    assert second.text == pitch.rephrase
+    after_fallback = reprompt(solar, "qualify", LEAD, 1, last_line=solar.states["qualify"].reprompt)
+    assert after_fallback.text not in ("", solar.states["qualify"].reprompt)
+    assert second.tier is DecisionTier.RULE and not second.end_call
+    older = reprompt(solar, "pitch", LEAD, 2)
+    assert older.text == pitch.reprompt
+
+
 def test_misses_are_counted_from_the_transcript() -> None:
     def agent(state: str, tier: DecisionTier, text: str = "line") -> TranscriptEntry:
         return TranscriptEntry(speaker="agent", text=text, state=state, tier=tier)
@@ -175,3 +191,53 @@ def test_misses_are_counted_from_the_transcript() -> None:
     assert context.misses == 2
     assert context.asked == {"greeting", "homeowner", "pitch"}
     assert context.last_line == "Shall I book you a free survey, yes or no?"
+
+
+REFINED = TurnContext(refined=True)
+
+
+def test_a_new_day_when_the_booking_is_read_back_is_a_no_that_keeps_it(solar: Playbook) -> None:
+    """understanding-v2: "Actually Friday's better" at confirm changes the day, and the day
+    question is not asked again."""
+    booked = {**LEAD, "survey_day": "Tuesday", "survey_time": "morning"}
+    text = "Hmm, actually Friday's better for us."
+    asked = TurnContext(asked=frozenset({"ask_day", "ask_time", "confirm"}), refined=True)
+    step = respond(solar, "confirm", booked, text, context=asked)
+    assert step.intent == "change" and step.slots["survey_day"] == "Friday"
+    assert step.state == "ask_time" and step.tier is DecisionTier.SCRIPT
+    same = respond(solar, "confirm", booked, "Yes, Tuesday is fine.", context=asked)
+    assert same.intent == "confirmed"
+    before = respond(solar, "confirm", booked, text, context=NEW)
+    assert before.tier is DecisionTier.FALLBACK
+
+
+def test_a_request_for_a_person_transfers_in_any_state(solar: Playbook) -> None:
+    text = "Honestly, could I get a manager on the line?"
+    step = respond(solar, "qualify", LEAD, text, context=REFINED)
+    assert step.intent == "talk_to_person" and step.outcome is Outcome.TRANSFER
+    assert respond(solar, "qualify", LEAD, text, context=NEW).outcome is not Outcome.TRANSFER
+
+
+def test_then_no_declines_the_offer(solar: Playbook) -> None:
+    step = respond(solar, "cost", LEAD, "Then no, I'll leave it.", context=REFINED)
+    assert step.outcome is Outcome.NOT_INTERESTED
+
+
+def test_the_caller_naming_themselves_confirms_identity(solar: Playbook) -> None:
+    step = respond(solar, "greeting", LEAD, "Mm. Jordan here.", context=REFINED)
+    assert step.intent == "confirm_identity" and step.state == "homeowner"
+    assert respond(solar, "greeting", LEAD, "Mm. Jordan here.", context=NEW).state == "greeting"
+    default = {"lead_name": "the homeowner"}
+    unnamed = respond(solar, "greeting", default, "Yes, the homeowner here", context=REFINED)
+    assert "answers who is speaking" not in unnamed.reason
+
+
+def test_no_such_person_here_is_the_wrong_person(solar: Playbook) -> None:
+    step = respond(solar, "greeting", LEAD, "Jordan? There's no Jordan here.", context=REFINED)
+    assert step.outcome is Outcome.WRONG_PERSON
+
+
+def test_a_time_said_at_the_greeting_is_not_a_correction(solar: Playbook) -> None:
+    slots = {**LEAD, "survey_day": "Friday", "survey_time": "morning"}
+    step = respond(solar, "greeting", slots, "Can't talk, after five", context=REFINED)
+    assert step.outcome is not Outcome.WRONG_PERSON

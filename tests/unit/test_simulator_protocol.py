@@ -199,6 +199,10 @@ def test_quiet_frames_are_told_apart_from_speech() -> None:
 
     tone = (8000 * np.sin(np.arange(160) / 3)).astype(np.int16)
     assert not is_quiet_mulaw(mulaw_encode(tone))
+    for code in range(256):
+        lowest_segment = (~code & 0x7F) < 0x10
+        assert is_quiet_mulaw(bytes([code]) * 160) is lowest_segment, f"code {code:#04x}"
+    assert not is_quiet_mulaw(SILENT_FRAME[:80] + bytes([0x00]) + SILENT_FRAME[81:])
 
 
 def test_recorder_writes_both_sides_on_one_timeline(tmp_path: Path) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 
 from workflows.understanding import (
+    asks_for_a_person,
     asks_to_be_called_back,
+    names_themselves,
     polarity,
     read_amounts,
     read_daypart,
     read_money,
     read_weekday,
+    says_wrong_person,
 )
 
 SURVEY_PARTS = ("morning", "afternoon")
@@ -134,3 +137,82 @@ def test_a_request_to_be_called_back() -> None:
     assert asks_to_be_called_back("Can you ring back after the weekend?") == "ring back"
     assert asks_to_be_called_back("I've got to run, try me tomorrow after four.")
     assert asks_to_be_called_back("I'll call you back about it") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("Then no, I'll pass.", "no"),
+        ("And no, we don't want it.", "no"),
+        ("Okay, no thanks.", "no"),
+        ("Okay then.", "yes"),
+    ],
+)
+def test_refined_yes_and_no_after_an_opener(text: str, meaning: str) -> None:
+    """understanding-v2: a no after "then", "and", "okay" is still a no."""
+    said = polarity(text, refined=True)
+    assert said is not None and said[0] == meaning
+
+
+@pytest.mark.parametrize("text", ["No idea, to be honest.", "No clue what we pay."])
+def test_no_idea_is_not_a_no(text: str) -> None:
+    assert polarity(text) is not None
+    assert polarity(text, refined=True) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Could I get a manager on the line?",
+        "Just put me through to a human, please.",
+        "I'd rather talk to a real person.",
+        "Can you transfer me to your supervisor?",
+    ],
+)
+def test_a_request_for_a_person(text: str) -> None:
+    assert asks_for_a_person(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text", ["The manager of my building said it's fine.", "I'm a real person, yes."]
+)
+def test_not_a_request_for_a_person(text: str) -> None:
+    assert asks_for_a_person(text) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["Alright, send them out.", "Okay then, book it.", "Alright, sign me up for it then."]
+)
+def test_a_go_ahead_after_okay_is_a_yes(text: str) -> None:
+    said = polarity(text, refined=True)
+    assert said is not None and said[0] == "yes"
+    assert polarity(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Yep, Dana here.", True),
+        ("Mm, yeah, Dana, I was just out back.", True),
+        ("This is Dana, who's this?", True),
+        ("Dana? She's not home.", False),
+        ("No, Dana moved out.", False),
+        ("Who's asking for Dana?", False),
+    ],
+)
+def test_a_caller_naming_themselves(text: str, found: bool) -> None:
+    assert (names_themselves(text, "Dana") is not None) is found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("There's no Dana here, sorry.", True),
+        ("I think you have the wrong number, pal.", True),
+        ("I'm not her, I'm her sister.", True),
+        ("There's no one here right now.", False),
+        ("There's no way I'm doing that.", False),
+    ],
+)
+def test_saying_it_is_the_wrong_person(text: str, found: bool) -> None:
+    assert (says_wrong_person(text) is not None) is found
