@@ -7,7 +7,8 @@ Times are the simulator's media clock (ms from stream start), the only clock the
 - barge-in reaction: the caller's interrupting words start -> `clear` received;
 - fallback rate and the longest run of fallbacks, identical agent lines in a row (from the
   edge's `agent_utterance` events: tier and text; a line withdrawn before any of it played,
-  as a turn's continuation withdraws one, was never heard and is not counted);
+  as a turn's continuation withdraws one, was never heard and is not counted; a line said again
+  after the caller cut it off is a restart, only one said again after it played whole counts);
 - after a backchannel, whether the agent's utterance was played to its end (`utterance_played`
   not interrupted, possibly after a pause and resume).
 """
@@ -121,10 +122,13 @@ def call_metrics(
             metrics.response_latency_ms.append(reply - words_end)
         if turn.interrupting:
             _barge_in(metrics, words_start, segments, clears_ms)
-    unheard = {e.utterance_id for e in events if isinstance(e, UtteranceDone) and not e.heard}
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    unheard = {e.utterance_id for e in done if not e.heard}
+    cut_off = {e.utterance_id for e in done if e.interrupted}
     _agent_lines(
         metrics,
         [e for e in events if isinstance(e, AgentUtterance) and e.utterance_id not in unheard],
+        cut_off,
     )
     _backchannels(metrics, [line for line in lines if line.backchannel], events)
     return metrics
@@ -144,7 +148,11 @@ def _barge_in(
         metrics.barge_in_reaction_ms.append(clear - words_start)
 
 
-def _agent_lines(metrics: CallMetrics, utterances: Sequence[AgentUtterance]) -> None:
+def _agent_lines(
+    metrics: CallMetrics, utterances: Sequence[AgentUtterance], cut_off: set[str]
+) -> None:
+    """Fallback turns and runs; a line said again right after the caller heard it to its end
+    (a line cut off by the caller and said again whole is a restart, not a loop)."""
     metrics.agent_turns = len(utterances)
     run = 0
     previous: str | None = None
@@ -157,7 +165,7 @@ def _agent_lines(metrics: CallMetrics, utterances: Sequence[AgentUtterance]) -> 
             run = 0
         if previous is not None and utterance.text.strip() == previous:
             metrics.identical_in_a_row += 1
-        previous = utterance.text.strip()
+        previous = None if utterance.utterance_id in cut_off else utterance.text.strip()
 
 
 def _backchannels(

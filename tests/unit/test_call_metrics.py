@@ -104,6 +104,22 @@ def test_a_line_withdrawn_before_it_played_was_not_heard_and_is_not_counted() ->
     assert metrics.identical_in_a_row == 2, "u1 then u3 (u2 unheard between them), then u4"
 
 
+def test_a_line_cut_off_and_said_again_whole_is_a_restart_not_a_repeat() -> None:
+    """The caller went on over the first words of a reply (a continued turn); the joined turn
+    got the same line, heard whole. A line heard to its end and then said again is a repeat."""
+    question = "About how much is your power bill each month?"
+    events: list[EdgeEvent] = [
+        said("u1", question, "script"),
+        UtteranceDone(utterance_id="u1", interrupted=True),
+        said("u2", question, "intent"),
+        UtteranceDone(utterance_id="u2", interrupted=False),
+        said("u3", question, "intent"),
+    ]
+    metrics = call_metrics([], [], [], events)
+    assert metrics.agent_turns == 3
+    assert metrics.identical_in_a_row == 1, "u3 after u2 heard whole; not u2 after u1 cut off"
+
+
 def test_after_a_backchannel_the_agent_line_must_play_to_its_end() -> None:
     lines = [
         turn(1000, 1300, backchannel=True, uid="u1"),
