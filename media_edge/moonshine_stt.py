@@ -8,6 +8,13 @@ encodes the audio as it is, with no fixed window, and decodes greedily. It takes
 script's `SpeechContext` biases it through its hotwords alone: while decoding, a token that starts
 or continues one of them gets a bonus to its log-probability (shallow fusion with a word list, as
 sherpa-onnx does for transducers); the agent's question is not used.
+
+When the script does not understand the greedy reading (`SpeechContext.readings`: not an answer,
+not trailing off),
+a second look decodes the same encoded audio again with a small beam search and takes the
+likeliest other reading the script does understand, if it is nearly as likely (n-best
+rescoring by the script's grammar, as dialogue systems have long done). The cost falls only on
+turns that would otherwise be a fallback line.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import asyncio
 import hashlib
 import os
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -41,6 +48,12 @@ GRAPH_FORMAT = "1"
 HOTWORD_BONUS = 2.0
 """Log-probability added to a token that starts or continues a hotword (chosen on the dev
 corpus by `slot eval stt`)."""
+SECOND_LOOK_BEAMS = 4
+"""Readings a second look keeps at each step (beam search), when the first is not understood."""
+SECOND_LOOK_MARGIN = 4.0
+"""How much less likely (total log-probability, unboosted) than the first reading another may be
+and still be taken for it: further off, a reading the script understands is more likely made up
+from its hotwords than heard."""
 
 
 def model_dir() -> Path:
@@ -165,9 +178,30 @@ def hotword_trie(tokenizer: Any, hotwords: tuple[str, ...]) -> Hotwords:
     return Hotwords({prefix: frozenset(t) for prefix, t in following.items()})
 
 
-def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    shifted = logits - logits.max()
-    return shifted - np.log(np.exp(shifted).sum())  # type: ignore[no-any-return]
+Prefixes = frozenset[tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of the audio as it is decoded: its tokens, Moonshine's log-probability of
+    each (unboosted), the score it was ranked by (boosted) and the hotwords it is inside."""
+
+    tokens: tuple[int, ...] = ()
+    log_probs: tuple[float, ...] = ()
+    score: float = 0.0
+    open_prefixes: Prefixes = frozenset()
+
+    @property
+    def last(self) -> int:
+        return self.tokens[-1] if self.tokens else START_TOKEN
+
+    def extended(
+        self, token: int, log_prob: float, hotwords: Hotwords | None, *, score: float = 0.0
+    ) -> Reading:
+        if token == END_TOKEN:
+            return replace(self, score=score)
+        open_ = hotwords.advance(self.open_prefixes, token) if hotwords else self.open_prefixes
+        return Reading((*self.tokens, token), (*self.log_probs, log_prob), score, open_)
 
 
 class MoonshineSTT:
@@ -180,10 +214,14 @@ class MoonshineSTT:
         *,
         hotword_bonus: float = HOTWORD_BONUS,
         cache: Path | None = None,
+        second_look_beams: int = SECOND_LOOK_BEAMS,
+        second_look_margin: float = SECOND_LOOK_MARGIN,
     ) -> None:
         self._executor = executor
         self._model = load_moonshine(cpu_threads, cache)
         self._hotword_bonus = hotword_bonus
+        self._beams = second_look_beams
+        self._margin = second_look_margin
 
     def transcribe_sync(
         self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
@@ -194,56 +232,124 @@ class MoonshineSTT:
         hotwords = None
         if context is not None and context.hotwords and self._hotword_bonus > 0:
             hotwords = hotword_trie(self._model.tokenizer, context.hotwords)
-        tokens, log_probs = self._decode(samples[None, :], hotwords)
-        text = self._model.tokenizer.decode(tokens).strip()
-        confidence = float(np.exp(np.mean(log_probs))) if tokens else None
+        (encoded,) = self._model.encoder.run(None, {"input_values": samples[None, :]})
+        budget = int(np.ceil(samples.size / MOONSHINE_RATE * TOKENS_PER_SECOND))
+        first = self._greedy(encoded, budget, hotwords)
+        transcript = self._transcript(first)
+        judge = context.readings if context is not None else None
+        if judge is None or self._beams < 2 or judge.settled(transcript.text):
+            return transcript
+        for reading in self._beam(encoded, budget, hotwords):
+            if sum(reading.log_probs) < sum(first.log_probs) - self._margin:
+                break
+            if reading.tokens != first.tokens:
+                other = self._transcript(reading)
+                if judge.answers(other.text):
+                    return replace(other, first_reading=transcript.text)
+        return transcript
+
+    def _transcript(self, reading: Reading) -> Transcript:
+        text = self._model.tokenizer.decode(reading.tokens).strip()
+        log_probs = reading.log_probs
+        confidence = float(np.exp(np.mean(log_probs))) if log_probs else None
         return Transcript(text=text, confidence=confidence)
 
-    def _decode(
-        self, samples: npt.NDArray[np.float32], hotwords: Hotwords | None = None
-    ) -> tuple[list[int], list[float]]:
+    def _step(
+        self, tokens: list[int], encoded: npt.NDArray[np.float32], past: dict[str, Any], step: int
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        """One decoder step for a batch of readings: their next-token log-probabilities and
+        the cache to pass on (the encoder's keys are made at the first step only)."""
+        model = self._model
+        logits, *present = model.decoder.run(
+            None,
+            {
+                "input_ids": np.array(tokens, dtype=np.int64)[:, None],
+                "encoder_hidden_states": encoded,
+                "use_cache_branch": np.array([step > 0]),
+                **past,
+            },
+        )
+        shifted = logits[:, -1] - logits[:, -1].max(axis=-1, keepdims=True)
+        scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        kept = dict(past)
+        for name, value in zip(model.present_names, present, strict=True):
+            if step == 0 or ".decoder." in name:
+                kept[name.replace("present.", "past_key_values.")] = value
+        return scores, kept
+
+    def _empty_cache(self, batch: int) -> dict[str, Any]:
+        heads, size = self._model.cache_shape
+        return {
+            name: np.zeros((batch, heads, 0, size), np.float32) for name in self._model.cache_names
+        }
+
+    def _boost(
+        self, scores: npt.NDArray[np.float32], hotwords: Hotwords | None, open_: Prefixes
+    ) -> npt.NDArray[np.float32]:
+        if hotwords is None:
+            return scores
+        boosted = scores.copy()
+        boosted[list(hotwords.boosted(open_))] += self._hotword_bonus
+        return boosted
+
+    def _greedy(
+        self, encoded: npt.NDArray[np.float32], budget: int, hotwords: Hotwords | None
+    ) -> Reading:
         """Greedy decoding with the merged decoder's key/value cache, hotword tokens boosted. The
         first step may not end the transcript: on some turns of several seconds Moonshine prefers
         ending at once (p 0.7 on a 5.6 s answer), and the edge only transcribes what its VAD heard
-        as speech. The confidence is Moonshine's own probability of each token, unboosted."""
-        model = self._model
-        (encoded,) = model.encoder.run(None, {"input_values": samples})
-        past = {
-            name: np.zeros((1, model.cache_shape[0], 0, model.cache_shape[1]), np.float32)
-            for name in model.cache_names
-        }
-        budget = int(np.ceil(samples.shape[-1] / MOONSHINE_RATE * TOKENS_PER_SECOND))
-        token, tokens, log_probs = START_TOKEN, [], []
-        open_prefixes: frozenset[tuple[int, ...]] = frozenset()
+        as speech. The log-probabilities kept are Moonshine's own, unboosted."""
+        past = self._empty_cache(1)
+        token, reading = START_TOKEN, Reading()
         for step in range(budget):
-            logits, *present = model.decoder.run(
-                None,
-                {
-                    "input_ids": np.array([[token]], dtype=np.int64),
-                    "encoder_hidden_states": encoded,
-                    "use_cache_branch": np.array([step > 0]),
-                    **past,
-                },
-            )
-            scores = _log_softmax(logits[0, -1])
+            scores, past = self._step([token], encoded, past, step)
+            raw = scores[0]
             if step == 0:
-                scores[END_TOKEN] = -np.inf
-            choice = scores
-            if hotwords is not None:
-                choice = scores.copy()
-                boosted = list(hotwords.boosted(open_prefixes))
-                choice[boosted] += self._hotword_bonus
-            token = int(choice.argmax())
+                raw[END_TOKEN] = -np.inf
+            token = int(self._boost(raw, hotwords, reading.open_prefixes).argmax())
             if token == END_TOKEN:
                 break
-            if hotwords is not None:
-                open_prefixes = hotwords.advance(open_prefixes, token)
-            tokens.append(token)
-            log_probs.append(float(scores[token]))
-            for name, value in zip(model.present_names, present, strict=True):
-                if step == 0 or ".decoder." in name:
-                    past[name.replace("present.", "past_key_values.")] = value
-        return tokens, log_probs
+            reading = reading.extended(token, float(raw[token]), hotwords)
+        return reading
+
+    def _beam(
+        self, encoded: npt.NDArray[np.float32], budget: int, hotwords: Hotwords | None
+    ) -> list[Reading]:
+        """The likeliest readings by beam search (ranked by their boosted scores, as the greedy
+        reading was chosen), likeliest first."""
+        live, finished = [Reading()], []
+        past = self._empty_cache(1)
+        for step in range(budget):
+            if not live:
+                break
+            batch = np.repeat(encoded, len(live), axis=0)
+            scores, past = self._step([r.last for r in live], batch, past, step)
+            candidates: list[tuple[float, int, int]] = []
+            for row, reading in enumerate(live):
+                raw = scores[row]
+                if step == 0:
+                    raw[END_TOKEN] = -np.inf
+                boosted = self._boost(raw, hotwords, reading.open_prefixes)
+                for token in np.argsort(boosted)[-self._beams :]:
+                    candidates.append((reading.score + float(boosted[token]), row, int(token)))
+            candidates.sort(reverse=True)
+            parents: list[int] = []
+            kept: list[Reading] = []
+            for score, row, token in candidates:
+                if len(kept) == self._beams:
+                    break
+                grown = live[row].extended(token, float(scores[row][token]), hotwords, score=score)
+                if token == END_TOKEN:
+                    finished.append(grown)
+                else:
+                    parents.append(row)
+                    kept.append(grown)
+            live = kept
+            if len(finished) >= self._beams:
+                break
+            past = {name: value[parents] for name, value in past.items()}
+        finished.extend(live)
+        return sorted(finished, key=lambda reading: reading.score, reverse=True)
 
     async def transcribe(
         self, audio: PCM, sample_rate: int, context: SpeechContext | None = None

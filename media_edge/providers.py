@@ -41,6 +41,9 @@ class Transcript:
     """Who transcribed it ("whisper", "deepgram", "flux")."""
     fallback: str | None = None
     """Why the call's streaming recognizer did not, when the embedded fallback did."""
+    first_reading: str | None = None
+    """The model's likeliest reading, when the script understood a less likely one instead
+    (`SpeechContext.readings`)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,21 @@ class SpeechContext:
 
     prompt: str = ""
     hotwords: tuple[str, ...] = ()
+    readings: ReadingJudge | None = field(default=None, compare=False)
+    """The script's view of a reading: a model that can list its next likeliest readings
+    (Moonshine) offers one that answers the question when its first is not settled."""
+
+
+class ReadingJudge(Protocol):
+    """How the script takes a reading of the caller's audio (`workflows.expectations`)."""
+
+    def settled(self, text: str) -> bool:
+        """A first reading to keep as it is: understood, or trailing off (the caller may go on)."""
+        ...
+
+    def answers(self, text: str) -> bool:
+        """A reading that answers the question in the state's own terms."""
+        ...
 
 
 class SpeechToText(Protocol):

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     stt_script_context: bool = True
     """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
     answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""
+    stt_second_look: bool = True
+    """With the script context: when Moonshine's likeliest reading of a pause is not understood
+    (and does not trail off), take a nearly as likely reading that answers the question in the
+    state's own terms (`media_edge.moonshine_stt`). On the dev replies, 16 misheard answers
+    understood as said, 2 read as something else ("a hundred fifteen" as 15)."""
     barge_in_min_speech_ms: int = Field(default=500, ge=20)
     """Caller speech over the agent shorter than this never interrupts ("uh-huh", a cough)."""
     barge_in_confirm_words: bool = True

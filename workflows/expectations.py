@@ -9,6 +9,7 @@ around...") waits for the turn model. Pure, so the workflow, the edge and the ev
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +60,12 @@ class ExpectedAnswer(BaseModel):
     """The intent a plain yes answers here (the state's `yes`), if any."""
     no: str | None = None
     """The intent a plain no answers here (the state's `no`), if any."""
+    own_intents: int | None = None
+    """How many of `intents` are the state's own (None: not said, as in an older decision)."""
+
+    def is_own_intent(self, name: str) -> bool:
+        own = self.intents if self.own_intents is None else self.intents[: self.own_intents]
+        return any(intent.name == name for intent in own)
 
     def answer_words(self) -> list[str]:
         """Content words of the examples of the intents a yes or a no means here ("own",
@@ -89,6 +96,13 @@ class AnswerJudgement(BaseModel):
     reason: str
     unfinished: bool = False
     """Words that stop where a sentence cannot: the caller is likely to go on."""
+    meaning: str | None = None
+    """What a complete answer says, as tier 0 reads it: `slot:NAME=VALUE`, `intent:NAME` (a
+    confident match or a plain yes/no the state names), `rule:PHRASE`, `call back`."""
+    answers_here: bool = False
+    """It answers this question in the state's own terms (its slot, its own intents, its yes or
+    no), not a built-in rule or a global intent: what a less likely reading of the audio may be
+    taken for (`media_edge.moonshine_stt`'s second look)."""
 
 
 def expected_answer(playbook: Playbook, state: str, question: str = "") -> ExpectedAnswer | None:
@@ -105,6 +119,7 @@ def expected_answer(playbook: Playbook, state: str, question: str = "") -> Expec
         state=state,
         question=question,
         intents=[*current.intents, *playbook.global_intents],
+        own_intents=len(current.intents),
         collect=current.collect,
         slots=slots,
         yes=current.yes,
@@ -139,20 +154,50 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     if expect is None:
         return AnswerJudgement(complete=False, reason="no question")
     if (phrase := rule_phrase(normalized)) is not None:
-        return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'")
+        return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'", meaning=f"rule:{phrase}")
     if expect.collect is not None and expect.collect in expect.slots:
         found = extract_slot(expect.slots[expect.collect], text)
         if found is not None and expect.slots[expect.collect].kind != "text":
-            return AnswerJudgement(complete=True, reason=f"slot '{expect.collect}' = '{found[0]}'")
+            return AnswerJudgement(
+                complete=True,
+                reason=f"slot '{expect.collect}' = '{found[0]}'",
+                meaning=f"slot:{expect.collect}={found[0]}",
+                answers_here=True,
+            )
     if (words := asks_to_be_called_back(text)) is not None:
-        return AnswerJudgement(complete=True, reason=f"asks for a call back: '{words}'")
+        return AnswerJudgement(
+            complete=True, reason=f"asks for a call back: '{words}'", meaning="call back"
+        )
     match = match_intent(text, expect.intents, CONFIDENT_MATCH)
     if match is not None:
         return AnswerJudgement(
-            complete=True, reason=f"intent '{match.name}' score {match.score:.2f}"
+            complete=True,
+            reason=f"intent '{match.name}' score {match.score:.2f}",
+            meaning=f"intent:{match.name}",
+            answers_here=expect.is_own_intent(match.name),
         )
     if (answered := answer_polarity(expect.yes, expect.no, text)) is not None:
         return AnswerJudgement(
-            complete=True, reason=f"'{answered[1]}' answers it: intent '{answered[0]}'"
+            complete=True,
+            reason=f"'{answered[1]}' answers it: intent '{answered[0]}'",
+            meaning=f"intent:{answered[0]}",
+            answers_here=True,
         )
     return AnswerJudgement(complete=False, reason="no confident intent or slot")
+
+
+@dataclass(frozen=True)
+class AnswerReadings:
+    """The script's view of a speech model's readings of one answer (`SpeechContext.readings`):
+    the likeliest reading is kept when it is understood at all or trails off; otherwise a less
+    likely one may stand for it if it answers in the state's own terms. A rule ("stop calling")
+    or a global intent is never read into the audio this way."""
+
+    expect: ExpectedAnswer
+
+    def settled(self, text: str) -> bool:
+        judgement = judge_answer(self.expect, text)
+        return judgement.complete or judgement.unfinished
+
+    def answers(self, text: str) -> bool:
+        return judge_answer(self.expect, text).answers_here

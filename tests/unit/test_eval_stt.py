@@ -14,6 +14,7 @@ from evals.stt import (
     biasing,
     corpus,
     phone_audio,
+    read_as,
     summarize,
     timed,
 )
@@ -66,7 +67,7 @@ def test_each_segment_keeps_its_least_time_of_the_repeats() -> None:
     costs = iter([(0.05, 0.04), (0.01, 0.02), (0.03, 0.005)])
     now = {"wall": 0.0, "cpu": 0.0}
 
-    def transcribe(audio: PCM, context: Context | None) -> str:
+    def transcribe(audio: PCM, context: Context | None, second_look: bool) -> str:
         wall, cpu = next(costs)
         now["wall"] += wall
         now["cpu"] += cpu
@@ -101,7 +102,11 @@ def test_two_second_rows_hold_only_short_answers_with_their_p90() -> None:
 
 def test_answer_words_count_the_hotwords_said_and_how_many_were_heard() -> None:
     said = "Yes, we own it. Thursday mornings, or Thursday."
-    hypothesis = {"plain": "Yes, we don't it. First mornings or Thursday.", "biased": "we own it"}
+    hypothesis = {
+        "plain": "Yes, we don't it. First mornings or Thursday.",
+        "biased": "we own it",
+        "second look": "we own it",
+    }
     result = Result(
         "dev", "p", "espeak_f3", "reply", "homeowner", said, 9, 2.0, hypothesis,
         {c: 0 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS},
@@ -114,3 +119,21 @@ def test_answer_words_count_the_hotwords_said_and_how_many_were_heard() -> None:
     row = summarize([result])["dev"]["all"]
     assert row["answer_words"] == 4
     assert row["answer_words_plain"] == pytest.approx(0.5)
+
+
+def test_answers_read_as_said_and_misread_count_meanings_not_words() -> None:
+    """ "Tuesday." heard as "Doomed then." is an answer lost; heard as "Thursday." it is an
+    answer misread; "Tuesday, yes." is read as said though its words differ."""
+    context = biasing("Dana")["ask_day"]
+    meant = read_as(context, "Tuesday.")
+    assert meant == "slot:survey_day=Tuesday"
+    hypothesis = {"plain": "Doomed then.", "biased": "Thursday.", "second look": "Tuesday, yes."}
+    result = Result(
+        "dev", "p", "espeak_f3", "reply", "ask_day", "Tuesday.", 1, 1.0, hypothesis,
+        {c: 1 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS}, {c: 0.1 for c in CONDITIONS},
+        meant, {c: read_as(context, text) for c, text in hypothesis.items()},
+    )  # fmt: skip
+    row = summarize([result])["dev"]["all"]
+    assert row["answers_said"] == 1
+    assert [row[f"answers_read_{c}"] for c in CONDITIONS] == [0.0, 0.0, 1.0]
+    assert [row[f"misread_{c}"] for c in CONDITIONS] == [0, 1, 0]

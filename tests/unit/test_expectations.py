@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT
-from workflows.expectations import expected_answer, judge_answer
+from workflows.expectations import AnswerReadings, expected_answer, judge_answer
 
 PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
 
@@ -77,3 +77,32 @@ def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
     assert judge_answer(None, "Well,").unfinished and judge_answer(None, "and the").unfinished
     assert not judge_answer(None, "").unfinished
     assert not judge_answer(None, "Is it really free?").unfinished
+
+
+def test_a_less_likely_reading_may_stand_only_for_an_answer_in_the_states_own_terms() -> None:
+    """What the STT's second look may take: the state's slot, its own intents, its yes or no;
+    never a built-in rule or a global intent read into audio the model first heard otherwise."""
+    ask_day = expected_answer(PLAYBOOK, "ask_day")
+    homeowner = expected_answer(PLAYBOOK, "homeowner")
+    assert ask_day and homeowner
+    day, home = AnswerReadings(ask_day), AnswerReadings(homeowner)
+    assert day.answers("Tuesday.")
+    assert judge_answer(ask_day, "Tuesday.").meaning == "slot:survey_day=Tuesday"
+    assert home.answers("Yeah, I own the house.") and home.answers("No, we rent.")
+    assert judge_answer(homeowner, "No, we rent.").meaning == "intent:rents"
+    stop = judge_answer(homeowner, "Stop calling me.")
+    assert stop.complete and not stop.answers_here and not home.answers("Stop calling me.")
+    global_intent = judge_answer(homeowner, "I'm not interested, thanks.")
+    assert global_intent.meaning == "intent:not_interested" and not global_intent.answers_here
+
+
+def test_a_first_reading_is_settled_when_understood_or_trailing_off() -> None:
+    ask_day = expected_answer(PLAYBOOK, "ask_day")
+    assert ask_day
+    readings = AnswerReadings(ask_day)
+    assert readings.settled("Thursday works.")
+    assert readings.settled("Stop calling me.")
+    assert readings.settled("Maybe Thursday or")
+    assert readings.settled("Um,")
+    assert not readings.settled("Doomed then.")
+    assert not readings.settled("")

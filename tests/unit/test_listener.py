@@ -266,6 +266,26 @@ async def test_transcription_is_biased_to_the_question_when_switched_on() -> Non
             assert context is None
 
 
+async def test_the_script_judges_the_stts_readings_when_the_second_look_is_on() -> None:
+    """The STT is given the state's judge of its readings, which takes a misheard day for
+    nothing and the day for an answer, only with `stt_second_look`."""
+    for switched_on in (True, False):
+        hooks, stt, tasks = Hooks(), ScriptedSTT("Doomed then."), list[asyncio.Task[Any]]()
+        listen = listener(hooks, stt, tasks, stt_second_look=switched_on)
+        listen.expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
+        await feed(listen, SPEECH, 50)
+        await feed(listen, SILENCE, 40)
+        await settle(tasks)
+        (context,) = stt.contexts
+        assert context is not None
+        if switched_on:
+            assert context.readings is not None
+            assert not context.readings.settled("Doomed then.")
+            assert context.readings.answers("Tuesday.")
+        else:
+            assert context.readings is None
+
+
 async def test_speech_over_the_agent_pauses_it_then_a_backchannel_resumes_it() -> None:
     hooks, stt, tasks = Hooks(agent=True), ScriptedSTT("Mm-hmm."), list[asyncio.Task[Any]]()
     listen = listener(

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pytest
 
-from evals.persona_lines import PersonaLine
+from evals.persona_lines import PersonaLine, expected_answers, sample_playbook
 from evals.stt import biasing, phone_audio
 from media_edge.audio import PHONE_RATE, mulaw_decode
 from media_edge.moonshine_stt import MoonshineSTT, hotword_trie, load_moonshine, model_dir
@@ -24,6 +24,7 @@ from media_edge.providers import PCM, SpeechContext
 from media_edge.stt_models import embedded_stt
 from media_edge.tts import PhoneSpeech, PiperTTS
 from simulator.caller_voice import named_caller_voice, phone_line, text_seed
+from workflows.expectations import AnswerReadings, judge_answer
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +172,53 @@ async def test_the_optimized_graphs_are_kept_once_and_hear_what_the_rebuilt_ones
         stt._model = model
         heard.append((await stt.transcribe(audio, PHONE_RATE)).text)
     assert heard == [(await plain.transcribe(audio, PHONE_RATE)).text] * 2
+
+
+@pytest.mark.parametrize(
+    ("voice", "state", "said", "first_reading"),
+    [
+        ("espeak_f3", "ask_day", "Tuesday.", "Doomed then."),
+        ("espeak_m3", "homeowner", "Yeah, I own the house.", "Here, I own the house."),
+    ],
+)
+def test_a_second_look_takes_a_nearly_as_likely_reading_that_answers_the_question(
+    executor: ThreadPoolExecutor, voice: str, state: str, said: str, first_reading: str
+) -> None:
+    """Corpus lines in espeak voices whose likeliest reading the script does not understand:
+    the second look finds a reading it does, says what the first was, and reads it as said."""
+    line = PersonaLine("dev", "test", "Dana", voice, "topic", state, said)
+    audio = phone_audio(line)
+    context = biasing("Dana")[state]
+    expect = expected_answers(sample_playbook(), "Dana")[state]
+    stt = MoonshineSTT(executor, cpu_threads=2)
+    first = stt.transcribe_sync(audio, PHONE_RATE, SpeechContext(context.prompt, context.hotwords))
+    second = stt.transcribe_sync(
+        audio,
+        PHONE_RATE,
+        SpeechContext(context.prompt, context.hotwords, readings=AnswerReadings(expect)),
+    )
+    assert (first.text, first.first_reading) == (first_reading, None)
+    assert second.first_reading == first_reading
+    assert judge_answer(expect, second.text).meaning == judge_answer(expect, said).meaning
+    assert judge_answer(expect, said).meaning is not None
+
+
+@pytest.mark.parametrize(
+    ("voice", "said"),
+    [("piper_slow", "Um, maybe Thursday."), ("piper_fast", "Thursday works for me.")],
+)
+def test_an_understood_first_reading_is_kept_without_a_second_look(
+    executor: ThreadPoolExecutor, voice: str, said: str
+) -> None:
+    """Understood at once: the first reading stands, although the beam holds other readings
+    that answer too ("Um, maybe thursday.", "Thursday works for me!")."""
+    line = PersonaLine("dev", "test", "Dana", voice, "topic", "ask_day", said)
+    audio = phone_audio(line)
+    context = biasing("Dana")["ask_day"]
+    expect = expected_answers(sample_playbook(), "Dana")["ask_day"]
+    stt = MoonshineSTT(executor, cpu_threads=2)
+    biased = SpeechContext(context.prompt, context.hotwords)
+    judged = SpeechContext(context.prompt, context.hotwords, readings=AnswerReadings(expect))
+    heard = stt.transcribe_sync(audio, PHONE_RATE, judged)
+    assert heard.first_reading is None
+    assert heard.text == stt.transcribe_sync(audio, PHONE_RATE, biased).text == said
