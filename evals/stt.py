@@ -329,16 +329,17 @@ def _ms(value: float | None) -> str:
 def markdown(report: dict[str, Any]) -> str:
     summary = report["summary"]
     lines = [
-        "| | dev WER plain | dev WER biased | held-out WER plain | held-out WER biased "
-        "| dev utterances (words) | held-out utterances (words) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| | "
+        + " | ".join(f"{name} WER {c}" for name in ("dev", "held-out") for c in CONDITIONS)
+        + " | dev utterances (words) | held-out utterances (words) |",
+        "|---|" + "---:|" * (2 * len(CONDITIONS) + 2),
     ]
 
     def add(label: str, dev: dict[str, Any], held: dict[str, Any]) -> None:
+        cells = [_pct(row[f"wer_{c}"]) for row in (dev, held) for c in CONDITIONS]
         lines.append(
-            f"| {label} | {_pct(dev['wer_plain'])} | {_pct(dev['wer_biased'])} "
-            f"| {_pct(held['wer_plain'])} | {_pct(held['wer_biased'])} "
-            f"| {dev['utterances']} ({dev['words']}) | {held['utterances']} ({held['words']}) |"
+            f"| {label} | " + " | ".join(cells) + f" | {dev['utterances']} ({dev['words']}) "
+            f"| {held['utterances']} ({held['words']}) |"
         )
 
     dev, held = summary["dev"], summary["heldout"]
