@@ -185,6 +185,7 @@ class Endpointer:
         self._paused_agent = False
         self._overlap_ms = 0
         self._words: str | None = None
+        self._words_answer = False
         self._words_wanted = False
         self.policy.reset()
 
@@ -296,7 +297,10 @@ class Endpointer:
             return False
         if self._words_wanted and self._words is None:
             return False
-        return self.barge_in.classify(self._overlap_ms, self._words, ended=True) == "backchannel"
+        verdict = self.barge_in.classify(
+            self._overlap_ms, self._words, ended=True, answers=self._words_answer
+        )
+        return verdict == "backchannel"
 
     def _check_barge_in(self, now: float, agent_speaking: bool) -> list[TurnEvent]:
         if not agent_speaking or self._barged_in or not self.in_segment:
@@ -306,7 +310,7 @@ class Endpointer:
         if not self._paused_agent and pause_after is not None and self._overlap_ms >= pause_after:
             self._paused_agent = True
             events.append(PauseAgent(at=now, speech_started_at=self._started_at))
-        verdict = self.barge_in.classify(self._overlap_ms, self._words)
+        verdict = self.barge_in.classify(self._overlap_ms, self._words, answers=self._words_answer)
         if verdict == "interrupt":
             self._barged_in = True
             events.append(BargeIn(at=now, speech_started_at=self._started_at))
@@ -315,10 +319,12 @@ class Endpointer:
             events.append(WordsWanted(audio=self._audio(), segment=self.segment, at=now))
         return events
 
-    def set_words(self, segment: int, text: str) -> None:
-        """The first STT words of `segment`'s speech (asked for by `WordsWanted`)."""
+    def set_words(self, segment: int, text: str, *, answers: bool = False) -> None:
+        """The first STT words of `segment`'s speech (asked for by `WordsWanted`); `answers`:
+        the script understands them as an answer to its question."""
         if segment == self.segment and self.in_segment:
             self._words = text
+            self._words_answer = answers
 
     def set_verdict(
         self, pause: int, probability: float, now: float, agent_speaking: bool = False

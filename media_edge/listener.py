@@ -134,6 +134,7 @@ def barge_in_classifier(settings: Settings) -> BargeInClassifier:
             settings.barge_in_max_backchannel_ms, settings.barge_in_min_speech_ms
         ),
         use_words=settings.barge_in_confirm_words,
+        unclear_is_backchannel=settings.barge_in_unclear_is_backchannel,
     )
 
 
@@ -437,7 +438,8 @@ class Listener:
             transcript, _ = await self._transcribe(wanted.audio)
         if self._log_transcripts:
             self.log.info("first words over the agent: %s", transcript.text)
-        self.endpointer.set_words(wanted.segment, transcript.text)
+        answers = judge_answer(self.expect, transcript.text).complete
+        self.endpointer.set_words(wanted.segment, transcript.text, answers=answers)
         await self._handle(
             self.endpointer.check_barge_in(time.monotonic(), self._hooks.agent_speaking())
         )

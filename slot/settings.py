@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     """Caller speech over the agent shorter than this never interrupts ("uh-huh", a cough)."""
     barge_in_confirm_words: bool = True
     """Past the minimum, interrupt only once the first STT words are more than a backchannel."""
+    barge_in_unclear_is_backchannel: bool = True
+    """With `barge_in_confirm_words`: first words that do not take the floor are a backchannel
+    too: a short reading (three words or fewer besides acknowledgements) with no question, no
+    word that stops or asks ("wait", "sorry", "what") and no answer the script understands.
+    Hums misheard ("Mm-hmm" read as "A memo.") stopped the agent mid-line."""
     barge_in_max_backchannel_ms: int = Field(default=1200, ge=20)
     """Caller speech over the agent this long interrupts whatever its words."""
     barge_in_pause_after_ms: int | None = Field(default=120, ge=20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media_edge.barge_in import BargeInClassifier, is_backchannel_text
+from media_edge.barge_in import BargeInClassifier, is_backchannel_text, takes_the_floor
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,32 @@ def test_long_speech_interrupts_whatever_the_words() -> None:
     assert not classifier.wants_words(1200)
     assert classifier.classify(1200) == "interrupt"
     assert classifier.classify(1500, "yeah yeah yeah") == "interrupt"
+
+
+@pytest.mark.parametrize(
+    ("words", "answers", "verdict"),
+    [
+        # Hums misheard: a short reading with nothing in it that claims the turn.
+        ("A memo.", False, "backchannel"),
+        ("In Mm-mm.", False, "backchannel"),
+        ("Amend them.", False, "backchannel"),
+        # What claims the turn, however short: a word that stops or asks, a question, an answer.
+        ("Wait.", False, "interrupt"),
+        ("Sorry", False, "interrupt"),
+        ("Who's this", False, "interrupt"),
+        ("A memo?", False, "interrupt"),
+        ("Not today.", False, "interrupt"),
+        ("Amen, yes.", True, "interrupt"),
+        # More than a short reading.
+        ("I already have panels on the roof.", False, "interrupt"),
+    ],
+)
+def test_first_words_that_do_not_take_the_floor_are_a_backchannel_when_asked(
+    words: str, answers: bool, verdict: str
+) -> None:
+    unclear = BargeInClassifier(min_interrupt_ms=500, use_words=True, unclear_is_backchannel=True)
+    strict = BargeInClassifier(min_interrupt_ms=500, use_words=True)
+    assert unclear.classify(600, words, answers=answers) == verdict
+    assert takes_the_floor(words, answers) == (verdict == "interrupt")
+    assert strict.classify(600, words, answers=answers) == "interrupt"
+    assert unclear.classify(1300, words) == "interrupt", "long speech interrupts whatever"

@@ -235,6 +235,31 @@ def test_real_words_interrupt_once_they_arrive_and_the_speech_becomes_the_turn()
     assert frame_ids(end.audio)[0] == 0  # the interrupting words from their pre-roll on
 
 
+def test_a_short_unclear_reading_keeps_the_agent_talking_an_answer_interrupts() -> None:
+    """With `unclear_is_backchannel`: "A memo." (a hum misheard) is a backchannel; the same
+    words handed back as an answer the script understands interrupt."""
+    for answers, interrupts in ((False, False), (True, True)):
+        run = Run()
+        run.endpointer = Endpointer(
+            CONFIG,
+            FixedSilencePolicy(600),
+            BargeInClassifier(
+                min_interrupt_ms=500,
+                max_backchannel_ms=1200,
+                use_words=True,
+                unclear_is_backchannel=True,
+            ),
+        )
+        run.feed(0.9, 30, agent=True)
+        ((_, wanted),) = run.of(WordsWanted)
+        assert isinstance(wanted, WordsWanted)
+        run.endpointer.set_words(wanted.segment, "A memo.", answers=answers)
+        barged = run.endpointer.check_barge_in(0.7, agent_speaking=True)
+        assert [isinstance(event, BargeIn) for event in barged] == ([True] if interrupts else [])
+        run.feed(0.0, 40, agent=True)
+        assert len(run.of(Backchannel)) == (0 if interrupts else 1)
+
+
 def test_long_speech_over_the_agent_interrupts_whatever_the_words() -> None:
     run = word_run()
     run.feed(0.9, 30, agent=True)
