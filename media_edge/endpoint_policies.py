@@ -131,6 +131,11 @@ class ScriptAwarePolicy:
     the silence may last this long before the turn ends. Since the pause's transcript decides,
     a model verdict that comes before it (`speculating` says one is on its way) waits for it;
     the turn needs that transcript anyway, so the wait costs nothing.
+
+    With `short_answer_holds_model`, a pause whose transcript is a short answer (`set_answer`'s
+    `min_pause_ms`: "Yes.", "Yeah.") is not ended by the model before that pause either: callers
+    go on after one or two words ("Yes, [pause] this is Keiko") and Smart Turn finds "Yes."
+    complete.
     """
 
     inner: EndpointPolicy
@@ -138,11 +143,15 @@ class ScriptAwarePolicy:
     """Silence a complete answer must be followed by before it ends the turn."""
     unfinished_max_silence_ms: int | None = None
     """Silence after an unfinished-sounding transcript before the turn ends (None: no hold)."""
+    short_answer_holds_model: bool = False
     _pause: int | None = field(default=None, repr=False)
     _silence_ms: int = field(default=0, repr=False)
     _complete: int | None = field(default=None, repr=False)
     """The pause judged a complete answer, waiting for its minimum pause."""
     _wait_ms: int = field(default=0, repr=False)
+    _waiting_reason: EndReason = field(default="script", repr=False)
+    _floor: tuple[int, int] | None = field(default=None, repr=False)
+    """(pause, silence): the pause's transcript is a short answer; no verdict ends it sooner."""
     _judging: int | None = field(default=None, repr=False)
     """The pause whose transcript is being judged (a model verdict for it waits)."""
     _model_done: int | None = field(default=None, repr=False)
@@ -162,7 +171,7 @@ class ScriptAwarePolicy:
             self.reset()
             return decision
         if self._complete == pause and silence_ms >= self._wait_ms:
-            return self._end()
+            return self._end(self._waiting_reason)
         return decision
 
     def speculating(self, pause: int) -> None:
@@ -177,9 +186,19 @@ class ScriptAwarePolicy:
         if decision.end_of_turn and pause == self._judging:
             self._model_done = pause
             return CONTINUE
+        if decision.end_of_turn and self._held_by_floor(pause):
+            return CONTINUE
         if decision.end_of_turn:
             self.reset()
         return decision
+
+    def _held_by_floor(self, pause: int) -> bool:
+        """The model ended `pause` before its short answer's floor: wait for the floor."""
+        if self._floor is None or self._floor[0] != pause or self._silence_ms >= self._floor[1]:
+            return False
+        if self._complete != pause:
+            self._complete, self._wait_ms, self._waiting_reason = pause, self._floor[1], "model"
+        return True
 
     def set_answer(
         self,
@@ -202,8 +221,12 @@ class ScriptAwarePolicy:
             wait = self.min_pause_ms if min_pause_ms is None else min_pause_ms
             if self._silence_ms >= wait:
                 return self._end()
-            self._complete, self._wait_ms = pause, wait
+            self._complete, self._wait_ms, self._waiting_reason = pause, wait, "script"
+        if min_pause_ms is not None and self.short_answer_holds_model:
+            self._floor = (pause, min_pause_ms)
         if self._model_done == pause:
+            if self._held_by_floor(pause):
+                return CONTINUE
             return self._end("model")
         return CONTINUE
 
@@ -216,6 +239,8 @@ class ScriptAwarePolicy:
         self._silence_ms = 0
         self._complete = None
         self._wait_ms = 0
+        self._waiting_reason = "script"
+        self._floor = None
         self._judging = None
         self._model_done = None
         self._held = None

@@ -117,6 +117,7 @@ def endpoint_policy(settings: Settings) -> EndpointPolicy:
             policy,
             settings.script_endpoint_min_pause_ms,
             settings.unfinished_max_silence_ms,
+            settings.script_short_answer_holds_model,
         )
     return policy
 

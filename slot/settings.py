@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     """The same wait for a complete answer of one or two words ("Yes.", "Okay."): dev callers
     cut off there went on ("Okay. [~500 ms] Yeah, I own my place"), and the rest, heard over
     the agent's next question, was misread as a new answer."""
+    script_short_answer_holds_model: bool = True
+    """A one- or two-word transcript waits `script_short_answer_min_pause_ms` whatever Smart
+    Turn says too: most premature cut-offs on the dev calls were Smart Turn ending "Yes." or
+    "Yeah." at the first pause of "Yes, this is Keiko." and the like."""
     stt_script_context: bool = True
     """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
     answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from media_edge.barge_in import BargeInClassifier
 from media_edge.endpoint_policies import (
@@ -390,6 +391,41 @@ def test_the_models_verdict_waits_for_the_transcript_then_ends_the_turn() -> Non
     assert run.endpointer.set_verdict(wanted.pause, 0.99, now=0.8) == []
     (end,) = run.endpointer.set_answer(spec.pause, False, now=0.85)  # no answer, but finished
     assert isinstance(end, EndOfTurn) and end.reason == "model" and end.endpoint_at == 0.85
+
+
+@pytest.mark.parametrize("verdict_first", [True, False])
+@pytest.mark.parametrize("holds", [True, False])
+def test_a_short_answer_is_not_ended_by_the_model_before_its_longer_pause(
+    verdict_first: bool, holds: bool
+) -> None:
+    """ "Yes." then a pause: the model finds it complete (before or after the transcript), but
+    the turn waits the short answer's 700 ms, so a caller going on ("...this is Keiko") keeps
+    the turn open. Without `short_answer_holds_model` the model ends it at once."""
+    run = Run()
+    policy = SmartTurnPolicy(SmartTurnConfig(threshold=0.9, min_pause_ms=200, max_silence_ms=1000))
+    run.endpointer = Endpointer(
+        CONFIG, ScriptAwarePolicy(policy, 450, 2500, short_answer_holds_model=holds)
+    )
+    run.feed(0.9, 30)
+    run.feed(0.0, 10)
+    ((_, spec),) = run.of(SpeculativePause)
+    ((_, wanted),) = run.of(TurnModelWanted)
+    assert isinstance(spec, SpeculativePause) and isinstance(wanted, TurnModelWanted)
+    ended: list[TurnEvent] = []
+    for step in ("verdict", "answer") if verdict_first else ("answer", "verdict"):
+        if step == "verdict":
+            ended += run.endpointer.set_verdict(wanted.pause, 0.99, now=0.8)
+        else:
+            ended += run.endpointer.set_answer(spec.pause, False, now=0.85, min_pause_ms=700)
+    if not holds:
+        assert [type(event) for event in ended] == [EndOfTurn]
+        return
+    assert ended == []
+    run.feed(0.0, 20)  # 600 ms of silence: not yet
+    assert run.of(EndOfTurn) == []
+    run.feed(0.0, 15)  # past 700 ms, before the 1 s maximum
+    ((_, end),) = run.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn) and end.reason == "model"
 
 
 def test_without_a_hold_the_model_does_not_wait_for_the_transcript() -> None:
