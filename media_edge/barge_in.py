@@ -23,7 +23,7 @@ BACKCHANNEL_WORDS = frozenset(
 )  # fmt: skip
 """Words that, alone, acknowledge rather than take the floor ("uh-huh", "yeah right", "I see")."""
 
-_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _HUM = re.compile(r"[mh]+|(?:u+h+)+|a+h+|o+h+|h?u+m+")
 """Hums as Whisper spells them, any length: "mmmm", "mm-m-m", "uh-uh", "hmmm", "ummm"."""
 _NOISE_ONLY = frozenset({"you"})

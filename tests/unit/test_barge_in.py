@@ -23,7 +23,7 @@ def test_acknowledgements_are_backchannels(text: str) -> None:
     "text",
     [
         *("Wait, sorry.", "No.", "Hold on.", "Sorry, who is this?", "Yeah but how much?"),
-        *("You know what, no.", "Hmm, how much?", "Mom?"),
+        *("You know what, no.", "Hmm, how much?", "Mom?", "150.", "1:1"),
     ],
 )
 def test_real_words_are_not_backchannels(text: str) -> None:
@@ -75,6 +75,8 @@ def test_long_speech_interrupts_whatever_the_words() -> None:
         ("A memo?", False, "interrupt"),
         ("Not today.", False, "interrupt"),
         ("Amen, yes.", True, "interrupt"),
+        ("150.", True, "interrupt"),
+        ("150.", False, "backchannel"),
         # More than a short reading.
         ("I already have panels on the roof.", False, "interrupt"),
     ],
