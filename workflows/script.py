@@ -968,14 +968,14 @@ def answer_polarity(
     return (meant, said[1]) if meant is not None else None
 
 
-def call_back_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
-    """The first of `intents` that leads to the playbook's call-back-later ending."""
+def intent_ending_in(playbook: Playbook, intents: list[Intent], outcome: Outcome) -> int | None:
+    """The first of `intents` that leads to the playbook's ending with `outcome` (the call back
+    later, the transfer to a person, the wrong person)."""
     return next(
         (
             i
             for i, c in enumerate(intents)
-            if c.next in playbook.states
-            and playbook.states[c.next].outcome is Outcome.CALL_BACK_LATER
+            if c.next in playbook.states and playbook.states[c.next].outcome is outcome
         ),
         None,
     )
@@ -991,32 +991,12 @@ def _identity(
         return None
     candidates = current.intents + playbook.global_intents
     if (words := says_wrong_person(utterance)) is not None:
-        wrong = next(
-            (
-                i
-                for i, c in enumerate(candidates)
-                if c.next in playbook.states
-                and playbook.states[c.next].outcome is Outcome.WRONG_PERSON
-            ),
-            None,
-        )
+        wrong = intent_ending_in(playbook, candidates, Outcome.WRONG_PERSON)
         return None if wrong is None else (wrong, words)
     if current.yes is None or (words := names_themselves(utterance, name)) is None:
         return None
     index = next((i for i, c in enumerate(candidates) if c.name == current.yes), None)
     return None if index is None else (index, words)
-
-
-def transfer_intent(playbook: Playbook, intents: list[Intent]) -> int | None:
-    """The first of `intents` that leads to the playbook's transfer to a person."""
-    return next(
-        (
-            i
-            for i, c in enumerate(intents)
-            if c.next in playbook.states and playbook.states[c.next].outcome is Outcome.TRANSFER
-        ),
-        None,
-    )
 
 
 def rule_phrase(text: str) -> str | None:
@@ -1057,44 +1037,25 @@ def respond_v1(
     if rule is not None:
         return rule
     candidates = current.intents + playbook.global_intents
+
+    def take(index: int, why: str, filled: dict[str, str] | None = None) -> ScriptStep:
+        """Intent `index`, taken by the script's own reading (`why`: the words that say it)."""
+        reason = f"{why}: intent '{candidates[index].name}'"
+        return _take_intent(
+            playbook, state, slots, filled or {}, index, DecisionTier.SCRIPT, reason, context
+        )
+
     if (words := asks_to_be_called_back(utterance)) is not None:
-        index = call_back_intent(playbook, candidates)
+        index = intent_ending_in(playbook, candidates, Outcome.CALL_BACK_LATER)
         if index is not None:
-            return _take_intent(
-                playbook,
-                state,
-                slots,
-                {},
-                index,
-                DecisionTier.SCRIPT,
-                f"'{words}' asks for a call back: intent '{candidates[index].name}'",
-                context,
-            )
+            return take(index, f"'{words}' asks for a call back")
 
     if context.refined and (named := _identity(playbook, current, slots, utterance)):
-        return _take_intent(
-            playbook,
-            state,
-            slots,
-            {},
-            named[0],
-            DecisionTier.SCRIPT,
-            f"'{named[1]}' answers who is speaking: intent '{candidates[named[0]].name}'",
-            context,
-        )
+        return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance) if context.refined else None
-    index = transfer_intent(playbook, candidates) if person is not None else None
+    index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
     if person is not None and index is not None:
-        return _take_intent(
-            playbook,
-            state,
-            slots,
-            {},
-            index,
-            DecisionTier.SCRIPT,
-            f"'{person}' asks for a person: intent '{candidates[index].name}'",
-            context,
-        )
+        return take(index, f"'{person}' asks for a person")
 
     filled_now, evidence = _slots_in(playbook, current, utterance, context)
     if current.collect is not None and current.collect in filled_now and current.next:
@@ -1113,16 +1074,7 @@ def respond_v1(
     correction = _correction(playbook, current, slots, filled_now) if context.refined else None
     if correction is not None:
         index, changed = correction
-        return _take_intent(
-            playbook,
-            state,
-            slots,
-            filled_now,
-            index,
-            DecisionTier.SCRIPT,
-            f"'{changed}' changes a detail given before: intent '{candidates[index].name}'",
-            context,
-        )
+        return take(index, f"'{changed}' changes a detail given before", filled_now)
     match = match_intent(utterance, candidates, match_threshold)
     scope = "" if match is None or match.index < len(current.intents) else "global "
     if match is not None and match.score >= confident_score:
