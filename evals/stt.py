@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,18 @@ TWO_SECONDS = (1.5, 2.5)
 
 @dataclass(frozen=True)
 class Context:
-    """What biasing the transcription gets: the agent's question and the slot vocabulary."""
+    """One question as the edge knows it: what an answer looks like, and from it what biasing
+    the transcription gets (the agent's question, the answer's words)."""
 
-    prompt: str
-    hotwords: tuple[str, ...]
-    expect: ExpectedAnswer | None = field(default=None, compare=False, repr=False)
+    expect: ExpectedAnswer
+
+    @property
+    def prompt(self) -> str:
+        return self.expect.question
+
+    @cached_property
+    def hotwords(self) -> tuple[str, ...]:
+        return tuple(self.expect.vocabulary())
 
 
 @dataclass
@@ -117,7 +124,7 @@ def phone_audio(line: PersonaLine) -> PCM:
 def biasing(lead_name: str) -> dict[str, Context]:
     """The context of each question state, as the agent asks it of `lead_name`."""
     return {
-        state: Context(expect.question, tuple(expect.vocabulary()), expect)
+        state: Context(expect)
         for state, expect in expected_answers(sample_playbook(), lead_name).items()
     }
 
@@ -148,7 +155,7 @@ def transcriber(model: STTModel = "moonshine-base") -> tuple[Transcriber, dict[s
     def edge(audio: PCM, context: Context | None, second_look: bool = False) -> str:
         biased = None
         if context is not None:
-            readings = AnswerReadings(context.expect) if second_look and context.expect else None
+            readings = AnswerReadings(context.expect) if second_look else None
             biased = SpeechContext(context.prompt, context.hotwords, readings=readings)
         return stt.transcribe_sync(audio, PHONE_RATE, biased).text
 
@@ -243,9 +250,7 @@ def evaluate(
 def read_as(context: Context | None, text: str) -> str | None:
     """What `text` means as an answer in the context's state (None: no question, or not
     understood at once)."""
-    if context is None or context.expect is None:
-        return None
-    return judge_answer(context.expect, text).meaning
+    return None if context is None else judge_answer(context.expect, text).meaning
 
 
 def _wer(results: Sequence[Result], condition: str) -> float | None:
