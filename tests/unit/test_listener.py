@@ -250,15 +250,21 @@ async def test_a_turn_without_a_script_waits_for_the_silence() -> None:
     assert hooks.turns == [] and stt.contexts == [None]
 
 
+async def context_at_ask_day(heard: str, **overrides: Any) -> SpeechContext | None:
+    """The context the listener gives its STT for one answer to the weekday question."""
+    hooks, stt, tasks = Hooks(), ScriptedSTT(heard), list[asyncio.Task[Any]]()
+    listen = listener(hooks, stt, tasks, **overrides)
+    listen.expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
+    await feed(listen, SPEECH, 50)
+    await feed(listen, SILENCE, 40)
+    await settle(tasks)
+    (context,) = stt.contexts
+    return context
+
+
 async def test_transcription_is_biased_to_the_question_when_switched_on() -> None:
     for switched_on in (True, False):
-        hooks, stt, tasks = Hooks(), ScriptedSTT("Wednesday."), list[asyncio.Task[Any]]()
-        listen = listener(hooks, stt, tasks, stt_script_context=switched_on)
-        listen.expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
-        await feed(listen, SPEECH, 50)
-        await feed(listen, SILENCE, 40)
-        await settle(tasks)
-        (context,) = stt.contexts
+        context = await context_at_ask_day("Wednesday.", stt_script_context=switched_on)
         if switched_on:
             assert context is not None and context.prompt == "Which weekday works best?"
             assert "Wednesday" in context.hotwords
@@ -270,13 +276,7 @@ async def test_the_script_judges_the_stts_readings_when_the_second_look_is_on() 
     """The STT is given the state's judge of its readings, which takes a misheard day for
     nothing and the day for an answer, only with `stt_second_look`."""
     for switched_on in (True, False):
-        hooks, stt, tasks = Hooks(), ScriptedSTT("Doomed then."), list[asyncio.Task[Any]]()
-        listen = listener(hooks, stt, tasks, stt_second_look=switched_on)
-        listen.expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
-        await feed(listen, SPEECH, 50)
-        await feed(listen, SILENCE, 40)
-        await settle(tasks)
-        (context,) = stt.contexts
+        context = await context_at_ask_day("Doomed then.", stt_second_look=switched_on)
         assert context is not None
         if switched_on:
             assert context.readings is not None

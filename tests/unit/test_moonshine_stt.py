@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pytest
 
-from evals.persona_lines import PersonaLine, expected_answers, sample_playbook
+from evals.persona_lines import PersonaLine
 from evals.stt import biasing, phone_audio
 from media_edge.audio import PHONE_RATE, mulaw_decode
 from media_edge.moonshine_stt import MoonshineSTT, hotword_trie, load_moonshine, model_dir
@@ -35,6 +35,19 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
+
+
+def corpus_audio(voice: str, state: str, said: str) -> PCM:
+    """A line as `slot eval stt` plays it: the caller voice over the phone line, seeded."""
+    return phone_audio(PersonaLine("dev", "test", "Dana", voice, "topic", state, said))
+
+
+def edge_context(state: str, *, second_look: bool = False) -> SpeechContext:
+    """What the edge gives the STT at `state`'s question to Dana; with `second_look`, the
+    script's judge of the readings too."""
+    context = biasing("Dana")[state]
+    readings = AnswerReadings(context.expect) if second_look else None
+    return SpeechContext(context.prompt, context.hotwords, readings=readings)
 
 
 async def phone_speech(text: str, executor: ThreadPoolExecutor) -> PCM:
@@ -141,12 +154,10 @@ def test_the_scripts_hotwords_let_a_misheard_answer_word_through(
 ) -> None:
     """Dev corpus lines Moonshine mishears plain ("Thirsty works.", "I hung the house.") and
     gets right with the hotwords the edge gives it at that question."""
-    line = PersonaLine("dev", "test", "Dana", voice, "topic", state, said)
-    audio = phone_audio(line)
-    context = biasing("Dana")[state]
+    audio = corpus_audio(voice, state, said)
     stt = MoonshineSTT(executor, cpu_threads=2)
     plain = stt.transcribe_sync(audio, PHONE_RATE)
-    biased = stt.transcribe_sync(audio, PHONE_RATE, SpeechContext(context.prompt, context.hotwords))
+    biased = stt.transcribe_sync(audio, PHONE_RATE, edge_context(state))
     assert misheard not in words(plain.text)
     assert words(biased.text) == words(said)
 
@@ -186,17 +197,11 @@ def test_a_second_look_takes_a_nearly_as_likely_reading_that_answers_the_questio
 ) -> None:
     """Corpus lines in espeak voices whose likeliest reading the script does not understand:
     the second look finds a reading it does, says what the first was, and reads it as said."""
-    line = PersonaLine("dev", "test", "Dana", voice, "topic", state, said)
-    audio = phone_audio(line)
-    context = biasing("Dana")[state]
-    expect = expected_answers(sample_playbook(), "Dana")[state]
+    audio = corpus_audio(voice, state, said)
+    expect = biasing("Dana")[state].expect
     stt = MoonshineSTT(executor, cpu_threads=2)
-    first = stt.transcribe_sync(audio, PHONE_RATE, SpeechContext(context.prompt, context.hotwords))
-    second = stt.transcribe_sync(
-        audio,
-        PHONE_RATE,
-        SpeechContext(context.prompt, context.hotwords, readings=AnswerReadings(expect)),
-    )
+    first = stt.transcribe_sync(audio, PHONE_RATE, edge_context(state))
+    second = stt.transcribe_sync(audio, PHONE_RATE, edge_context(state, second_look=True))
     assert (first.text, first.first_reading) == (first_reading, None)
     assert second.first_reading == first_reading
     assert judge_answer(expect, second.text).meaning == judge_answer(expect, said).meaning
@@ -212,13 +217,10 @@ def test_an_understood_first_reading_is_kept_without_a_second_look(
 ) -> None:
     """Understood at once: the first reading stands, although the beam holds other readings
     that answer too ("Um, maybe thursday.", "Thursday works for me!")."""
-    line = PersonaLine("dev", "test", "Dana", voice, "topic", "ask_day", said)
-    audio = phone_audio(line)
-    context = biasing("Dana")["ask_day"]
-    expect = expected_answers(sample_playbook(), "Dana")["ask_day"]
+    audio = corpus_audio(voice, "ask_day", said)
     stt = MoonshineSTT(executor, cpu_threads=2)
-    biased = SpeechContext(context.prompt, context.hotwords)
-    judged = SpeechContext(context.prompt, context.hotwords, readings=AnswerReadings(expect))
-    heard = stt.transcribe_sync(audio, PHONE_RATE, judged)
+    heard = stt.transcribe_sync(audio, PHONE_RATE, edge_context("ask_day", second_look=True))
     assert heard.first_reading is None
-    assert heard.text == stt.transcribe_sync(audio, PHONE_RATE, biased).text == said
+    assert (
+        heard.text == stt.transcribe_sync(audio, PHONE_RATE, edge_context("ask_day")).text == said
+    )
