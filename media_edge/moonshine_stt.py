@@ -53,7 +53,8 @@ SECOND_LOOK_BEAMS = 4
 SECOND_LOOK_MARGIN = 4.0
 """How much less likely (total log-probability, unboosted) than the first reading another may be
 and still be taken for it: further off, a reading the script understands is more likely made up
-from its hotwords than heard."""
+from its hotwords than heard. Readings are looked at in the beam's order (boosted score), and the
+look ends at the first one past the margin."""
 
 
 def model_dir() -> Path:
@@ -239,13 +240,15 @@ class MoonshineSTT:
         judge = context.readings if context is not None else None
         if judge is None or self._beams < 2 or judge.settled(transcript.text):
             return transcript
+        least = sum(first.log_probs) - self._margin
         for reading in self._beam(encoded, budget, hotwords):
-            if sum(reading.log_probs) < sum(first.log_probs) - self._margin:
+            if sum(reading.log_probs) < least:
                 break
-            if reading.tokens != first.tokens:
-                other = self._transcript(reading)
-                if judge.answers(other.text):
-                    return replace(other, first_reading=transcript.text)
+            if reading.tokens == first.tokens:
+                continue
+            other = self._transcript(reading)
+            if judge.answers(other.text):
+                return replace(other, first_reading=transcript.text)
         return transcript
 
     def _transcript(self, reading: Reading) -> Transcript:
