@@ -204,7 +204,13 @@ def timeline(result: CallResult) -> list[dict[str, Any]]:
     for at_ms, event in result.edge_events:
         if isinstance(event, AgentUtterance):
             entries.append(
-                {"at_ms": at_ms, "agent": event.state, "tier": event.tier, "text": event.text}
+                {
+                    "at_ms": at_ms,
+                    "agent": event.state,
+                    "tier": event.tier,
+                    "text": event.text,
+                    "latency_ms": event.latency_ms,
+                }
             )
         elif isinstance(event, CallerTurn):
             entries.append(
@@ -212,6 +218,7 @@ def timeline(result: CallResult) -> list[dict[str, Any]]:
                     "at_ms": at_ms,
                     "heard": event.text,
                     "ended_by": event.end_reason,
+                    "turn_model_p": event.turn_model_p,
                     "latency_ms": event.latency_ms,
                 }
             )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-EndReason = Literal["silence", "model", "max_silence", "script"]
+EndReason = Literal["silence", "model", "max_silence", "script", "question"]
 
 
 @dataclass(frozen=True)
@@ -207,10 +207,12 @@ class ScriptAwarePolicy:
         min_pause_ms: int | None = None,
         *,
         unfinished: bool = False,
+        reason: EndReason = "script",
     ) -> EndpointDecision:
         """The script's judgement of the transcript of `pause` (complete answer or not, or
         sounding unfinished); `min_pause_ms` overrides the policy's wait for this answer (a bare
-        "Yes." waits longer)."""
+        "Yes." waits longer); `reason` names what a complete one ends the turn as ("question":
+        the caller asked something)."""
         if pause != self._pause:
             return CONTINUE
         self._judging = None
@@ -220,8 +222,8 @@ class ScriptAwarePolicy:
         if complete:
             wait = self.min_pause_ms if min_pause_ms is None else min_pause_ms
             if self._silence_ms >= wait:
-                return self._end()
-            self._complete, self._wait_ms, self._waiting_reason = pause, wait, "script"
+                return self._end(reason)
+            self._complete, self._wait_ms, self._waiting_reason = pause, wait, reason
         if min_pause_ms is not None and self.short_answer_holds_model:
             self._floor = (pause, min_pause_ms)
         if self._model_done == pause:

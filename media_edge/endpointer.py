@@ -94,7 +94,14 @@ class TurnModelWanted:
 
 
 EndReason = Literal[
-    "silence", "model", "max_silence", "script", "max_length", "utterance_end", "provider"
+    "silence",
+    "model",
+    "max_silence",
+    "script",
+    "question",
+    "max_length",
+    "utterance_end",
+    "provider",
 ]
 
 
@@ -348,16 +355,20 @@ class Endpointer:
         min_pause_ms: int | None = None,
         *,
         unfinished: bool = False,
+        reason: Literal["script", "question"] = "script",
     ) -> list[TurnEvent]:
         """The script's judgement of `pause`'s speculative transcript (asked for by
         `SpeculativePause`): a complete answer ends the turn if that pause is still going and
         the policy is script-aware (`ScriptAwarePolicy`), after `min_pause_ms` if given; one
-        that sounds `unfinished` holds it (the policy says for how long)."""
+        that sounds `unfinished` holds it (the policy says for how long). `reason` is what the
+        end is reported as: "question" when the caller asked one rather than answered."""
         if not isinstance(self.policy, ScriptAwarePolicy):
             return []
         if not self.paused or pause != self.pause:
             return []
-        decision = self.policy.set_answer(pause, complete, min_pause_ms, unfinished=unfinished)
+        decision = self.policy.set_answer(
+            pause, complete, min_pause_ms, unfinished=unfinished, reason=reason
+        )
         if not decision.end_of_turn:
             return []
         assert decision.reason is not None

@@ -41,9 +41,11 @@ class CallerTurn(BaseModel):
     text: str
     latency_ms: dict[str, float] = Field(default_factory=dict)
     end_reason: str | None = None
-    """What ended the turn: "script" (a complete answer to the question), "model" (Smart
-    Turn), "silence", "max_silence", "max_length", "utterance_end" (Deepgram's gap after the
-    last word) or "provider" (Flux's end of turn)."""
+    """What ended the turn: "script" (a complete answer to the question), "question" (the
+    caller asked one), "model" (Smart Turn), "silence", "max_silence", "max_length",
+    "utterance_end" (Deepgram's gap after the last word) or "provider" (Flux's end of turn)."""
+    turn_model_p: float | None = None
+    """Smart Turn's P(complete) at the pause that ended the turn, when it was asked."""
     stt: str | None = None
     """Who transcribed the turn: "whisper", "deepgram" or "flux"."""
     stt_fallback: str | None = None

@@ -201,6 +201,8 @@ class TurnEnded:
     model_asked: bool
     uses_turn_model: bool
     reason: str = "silence"
+    turn_model_p: float | None = None
+    """Smart Turn's P(complete) for the pause that ended the turn, when it was asked."""
 
     async def transcript(self) -> tuple[Transcript, dict[str, float]]:
         """The words, and the latency stages up to them, adding up to the time from the last
@@ -212,7 +214,7 @@ class TurnEnded:
             latency["turn_model"] = (
                 ms_between(self.endpoint_at, self.pause_at) if self.model_asked else 0.0
             )
-        if self.reason == "script":
+        if self.reason in ("script", "question"):
             latency["stt"] = ms_between(finished_at, self.pause_at)
             latency["script_judge"] = ms_between(self.endpoint_at, finished_at)
         else:
@@ -283,6 +285,7 @@ class Listener:
         self._script_context = settings.stt_script_context
         self._second_look = settings.stt_second_look
         self._short_answer_pause_ms = settings.script_short_answer_min_pause_ms
+        self._question_ends_turn = settings.script_question_ends_turn
         self.log = log
         self.expect: ExpectedAnswer | None = None
         """What an answer to the agent's current question looks like (None: no script)."""
@@ -291,6 +294,8 @@ class Listener:
         """When the speculative transcript of each pause of the open segment was started."""
         self._model_asked_at: dict[int, float] = {}
         """When the turn model was asked about each pause of the open segment."""
+        self._verdicts: dict[int, float] = {}
+        """The turn model's P(complete) for each pause of the open segment it has judged."""
 
     async def on_frame(self, pcm: PCM, mulaw: bytes = b"") -> None:
         """One 20 ms frame: `pcm` for the VAD, `mulaw` (as Twilio sent it) for a stream."""
@@ -346,6 +351,7 @@ class Listener:
                 self._supersede_speculative()
                 self._model_asked_at.clear()
                 self._speculated_at.clear()
+                self._verdicts.clear()
                 self.log.debug("backchannel of %d ms over the agent ignored", event.voiced_ms)
                 self._hooks.on_backchannel(event.voiced_ms)
 
@@ -370,6 +376,7 @@ class Listener:
         except Exception as error:
             self.log.error("turn model failed (the pause waits for max silence): %r", error)
             return
+        self._verdicts[wanted.pause] = probability
         events = self.endpointer.set_verdict(
             wanted.pause, probability, time.monotonic(), self._hooks.agent_speaking()
         )
@@ -384,10 +391,12 @@ class Listener:
         if model_asked and asked_at is not None:
             pause_at = asked_at
         speculated_at = self._speculated_at.get(self.endpointer.pause)
-        if event.reason == "script" and speculated_at is not None:
+        if event.reason in ("script", "question") and speculated_at is not None:
             pause_at = speculated_at
+        verdict = self._verdicts.get(self.endpointer.pause)
         self._model_asked_at.clear()
         self._speculated_at.clear()
+        self._verdicts.clear()
         self._hooks.on_turn_ended(
             TurnEnded(
                 stt=stt,
@@ -397,6 +406,7 @@ class Listener:
                 model_asked=model_asked,
                 uses_turn_model=self.uses_turn_model,
                 reason=event.reason,
+                turn_model_p=verdict,
             )
         )
 
@@ -420,13 +430,15 @@ class Listener:
             judgement = judge_answer(expect, transcript.text)
             if self._log_transcripts:
                 self.log.info("pause %d judged %s", pause.pause, judgement.reason)
+            asked = self._question_ends_turn and judgement.question
             events = self.endpointer.set_answer(
                 pause.pause,
-                judgement.complete,
+                judgement.complete or asked,
                 time.monotonic(),
                 self._hooks.agent_speaking(),
                 self._short_answer_pause_ms if is_short_answer(transcript.text) else None,
                 unfinished=judgement.unfinished,
+                reason="question" if asked else "script",
             )
             await self._handle(events)
         return transcript, finished_at

@@ -492,6 +492,7 @@ class CallSession:
                         text=text,
                         latency_ms=latency,
                         end_reason=pending.speech.reason,
+                        turn_model_p=pending.speech.turn_model_p,
                         stt=transcript.provider or None,
                         stt_fallback=transcript.fallback,
                         continues=turn.continues,

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     """A one- or two-word transcript waits `script_short_answer_min_pause_ms` whatever Smart
     Turn says too: most premature cut-offs on the dev calls were Smart Turn ending "Yes." or
     "Yeah." at the first pause of "Yes, this is Keiko." and the like."""
+    script_question_ends_turn: bool = True
+    """A pause whose transcript is a question of the caller's ("How long would they be here
+    for?") ends the turn like a complete answer does: the caller waits for a reply. Smart Turn
+    judged a sixth of the dev calls' turns that waited the maximum silence unfinished, and
+    most of those were such questions."""
     stt_script_context: bool = True
     """Bias speech-to-text to the script: the agent's question as Whisper's initial prompt, the
     answer's likely words (slot values) as hotwords. Off for `slot eval stt`'s baseline."""

@@ -103,6 +103,9 @@ class AnswerJudgement(BaseModel):
     """It answers this question in the state's own terms (its slot, its own intents, its yes or
     no), not a built-in rule or a global intent: what a less likely reading of the audio may be
     taken for (`media_edge.moonshine_stt`'s second look)."""
+    question: bool = False
+    """Not an answer the script understands, but a question of the caller's own ("How long
+    would they be here for?"): the caller has handed the turn over and waits for a reply."""
 
 
 def expected_answer(playbook: Playbook, state: str, question: str = "") -> ExpectedAnswer | None:
@@ -138,6 +141,11 @@ def sounds_unfinished(text: str) -> bool:
     if ending.endswith((".", "?", "!")):
         return False
     return words[-1] in _RARELY_LAST or text.rstrip().endswith((",", "-", "—"))
+
+
+def asks_a_question(text: str) -> bool:
+    """The recognizer closed the words with a question mark, and they do not trail off."""
+    return text.rstrip().endswith("?") and not sounds_unfinished(text)
 
 
 def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
@@ -183,6 +191,8 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
             meaning=f"intent:{answered[0]}",
             answers_here=True,
         )
+    if asks_a_question(text):
+        return AnswerJudgement(complete=False, reason="a question of the caller's", question=True)
     return AnswerJudgement(complete=False, reason="no confident intent or slot")
 
 

@@ -79,6 +79,18 @@ def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
     assert not judge_answer(None, "Is it really free?").unfinished
 
 
+def test_a_question_the_script_does_not_answer_is_marked_as_the_callers_question() -> None:
+    pitch = expected_answer(PLAYBOOK, "pitch")
+    assert pitch is not None
+    for text in ("How long would they be here for?", "Who is Sunny Solar exactly?"):
+        judged = judge_answer(pitch, text)
+        assert judged.question and not judged.complete, text
+    for text in ("Is it really free? There's no catch.", "How long would they be here for", "And?"):
+        assert not judge_answer(pitch, text).question, text
+    understood = judge_answer(pitch, "Can you call me back later?")
+    assert understood.complete and not understood.question
+
+
 def test_a_less_likely_reading_may_stand_only_for_an_answer_in_the_states_own_terms() -> None:
     """What the STT's second look may take: the state's slot, its own intents, its yes or no;
     never a built-in rule or a global intent read into audio the model first heard otherwise."""

@@ -10,13 +10,15 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pytest
 
 from media_edge.audio import FRAME_SAMPLES
 from media_edge.listener import Listener, TurnEnded
 from media_edge.providers import PCM, SpeechContext, Transcript
+from media_edge.smart_turn import SmartTurnModel, TurnDetector
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT, Settings
 from workflows.expectations import expected_answer
@@ -107,10 +109,21 @@ class Hooks:
         self.errors.append(reason)
 
 
+class FixedTurnModel:
+    """The turn model's seam: the same P(complete) for every pause."""
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+
+    def predict(self, audio: PCM, sample_rate: int = 8000) -> float:
+        return self.probability
+
+
 def listener(
     hooks: Hooks,
     stt: HeldSTT | ScriptedSTT,
     tasks: list[asyncio.Task[Any]],
+    turn_model: FixedTurnModel | None = None,
     **overrides: Any,
 ) -> Listener:
     settings = Settings(
@@ -135,7 +148,9 @@ def listener(
         vad=LoudnessVAD(),
         vad_executor=ThreadPoolExecutor(max_workers=1),
         stt=stt,
-        turn_detector=None,
+        turn_detector=(
+            TurnDetector(cast(SmartTurnModel, turn_model)) if turn_model is not None else None
+        ),
         hooks=hooks,
         spawn=spawn,
         call_id="call-test",
@@ -232,6 +247,58 @@ async def test_a_complete_answer_ends_the_turn_at_the_pause_with_its_transcript(
     assert {"endpointing", "stt", "script_judge"} <= set(latency)
     context = stt.contexts[0]
     assert context is not None and context.prompt == "Do you own your home?"
+
+
+@pytest.mark.parametrize("on", [True, False])
+async def test_a_question_of_the_callers_ends_the_turn_like_a_complete_answer(on: bool) -> None:
+    """ "How long would they be here for?" answers nothing the script asked, but the caller
+    has handed the turn over: it ends at the complete answer's pause, reported as a question.
+    With the setting off it waits for the acoustic policy (1.5 s here)."""
+    hooks, stt = Hooks(), ScriptedSTT("How long would they be here for?")
+    tasks: list[asyncio.Task[Any]] = []
+    listen = listener(
+        hooks,
+        stt,
+        tasks,
+        endpoint_silence_ms=1500,
+        script_endpointing=True,
+        script_question_ends_turn=on,
+    )
+    listen.expect = expected_answer(PLAYBOOK, "pitch", "Would you like a free survey?")
+    await feed(listen, SPEECH, 100)
+    await feed(listen, SILENCE, 15)
+    await settle(tasks)
+    await feed(listen, SILENCE, 10)  # 500 ms of silence
+    if not on:
+        assert hooks.turns == []
+        return
+    (turn,) = hooks.turns
+    assert turn.reason == "question"
+    transcript, latency = await turn.transcript()
+    assert transcript.text == "How long would they be here for?"
+    assert len(stt.contexts) == 1 and {"stt", "script_judge"} <= set(latency)
+
+
+@pytest.mark.parametrize(("probability", "reason"), [(0.97, "model"), (0.3, "max_silence")])
+async def test_a_turn_reports_the_turn_models_verdict_on_its_last_pause(
+    probability: float, reason: str
+) -> None:
+    hooks, stt, tasks = Hooks(), ScriptedSTT("I think that works."), list[asyncio.Task[Any]]()
+    listen = listener(
+        hooks,
+        stt,
+        tasks,
+        FixedTurnModel(probability),
+        endpointing="smart_turn",
+        smart_turn_threshold=0.95,
+        max_endpoint_silence_ms=1000,
+    )
+    await feed(listen, SPEECH, 50)
+    await feed(listen, SILENCE, 12)  # the model is asked at 200 ms
+    await settle(tasks)
+    await feed(listen, SILENCE, 45)
+    (turn,) = hooks.turns
+    assert turn.reason == reason and turn.turn_model_p == probability
 
 
 async def test_an_unfinished_answer_waits() -> None:
