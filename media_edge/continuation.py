@@ -7,14 +7,17 @@ starts before the reply's first audio, or soon after it, is that turn going on: 
 withdraws the reply (as barge-in cuts the agent off) and sends both turns' words as one turn
 (`Turn.continues`), which the workflow decides in the state before the reply's decision.
 
-A reply that ended the call, recorded an outcome, handed over or streams an LLM's words is not
-withdrawn (the workflow would not undo it): speech over it is a normal next turn.
+A goodbye the caller may still talk their way out of (not interested, call back later, wrong
+person: `REVERSIBLE_ENDINGS`) is withdrawn like any reply, without ending the call. A reply
+that asked not to be called, booked, handed over or streams an LLM's words is not withdrawn
+(the workflow would not undo it): speech over it is a normal next turn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workflows.call_state import REVERSIBLE_ENDINGS
 from workflows.expectations import ExpectedAnswer
 from workflows.messages import Decision
 
@@ -45,13 +48,13 @@ class EndedTurn:
 
 
 def undoable_reply(decision: Decision) -> bool:
-    """The reply the workflow may still undo (as `workflows.call_state.undoable` decides)."""
-    return not (
-        decision.end_call
-        or decision.hand_over
-        or decision.outcome is not None
-        or decision.llm_request is not None
-    )
+    """The reply the workflow may still undo (as `workflows.call_state.undoable` decides, with
+    the goodbyes of `REVERSIBLE_ENDINGS`)."""
+    if decision.hand_over or decision.llm_request is not None:
+        return False
+    if decision.end_call:
+        return decision.outcome in REVERSIBLE_ENDINGS
+    return decision.outcome is None
 
 
 @dataclass(frozen=True)

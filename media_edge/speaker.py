@@ -190,9 +190,11 @@ class Speaker:
         self.publish(AgentResumed(utterance_id=playback.utterance_id, played_ms=round(position)))
         return True
 
-    async def interrupt(self, now: float) -> Cut | None:
+    async def interrupt(self, now: float, *, withdrawn: bool = False) -> Cut | None:
         """Barge-in: silence the agent now (already done if it was paused) and report what the
-        caller actually heard. Queued utterances are dropped (reported as not heard at all)."""
+        caller actually heard. Queued utterances are dropped (reported as not heard at all).
+        `withdrawn`: cut off for the caller's continuation of the turn it answered, so a
+        goodbye cut this way does not end the call (the continuation decides)."""
         playback = self._playback
         if not self.speaking or playback is None or playback.finished:
             return None
@@ -215,13 +217,15 @@ class Speaker:
             heard_text=heard_text,
             played_ms=played_ms,
             latency_ms=playback.latency_ms,
+            withdrawn=withdrawn,
         )
         self.link.utterance_played(played)
         self._drop_queued()
-        if playback.decision.end_call:
+        ends = playback.decision.end_call and not withdrawn
+        if ends:
             self.hand_over = playback.decision.hand_over
             self.on_end_call()
-        return Cut(played, playback.decision.end_call)
+        return Cut(played, ends)
 
     async def withdraw(self, utterance_id: str, now: float) -> bool:
         """Take back a reply the caller's continuation made premature: cut off if it is playing
@@ -230,13 +234,13 @@ class Speaker:
         playback = self._playback
         if playback is not None and playback.utterance_id == utterance_id:
             if self.speaking:
-                return await self.interrupt(now) is not None
+                return await self.interrupt(now, withdrawn=True) is not None
             if playback.finished:
                 return False
             playback.finished = True
             self._playback = None
             self._cancel(playback)
-            self._not_heard(utterance_id)
+            self._not_heard(utterance_id, withdrawn=True)
             return True
         kept: list[SpeakRequest] = []
         found = False
@@ -248,7 +252,7 @@ class Speaker:
             found = True
             if queued.llm is not None:
                 queued.llm.cancel()
-            self._not_heard(utterance_id)
+            self._not_heard(utterance_id, withdrawn=True)
         for queued in kept:
             self._queue.put_nowait(queued)
         return found
@@ -276,12 +280,18 @@ class Speaker:
 
     def not_heard(self, utterance_id: str) -> None:
         """Report an utterance the caller never heard a word of (withdrawn before it played)."""
-        self._not_heard(utterance_id)
+        self._not_heard(utterance_id, withdrawn=True)
 
-    def _not_heard(self, utterance_id: str) -> None:
+    def _not_heard(self, utterance_id: str, *, withdrawn: bool = False) -> None:
         self.publish(UtteranceDone(utterance_id=utterance_id, interrupted=True, heard=False))
         self.link.utterance_played(
-            UtterancePlayed(utterance_id=utterance_id, interrupted=True, heard_text="", played_ms=0)
+            UtterancePlayed(
+                utterance_id=utterance_id,
+                interrupted=True,
+                heard_text="",
+                played_ms=0,
+                withdrawn=withdrawn,
+            )
         )
 
     def _cancel(self, playback: Playback) -> None:
@@ -305,7 +315,7 @@ class Speaker:
         """Play one utterance to its end; True when it was the agent's last (the call ends)."""
         decision = request.decision
         if decision.utterance_id in self._withdrawn:
-            self._not_heard(decision.utterance_id)
+            self._not_heard(decision.utterance_id, withdrawn=True)
             return False
         playback = Playback(decision, {**decision.latency_ms, **request.latency_ms})
         self._playback = playback

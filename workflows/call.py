@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TelephonyActivities,
         TransferCall,
     )
-    from workflows.call_state import CallState
+    from workflows.call_state import CallState, reversible_goodbye
     from workflows.campaign_plan import DncAdd
     from workflows.details import call_summary, current_details
     from workflows.edge_delivery import EDGE_DELIVERY_PATCH, speak_on_edge
@@ -87,6 +87,12 @@ DNC_PATCH = "do-not-call-list-v1"
 """A caller who asks not to be called again goes on the do-not-call list at once."""
 TURN_CONTINUATION_PATCH = "turn-continuation-v1"
 """A turn that continues the last one (`Turn.continues`) is decided in the state before it."""
+ENDING_CONTINUATION_PATCH = "ending-continuation-v1"
+"""A goodbye the caller talks over to finish their sentence (`REVERSIBLE_ENDINGS`) is undone by
+that continuation like any other premature decision, until it has been heard whole."""
+CONTINUATION_WAIT = timedelta(seconds=15)
+"""After the edge takes a goodbye back, how long the call waits for the caller's continuation
+before it ends as the goodbye said (the caller's words are normally seconds away)."""
 DNC_TIMEOUT = timedelta(seconds=30)
 LINE_CONTROL_TIMEOUT = timedelta(seconds=10)
 LINE_CONTROL_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500))
@@ -305,12 +311,28 @@ class CallWorkflow:
         await self._deliver(decision, "goodbye")
 
     async def _await_goodbye(self) -> None:
+        """The goodbye is heard and the call ends; or the edge takes it back for the caller's
+        continuation (`CallState.goodbye_withdrawn`), which may undo it (`rewind`)."""
+        now, taken_back = self._now, self._now.goodbyes_taken_back
         try:
             await workflow.wait_condition(
-                lambda: self._now.ended, timeout=END_CALL_GRACE, timeout_summary="goodbye playing"
+                lambda: now.ended or now.goodbye_withdrawn or now.goodbyes_taken_back != taken_back,
+                timeout=END_CALL_GRACE,
+                timeout_summary="goodbye playing",
             )
         except TimeoutError:
             self._end(CallStatus.ENDED, "goodbye never reported as played")
+            return
+        if now.ended or now.goodbyes_taken_back != taken_back:
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: now.ended or now.goodbyes_taken_back != taken_back,
+                timeout=CONTINUATION_WAIT,
+                timeout_summary="caller going on over the goodbye",
+            )
+        except TimeoutError:
+            self._end(CallStatus.ENDED, "goodbye taken back, but no continuation came")
 
     async def _deliver(self, decision: Decision, label: str) -> None:
         """Have the edge holding the call speak `decision`: through its task queue (see
@@ -420,7 +442,10 @@ class CallWorkflow:
                 )
                 self._refuse_if_ended(turn)
                 self._refuse_if_machine(turn)
-            decision = now.apply_turn(step, turn.seq) if turn.kind == "speech" else now.apply(step)
+            if turn.kind == "speech":
+                decision = now.apply_turn(step, turn.seq, goodbyes=self._goodbye_undoable(step))
+            else:
+                decision = now.apply(step)
             if self._hands_over(decision):
                 decision = decision.model_copy(update={"hand_over": True})
                 self._now.handing_over = True
@@ -428,6 +453,10 @@ class CallWorkflow:
             self._publish()
             self._add_to_dnc(decision)
             return decision
+
+    @staticmethod
+    def _goodbye_undoable(step: ScriptStep) -> bool:
+        return reversible_goodbye(step) and workflow.patched(ENDING_CONTINUATION_PATCH)
 
     def _add_to_dnc(self, decision: Decision) -> None:
         phone = self._call.lead.phone

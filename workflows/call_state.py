@@ -39,13 +39,33 @@ class BeforeDecision:
     state: str
     slots: dict[str, str] = field(default_factory=dict)
     outcome: Outcome | None = None
+    goodbye: bool = False
+    """The decision was a goodbye (`REVERSIBLE_ENDINGS`): undoing it keeps the call going."""
 
 
-def undoable(step: ScriptStep) -> bool:
-    """Whether a continuation may undo this step: only a move and a question. A step with
-    effects outside the call's state (the call ended, a booking or any outcome recorded, a
-    transfer, an LLM reply streaming) stands, and the continuation is then a normal turn."""
-    return not step.end_call and step.outcome is None and step.llm_request is None
+REVERSIBLE_ENDINGS = frozenset(
+    {Outcome.NOT_INTERESTED, Outcome.CALL_BACK_LATER, Outcome.WRONG_PERSON}
+)
+"""Goodbyes a caller's continuation may still take back before they are heard: "Not Monday...
+Tuesday, I guess" is not a request to be called back, nor "Well, I've been thinking about solar
+anyhow... sure, why not" a refusal. Never a do-not-call (the caller asked to be left alone), a
+transfer or a booking."""
+
+
+def undoable(step: ScriptStep, *, goodbyes: bool = False) -> bool:
+    """Whether a continuation may undo this step: a move and a question; with `goodbyes`
+    (patch `ending-continuation-v1`) also a goodbye whose outcome is in `REVERSIBLE_ENDINGS`.
+    Any other step with effects outside the call's state (another outcome, a transfer, an LLM
+    reply streaming) stands, and the continuation is then a normal turn."""
+    if step.llm_request is not None:
+        return False
+    if step.end_call and goodbyes:
+        return step.outcome in REVERSIBLE_ENDINGS
+    return not step.end_call and step.outcome is None
+
+
+def reversible_goodbye(step: ScriptStep) -> bool:
+    return step.end_call and step.outcome in REVERSIBLE_ENDINGS and step.llm_request is None
 
 
 class CallState:
@@ -93,6 +113,10 @@ class CallState:
         self.handing_over = False
         """The transfer line was decided: once it is played, the call goes to a person."""
         self.before_decision: BeforeDecision | None = None
+        self.goodbye_withdrawn = False
+        """The edge took the goodbye back for a continuation that has not arrived yet."""
+        self.goodbyes_taken_back = 0
+        """Goodbyes a continuation undid (the workflow stops waiting for them to be heard)."""
         """Where the call stood before the last decision, while a continuation may undo it
         (not carried to a next run: there a continuation is a normal turn)."""
         if call.carried is not None:
@@ -183,14 +207,19 @@ class CallState:
         text = f"[keys {turn.digits}]" if turn.kind == "dtmf" else turn.text
         self.transcript.append(TranscriptEntry(speaker="caller", text=text, seq=turn.seq))
 
-    def apply_turn(self, step: ScriptStep, seq: int) -> Decision:
+    def apply_turn(self, step: ScriptStep, seq: int, *, goodbyes: bool = False) -> Decision:
         """`apply` a caller turn's step, keeping where the call stood before it if it is
-        `undoable`."""
+        `undoable` (`goodbyes`: a reversible goodbye is too)."""
         before = BeforeDecision(seq, "", self.state, dict(self.slots), self.outcome)
         decision = self.apply(step)
-        if undoable(step):
+        if undoable(step, goodbyes=goodbyes):
             self.before_decision = BeforeDecision(
-                seq, decision.utterance_id, before.state, before.slots, before.outcome
+                seq,
+                decision.utterance_id,
+                before.state,
+                before.slots,
+                before.outcome,
+                goodbye=step.end_call,
             )
         return decision
 
@@ -216,6 +245,10 @@ class CallState:
         self.state = before.state
         self.slots = dict(before.slots)
         self.outcome = before.outcome
+        if before.goodbye:
+            self.end_utterance_id = None
+            self.goodbye_withdrawn = False
+            self.goodbyes_taken_back += 1
         for entry in self.transcript:
             if entry.utterance_id == before.utterance_id or (
                 entry.speaker == "caller" and entry.seq == before.seq
@@ -276,11 +309,24 @@ class CallState:
                 entry.heard_text = played.heard_text
                 entry.latency_ms = {**entry.latency_ms, **played.latency_ms}
                 break
-        if played.utterance_id == self.end_utterance_id:
+        if played.utterance_id == self.end_utterance_id and self._goodbye_taken_back(played):
+            self.goodbye_withdrawn = True
+        elif played.utterance_id == self.end_utterance_id:
             self.end(CallStatus.ENDED, "agent ended the call")
         elif played.utterance_id == self.last_utterance_id and not played.interrupted:
             self.silence_clock += 1
             self.silence_armed = True
+
+    def _goodbye_taken_back(self, played: UtterancePlayed) -> bool:
+        """The edge withdrew the goodbye for the caller's continuation of the turn it answered,
+        and that decision can still be undone: the call goes on until the continuation comes."""
+        before = self.before_decision
+        return (
+            played.withdrawn
+            and before is not None
+            and before.goodbye
+            and before.utterance_id == played.utterance_id
+        )
 
     def end(self, status: CallStatus, reason: str, at: datetime | None = None) -> None:
         self.ended = True

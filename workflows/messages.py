@@ -239,6 +239,9 @@ class UtterancePlayed(BaseModel):
     heard_text: str
     played_ms: int
     latency_ms: dict[str, float] = Field(default_factory=dict)
+    withdrawn: bool = False
+    """Cut off (or never played) because the caller went on with the turn it answered: the
+    edge sends that turn's continuation next (`Turn.continues`)."""
 
 
 class CallStatusUpdate(BaseModel):

@@ -202,3 +202,30 @@ async def test_a_caller_who_goes_on_after_a_premature_end_of_turn_is_decided_as_
     heard_first = words(cut_short.text)
     assert words(joined.text)[: len(heard_first)] == heard_first, lines
     assert "thursday" in words(joined.text), lines
+
+
+async def test_a_caller_who_goes_on_over_a_goodbye_takes_it_back_and_the_call_books(
+    stack: Stack, temporal_client: Client
+) -> None:
+    """Wren says "Not this week.", which ends the call with a call back; 300 ms into the
+    goodbye she goes on: "actually, Friday works." The edge withdraws the goodbye without
+    hanging up, the workflow undoes it, decides the whole sentence at the day question, and
+    the call books Friday (before: the call ended `call_back_later` over her words)."""
+    path = REPO_ROOT / "personas" / "goodbye_continuer.yaml"
+    caller = CorpusPersona("test", path, load_reactive_persona(path))
+    audio = CallerAudio(stack.settings.data_dir / "caller-audio")
+    await asyncio.to_thread(audio.prepare, [caller.persona])
+    record = await asyncio.wait_for(
+        run_call(stack.settings, caller, audio, stack.settings.default_script), timeout=240
+    )
+    assert record.error is None, record.notes
+    final = await snapshot(temporal_client, record.call_id)
+    lines = "\n".join(
+        f"{e.speaker}: {e.text}{' (withdrawn)' * e.withdrawn}" for e in final.transcript
+    )
+    lines += "\nas the caller lived it:\n" + "\n".join(map(str, record.timeline))
+    assert (final.outcome, final.slots.get("survey_day")) == (Outcome.BOOKED, "Friday"), lines
+    withdrawn = [e for e in final.transcript if e.withdrawn]
+    assert [e.speaker for e in withdrawn] == ["caller", "agent"], lines
+    goodbye = withdrawn[1]
+    assert goodbye.state == "call_back_later" and goodbye.heard_text != goodbye.text, lines

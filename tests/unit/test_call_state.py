@@ -133,3 +133,68 @@ def test_a_decision_that_ends_the_call_or_records_an_outcome_is_not_undone(
     call.apply_turn(goodbye, 6)
     assert not call.can_rewind(Turn(seq=7, kind="speech", text="Not yet anyway.", continues=6))
     assert call.before_decision is None
+
+
+def _at_ask_day(solar: Playbook) -> CallState:
+    call = _at_ask_time(solar)
+    call.rewind()
+    return call
+
+
+def test_a_goodbye_taken_back_by_the_callers_continuation_is_undone_and_the_call_goes_on(
+    solar: Playbook,
+) -> None:
+    """"Not this week..." ends the call as a call back; the caller goes on ("...actually,
+    Friday works") over the goodbye: the edge withdraws it, the call does not end, and the
+    continuation is decided where the call stood, with the goodbye undone."""
+    call = _at_ask_day(solar)
+    call.hear(Turn(seq=6, kind="speech", text="Not this week."))
+    step = respond(solar, call.state, call.slots, "Not this week.")
+    assert step.end_call and step.outcome is Outcome.CALL_BACK_LATER
+    goodbye = call.apply_turn(step, 6, goodbyes=True)
+    call.played(
+        UtterancePlayed(
+            utterance_id=goodbye.utterance_id,
+            interrupted=True,
+            heard_text="Of course.",
+            played_ms=300,
+            withdrawn=True,
+        )
+    )
+    assert not call.ended and call.goodbye_withdrawn
+    joined = "Not this week. actually, Friday works"
+    continuation = Turn(seq=7, kind="speech", text=joined, continues=6)
+    assert call.can_rewind(continuation)
+    call.rewind()
+    assert (call.state, call.outcome, call.end_utterance_id) == ("ask_day", None, None)
+    assert not call.goodbye_withdrawn and call.goodbyes_taken_back == 1
+    call.hear(continuation)
+    decision = call.apply_turn(respond(solar, call.state, call.slots, joined), 7, goodbyes=True)
+    assert (decision.state, call.slots["survey_day"]) == ("ask_time", "Friday")
+
+
+def test_a_goodbye_heard_or_cut_off_by_barge_in_still_ends_the_call(solar: Playbook) -> None:
+    for withdrawn, goodbyes in ((False, True), (True, False)):
+        call = _at_ask_day(solar)
+        call.hear(Turn(seq=6, kind="speech", text="Not this week."))
+        step = respond(solar, call.state, call.slots, "Not this week.")
+        goodbye = call.apply_turn(step, 6, goodbyes=goodbyes)
+        call.played(
+            UtterancePlayed(
+                utterance_id=goodbye.utterance_id,
+                interrupted=True,
+                heard_text="Of course.",
+                played_ms=300,
+                withdrawn=withdrawn,
+            )
+        )
+        assert call.ended and call.outcome is Outcome.CALL_BACK_LATER, (withdrawn, goodbyes)
+
+
+def test_a_do_not_call_goodbye_is_never_taken_back(solar: Playbook) -> None:
+    call = _at_ask_day(solar)
+    call.hear(Turn(seq=6, kind="speech", text="Stop calling me."))
+    step = respond(solar, call.state, call.slots, "Stop calling me.")
+    assert step.outcome is Outcome.DO_NOT_CALL
+    call.apply_turn(step, 6, goodbyes=True)
+    assert not call.can_rewind(Turn(seq=7, kind="speech", text="Stop calling me. ok", continues=6))

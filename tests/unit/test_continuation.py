@@ -46,9 +46,20 @@ def test_speech_from_before_the_turn_ended_or_after_a_withdrawn_reply_does_not()
 
 
 def test_a_reply_with_effects_is_never_withdrawn() -> None:
-    goodbye = reply(end_call=True, outcome=Outcome.NOT_INTERESTED, state="not_interested")
-    assert not RULE.continues(ended(goodbye), 10.2, reply_started_at=None)
+    for outcome in (Outcome.DO_NOT_CALL, Outcome.BOOKED, Outcome.TRANSFER):
+        goodbye = reply(end_call=True, outcome=outcome, state=outcome.value)
+        assert not RULE.continues(ended(goodbye), 10.2, reply_started_at=None), outcome
     assert not RULE.continues(ended(reply(hand_over=True)), 10.2, reply_started_at=None)
+
+
+def test_a_goodbye_the_caller_may_still_talk_out_of_is_withdrawn_like_any_reply() -> None:
+    """"Not Monday..." read as a request to be called back, "Well, I've been thinking about
+    solar anyhow..." as a refusal: the rest of the sentence takes the goodbye back."""
+    for outcome in (Outcome.CALL_BACK_LATER, Outcome.NOT_INTERESTED, Outcome.WRONG_PERSON):
+        goodbye = reply(end_call=True, outcome=outcome, state=outcome.value)
+        assert RULE.continues(ended(goodbye), 10.2, reply_started_at=None), outcome
+        assert RULE.continues(ended(goodbye), 10.9, reply_started_at=10.6), outcome
+        assert not RULE.continues(ended(goodbye), 11.6, reply_started_at=10.6), "barge-in"
 
 
 def test_the_continued_turn_joins_both_parts() -> None:
@@ -70,9 +81,8 @@ def test_the_edge_withdraws_exactly_the_replies_the_workflow_can_undo() -> None:
         allowed=[],
         utterance="it depends",
     )
-    for end_call, outcome, request in itertools.product(
-        (False, True), (None, Outcome.BOOKED, Outcome.NOT_INTERESTED), (None, llm)
-    ):
+    outcomes = (None, Outcome.BOOKED, Outcome.NOT_INTERESTED, Outcome.DO_NOT_CALL)
+    for end_call, outcome, request in itertools.product((False, True), outcomes, (None, llm)):
         step = ScriptStep(
             state="qualify",
             text="A line.",
@@ -83,6 +93,6 @@ def test_the_edge_withdraws_exactly_the_replies_the_workflow_can_undo() -> None:
             llm_request=request,
         )
         decision = Decision.of(step, "call-1-u3")
-        assert undoable_reply(decision) == undoable(step), step
+        assert undoable_reply(decision) == undoable(step, goodbyes=True), step
         handed_over = decision.model_copy(update={"hand_over": True})
         assert not undoable_reply(handed_over)
