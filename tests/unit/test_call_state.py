@@ -144,7 +144,7 @@ def _at_ask_day(solar: Playbook) -> CallState:
 def test_a_goodbye_taken_back_by_the_callers_continuation_is_undone_and_the_call_goes_on(
     solar: Playbook,
 ) -> None:
-    """"Not this week..." ends the call as a call back; the caller goes on ("...actually,
+    """ "Not this week..." ends the call as a call back; the caller goes on ("...actually,
     Friday works") over the goodbye: the edge withdraws it, the call does not end, and the
     continuation is decided where the call stood, with the goodbye undone."""
     call = _at_ask_day(solar)

@@ -53,7 +53,7 @@ def test_a_reply_with_effects_is_never_withdrawn() -> None:
 
 
 def test_a_goodbye_the_caller_may_still_talk_out_of_is_withdrawn_like_any_reply() -> None:
-    """"Not Monday..." read as a request to be called back, "Well, I've been thinking about
+    """ "Not Monday..." read as a request to be called back, "Well, I've been thinking about
     solar anyhow..." as a refusal: the rest of the sentence takes the goodbye back."""
     for outcome in (Outcome.CALL_BACK_LATER, Outcome.NOT_INTERESTED, Outcome.WRONG_PERSON):
         goodbye = reply(end_call=True, outcome=outcome, state=outcome.value)
