@@ -52,6 +52,8 @@ number words, recovery that never loops (calls recorded before it keep the older
 UNDERSTANDING_V2_PATCH = "understanding-v2"
 """On top of understanding-v1: a new value for a detail given before answers a yes/no question
 with its `no` intent, and yes/no is read after openers ("Then no") but not in "no idea"."""
+UNDERSTANDING_V3_PATCH = "understanding-v3"
+"""On top of understanding-v2: "do not call us" anywhere in a turn is a do-not-call request."""
 LOCAL_FAILURE_PATCH = "router-local-failure-v1"
 """A local activity that fails (it raises `ApplicationError` or `TimeoutError`, not
 `ActivityError`) lets the next tier answer instead of failing the turn (before: the turn's Update
@@ -179,6 +181,8 @@ class Router:
             context = turn_context(transcript, state, earlier)
             if self._tools.patched(UNDERSTANDING_V2_PATCH):
                 context = replace(context, refined=True)
+            if self._tools.patched(UNDERSTANDING_V3_PATCH):
+                context = replace(context, do_not_call_v3=True)
             step = script.respond(
                 self._playbook,
                 state,

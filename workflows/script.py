@@ -218,6 +218,8 @@ class TurnContext:
     refined: bool = False
     """Patch understanding-v2: corrections of a detail already given, and the refined yes/no
     reading (`understanding.polarity`)."""
+    do_not_call_v3: bool = False
+    """Patch understanding-v3: "do not call us" heard anywhere in the turn (`_DO_NOT_CALL_V3`)."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -452,6 +454,15 @@ _DO_NOT_CALL_V1 = [
     r"\bdo not call (list|register|registry)\b",
 ]
 """understanding-v1 also hears the list asked for by name, even when the last word is lost."""
+_DO_NOT_CALL_V3 = [
+    *_DO_NOT_CALL_V1,
+    r"\bdo not call (me|us|this number|here)\b(?! (before|after|until|till|during|at|on|in|"
+    r"between|tomorrow|today|tonight|this|next|later|back|when|while|if))",
+    r"\bdo not call$",
+]
+"""understanding-v3: "do not call us" anywhere in the turn ("Look, please just put me under. Do
+not call us.": the list's name misheard), unless a time or condition follows ("do not call me
+before five" asks for a later call); and "do not call" as the turn's last words."""
 _HANG_UP = [
     r"^(ok |okay |alright |well )?(bye|goodbye|bye bye)( now| then)?$",
     r"\b(i am|i will be) hanging up\b",
@@ -942,9 +953,15 @@ def reprompt(
 
 
 def _builtin_rule(
-    playbook: Playbook, state: str, current: State, slots: dict[str, str], text: str
+    playbook: Playbook,
+    state: str,
+    current: State,
+    slots: dict[str, str],
+    text: str,
+    context: TurnContext,
 ) -> ScriptStep | None:
-    if (phrase := _first_rule(_DO_NOT_CALL_V1, text)) is not None:
+    do_not_call = _DO_NOT_CALL_V3 if context.do_not_call_v3 else _DO_NOT_CALL_V1
+    if (phrase := _first_rule(do_not_call, text)) is not None:
         return _end_with(playbook, Outcome.DO_NOT_CALL, slots, f"rule do_not_call: '{phrase}'")
     if (phrase := _first_rule(_HANG_UP, text)) is not None:
         return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
@@ -1001,7 +1018,7 @@ def _identity(
 
 def rule_phrase(text: str) -> str | None:
     """The words of a built-in rule (do not call, hang up, repeat) in a normalized utterance."""
-    for patterns in (_DO_NOT_CALL_V1, _HANG_UP, _REPEAT):
+    for patterns in (_DO_NOT_CALL_V3, _HANG_UP, _REPEAT):
         if (phrase := _first_rule(patterns, text)) is not None:
             return phrase
     return None
@@ -1033,7 +1050,7 @@ def respond_v1(
     text = normalize(utterance)
     if not text:
         return recover(playbook, state, slots, {}, context, "empty transcript")
-    rule = _builtin_rule(playbook, state, current, slots, text)
+    rule = _builtin_rule(playbook, state, current, slots, text, context)
     if rule is not None:
         return rule
     candidates = current.intents + playbook.global_intents

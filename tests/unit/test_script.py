@@ -15,6 +15,7 @@ from workflows.script import (
     Playbook,
     ScriptStep,
     SlotSpec,
+    TurnContext,
     extract_slot,
     opening,
     reachable_outcomes,
@@ -349,3 +350,21 @@ def test_the_match_threshold_comes_from_the_caller_not_a_constant(solar: Playboo
     strict = respond(solar, "pitch", LEAD, words, match_threshold=0.9)
     assert strict.tier is DecisionTier.FALLBACK and strict.state == "pitch"
     assert "≥ 0.90" in strict.reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "v3", "do_not_call"),
+    [
+        ("Look, please just put me under. Do not call us.", True, True),
+        ("Look, please just put me under. Do not call us.", False, False),
+        ("Okay. Don't call.", True, True),
+        ("Please don't call us before five, we're at work.", True, False),
+        ("Don't call me tomorrow, call me Friday.", True, False),
+    ],
+)
+def test_do_not_call_us_anywhere_in_a_turn_is_the_rule_from_understanding_v3(
+    solar: Playbook, utterance: str, v3: bool, do_not_call: bool
+) -> None:
+    context = TurnContext(refined=True, do_not_call_v3=v3)
+    step = respond(solar, "homeowner", LEAD, utterance, context=context)
+    assert (step.outcome is Outcome.DO_NOT_CALL) == do_not_call, step.reason
