@@ -127,6 +127,22 @@ def pcm_to_phone(pcm: PCM, sample_rate: int) -> bytes:
     return mulaw_encode(resample(pcm, sample_rate, PHONE_RATE))
 
 
+ONSET_LEVEL = 300
+"""A sample this loud (about -40 dBFS) is the start of speech, not the synthesizer's lead-in."""
+ONSET_KEEP_MS = 10
+
+
+def trim_lead_in(mulaw: bytes) -> bytes:
+    """Phone audio without the near-silence before its first loud sample (less `ONSET_KEEP_MS`):
+    Piper starts each phrase with 40-60 ms of it, dead air between the caller's last word and
+    the agent's first that a caller hears as latency."""
+    loud = np.flatnonzero(np.abs(mulaw_decode(mulaw).astype(np.int32)) >= ONSET_LEVEL)
+    if not len(loud):
+        return mulaw
+    start = max(0, int(loud[0]) - ONSET_KEEP_MS * PHONE_RATE // 1000)
+    return mulaw[start:]
+
+
 class Framer:
     """Cuts a byte stream into fixed-size frames, carrying the remainder to the next push."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from media_edge.tts import PhoneChunk
 
-FORMAT = "1"
+FORMAT = "2"
 """Bumped when what a stored line holds, or how Slot renders a voice's speech, changes."""
 
 logger = logging.getLogger("slot.media_edge")

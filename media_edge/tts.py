@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from media_edge.audio import pcm_to_phone, to_int16
+from media_edge.audio import pcm_to_phone, to_int16, trim_lead_in
 from media_edge.espeak import espeak_binary, speak_async
 from media_edge.phrases import split_sentences
 from media_edge.providers import PCM, SpeechChunk, SpokenText, TextToSpeech
@@ -198,7 +198,8 @@ class Voice(Protocol):
 
 class PhoneSpeech:
     """Decision text to phone audio, phrase by phrase; cacheable lines come from an LRU, and
-    from the `store` on disk when the edge has one (`media_edge.line_store`)."""
+    from the `store` on disk when the edge has one (`media_edge.line_store`). A line starts at
+    its first sound (`trim_lead_in`), not after the synthesizer's silent lead-in."""
 
     def __init__(
         self,
@@ -243,6 +244,8 @@ class PhoneSpeech:
                 audio = await loop.run_in_executor(
                     self._executor, pcm_to_phone, speech.audio, speech.sample_rate
                 )
+                if not rendered:
+                    audio = trim_lead_in(audio)
                 chunk = PhoneChunk(audio=audio, text=speech.text, voice=self.name)
                 rendered.append(chunk)
                 yield chunk

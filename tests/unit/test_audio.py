@@ -8,6 +8,7 @@ import pytest
 from media_edge.audio import (
     FRAME_SAMPLES,
     MULAW_SILENCE,
+    PHONE_RATE,
     Framer,
     SampleWindows,
     frames,
@@ -16,6 +17,7 @@ from media_edge.audio import (
     pcm_to_phone,
     resample,
     silence_frame,
+    trim_lead_in,
 )
 
 
@@ -113,3 +115,13 @@ def test_sample_windows_regroup_frames_for_the_vad() -> None:
     got = [w for i in range(8) for w in windows.push(pcm[i * 160 : (i + 1) * 160])]
     assert len(got) == 5
     assert np.array_equal(np.concatenate(got), pcm[: 5 * 256])
+
+
+def test_the_lead_in_before_the_first_sound_is_trimmed_to_ten_ms() -> None:
+    quiet = np.zeros(400, dtype=np.int16)  # 50 ms of the synthesizer's lead-in
+    quiet[::7] = 40  # low hiss, not speech
+    word = (3000 * np.cos(np.arange(800) * 2 * np.pi * 440 / PHONE_RATE)).astype(np.int16)
+    trimmed = trim_lead_in(mulaw_encode(np.concatenate([quiet, word])))
+    assert len(trimmed) == len(word) + 80
+    assert trim_lead_in(mulaw_encode(quiet)) == mulaw_encode(quiet), "all quiet: kept as is"
+    assert trim_lead_in(mulaw_encode(word)) == mulaw_encode(word)
