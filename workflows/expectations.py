@@ -148,6 +148,12 @@ def asks_a_question(text: str) -> bool:
     return text.rstrip().endswith("?") and not sounds_unfinished(text)
 
 
+def asks_something(text: str) -> bool:
+    """Any sentence of the turn is a question ("Who is Sunny Solar exactly? I haven't heard of
+    you."), wherever it stands."""
+    return "?" in text
+
+
 def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     """Is `text` a complete answer to the question? Only one the router's tier 0 understands
     at once is (the same functions): a built-in rule, a request to be called back, the slot the

@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.intent_classifier import IntentClassifierActivities
     from activities.knowledge import KnowledgeActivities
     from workflows import script
+    from workflows.call_state import REVERSIBLE_ENDINGS
+    from workflows.expectations import asks_something
     from workflows.intents import match_intent
     from workflows.llm_turn import (
         apply_llm_turn,
@@ -54,6 +56,10 @@ UNDERSTANDING_V2_PATCH = "understanding-v2"
 with its `no` intent, and yes/no is read after openers ("Then no") but not in "no idea"."""
 UNDERSTANDING_V3_PATCH = "understanding-v3"
 """On top of understanding-v2: "do not call us" anywhere in a turn is a do-not-call request."""
+QUESTIONS_FIRST_PATCH = "questions-first-v1"
+"""A caller's question that the classifier or the token matcher reads as a goodbye ("Who is Sunny
+Solar exactly? I haven't heard of you." as not interested) is answered from the knowledge base
+when it has the answer; the goodbye is taken only when it does not."""
 LOCAL_FAILURE_PATCH = "router-local-failure-v1"
 """A local activity that fails (it raises `ApplicationError` or `TimeoutError`, not
 `ActivityError`) lets the next tier answer instead of failing the turn (before: the turn's Update
@@ -240,7 +246,8 @@ class Router:
                     f"≥ {threshold:.2f} (like '{found.example}')",
                     context=context,
                 )
-                return step.model_copy(update={"latency_ms": latency})
+                answered = await self._answer_before_goodbye(state, slots, utterance, step, latency)
+                return (answered or step).model_copy(update={"latency_ms": latency})
             best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
             notes.append(f"classifier {best} < {threshold:.2f}")
         else:
@@ -249,7 +256,9 @@ class Router:
             agreed = found is not None and found.intent == script_step.intent
             if agreed:
                 reason = f"{script_step.reason}; the classifier's best is the same intent"
-                return script_step.model_copy(update={"reason": reason, "latency_ms": latency})
+                step = script_step.model_copy(update={"reason": reason})
+                answered = await self._answer_before_goodbye(state, slots, utterance, step, latency)
+                return (answered or step).model_copy(update={"latency_ms": latency})
             notes.append(f"token match '{script_step.intent}' without the classifier's support")
             filled_now = {k: v for k, v in script_step.slots.items() if slots.get(k) != v}
             script_step = script.recover(
@@ -296,6 +305,35 @@ class Router:
             notes.append(f"best passage {best_passage.score:.2f} < {min_score:.2f}")
         reason = "; ".join([script_step.reason, *notes, "no LLM configured"])
         return script_step.model_copy(update={"reason": reason, "latency_ms": latency})
+
+    async def _answer_before_goodbye(
+        self,
+        state: str,
+        slots: dict[str, str],
+        utterance: str,
+        goodbye: ScriptStep,
+        latency: dict[str, float],
+    ) -> ScriptStep | None:
+        """The knowledge base's answer to a caller's question read as a goodbye (`goodbye`, an
+        intent of `REVERSIBLE_ENDINGS`), or None: not a question, no answer, or calls decided
+        before patch `questions-first-v1`."""
+        ending = goodbye.end_call and goodbye.outcome in REVERSIBLE_ENDINGS
+        if not ending or not asks_something(utterance):
+            return None
+        if self._call.llm_enabled or not self._tools.patched(QUESTIONS_FIRST_PATCH):
+            return None
+        retrieval = await self._retrieve(utterance)
+        if retrieval is None:
+            return None
+        latency["retrieve"] = retrieval.elapsed_ms
+        min_score = self._config.knowledge_min_score
+        answer = knowledge_answer(
+            self._playbook, state, slots, retrieval.passages, min_score=min_score
+        )
+        if answer is None:
+            return None
+        reason = f"a question, not a goodbye ({goodbye.reason}); {answer.reason}"
+        return answer.model_copy(update={"reason": reason})
 
     async def _classify(self, utterance: str, state: str) -> IntentClassification | None:
         request = ClassifyRequest(
