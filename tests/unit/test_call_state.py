@@ -141,26 +141,33 @@ def _at_ask_day(solar: Playbook) -> CallState:
     return call
 
 
-def test_a_goodbye_taken_back_by_the_callers_continuation_is_undone_and_the_call_goes_on(
-    solar: Playbook,
-) -> None:
-    """ "Not this week..." ends the call as a call back; the caller goes on ("...actually,
-    Friday works") over the goodbye: the edge withdraws it, the call does not end, and the
-    continuation is decided where the call stood, with the goodbye undone."""
+def _goodbye_cut_off(solar: Playbook, *, withdrawn: bool, goodbyes: bool = True) -> CallState:
+    """At the day question the caller says "Not this week." (a call-back goodbye) and talks
+    over its first words: cut off for a continuation (`withdrawn`) or as a barge-in."""
     call = _at_ask_day(solar)
     call.hear(Turn(seq=6, kind="speech", text="Not this week."))
     step = respond(solar, call.state, call.slots, "Not this week.")
     assert step.end_call and step.outcome is Outcome.CALL_BACK_LATER
-    goodbye = call.apply_turn(step, 6, goodbyes=True)
+    goodbye = call.apply_turn(step, 6, goodbyes=goodbyes)
     call.played(
         UtterancePlayed(
             utterance_id=goodbye.utterance_id,
             interrupted=True,
             heard_text="Of course.",
             played_ms=300,
-            withdrawn=True,
+            withdrawn=withdrawn,
         )
     )
+    return call
+
+
+def test_a_goodbye_taken_back_by_the_callers_continuation_is_undone_and_the_call_goes_on(
+    solar: Playbook,
+) -> None:
+    """ "Not this week..." ends the call as a call back; the caller goes on ("...actually,
+    Friday works") over the goodbye: the edge withdraws it, the call does not end, and the
+    continuation is decided where the call stood, with the goodbye undone."""
+    call = _goodbye_cut_off(solar, withdrawn=True)
     assert not call.ended and call.goodbye_withdrawn
     joined = "Not this week. actually, Friday works"
     continuation = Turn(seq=7, kind="speech", text=joined, continues=6)
@@ -175,19 +182,7 @@ def test_a_goodbye_taken_back_by_the_callers_continuation_is_undone_and_the_call
 
 def test_a_goodbye_heard_or_cut_off_by_barge_in_still_ends_the_call(solar: Playbook) -> None:
     for withdrawn, goodbyes in ((False, True), (True, False)):
-        call = _at_ask_day(solar)
-        call.hear(Turn(seq=6, kind="speech", text="Not this week."))
-        step = respond(solar, call.state, call.slots, "Not this week.")
-        goodbye = call.apply_turn(step, 6, goodbyes=goodbyes)
-        call.played(
-            UtterancePlayed(
-                utterance_id=goodbye.utterance_id,
-                interrupted=True,
-                heard_text="Of course.",
-                played_ms=300,
-                withdrawn=withdrawn,
-            )
-        )
+        call = _goodbye_cut_off(solar, withdrawn=withdrawn, goodbyes=goodbyes)
         assert call.ended and call.outcome is Outcome.CALL_BACK_LATER, (withdrawn, goodbyes)
 
 

@@ -14,7 +14,7 @@ import io
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,13 @@ import pytest
 import yaml
 
 from activities.intent_classifier import shared_classifier
-from activities.knowledge_base import KnowledgeBase, open_knowledge_base
+from activities.knowledge_base import KnowledgeBase
 from activities.records import RecordsActivities, SaveCallRecord
 from slot import cli
 from slot.payload_codec import Keyring
 from slot.replay import CORPUS_DIR as RECORDED_CORPUS
 from slot.replay_script import InProcessTools, main
-from slot.settings import REPO_ROOT, Settings
+from slot.settings import Settings
 from slot.stored_calls import calls_from_records, load_calls
 from workflows.messages import CallSnapshot
 from workflows.script import Playbook
@@ -57,14 +57,6 @@ def _corpus_of_one_playbook() -> Path:
 
 
 CORPUS_DIR = _corpus_of_one_playbook()
-
-
-@pytest.fixture(scope="module")
-def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
-    kb = open_knowledge_base(path=tmp_path_factory.mktemp("qdrant"))
-    kb.ingest([REPO_ROOT / "knowledge" / "solar_survey"])
-    yield kb
-    kb.close()
 
 
 @pytest.fixture(scope="module")

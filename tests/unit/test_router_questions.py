@@ -6,12 +6,8 @@ sample knowledge base), as `slot replay script` runs it; patches on or off per t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from activities.intent_classifier import shared_classifier
-from activities.knowledge_base import KnowledgeBase, open_knowledge_base
+from activities.knowledge_base import KnowledgeBase
 from slot.playbooks import load_playbook
 from slot.replay_script import InProcessTools
 from slot.settings import REPO_ROOT
@@ -32,14 +28,6 @@ class Tools(InProcessTools):
 
     def patched(self, patch_id: str) -> bool:
         return patch_id not in self.off
-
-
-@pytest.fixture(scope="module")
-def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
-    kb = open_knowledge_base(path=tmp_path_factory.mktemp("qdrant"))
-    kb.ingest([REPO_ROOT / "knowledge" / "solar_survey"])
-    yield kb
-    kb.close()
 
 
 async def decide(tools: Tools, state: str, utterance: str) -> ScriptStep:
