@@ -16,10 +16,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evals.bench_report import COLUMNS, STACK
 from slot.settings import REPO_ROOT
 
 CALLS = 2
+BENCH_TIMEOUT_S = 270
+"""Under the suite's 300 s per-test timeout, so that a bench that does not finish (78-82 s
+normally; once in a CI run of session 8 it ran past 300 s) fails with its own output."""
+
+
+def _tail(stuck: subprocess.TimeoutExpired) -> str:
+    def text(data: bytes | str | None) -> str:
+        return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+
+    return text(stuck.stdout)[-3000:] + text(stuck.stderr)[-3000:]
 
 
 def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
@@ -28,14 +40,17 @@ def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
     env.pop("DEEPGRAM_API_KEY", None)
     env.pop("CARTESIA_API_KEY", None)
     command = ["bench", "--calls", str(CALLS), "--speech", "standin", "--out", str(out)]
-    run = subprocess.run(
-        [sys.executable, "-m", "slot.cli", *command],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "slot.cli", *command],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BENCH_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as stuck:
+        pytest.fail(f"slot bench still running after {BENCH_TIMEOUT_S} s:\n{_tail(stuck)}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     report = json.loads((out / "bench.json").read_text())
