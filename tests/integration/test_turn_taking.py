@@ -38,7 +38,7 @@ from tests.integration.test_end_to_end import (
     snapshot,
     stack_settings,
 )
-from workflows.messages import TranscriptEntry
+from workflows.messages import CallSnapshot, TranscriptEntry
 from workflows.script import Outcome
 
 STAGES = ("endpointing", "turn_model", "stt", "decision", "tts_first_audio", "send", "total")
@@ -166,14 +166,12 @@ async def test_backchannels_do_not_interrupt_and_are_not_turns(
     assert not any(is_backchannel_text(text) for text in turns), turns
 
 
-async def test_a_caller_who_goes_on_after_a_premature_end_of_turn_is_decided_as_one_turn(
-    stack: Stack, temporal_client: Client
-) -> None:
-    """Ines says "Tuesday would be best", a complete answer, so the edge ends the turn; 300 ms
-    into the agent's question about Tuesday she goes on: "no sorry, Thursday." Decided alone in
-    that next state, "no sorry, Thursday" is a refusal (not_interested); as the turn's
-    continuation, decided where the call was before, it is the day, and the call books."""
-    path = REPO_ROOT / "personas" / "pausing_caller.yaml"
+async def paused_call(
+    stack: Stack, temporal_client: Client, persona_file: str
+) -> tuple[CallSnapshot, str]:
+    """One whole call of a test caller from personas/: the workflow's final snapshot, and its
+    transcript beside the caller's timeline (the assertion message)."""
+    path = REPO_ROOT / "personas" / persona_file
     caller = CorpusPersona("test", path, load_reactive_persona(path))
     audio = CallerAudio(stack.settings.data_dir / "caller-audio")
     await asyncio.to_thread(audio.prepare, [caller.persona])
@@ -186,6 +184,17 @@ async def test_a_caller_who_goes_on_after_a_premature_end_of_turn_is_decided_as_
         f"{e.speaker}: {e.text}{' (withdrawn)' * e.withdrawn}" for e in final.transcript
     )
     lines += "\nas the caller lived it:\n" + "\n".join(map(str, record.timeline))
+    return final, lines
+
+
+async def test_a_caller_who_goes_on_after_a_premature_end_of_turn_is_decided_as_one_turn(
+    stack: Stack, temporal_client: Client
+) -> None:
+    """Ines says "Tuesday would be best", a complete answer, so the edge ends the turn; 300 ms
+    into the agent's question about Tuesday she goes on: "no sorry, Thursday." Decided alone in
+    that next state, "no sorry, Thursday" is a refusal (not_interested); as the turn's
+    continuation, decided where the call was before, it is the day, and the call books."""
+    final, lines = await paused_call(stack, temporal_client, "pausing_caller.yaml")
     assert (final.outcome, final.slots.get("survey_day")) == (Outcome.BOOKED, "Thursday"), lines
 
     withdrawn = [e for e in final.transcript if e.withdrawn]
@@ -213,19 +222,7 @@ async def test_a_caller_who_goes_on_over_a_goodbye_takes_it_back_and_the_call_go
     (before patch ending-continuation-v1 the call ended `call_back_later` over her words).
     What that turn then decides depends on how her words are heard, so the test asserts the
     goodbye taken back and the call going on, and the booking only when "Friday" was heard."""
-    path = REPO_ROOT / "personas" / "goodbye_continuer.yaml"
-    caller = CorpusPersona("test", path, load_reactive_persona(path))
-    audio = CallerAudio(stack.settings.data_dir / "caller-audio")
-    await asyncio.to_thread(audio.prepare, [caller.persona])
-    record = await asyncio.wait_for(
-        run_call(stack.settings, caller, audio, stack.settings.default_script), timeout=240
-    )
-    assert record.error is None, record.notes
-    final = await snapshot(temporal_client, record.call_id)
-    lines = "\n".join(
-        f"{e.speaker}: {e.text}{' (withdrawn)' * e.withdrawn}" for e in final.transcript
-    )
-    lines += "\nas the caller lived it:\n" + "\n".join(map(str, record.timeline))
+    final, lines = await paused_call(stack, temporal_client, "goodbye_continuer.yaml")
     withdrawn = [e for e in final.transcript if e.withdrawn]
     assert [e.speaker for e in withdrawn] == ["caller", "agent"], lines
     cut_short, goodbye = withdrawn
