@@ -23,12 +23,12 @@ from slot.dev_secrets import use_dev_secrets
 from slot.settings import Settings
 from slot.temporal import TemporalDevServer, connect
 
-WORKERS = 4
+WORKERS = 5
 """xdist workers for a run of more than one file (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it).
-A simulated call mostly waits on the clock, so on 2 cores four test processes keep both cores
-busy (the whole suite spends about 12 minutes of CPU once ./dev has compiled the bytecode); more
-only adds load, and a whole call under heavy load can miss its caller's patience (a hang-up
-grace of 5-15 s)."""
+A simulated call mostly waits on the clock: with four test processes the suite kept 1.5 of
+the 2 cores busy on average (718 s of CPU in a 471 s run); with five it took 405 s instead of
+432-457 s (same machine, one run each). More adds load, and a whole call under heavy load can
+miss its caller's patience (a hang-up grace of 5-15 s)."""
 
 SLOWEST_FIRST = (
     "tests/integration/test_long_call.py::"
