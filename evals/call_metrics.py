@@ -8,7 +8,8 @@ Times are the simulator's media clock (ms from stream start), the only clock the
 - fallback rate and the longest run of fallbacks, identical agent lines in a row (from the
   edge's `agent_utterance` events: tier and text; a line withdrawn before any of it played,
   as a turn's continuation withdraws one, was never heard and is not counted; a line said again
-  after the caller cut it off is a restart, only one said again after it played whole counts);
+  after the caller cut it off is a restart, and one said again because the caller asked to hear
+  it again is an answer; only one said again otherwise, after it played whole, counts);
 - after a backchannel, whether the agent's utterance was played to its end (`utterance_played`
   not interrupted, possibly after a pause and resume).
 """
@@ -23,6 +24,7 @@ import numpy as np
 from media_edge.events import AgentUtterance, BargeIn, UtteranceDone
 from media_edge.events import CallEvent as EdgeEvent
 from simulator.phone import AgentSegment, SpokenLine
+from workflows.script import REPEAT_REASON
 
 FALLBACK_TIER = "fallback"
 
@@ -152,7 +154,8 @@ def _agent_lines(
     metrics: CallMetrics, utterances: Sequence[AgentUtterance], cut_off: set[str]
 ) -> None:
     """Fallback turns and runs; a line said again right after the caller heard it to its end
-    (a line cut off by the caller and said again whole is a restart, not a loop)."""
+    (a line cut off by the caller and said again whole is a restart, not a loop; one the caller
+    asked to hear again, "what did you say?", is what they asked for)."""
     metrics.agent_turns = len(utterances)
     run = 0
     previous: str | None = None
@@ -163,7 +166,8 @@ def _agent_lines(
             metrics.longest_fallback_run = max(metrics.longest_fallback_run, run)
         else:
             run = 0
-        if previous is not None and utterance.text.strip() == previous:
+        asked_again = utterance.reason.startswith(REPEAT_REASON)
+        if previous is not None and utterance.text.strip() == previous and not asked_again:
             metrics.identical_in_a_row += 1
         previous = None if utterance.utterance_id in cut_off else utterance.text.strip()
 

@@ -468,6 +468,9 @@ _HANG_UP = [
     r"\b(i am|i will be) hanging up\b",
     r"\bhang(ing)? up( now)? (on you|bye|goodbye)\b",
 ]
+REPEAT_REASON = "rule repeat"
+"""The decision reason's prefix when the caller asked to hear the line again (it is said again)."""
+
 _REPEAT = [
     r"\b(can|could|would) you (please )?(repeat|say) (that|it|this)( again)?\b",
     r"\bsay (that|it) again\b",
@@ -803,7 +806,7 @@ def respond(
         return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
     if (phrase := _first_rule(_REPEAT, text)) is not None:
         return _stay(
-            playbook, state, current.say, slots, DecisionTier.RULE, f"rule repeat: '{phrase}'"
+            playbook, state, current.say, slots, DecisionTier.RULE, f"{REPEAT_REASON}: '{phrase}'"
         )
 
     filled_now, evidence = _slots_in(playbook, current, utterance)
@@ -967,7 +970,7 @@ def _builtin_rule(
         return _end_with(playbook, Outcome.HUNG_UP, slots, f"rule hang_up: '{phrase}'")
     if (phrase := _first_rule(_REPEAT, text)) is not None:
         return _stay(
-            playbook, state, current.say, slots, DecisionTier.RULE, f"rule repeat: '{phrase}'"
+            playbook, state, current.say, slots, DecisionTier.RULE, f"{REPEAT_REASON}: '{phrase}'"
         )
     return None
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from evals.call_metrics import CallMetrics, call_metrics, percentile
 from media_edge.events import AgentUtterance, BargeIn, UtteranceDone
 from media_edge.events import CallEvent as EdgeEvent
 from simulator.phone import AgentSegment, SpokenLine
+from slot.playbooks import load_playbook
+from workflows.script import opening, respond
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def turn(
@@ -25,8 +31,8 @@ def turn(
     )
 
 
-def said(uid: str, text: str, tier: str = "script") -> AgentUtterance:
-    return AgentUtterance(utterance_id=uid, text=text, state="s", tier=tier, reason="")
+def said(uid: str, text: str, tier: str = "script", reason: str = "") -> AgentUtterance:
+    return AgentUtterance(utterance_id=uid, text=text, state="s", tier=tier, reason=reason)
 
 
 def test_response_latency_runs_from_the_end_of_the_words_to_the_next_agent_audio() -> None:
@@ -118,6 +124,22 @@ def test_a_line_cut_off_and_said_again_whole_is_a_restart_not_a_repeat() -> None
     metrics = call_metrics([], [], [], events)
     assert metrics.agent_turns == 3
     assert metrics.identical_in_a_row == 1, "u3 after u2 heard whole; not u2 after u1 cut off"
+
+
+def test_a_line_the_caller_asked_to_hear_again_is_not_a_repeat() -> None:
+    """ "What did you say?" gets the line again, by the script's repeat rule: an answer, not a
+    loop. The same line again without being asked is one."""
+    playbook = load_playbook("solar_survey", ROOT / "playbooks")
+    first = opening(playbook, {"lead_name": "Dana"})
+    asked = respond(playbook, first.state, first.slots, "Sorry, what did you say?")
+    assert asked.text == first.text
+    events: list[EdgeEvent] = [
+        said("u1", first.text, "script"),
+        said("u2", asked.text, asked.tier.value, asked.reason),
+        said("u3", first.text, "classifier", "classifier: yes (0.62)"),
+    ]
+    metrics = call_metrics([], [], [], events)
+    assert metrics.identical_in_a_row == 1, "u3 after u2; not u2, which the caller asked for"
 
 
 def test_after_a_backchannel_the_agent_line_must_play_to_its_end() -> None:
