@@ -14,14 +14,14 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from evals.call_metrics import CallMetrics, call_metrics, percentile
+from evals.call_metrics import CallMetrics, call_metrics, percentile, share
 from media_edge.events import AgentUtterance, Backchannel, BargeIn, CallerTurn
 from simulator.caller_audio import CallerAudio
 from simulator.persona import PersonaError, ReactivePersona, load_reactive_persona
@@ -230,8 +230,52 @@ def timeline(result: CallResult) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda entry: entry["at_ms"] or 0)
 
 
+TURN_STAGES = ("stt", "turn_model", "script_judge", "decision", "tts_first_audio")
+"""The latency stages shown per turn ending (the edge's `latency_ms` names)."""
+
+
+def turn_endings(timelines: Iterable[Sequence[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """What ended the caller's turns (script, model, question, max silence...) and how long the
+    reply took on the edge's clock for each: from the turn's last voiced frame to the reply's
+    first audio sent (the caller hears it a VAD release and a network hop later), with the
+    median of each stage. Read from calls' timelines (`timeline`): a `heard` turn and the agent
+    line that answered it."""
+    totals: dict[str, list[float]] = {}
+    stages: dict[str, dict[str, list[float]]] = {}
+    for entries in timelines:
+        heard: dict[str, Any] | None = None
+        for entry in entries:
+            if "heard" in entry:
+                heard = entry
+            elif "agent" in entry and heard is not None:
+                reason = str(heard.get("ended_by") or "unknown")
+                latency = {**(heard.get("latency_ms") or {}), **(entry.get("latency_ms") or {})}
+                if "total" in latency:
+                    totals.setdefault(reason, []).append(latency["total"])
+                    for stage in TURN_STAGES:
+                        if stage in latency:
+                            stages.setdefault(reason, {}).setdefault(stage, []).append(
+                                latency[stage]
+                            )
+                heard = None
+    turns = sum(len(values) for values in totals.values())
+    return {
+        reason: {
+            "turns": len(values),
+            "share_pct": share(len(values), turns),
+            "edge_p50_ms": percentile(values, 50),
+            "edge_p90_ms": percentile(values, 90),
+            "stages_p50_ms": {
+                stage: percentile(samples, 50) for stage, samples in stages.get(reason, {}).items()
+            },
+        }
+        for reason, values in sorted(totals.items(), key=lambda item: -len(item[1]))
+    }
+
+
 def set_summary(records: Sequence[CallRecord]) -> dict[str, Any]:
-    """A set's figures: outcomes reached, the pooled measures, mean call length."""
+    """A set's figures: outcomes reached, the pooled measures, mean call length, and what ended
+    the caller's turns."""
     total = CallMetrics()
     for record in records:
         total = total.combine(record.metrics)
@@ -245,6 +289,7 @@ def set_summary(records: Sequence[CallRecord]) -> dict[str, Any]:
         ),
     }
     summary.update(total.summary())
+    summary["turn_endings"] = turn_endings(record.timeline for record in records)
     return summary
 
 
@@ -287,6 +332,23 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {voice} | {row['calls']} | {_cell(row['outcome_pct'])} % | "
             f"{_cell(row['fallback_pct'])} % |"
         )
+    lines += [
+        "",
+        "## What ended the caller's turns",
+        "",
+        "Reply latency on the edge's clock: the turn's last voiced frame to the reply's first "
+        "audio sent (stages are medians).",
+        "",
+        "| set | ended by | turns | share | edge p50 | edge p90 | stages p50 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sets:
+        for reason, row in report["sets"][name].get("turn_endings", {}).items():
+            stages = ", ".join(f"{k} {_cell(v)}" for k, v in row["stages_p50_ms"].items())
+            lines.append(
+                f"| {SET_TITLES[name]} | {reason} | {row['turns']} | {_cell(row['share_pct'])} % "
+                f"| {_cell(row['edge_p50_ms'])} | {_cell(row['edge_p90_ms'])} | {stages} |"
+            )
     lines += [
         "",
         "## Calls",

@@ -71,5 +71,9 @@ def check_report(report: dict[str, Any], paths: list[Path], progress: str) -> No
         assert row["metrics"]["latency_p50_ms"] is not None
         assert name in progress, "one progress line per finished call"
     assert summary["calls"] == 3 and summary["outcome_pct"] == 100.0
+    endings = summary["turn_endings"]
+    assert set(endings) <= {"script", "question", "model", "max_silence", "silence"}, endings
+    assert sum(row["turns"] for row in endings.values()) >= len(SMOKE), "each call's turns"
     markdown = paths[0].read_text()
     assert "| measure | dev |" in markdown and "pete_wants_real_person" in markdown
+    assert "## What ended the caller's turns" in markdown
