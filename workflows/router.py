@@ -56,6 +56,9 @@ UNDERSTANDING_V2_PATCH = "understanding-v2"
 with its `no` intent, and yes/no is read after openers ("Then no") but not in "no idea"."""
 UNDERSTANDING_V3_PATCH = "understanding-v3"
 """On top of understanding-v2: "do not call us" anywhere in a turn is a do-not-call request."""
+UNDERSTANDING_V4_PATCH = "understanding-v4"
+"""On top of understanding-v3: the state's own meaning of a plain yes or no comes before a global
+intent matched only on a bare "No." example, and "there's no NAME here" reads a two-word name."""
 QUESTIONS_FIRST_PATCH = "questions-first-v1"
 """A caller's question that the classifier or the token matcher reads as a goodbye ("Who is Sunny
 Solar exactly? I haven't heard of you." as not interested) is answered from the knowledge base
@@ -189,6 +192,8 @@ class Router:
                 context = replace(context, refined=True)
             if self._tools.patched(UNDERSTANDING_V3_PATCH):
                 context = replace(context, do_not_call_v3=True)
+            if self._tools.patched(UNDERSTANDING_V4_PATCH):
+                context = replace(context, state_answers_v4=True)
             step = script.respond(
                 self._playbook,
                 state,

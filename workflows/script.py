@@ -28,6 +28,7 @@ from workflows.understanding import (
     asks_for_a_person,
     asks_to_be_called_back,
     names_themselves,
+    only_yes_or_no,
     polarity,
     read_daypart,
     read_money,
@@ -220,6 +221,10 @@ class TurnContext:
     reading (`understanding.polarity`)."""
     do_not_call_v3: bool = False
     """Patch understanding-v3: "do not call us" heard anywhere in the turn (`_DO_NOT_CALL_V3`)."""
+    state_answers_v4: bool = False
+    """Patch understanding-v4: a plain yes or no means what the state says it means, even where
+    a global intent has that bare word as an example ("No." to "Am I speaking with Omar?" is
+    the wrong person, not "not interested"); "there's no NAME here" reads a two-word name."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -1002,7 +1007,7 @@ def intent_ending_in(playbook: Playbook, intents: list[Intent], outcome: Outcome
 
 
 def _identity(
-    playbook: Playbook, current: State, slots: dict[str, str], utterance: str
+    playbook: Playbook, current: State, slots: dict[str, str], utterance: str, *, v4: bool = False
 ) -> tuple[int, str] | None:
     """(intent, the words) when a state asking for the lead by name hears "wrong number" (the
     intent leading to the wrong-person ending) or the caller naming themselves (its `yes`)."""
@@ -1010,7 +1015,7 @@ def _identity(
     if "{lead_name}" not in current.say or not name or (spec and name == spec.default):
         return None
     candidates = current.intents + playbook.global_intents
-    if (words := says_wrong_person(utterance)) is not None:
+    if (words := says_wrong_person(utterance, v4=v4)) is not None:
         wrong = intent_ending_in(playbook, candidates, Outcome.WRONG_PERSON)
         return None if wrong is None else (wrong, words)
     if current.yes is None or (words := names_themselves(utterance, name)) is None:
@@ -1070,7 +1075,12 @@ def respond_v1(
         if index is not None:
             return take(index, f"'{words}' asks for a call back")
 
-    if context.refined and (named := _identity(playbook, current, slots, utterance)):
+    named = (
+        _identity(playbook, current, slots, utterance, v4=context.state_answers_v4)
+        if context.refined
+        else None
+    )
+    if named is not None:
         return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance) if context.refined else None
     index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
@@ -1097,6 +1107,15 @@ def respond_v1(
         return take(index, f"'{changed}' changes a detail given before", filled_now)
     match = match_intent(utterance, candidates, match_threshold)
     scope = "" if match is None or match.index < len(current.intents) else "global "
+    answered = answer_polarity(current.yes, current.no, utterance, refined=context.refined)
+    if (
+        context.state_answers_v4
+        and match is not None
+        and scope
+        and answered is not None
+        and only_yes_or_no(match.example)
+    ):
+        match = None
     if match is not None and match.score >= confident_score:
         return _take_intent(
             playbook,
@@ -1109,7 +1128,6 @@ def respond_v1(
             f"(like '{match.example}')",
             context,
         )
-    answered = answer_polarity(current.yes, current.no, utterance, refined=context.refined)
     if answered is not None:
         meant, words = answered
         index = next(i for i, c in enumerate(candidates) if c.name == meant)

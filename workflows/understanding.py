@@ -480,19 +480,32 @@ def asks_for_a_person(text: str) -> str | None:
 
 # --- who answered ----------------------------------------------------------------------------
 
-_NOT_THEM = re.compile(
-    r"\bthere is no (?!one\b|body\b|way\b|need\b|point\b|time\b|rush\b)\w+ (here|living here)\b"
+_NOT_A_NAME = r"(?!one\b|body\b|way\b|need\b|point\b|time\b|rush\b)"
+_NOT_THEM_ELSE = (
     r"|\b(no one|nobody|no body) (here |lives here )?(by|called|with) that name\b"
     r"|\bi am not (him|her|them)\b"
     r"|\bwrong (number|person|house)\b"
 )
+_NOT_THEM = re.compile(rf"\bthere is no {_NOT_A_NAME}\w+ (here|living here)\b{_NOT_THEM_ELSE}")
+_NOT_THEM_V4 = re.compile(
+    rf"\bthere is no (no )?{_NOT_A_NAME}\w+( \w+)? (here|living here)\b{_NOT_THEM_ELSE}"
+)
+"""understanding-v4: the name may be two words or come after a repeated no ("there's no, no
+Mar here", as "Omar" was heard)."""
 
 
-def says_wrong_person(text: str) -> str | None:
+def says_wrong_person(text: str, *, v4: bool = False) -> str | None:
     """The words saying the caller is not the person asked for ("there's no Omar here", "I'm
     not him"), read by understanding-v2 where the state has an intent for it."""
-    found = _NOT_THEM.search(normalize(text))
+    found = (_NOT_THEM_V4 if v4 else _NOT_THEM).search(normalize(text))
     return found.group(0) if found else None
+
+
+def only_yes_or_no(example: str) -> bool:
+    """An intent example that is one word of yes or no and nothing else ("No.", "Nope.")."""
+    words = normalize(example).split()
+    said = polarity(example, refined=True)
+    return len(words) == 1 and said is not None and said[1] == words[0]
 
 
 _IDENTITY = ("here", "speaking")

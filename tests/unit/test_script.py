@@ -368,3 +368,26 @@ def test_do_not_call_us_anywhere_in_a_turn_is_the_rule_from_understanding_v3(
     context = TurnContext(refined=True, do_not_call_v3=v3)
     step = respond(solar, "homeowner", LEAD, utterance, context=context)
     assert (step.outcome is Outcome.DO_NOT_CALL) == do_not_call, step.reason
+
+
+@pytest.mark.parametrize(
+    ("state", "utterance", "v3_intent", "v4_intent"),
+    [
+        ("greeting", "No.", "not_interested", "wrong_person"),
+        ("greeting", "Nope, not me.", "not_interested", "wrong_person"),
+        ("greeting", "Oh, Mar, no, there's no, no, Mar here.", "not_interested", "wrong_person"),
+        ("homeowner", "Nope.", "not_interested", "rents"),
+        ("greeting", "No, I'm not interested.", "not_interested", "not_interested"),
+        ("greeting", "Yes.", "confirm_identity", "confirm_identity"),
+    ],
+)
+def test_a_plain_no_means_what_the_state_says_from_understanding_v4(
+    solar: Playbook, state: str, utterance: str, v3_intent: str, v4_intent: str
+) -> None:
+    """A global intent matched only on its bare "No." example no longer beats the state's own
+    meaning of a no: to "Am I speaking with Omar?" it is the wrong person. A global intent
+    matched on its own words ("I'm not interested") still stands."""
+    for v4, intent in ((False, v3_intent), (True, v4_intent)):
+        context = TurnContext(refined=True, do_not_call_v3=True, state_answers_v4=v4)
+        step = respond(solar, state, {"lead_name": "Omar"}, utterance, context=context)
+        assert f"intent '{intent}'" in step.reason, (v4, step.reason)

@@ -9,6 +9,7 @@ from workflows.understanding import (
     asks_for_a_person,
     asks_to_be_called_back,
     names_themselves,
+    only_yes_or_no,
     polarity,
     read_amounts,
     read_daypart,
@@ -216,3 +217,25 @@ def test_a_caller_naming_themselves(text: str, found: bool) -> None:
 )
 def test_saying_it_is_the_wrong_person(text: str, found: bool) -> None:
     assert (says_wrong_person(text) is not None) is found
+    assert (says_wrong_person(text, v4=True) is not None) is found, "v4 reads these alike"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "There's no Mary Ann here.",
+        "Oh, Mar, no, there's no, no, Mar here.",
+        "There's no, no Dana here.",
+    ],
+)
+def test_understanding_v4_reads_a_two_word_name_or_a_repeated_no(text: str) -> None:
+    assert says_wrong_person(text) is None
+    assert says_wrong_person(text, v4=True) is not None
+
+
+@pytest.mark.parametrize(
+    ("example", "bare"),
+    [("No.", True), ("Nope.", True), ("Yes.", True), ("No thanks.", False), ("Not now.", False)],
+)
+def test_an_intent_example_that_is_only_a_yes_or_a_no(example: str, bare: bool) -> None:
+    assert only_yes_or_no(example) is bare
