@@ -900,7 +900,9 @@ class SimulatedCall:
             await self._hang_up()
             return False
         if self._policy.ends_call(utterance.state):
-            await self._wait_for_hang_up(since)
+            if await self._wait_for_hang_up(since, utterance.utterance_id):
+                heard.answered = utterance.utterance_id
+                return True
             return False
         planned = self._policy.peek(utterance.state)
         if planned is None:
@@ -981,16 +983,32 @@ class SimulatedCall:
         line = replace(line, index=len(self.result.lines_spoken), text=rest)
         return await self._speak(speech, line)
 
-    async def _wait_for_hang_up(self, since: int) -> None:
-        """The agent's last line: hear it out, then give the agent time to hang up first."""
-        await self._wait_until(lambda: self._agent_turn_done(since))
+    async def _wait_for_hang_up(self, since: int, goodbye: str) -> bool:
+        """The agent's last line: hear it out, then give the agent time to hang up first. True
+        when the agent goes on instead, with a line of a state that does not end the call (it
+        took the goodbye back, as it does when the caller talked over it to finish a sentence):
+        the caller answers that line, as a person would."""
+
+        def went_on() -> bool:
+            assert self._policy is not None
+            current = self._utterance
+            return (
+                self._new_utterance(goodbye)
+                and current is not None
+                and not self._policy.ends_call(current.state)
+            )
+
+        await self._wait_until(lambda: went_on() or self._agent_turn_done(since))
         grace_end = self._now_ms + self.timing.hangup_grace_ms
-        await self._wait_until(lambda: self._now_ms >= grace_end)
+        await self._wait_until(lambda: went_on() or self._now_ms >= grace_end)
+        if went_on():
+            return True
         self.result.notes.append(
             f"the agent had not hung up {self.timing.hangup_grace_ms} ms after its last line; "
             "the caller hung up"
         )
         await self._hang_up()
+        return False
 
     # ---- Twilio's line control: machine detection, call updates ------------------------------
 
