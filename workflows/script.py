@@ -34,6 +34,7 @@ from workflows.understanding import (
     read_money,
     read_weekday,
     says_wrong_person,
+    without_echoed_name,
 )
 
 
@@ -224,7 +225,8 @@ class TurnContext:
     state_answers_v4: bool = False
     """Patch understanding-v4: a plain yes or no means what the state says it means, even where
     a global intent has that bare word as an example ("No." to "Am I speaking with Omar?" is
-    the wrong person, not "not interested"); "there's no NAME here" reads a two-word name."""
+    the wrong person, not "not interested"), and after the caller echoes their name ("Omar?
+    No."); "there's no NAME here" reads a two-word name."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -1107,7 +1109,10 @@ def respond_v1(
         return take(index, f"'{changed}' changes a detail given before", filled_now)
     match = match_intent(utterance, candidates, match_threshold)
     scope = "" if match is None or match.index < len(current.intents) else "global "
-    answered = answer_polarity(current.yes, current.no, utterance, refined=context.refined)
+    said = utterance
+    if context.state_answers_v4 and "{lead_name}" in current.say and slots.get("lead_name"):
+        said = without_echoed_name(utterance, slots["lead_name"])
+    answered = answer_polarity(current.yes, current.no, said, refined=context.refined)
     if (
         context.state_answers_v4
         and match is not None

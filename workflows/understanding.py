@@ -501,6 +501,15 @@ def says_wrong_person(text: str, *, v4: bool = False) -> str | None:
     return found.group(0) if found else None
 
 
+def without_echoed_name(text: str, name: str) -> str:
+    """The answer without the caller's echo of their own name first ("Omar? No." -> "no"): read
+    for its yes or no, as if the name had not been said."""
+    words, own = normalize(text).split(), normalize(name).split()
+    if own and words[:1] == own[:1]:
+        return " ".join(words[1:])
+    return " ".join(words)
+
+
 def only_yes_or_no(example: str) -> bool:
     """An intent example that is one word of yes or no and nothing else ("No.", "Nope.")."""
     words = normalize(example).split()

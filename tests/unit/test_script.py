@@ -376,6 +376,8 @@ def test_do_not_call_us_anywhere_in_a_turn_is_the_rule_from_understanding_v3(
         ("greeting", "No.", "not_interested", "wrong_person"),
         ("greeting", "Nope, not me.", "not_interested", "wrong_person"),
         ("greeting", "Oh, Mar, no, there's no, no, Mar here.", "not_interested", "wrong_person"),
+        ("greeting", "Omar? No.", "not_interested", "wrong_person"),
+        ("greeting", "Omar, no, there, no, no, Mar here.", "not_interested", "wrong_person"),
         ("homeowner", "Nope.", "not_interested", "rents"),
         ("greeting", "No, I'm not interested.", "not_interested", "not_interested"),
         ("greeting", "Yes.", "confirm_identity", "confirm_identity"),
