@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,24 +241,25 @@ def turn_endings(timelines: Iterable[Sequence[dict[str, Any]]]) -> dict[str, dic
     first audio sent (the caller hears it a VAD release and a network hop later), with the
     median of each stage. Read from calls' timelines (`timeline`): a `heard` turn and the agent
     line that answered it."""
-    totals: dict[str, list[float]] = {}
-    stages: dict[str, dict[str, list[float]]] = {}
+    totals: defaultdict[str, list[float]] = defaultdict(list)
+    stages: defaultdict[str, defaultdict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for entries in timelines:
         heard: dict[str, Any] | None = None
         for entry in entries:
             if "heard" in entry:
                 heard = entry
-            elif "agent" in entry and heard is not None:
-                reason = str(heard.get("ended_by") or "unknown")
-                latency = {**(heard.get("latency_ms") or {}), **(entry.get("latency_ms") or {})}
-                if "total" in latency:
-                    totals.setdefault(reason, []).append(latency["total"])
-                    for stage in TURN_STAGES:
-                        if stage in latency:
-                            stages.setdefault(reason, {}).setdefault(stage, []).append(
-                                latency[stage]
-                            )
-                heard = None
+                continue
+            if "agent" not in entry or heard is None:
+                continue
+            reason = str(heard.get("ended_by") or "unknown")
+            latency = {**(heard.get("latency_ms") or {}), **(entry.get("latency_ms") or {})}
+            heard = None
+            if "total" not in latency:
+                continue
+            totals[reason].append(latency["total"])
+            for stage in TURN_STAGES:
+                if stage in latency:
+                    stages[reason][stage].append(latency[stage])
     turns = sum(len(values) for values in totals.values())
     return {
         reason: {
@@ -266,7 +268,7 @@ def turn_endings(timelines: Iterable[Sequence[dict[str, Any]]]) -> dict[str, dic
             "edge_p50_ms": percentile(values, 50),
             "edge_p90_ms": percentile(values, 90),
             "stages_p50_ms": {
-                stage: percentile(samples, 50) for stage, samples in stages.get(reason, {}).items()
+                stage: percentile(samples, 50) for stage, samples in stages[reason].items()
             },
         }
         for reason, values in sorted(totals.items(), key=lambda item: -len(item[1]))

@@ -1008,13 +1008,22 @@ def intent_ending_in(playbook: Playbook, intents: list[Intent], outcome: Outcome
     )
 
 
+def _lead_asked_for(playbook: Playbook, current: State, slots: dict[str, str]) -> str | None:
+    """The lead's name when the state's line asks for them by it (not the slot's default, such
+    as "the homeowner", which is nobody's name)."""
+    name, spec = slots.get("lead_name"), playbook.slots.get("lead_name")
+    if "{lead_name}" not in current.say or not name or (spec and name == spec.default):
+        return None
+    return name
+
+
 def _identity(
     playbook: Playbook, current: State, slots: dict[str, str], utterance: str, *, v4: bool = False
 ) -> tuple[int, str] | None:
     """(intent, the words) when a state asking for the lead by name hears "wrong number" (the
     intent leading to the wrong-person ending) or the caller naming themselves (its `yes`)."""
-    name, spec = slots.get("lead_name"), playbook.slots.get("lead_name")
-    if "{lead_name}" not in current.say or not name or (spec and name == spec.default):
+    name = _lead_asked_for(playbook, current, slots)
+    if name is None:
         return None
     candidates = current.intents + playbook.global_intents
     if (words := says_wrong_person(utterance, v4=v4)) is not None:
@@ -1077,12 +1086,8 @@ def respond_v1(
         if index is not None:
             return take(index, f"'{words}' asks for a call back")
 
-    named = (
-        _identity(playbook, current, slots, utterance, v4=context.state_answers_v4)
-        if context.refined
-        else None
-    )
-    if named is not None:
+    v4 = context.state_answers_v4
+    if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4)):
         return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance) if context.refined else None
     index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
@@ -1109,18 +1114,11 @@ def respond_v1(
         return take(index, f"'{changed}' changes a detail given before", filled_now)
     match = match_intent(utterance, candidates, match_threshold)
     scope = "" if match is None or match.index < len(current.intents) else "global "
-    said = utterance
-    if context.state_answers_v4 and "{lead_name}" in current.say and slots.get("lead_name"):
-        said = without_echoed_name(utterance, slots["lead_name"])
+    lead = _lead_asked_for(playbook, current, slots) if v4 else None
+    said = without_echoed_name(utterance, lead) if lead else utterance
     answered = answer_polarity(current.yes, current.no, said, refined=context.refined)
-    if (
-        context.state_answers_v4
-        and match is not None
-        and scope
-        and answered is not None
-        and only_yes_or_no(match.example)
-    ):
-        match = None
+    if v4 and match is not None and scope and answered and only_yes_or_no(match.example):
+        match = None  # a global intent's bare "No." gives way to what the state says a no means
     if match is not None and match.score >= confident_score:
         return _take_intent(
             playbook,
