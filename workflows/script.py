@@ -122,6 +122,9 @@ class State(BaseModel):
     """Keys pressed -> next state."""
     outcome: Outcome | None = None
     """Set on terminal states: their `say` is the call's last line."""
+    on_confusion: str | None = None
+    """Where a third miss in this state goes instead of the playbook's `on_confusion`: a question
+    the call can do without (the power bill) moves on rather than giving up on the call."""
 
     @property
     def terminal(self) -> bool:
@@ -337,6 +340,9 @@ def playbook_problems(playbook: Playbook) -> list[str]:
         for digits, target in state.dtmf.items():
             check_target(target, name, f"dtmf.{digits}")
         check_target(state.next, name, "next")
+        check_target(state.on_confusion, name, "on_confusion")
+        if state.on_confusion is not None and state.on_confusion == name:
+            problems.append(f"{_where(name, 'on_confusion')}: a state cannot be its own way out")
         if state.collect is not None and state.collect not in playbook.slots:
             problems.append(f"{_where(name, 'collect')}: unknown slot '{state.collect}'")
         if state.terminal:
@@ -348,6 +354,7 @@ def playbook_problems(playbook: Playbook) -> list[str]:
                 ("rephrase", state.rephrase is not None),
                 ("yes", state.yes is not None),
                 ("no", state.no is not None),
+                ("on_confusion", state.on_confusion is not None),
             ):
                 if present:
                     problems.append(
@@ -408,6 +415,7 @@ def reachable_states(playbook: Playbook) -> set[str]:
             continue
         targets = [i.next for i in state.intents] + [i.next for i in playbook.global_intents]
         targets += list(state.dtmf.values()) + ([state.next] if state.next else [])
+        targets += [state.on_confusion] if state.on_confusion else []
         queue.extend(t for t in targets if t in playbook.states and t not in seen)
     return seen
 
@@ -1209,9 +1217,9 @@ def recover(
 
     The first miss in a state says the fallback line (a state collecting a slot asks its
     reprompt); the second asks the question differently (`rephrase`); the third goes to the
-    playbook's `on_confusion` state, and a miss there ends the call politely. Never the agent's
-    last line again. Details the turn gave for later are kept and acknowledged. Tier FALLBACK,
-    so the router's tiers 1 and 2 may still answer the turn instead.
+    state's `on_confusion`, else the playbook's, and a miss there ends the call politely.
+    Never the agent's last line again. Details the turn gave for later are kept and
+    acknowledged. Tier FALLBACK, so the router's tiers 1 and 2 may still answer the turn instead.
     """
     current = playbook.state(state)
     new_slots = _with_slots(slots, filled_now)
@@ -1221,10 +1229,11 @@ def recover(
     reasons.append(f"miss {misses + 1} in '{state}'")
     question = current.reprompt or current.say
     second = current.rephrase or question
-    if misses >= 2 and playbook.on_confusion is not None:
-        if playbook.on_confusion != state:
-            reasons.append(f"on_confusion: '{playbook.on_confusion}'")
-            step = _goto(playbook, playbook.on_confusion, new_slots, DecisionTier.FALLBACK, "")
+    on_confusion = current.on_confusion or playbook.on_confusion
+    if misses >= 2 and on_confusion is not None:
+        if on_confusion != state:
+            reasons.append(f"on_confusion: '{on_confusion}'")
+            step = _goto(playbook, on_confusion, new_slots, DecisionTier.FALLBACK, "")
             return step.model_copy(update={"reason": "; ".join(reasons)})
         reasons.append("still not understood in the on_confusion state: goodbye")
         ended = _end_with(playbook, Outcome.NO_RESPONSE, new_slots, "")

@@ -231,6 +231,16 @@ def test_on_confusion_must_be_a_state(tmp_path: Path) -> None:
     assert error_for(tmp_path, broken) == "field 'on_confusion': unknown state 'human'"
 
 
+def test_a_states_on_confusion_must_be_another_state(tmp_path: Path) -> None:
+    unknown = VALID.replace("    collect: day\n", "    collect: day\n    on_confusion: human\n")
+    message = error_for(tmp_path, unknown)
+    assert message == "state 'ask_day', field 'on_confusion': unknown state 'human'"
+    itself = VALID.replace("    collect: day\n", "    collect: day\n    on_confusion: ask_day\n")
+    assert error_for(tmp_path, itself).startswith("state 'ask_day', field 'on_confusion': a state")
+    moves_on = VALID.replace("    collect: day\n", "    collect: day\n    on_confusion: bye\n")
+    assert load_playbook(write(tmp_path, "tiny", moves_on)).states["ask_day"].on_confusion == "bye"
+
+
 def test_rephrase_placeholders_are_checked(tmp_path: Path) -> None:
     broken = VALID.replace("    collect: day\n", "    rephrase: Is {dya} good?\n    collect: day\n")
     message = error_for(tmp_path, broken)

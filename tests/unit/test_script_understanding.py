@@ -140,6 +140,28 @@ def test_recovery_fallback_then_rephrase_then_on_confusion_then_goodbye(
     assert yes.outcome is Outcome.CALL_BACK_LATER
 
 
+def test_a_state_with_its_own_on_confusion_moves_on_instead_of_offering_a_call_back(
+    solar: Playbook,
+) -> None:
+    """The sample playbook can book without the power bill: a third miss in `qualify` asks for
+    the day, keeping the call's details; the day is not optional, so a third miss there still
+    goes to the playbook's `on_confusion`."""
+    assert solar.states["qualify"].on_confusion == "ask_day"
+    unclear = "Purple elephants dance on the moon."
+    slots = {**LEAD, "survey_time": "morning"}
+    steps = [
+        respond(solar, "qualify", slots, unclear, context=TurnContext(misses=m)) for m in range(3)
+    ]
+    assert [s.state for s in steps] == ["qualify", "qualify", "ask_day"]
+    moved = steps[-1]
+    assert moved.tier is DecisionTier.FALLBACK and "on_confusion: 'ask_day'" in moved.reason
+    assert moved.text == solar.states["ask_day"].say and moved.slots["survey_time"] == "morning"
+    day = respond(solar, "ask_day", moved.slots, "Tuesday works.", context=NEW)
+    assert day.slots["survey_day"] == "Tuesday" and "monthly_bill" not in day.slots
+    stuck = respond(solar, "ask_day", moved.slots, unclear, context=TurnContext(misses=2))
+    assert stuck.state == solar.on_confusion == "offer_call_back"
+
+
 def test_never_the_same_fallback_line_twice_in_a_row(solar: Playbook) -> None:
     context = TurnContext(misses=0, last_line=solar.fallback_line)
     step = respond(solar, "pitch", LEAD, "Purple elephants.", context=context)
