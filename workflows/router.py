@@ -70,6 +70,9 @@ failed and the edge dropped the caller's words)."""
 REPROMPT_PATCH = "reprompt-varied-v1"
 """A no-input reprompt is never the agent's last line again, and the second is the state's
 question rephrased (before: the same reprompt twice, heard as a loop)."""
+GOODBYE_CHECK_PATCH = "goodbye-check-v1"
+"""A not-interested goodbye read weakly (the classifier, or a weak token match of a global
+intent) asks the state's question once more instead (`script.check_goodbye`)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
@@ -207,9 +210,13 @@ class Router:
                 ROUTER_PATCH
             ):
                 return step
-            return await self._past_the_script(
+            step = await self._past_the_script(
                 state, dict(slots), utterance, step, transcript, context
             )
+            check = script.check_goodbye(self._playbook, state, step, context)
+            if check is not None and self._tools.patched(GOODBYE_CHECK_PATCH):
+                return check
+            return step
         step = script.respond(
             self._playbook, state, slots, utterance, match_threshold=self._config.match_threshold
         )
@@ -366,13 +373,15 @@ def turn_context(
     }
     agent_lines = [e for e in transcript if e.speaker == "agent"]
     misses = 0
+    checked = False
     for entry in reversed(agent_lines):
         if entry.state != state:
             break
         if entry.tier is DecisionTier.FALLBACK:
             misses += 1
+        checked = checked or (entry.reason or "").startswith(script.GOODBYE_CHECK_REASON)
     else:
         if earlier.last_state == state:
             misses += earlier.last_state_misses
     last_line = agent_lines[-1].text if agent_lines else earlier.last_line
-    return TurnContext(asked=asked, misses=misses, last_line=last_line)
+    return TurnContext(asked=asked, misses=misses, last_line=last_line, goodbye_checked=checked)

@@ -225,6 +225,9 @@ class TurnContext:
     reading (`understanding.polarity`)."""
     do_not_call_v3: bool = False
     """Patch understanding-v3: "do not call us" heard anywhere in the turn (`_DO_NOT_CALL_V3`)."""
+    goodbye_checked: bool = False
+    """The agent has asked its question again in the current state instead of a goodbye it
+    read weakly (`check_goodbye`): the next such reading is taken."""
     state_answers_v4: bool = False
     """Patch understanding-v4: a plain yes or no means what the state says it means, even where
     a global intent has that bare word as an example ("No." to "Am I speaking with Omar?" is
@@ -1179,6 +1182,46 @@ def respond_v1(
     what = f"no value for slot '{current.collect}' and no" if current.collect else "no"
     return recover(
         playbook, state, slots, filled_now, context, f"{what} intent ≥ {match_threshold:.2f}{hint}"
+    )
+
+
+GOODBYE_CHECK_REASON = "goodbye check"
+"""How a line that checks a weakly read goodbye begins its reason (the record, `turn_context`)."""
+_WEAK_TIERS = frozenset({DecisionTier.CLASSIFIER, DecisionTier.INTENT})
+
+
+def check_goodbye(
+    playbook: Playbook, state: str, step: ScriptStep, context: TurnContext
+) -> ScriptStep | None:
+    """The state's question again, yes-or-no form first, instead of `step` when it ends the call
+    as not interested on a weak reading: the classifier's, or a token match below the confident
+    score, of a global intent ("Um, the price, no..." read as "No."). A sales team would rather
+    ask once more than lose a lead to a misheard word; a refusal the script reads for itself
+    ("No, I'm not interested") or a second weak one in the same state ends the call."""
+    current = playbook.state(state)
+    own = {i.name for i in current.intents}
+    global_intent = (
+        step.intent is not None
+        and step.intent not in own
+        and any(i.name == step.intent for i in playbook.global_intents)
+    )
+    if (
+        not step.end_call
+        or step.outcome is not Outcome.NOT_INTERESTED
+        or step.tier not in _WEAK_TIERS
+        or not global_intent
+        or context.goodbye_checked
+        or current.terminal
+    ):
+        return None
+    question = current.rephrase or current.reprompt or current.say
+    return ScriptStep(
+        state=state,
+        text=render(playbook, question, step.slots),
+        tier=DecisionTier.FALLBACK,
+        reason=f"{GOODBYE_CHECK_REASON} instead of {step.state}: {step.reason}",
+        slots=step.slots,
+        latency_ms=step.latency_ms,
     )
 
 

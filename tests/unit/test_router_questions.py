@@ -12,7 +12,7 @@ from slot.playbooks import load_playbook
 from slot.replay_script import InProcessTools
 from slot.settings import REPO_ROOT
 from workflows.messages import CallInput, Lead, TranscriptEntry
-from workflows.router import QUESTIONS_FIRST_PATCH, Router
+from workflows.router import GOODBYE_CHECK_PATCH, QUESTIONS_FIRST_PATCH, Router
 from workflows.script import DecisionTier, Outcome, ScriptStep, render
 
 PLAYBOOK = load_playbook("solar_survey", REPO_ROOT / "playbooks")
@@ -48,9 +48,8 @@ QUESTION = "Who is Sunny Solar exactly? I haven't heard of you."
 async def test_a_question_read_as_a_goodbye_is_answered_from_the_knowledge_base(
     knowledge: KnowledgeBase,
 ) -> None:
-    before = await decide(
-        Tools(knowledge, frozenset({QUESTIONS_FIRST_PATCH})), "homeowner", QUESTION
-    )
+    older = frozenset({QUESTIONS_FIRST_PATCH, GOODBYE_CHECK_PATCH})
+    before = await decide(Tools(knowledge, older), "homeowner", QUESTION)
     assert before.end_call and before.outcome is Outcome.NOT_INTERESTED, before.reason
     now = await decide(Tools(knowledge), "homeowner", QUESTION)
     assert (now.tier, now.state, now.end_call) == (DecisionTier.KNOWLEDGE, "homeowner", False)

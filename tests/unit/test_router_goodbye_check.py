@@ -1,0 +1,78 @@
+"""A not-interested goodbye read weakly is checked once before the call ends (patch
+`goodbye-check-v1`): the real router with its real tools in-process, as in
+`test_router_questions.py`."""
+
+from __future__ import annotations
+
+from activities.knowledge_base import KnowledgeBase
+from workflows.messages import CallInput, Lead, TranscriptEntry
+from workflows.router import GOODBYE_CHECK_PATCH, Router, turn_context
+from workflows.script import DecisionTier, Outcome, ScriptStep, render
+
+from .test_router_questions import PLAYBOOK, SLOTS, Tools
+
+# Priya's question (dev) as it was heard once: without its question mark, so no question to answer.
+UNMARKED = "Who is Sunny Solar exactly. I haven't heard of you."
+
+
+def agent(state: str, text: str, reason: str = "") -> TranscriptEntry:
+    return TranscriptEntry(
+        speaker="agent", text=text, state=state, tier=DecisionTier.SCRIPT, reason=reason
+    )
+
+
+async def decide(
+    tools: Tools, state: str, utterance: str, before: list[TranscriptEntry] | None = None
+) -> ScriptStep:
+    call = CallInput(
+        call_id="call-g", lead=Lead(name="Priya"), script_name="solar_survey", playbook=PLAYBOOK
+    )
+    question = agent(state, render(PLAYBOOK, PLAYBOOK.state(state).say, SLOTS))
+    transcript = [
+        *(before or [question]),
+        TranscriptEntry(speaker="caller", text=utterance, seq=1),
+    ]
+    return await Router(call, tools).speech(state, dict(SLOTS), utterance, transcript)
+
+
+async def test_a_weakly_read_refusal_asks_the_question_again_instead_of_ending(
+    knowledge: KnowledgeBase,
+) -> None:
+    off = Tools(knowledge, frozenset({GOODBYE_CHECK_PATCH}))
+    before = await decide(off, "homeowner", UNMARKED)
+    assert before.end_call and before.outcome is Outcome.NOT_INTERESTED, before.reason
+    assert before.tier in (DecisionTier.INTENT, DecisionTier.CLASSIFIER), before.reason
+    now = await decide(Tools(knowledge), "homeowner", UNMARKED)
+    assert (now.state, now.end_call, now.tier) == ("homeowner", False, DecisionTier.FALLBACK)
+    assert now.text == PLAYBOOK.states["homeowner"].rephrase
+    assert now.reason.startswith("goodbye check instead of not_interested"), now.reason
+    classifier = await decide(Tools(knowledge), "pitch", "I'll live.")
+    assert not classifier.end_call and classifier.reason.startswith("goodbye check"), (
+        classifier.reason
+    )
+
+
+async def test_the_second_weak_refusal_in_the_state_ends_the_call(
+    knowledge: KnowledgeBase,
+) -> None:
+    homeowner = PLAYBOOK.states["homeowner"]
+    checked = [
+        agent("homeowner", render(PLAYBOOK, homeowner.say, SLOTS)),
+        TranscriptEntry(speaker="caller", text=UNMARKED, seq=1),
+        agent("homeowner", homeowner.rephrase or "", "goodbye check instead of not_interested"),
+    ]
+    assert turn_context([*checked], "homeowner").goodbye_checked
+    assert not turn_context(
+        [*checked, agent("pitch", "Would you like...")], "pitch"
+    ).goodbye_checked
+    again = await decide(Tools(knowledge), "homeowner", UNMARKED, before=checked)
+    assert again.end_call and again.outcome is Outcome.NOT_INTERESTED, again.reason
+
+
+async def test_a_clear_refusal_and_a_renter_are_not_checked(knowledge: KnowledgeBase) -> None:
+    tools = Tools(knowledge)
+    for utterance in ("No thanks, I'm not interested.", "Nah.", "We've decided against it."):
+        refusal = await decide(tools, "pitch", utterance)
+        assert refusal.end_call and refusal.outcome is Outcome.NOT_INTERESTED, refusal.reason
+    renter = await decide(tools, "check_renting", "We're renters, sorry.")
+    assert renter.end_call and renter.state == "renter", renter.reason
