@@ -245,12 +245,13 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
     after_tools = EvalTools(classifier, understanding=True)
     legacy = load_playbook_file(BEFORE_PLAYBOOK)
     chosen, grid = await choose_thresholds(playbook, after_tools, dev, min_precision)
-    before_config = RouterConfig()
+    shipped = RouterConfig()
     results: dict[str, dict[str, list[tuple[Case, ScriptStep, str]]]] = {}
     for name, cases in sets.items():
         results[name] = {
-            "before": await run(legacy, before_config, before_tools, cases),
+            "before": await run(legacy, shipped, before_tools, cases),
             "after": await run(playbook, chosen.config, after_tools, cases),
+            "shipped": await run(playbook, shipped, after_tools, cases),
         }
 
     config = chosen.config
@@ -269,13 +270,15 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         f"precision ≥ {min_precision:.0%}, most accurate): understanding_intent_threshold "
         f"{config.understanding_intent_threshold:.2f}, token_confident_score "
         f"{config.token_confident_score:.2f} (dev accuracy {chosen.dev.accuracy:.1%}, "
-        f"precision {chosen.dev.precision:.1%}). Held-out was not used to choose anything.",
+        f"precision {chosen.dev.precision:.1%}). Held-out was not used to choose anything. "
+        f"*Shipped* rows are the router with the thresholds Slot runs with (`RouterConfig`: "
+        f"{shipped.understanding_intent_threshold:.2f}, {shipped.token_confident_score:.2f}).",
         "",
         "| set | turns | accuracy | precision | right | wrong | missed |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in sets:
-        for when in ("before", "after"):
+        for when in ("before", "after", "shipped"):
             lines.append(_row(f"{name} {when}", score(results[name][when])))
     lines += ["", "Accuracy by topic (before → after):", ""]
     lines += ["| topic | dev_callers | heldout_callers |", "|---|---|---|"]
@@ -311,7 +314,7 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
             "dev": chosen.dev.as_dict(),
         },
         "sets": {
-            name: {w: score(results[name][w]).as_dict() for w in ("before", "after")}
+            name: {w: score(results[name][w]).as_dict() for w in ("before", "after", "shipped")}
             for name in sets
         },
         "grid": [
