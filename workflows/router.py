@@ -71,8 +71,8 @@ REPROMPT_PATCH = "reprompt-varied-v1"
 """A no-input reprompt is never the agent's last line again, and the second is the state's
 question rephrased (before: the same reprompt twice, heard as a loop)."""
 GOODBYE_CHECK_PATCH = "goodbye-check-v1"
-"""A not-interested goodbye read weakly (the classifier, or a weak token match of a global
-intent) asks the state's question once more instead (`script.check_goodbye`)."""
+"""A not-interested goodbye read weakly (a token match of a global intent below the confident
+score) asks the state's question once more instead (`script.check_goodbye`)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)

@@ -1187,17 +1187,17 @@ def respond_v1(
 
 GOODBYE_CHECK_REASON = "goodbye check"
 """How a line that checks a weakly read goodbye begins its reason (the record, `turn_context`)."""
-_WEAK_TIERS = frozenset({DecisionTier.CLASSIFIER, DecisionTier.INTENT})
 
 
 def check_goodbye(
     playbook: Playbook, state: str, step: ScriptStep, context: TurnContext
 ) -> ScriptStep | None:
     """The state's question again, yes-or-no form first, instead of `step` when it ends the call
-    as not interested on a weak reading: the classifier's, or a token match below the confident
-    score, of a global intent ("Um, the price, no..." read as "No."). A sales team would rather
-    ask once more than lose a lead to a misheard word; a refusal the script reads for itself
-    ("No, I'm not interested") or a second weak one in the same state ends the call."""
+    as not interested on a weak reading: a token match of a global intent below the confident
+    score, which the classifier did not overrule ("Who is Sunny Solar exactly. I haven't heard
+    of you." at 0.49). A sales team would rather ask once more than lose a lead to a misheard
+    word; a refusal the script or the classifier reads for itself ("No, I'm not interested",
+    "We looked into it and decided against it") or a second weak one in the state ends it."""
     current = playbook.state(state)
     own = {i.name for i in current.intents}
     global_intent = (
@@ -1208,7 +1208,7 @@ def check_goodbye(
     if (
         not step.end_call
         or step.outcome is not Outcome.NOT_INTERESTED
-        or step.tier not in _WEAK_TIERS
+        or step.tier is not DecisionTier.INTENT
         or not global_intent
         or context.goodbye_checked
         or current.terminal

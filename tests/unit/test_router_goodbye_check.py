@@ -46,10 +46,6 @@ async def test_a_weakly_read_refusal_asks_the_question_again_instead_of_ending(
     assert (now.state, now.end_call, now.tier) == ("homeowner", False, DecisionTier.FALLBACK)
     assert now.text == PLAYBOOK.states["homeowner"].rephrase
     assert now.reason.startswith("goodbye check instead of not_interested"), now.reason
-    classifier = await decide(Tools(knowledge), "pitch", "I'll live.")
-    assert not classifier.end_call and classifier.reason.startswith("goodbye check"), (
-        classifier.reason
-    )
 
 
 async def test_the_second_weak_refusal_in_the_state_ends_the_call(
@@ -71,7 +67,12 @@ async def test_the_second_weak_refusal_in_the_state_ends_the_call(
 
 async def test_a_clear_refusal_and_a_renter_are_not_checked(knowledge: KnowledgeBase) -> None:
     tools = Tools(knowledge)
-    for utterance in ("No thanks, I'm not interested.", "Nah.", "We've decided against it."):
+    for utterance in (
+        "No thanks, I'm not interested.",
+        "Nah.",
+        "We've decided against it.",
+        "We looked into solar last year and decided against it.",  # the classifier's, 0.97
+    ):
         refusal = await decide(tools, "pitch", utterance)
         assert refusal.end_call and refusal.outcome is Outcome.NOT_INTERESTED, refusal.reason
     renter = await decide(tools, "check_renting", "We're renters, sorry.")
