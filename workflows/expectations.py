@@ -28,12 +28,16 @@ CONFIDENT_MATCH = 0.65
 """A token-match score at which a short answer counts as complete (the router's confident score)."""
 
 _NEVER_LAST_TEXT = "a an the and or but because if my our your their um uh er erm uhm hmm mm i we"
-_NEVER_LAST = frozenset(_NEVER_LAST_TEXT.split())
-"""Words no sentence ends on, whatever punctuation the recognizer put after them ("We don't,
-yeah, but.", "Um.", "I.")."""
-_RARELY_LAST_TEXT = (
-    "so about around like is it's was to of for with maybe probably think i'd we'd i'm we're"
+_CONTRACTED_TEXT = (
+    "it's that's there's he's she's what's i'm we're they're you're i'd we'd they'd you'd "
+    "i've we've they've you've i'll we'll they'll you'll"
 )
+_NEVER_LAST = frozenset(_NEVER_LAST_TEXT.split()) | frozenset(_CONTRACTED_TEXT.split())
+"""Words no sentence ends on, whatever punctuation the recognizer put after them ("We don't,
+yeah, but.", "Um.", "I."), among them a verb contracted onto its subject: English never leaves
+one last ("Yes, it is." but not "Yes, it's."), so "Um, in the summer, it's." stops mid-answer
+(a dev caller's bill, cut there and asked again)."""
+_RARELY_LAST_TEXT = "so about around like is was to of for with maybe probably think"
 _RARELY_LAST = frozenset(_RARELY_LAST_TEXT.split())
 """Words a sentence ends on only when it is closed ("Yes, it is.", "I think so.", "What's this
 about?"), not when the words just stop ("my bill is around", "it's like")."""
