@@ -147,6 +147,26 @@ def sounds_unfinished(text: str) -> bool:
     return words[-1] in _RARELY_LAST or text.rstrip().endswith((",", "-", "—"))
 
 
+_A_MOMENT = re.compile(
+    r"(?:(?:um|uh|oh|okay|ok|so|well|sorry)\W+)*"
+    r"(?:let me (?:check|think|see|look)|hold on|hang on|(?:one|just a|give me a|wait a) "
+    r"(?:sec|second|moment|minute)\b)\W*"
+)
+_CLAUSE_END = re.compile(r"[.?!…,;]+")
+
+
+def asks_for_a_moment(text: str) -> bool:
+    """The turn's last clause asks the agent to wait ("Let me check my calendar.", "Hold on.",
+    "Okay, one sec."): the caller will go on after looking or thinking, so the pause is held
+    like words that trail off (a dev caller's "Let me check my calendar... Thursday works." was
+    ended at the first pause and read as no day working)."""
+    clauses = [c.strip() for c in _CLAUSE_END.split(text.lower()) if c.strip()]
+    if not clauses:
+        return False
+    found = _A_MOMENT.match(clauses[-1])
+    return found is not None and len(_WORD.findall(clauses[-1][found.end() :])) <= 2
+
+
 def asks_a_question(text: str) -> bool:
     """The recognizer closed the words with a question mark, and they do not trail off."""
     return text.rstrip().endswith("?") and not sounds_unfinished(text)
@@ -169,6 +189,8 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
         return AnswerJudgement(complete=False, reason="no words")
     if sounds_unfinished(text):
         return AnswerJudgement(complete=False, reason="sounds unfinished", unfinished=True)
+    if asks_for_a_moment(text):
+        return AnswerJudgement(complete=False, reason="asks for a moment", unfinished=True)
     if expect is None:
         return AnswerJudgement(complete=False, reason="no question")
     if (phrase := rule_phrase(normalized)) is not None:

@@ -130,3 +130,21 @@ def test_a_first_reading_is_settled_when_understood_or_trailing_off() -> None:
     assert readings.settled("Um,")
     assert not readings.settled("Doomed then.")
     assert not readings.settled("")
+
+
+def test_a_caller_asking_for_a_moment_holds_the_turn() -> None:
+    """The last clause asks the agent to wait: the pause is held like words that trail off."""
+    ask_day = expected_answer(PLAYBOOK, "ask_day")
+    assert ask_day is not None
+    for text in ("Let me check my calendar.", "Um, let me think.", "Okay, one sec.", "Hang on."):
+        judged = judge_answer(ask_day, text)
+        assert not judged.complete and judged.unfinished, text
+    for text in (
+        "Let me see, Thursday works.",  # answered after it
+        "Hang on, how did you get my number?",  # a question of the caller's own
+        "Hold on, stop calling me.",
+        "Let me check with my wife and call you back.",
+        "A second opinion.",
+    ):
+        assert not judge_answer(ask_day, text).unfinished, text
+    assert judge_answer(ask_day, "Let me see, Thursday works.").complete
