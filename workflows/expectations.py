@@ -157,9 +157,9 @@ _CLAUSE_END = re.compile(r"[.?!…,;]+")
 
 def asks_for_a_moment(text: str) -> bool:
     """The turn's last clause asks the agent to wait ("Let me check my calendar.", "Hold on.",
-    "Okay, one sec."): the caller will go on after looking or thinking, so the pause is held
-    like words that trail off (a dev caller's "Let me check my calendar... Thursday works." was
-    ended at the first pause and read as no day working)."""
+    "Okay, one sec."): the caller will go on after looking or thinking, so a pause that has not
+    answered the question is held like words that trail off (a dev caller's "Let me check my
+    calendar... Thursday works." was ended at the first pause and read as no day working)."""
     clauses = [c.strip() for c in _CLAUSE_END.split(text.lower()) if c.strip()]
     if not clauses:
         return False
@@ -189,8 +189,6 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
         return AnswerJudgement(complete=False, reason="no words")
     if sounds_unfinished(text):
         return AnswerJudgement(complete=False, reason="sounds unfinished", unfinished=True)
-    if asks_for_a_moment(text):
-        return AnswerJudgement(complete=False, reason="asks for a moment", unfinished=True)
     if expect is None:
         return AnswerJudgement(complete=False, reason="no question")
     if (phrase := rule_phrase(normalized)) is not None:
@@ -223,6 +221,8 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
             meaning=f"intent:{answered[0]}",
             answers_here=True,
         )
+    if asks_for_a_moment(text):
+        return AnswerJudgement(complete=False, reason="asks for a moment", unfinished=True)
     if asks_a_question(text):
         return AnswerJudgement(complete=False, reason="a question of the caller's", question=True)
     return AnswerJudgement(complete=False, reason="no confident intent or slot")

@@ -148,3 +148,7 @@ def test_a_caller_asking_for_a_moment_holds_the_turn() -> None:
     ):
         assert not judge_answer(ask_day, text).unfinished, text
     assert judge_answer(ask_day, "Let me see, Thursday works.").complete
+    qualify = expected_answer(PLAYBOOK, "qualify")
+    assert qualify is not None
+    answered = judge_answer(qualify, "Hang on about 190.")  # a dev caller, heard so
+    assert answered.complete and not answered.unfinished, answered.reason
