@@ -74,6 +74,9 @@ def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
     for text in ("About ninety dollars.", "", "What's this about?", "I think so.", "It is."):
         assert not judge_answer(qualify, text).unfinished, text
     assert judge_answer(qualify, "One eighty, if possible.,").complete  # a stray comma
+    assert judge_answer(None, "Well,").unfinished and judge_answer(None, "and the").unfinished
+    assert not judge_answer(None, "").unfinished
+    assert not judge_answer(None, "Is it really free?").unfinished
 
 
 def test_a_contracted_verb_never_ends_an_answer_whatever_the_punctuation() -> None:
@@ -86,9 +89,6 @@ def test_a_contracted_verb_never_ends_an_answer_whatever_the_punctuation() -> No
     for text in ("Yes, it is.", "That's about it.", "It's a hundred and ten."):
         assert not judge_answer(qualify, text).unfinished, text
     assert judge_answer(qualify, "I think it's about one ten.").complete
-    assert judge_answer(None, "Well,").unfinished and judge_answer(None, "and the").unfinished
-    assert not judge_answer(None, "").unfinished
-    assert not judge_answer(None, "Is it really free?").unfinished
 
 
 def test_a_question_the_script_does_not_answer_is_marked_as_the_callers_question() -> None:
