@@ -22,6 +22,7 @@ from workflows.script import (
     extract_slot,
     rule_phrase,
 )
+from workflows.sentences import PAUSE, SENTENCE_END, split_at
 from workflows.understanding import asks_to_be_called_back
 
 CONFIDENT_MATCH = 0.65
@@ -152,7 +153,6 @@ _A_MOMENT = re.compile(
     r"(?:let me (?:check|think|see|look)|hold on|hang on|(?:one|just a|give me a|wait a) "
     r"(?:sec|second|moment|minute)\b)\W*"
 )
-_CLAUSE_END = re.compile(r"[.?!…,;]+")
 
 
 def asks_for_a_moment(text: str) -> bool:
@@ -160,7 +160,7 @@ def asks_for_a_moment(text: str) -> bool:
     "Okay, one sec."): the caller will go on after looking or thinking, so a pause that has not
     answered the question is held like words that trail off (a dev caller's "Let me check my
     calendar... Thursday works." was ended at the first pause and read as no day working)."""
-    clauses = [c.strip() for c in _CLAUSE_END.split(text.lower()) if c.strip()]
+    clauses = split_at(text.lower(), SENTENCE_END | PAUSE)
     if not clauses:
         return False
     found = _A_MOMENT.match(clauses[-1])

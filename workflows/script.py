@@ -1211,7 +1211,6 @@ def check_goodbye(
         or step.tier is not DecisionTier.INTENT
         or not global_intent
         or context.goodbye_checked
-        or current.terminal
     ):
         return None
     question = current.rephrase or current.reprompt or current.say

@@ -9,6 +9,18 @@ from workflows.expectations import AnswerReadings, expected_answer, judge_answer
 PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
 
 
+def assert_held(state: str, held: tuple[str, ...], not_held: tuple[str, ...]) -> None:
+    """In `state`, each of `held` waits as unfinished (not a complete answer); none of
+    `not_held` does."""
+    expect = expected_answer(PLAYBOOK, state)
+    assert expect is not None
+    for text in held:
+        judged = judge_answer(expect, text)
+        assert not judged.complete and judged.unfinished, text
+    for text in not_held:
+        assert not judge_answer(expect, text).unfinished, text
+
+
 def test_a_slot_the_state_collects_is_a_complete_answer() -> None:
     expect = expected_answer(PLAYBOOK, "ask_day", "Which weekday works best?")
     assert expect is not None
@@ -59,20 +71,20 @@ def test_speech_is_biased_to_the_words_of_the_yes_and_no_answers_first() -> None
 
 
 def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
+    assert_held(
+        "qualify",
+        (
+            "Um.",
+            "Well,",
+            "Oh, I'd have to look... maybe",
+            "In the summer it's",
+            "I.",
+            "We don't, yeah, but.",
+        ),
+        ("About ninety dollars.", "", "What's this about?", "I think so.", "It is."),
+    )
     qualify = expected_answer(PLAYBOOK, "qualify")
     assert qualify is not None
-    for text in (
-        "Um.",
-        "Well,",
-        "Oh, I'd have to look... maybe",
-        "In the summer it's",
-        "I.",
-        "We don't, yeah, but.",
-    ):
-        judged = judge_answer(qualify, text)
-        assert not judged.complete and judged.unfinished, text
-    for text in ("About ninety dollars.", "", "What's this about?", "I think so.", "It is."):
-        assert not judge_answer(qualify, text).unfinished, text
     assert judge_answer(qualify, "One eighty, if possible.,").complete  # a stray comma
     assert judge_answer(None, "Well,").unfinished and judge_answer(None, "and the").unfinished
     assert not judge_answer(None, "").unfinished
@@ -81,13 +93,13 @@ def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
 
 def test_a_contracted_verb_never_ends_an_answer_whatever_the_punctuation() -> None:
     """ "it's", "I'm", "we'd" cannot close an English sentence; "it is" can."""
+    assert_held(
+        "qualify",
+        ("Um, in the summer, it's.", "Yes, I'm.", "Well, we'd.", "That's."),
+        ("Yes, it is.", "That's about it.", "It's a hundred and ten."),
+    )
     qualify = expected_answer(PLAYBOOK, "qualify")
     assert qualify is not None
-    for text in ("Um, in the summer, it's.", "Yes, I'm.", "Well, we'd.", "That's."):
-        judged = judge_answer(qualify, text)
-        assert not judged.complete and judged.unfinished, text
-    for text in ("Yes, it is.", "That's about it.", "It's a hundred and ten."):
-        assert not judge_answer(qualify, text).unfinished, text
     assert judge_answer(qualify, "I think it's about one ten.").complete
 
 
@@ -134,19 +146,19 @@ def test_a_first_reading_is_settled_when_understood_or_trailing_off() -> None:
 
 def test_a_caller_asking_for_a_moment_holds_the_turn() -> None:
     """The last clause asks the agent to wait: the pause is held like words that trail off."""
+    assert_held(
+        "ask_day",
+        ("Let me check my calendar.", "Um, let me think.", "Okay, one sec.", "Hang on."),
+        (
+            "Let me see, Thursday works.",  # answered after it
+            "Hang on, how did you get my number?",  # a question of the caller's own
+            "Hold on, stop calling me.",
+            "Let me check with my wife and call you back.",
+            "A second opinion.",
+        ),
+    )
     ask_day = expected_answer(PLAYBOOK, "ask_day")
     assert ask_day is not None
-    for text in ("Let me check my calendar.", "Um, let me think.", "Okay, one sec.", "Hang on."):
-        judged = judge_answer(ask_day, text)
-        assert not judged.complete and judged.unfinished, text
-    for text in (
-        "Let me see, Thursday works.",  # answered after it
-        "Hang on, how did you get my number?",  # a question of the caller's own
-        "Hold on, stop calling me.",
-        "Let me check with my wife and call you back.",
-        "A second opinion.",
-    ):
-        assert not judge_answer(ask_day, text).unfinished, text
     assert judge_answer(ask_day, "Let me see, Thursday works.").complete
     qualify = expected_answer(PLAYBOOK, "qualify")
     assert qualify is not None
