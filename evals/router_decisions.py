@@ -9,7 +9,8 @@ Wrong = the script moved the wrong way (worst); missed = it fell back when it sh
 understood.
 
 Honest: the router's thresholds are
-chosen on the DEV sets only (`dev_playbook.yaml` + `dev_callers.yaml`; the classifier's is
+chosen on the DEV sets only (`dev_playbook.yaml`, `dev_callers.yaml`, `dev_callers2.yaml`; the
+classifier's is
 `understanding_intent_threshold` on the new path): the most accurate pair
 whose precision (right among the turns it answered) is at least `--min-precision`. The held-out
 callers (`heldout_callers.yaml`, written blind) are then reported with those thresholds, beside
@@ -33,6 +34,7 @@ from activities.intent_classifier import IntentClassifier
 from evals.router_labels import (
     BEFORE_PLAYBOOK,
     DEV_CALLERS,
+    DEV_CALLERS2,
     DEV_PLAYBOOK,
     HELDOUT_CALLERS,
     Case,
@@ -238,9 +240,10 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
     sets = {
         "dev_playbook": load_cases(DEV_PLAYBOOK),
         "dev_callers": load_cases(DEV_CALLERS),
+        "dev_callers2": load_cases(DEV_CALLERS2),
         "heldout_callers": load_cases(HELDOUT_CALLERS),
     }
-    dev = sets["dev_playbook"] + sets["dev_callers"]
+    dev = sets["dev_playbook"] + sets["dev_callers"] + sets["dev_callers2"]
     before_tools = EvalTools(classifier, understanding=False)
     after_tools = EvalTools(classifier, understanding=True)
     legacy = load_playbook_file(BEFORE_PLAYBOOK)
@@ -266,7 +269,8 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         "fell back when it should have understood. Precision = right among the turns it "
         "answered. Caller utterances about `interest` count twice (states pitch and cost).",
         "",
-        f"Thresholds chosen on DEV only (dev_playbook + dev_callers, {len(dev)} turns, "
+        f"Thresholds chosen on DEV only (dev_playbook + dev_callers + dev_callers2, "
+        f"{len(dev)} turns, "
         f"precision ≥ {min_precision:.0%}, most accurate): understanding_intent_threshold "
         f"{config.understanding_intent_threshold:.2f}, token_confident_score "
         f"{config.token_confident_score:.2f} (dev accuracy {chosen.dev.accuracy:.1%}, "
@@ -298,7 +302,7 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         "Dev turns the new router still gets wrong or misses (tuning may read these):",
         "",
     ]
-    for name in ("dev_playbook", "dev_callers"):
+    for name in ("dev_playbook", "dev_callers", "dev_callers2"):
         for case, step, result in results[name]["after"]:
             if result != "right":
                 lines.append(

@@ -59,6 +59,9 @@ UNDERSTANDING_V3_PATCH = "understanding-v3"
 UNDERSTANDING_V4_PATCH = "understanding-v4"
 """On top of understanding-v3: the state's own meaning of a plain yes or no comes before a global
 intent matched only on a bare "No." example, and "there's no NAME here" reads a two-word name."""
+UNDERSTANDING_V5_PATCH = "understanding-v5"
+"""On top of understanding-v4: the readings of `TurnContext.understanding_v5` (a second dev set
+of caller turns, `evals/data/router/dev_callers2.yaml`, showed them missing)."""
 QUESTIONS_FIRST_PATCH = "questions-first-v1"
 """A caller's question that the classifier or the token matcher reads as a goodbye ("Who is Sunny
 Solar exactly? I haven't heard of you." as not interested) is answered from the knowledge base
@@ -197,6 +200,8 @@ class Router:
                 context = replace(context, do_not_call_v3=True)
             if self._tools.patched(UNDERSTANDING_V4_PATCH):
                 context = replace(context, state_answers_v4=True)
+            if self._tools.patched(UNDERSTANDING_V5_PATCH):
+                context = replace(context, understanding_v5=True)
             step = script.respond(
                 self._playbook,
                 state,
@@ -246,7 +251,12 @@ class Router:
                 if context is not None and not self._call.llm_enabled
                 else config.intent_confidence_threshold
             )
-            if found.intent is not None and found.confidence >= threshold:
+            fits = (
+                context is None
+                or not context.understanding_v5
+                or script.fits_the_turn(playbook.state(state), utterance, found.example)
+            )
+            if found.intent is not None and found.confidence >= threshold and fits:
                 step = script.take_intent(
                     playbook,
                     state,
@@ -261,7 +271,10 @@ class Router:
                 answered = await self._answer_before_goodbye(state, slots, utterance, step, latency)
                 return (answered or step).model_copy(update={"latency_ms": latency})
             best = f"'{found.intent}' {found.confidence:.2f}" if found.intent else "none"
-            notes.append(f"classifier {best} < {threshold:.2f}")
+            if fits:
+                notes.append(f"classifier {best} < {threshold:.2f}")
+            else:
+                notes.append(f"classifier {best} like '{found.example}' does not fit the turn")
         else:
             notes.append("classifier unavailable")
         if context is not None and script_step.tier is DecisionTier.INTENT:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workflows.intents import MATCH_THRESHOLD, best_guess, match_intent, normalize
+from workflows.intents import MATCH_THRESHOLD, best_guess, is_negated, match_intent, normalize
 from workflows.router_messages import LLMTurnRequest
 from workflows.understanding import (
     DAYPARTS,
@@ -33,6 +33,7 @@ from workflows.understanding import (
     read_daypart,
     read_money,
     read_weekday,
+    says_they_are_away,
     says_wrong_person,
     without_echoed_name,
 )
@@ -233,6 +234,12 @@ class TurnContext:
     a global intent has that bare word as an example ("No." to "Am I speaking with Omar?" is
     the wrong person, not "not interested"), and after the caller echoes their name ("Omar?
     No."); "there's no NAME here" reads a two-word name."""
+    understanding_v5: bool = False
+    """Patch understanding-v5: "mm-hmm" is a yes; a number said again replaces the one before;
+    a span of days is no pick; an hour said before a daypart word in another clause stands;
+    someone answering for the person asked for ("this is his son") means they are away; a
+    question matches no answer whose example rests on a yes or no the caller did not say, and
+    an answer that is no question is not taken for an example that is one."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -605,13 +612,16 @@ def _negated_before(text: str, at: int) -> bool:
     return any(w in ("not", "no") for w in text[:at].split()[-2:])
 
 
-def extract_slot(spec: SlotSpec, utterance: str, *, asked: bool = True) -> tuple[str, str] | None:
+def extract_slot(
+    spec: SlotSpec, utterance: str, *, asked: bool = True, v5: bool = False
+) -> tuple[str, str] | None:
     """(value, the words it came from) for the slot, if the utterance has one.
 
     `asked`: the current question asks for this slot; a `money` slot takes a bare number only
-    then ("We bought it in twenty ten" is not a bill)."""
+    then ("We bought it in twenty ten" is not a bill). `v5`: the readers of patch
+    understanding-v5."""
     if spec.kind == "money":
-        amount = read_money(utterance, asked=asked)
+        amount = read_money(utterance, asked=asked, v5=v5)
         if amount is None:
             return None
         words = f"{amount.words} ({amount.note})" if amount.note else amount.words
@@ -619,7 +629,7 @@ def extract_slot(spec: SlotSpec, utterance: str, *, asked: bool = True) -> tuple
     if spec.kind in ("weekday", "daypart"):
         reader = read_weekday if spec.kind == "weekday" else read_daypart
         known = WEEKDAYS if spec.kind == "weekday" else DAYPARTS
-        read = reader(utterance, tuple(spec.choices) or known)
+        read = reader(utterance, tuple(spec.choices) or known, v5=v5)
         if read is not None:
             return read.value, read.words
         text = f" {normalize(utterance)} "
@@ -693,7 +703,8 @@ def _slots_in(
         if context is not None and spec.kind == "money":
             wanted = True
         if wanted:
-            found = extract_slot(spec, utterance, asked=own)
+            v5 = context is not None and context.understanding_v5
+            found = extract_slot(spec, utterance, asked=own, v5=v5)
             if found is not None:
                 filled[name], evidence[name] = found
     return filled, evidence
@@ -994,12 +1005,12 @@ def _builtin_rule(
 
 
 def answer_polarity(
-    yes: str | None, no: str | None, utterance: str, *, refined: bool = False
+    yes: str | None, no: str | None, utterance: str, *, refined: bool = False, v5: bool = False
 ) -> tuple[str, str] | None:
     """(intent, the words) when `utterance` is a plain yes or no and the state names the intent
-    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home. `refined`: the
-    reading of patch understanding-v2 (`polarity`)."""
-    said = polarity(utterance, refined=refined)
+    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home. `refined`, `v5`:
+    the readings of patches understanding-v2 and -v5 (`polarity`)."""
+    said = polarity(utterance, refined=refined, v5=v5)
     if said is None:
         return None
     meant = yes if said[0] == "yes" else no
@@ -1029,10 +1040,17 @@ def _lead_asked_for(playbook: Playbook, current: State, slots: dict[str, str]) -
 
 
 def _identity(
-    playbook: Playbook, current: State, slots: dict[str, str], utterance: str, *, v4: bool = False
+    playbook: Playbook,
+    current: State,
+    slots: dict[str, str],
+    utterance: str,
+    *,
+    v4: bool = False,
+    v5: bool = False,
 ) -> tuple[int, str] | None:
     """(intent, the words) when a state asking for the lead by name hears "wrong number" (the
-    intent leading to the wrong-person ending) or the caller naming themselves (its `yes`)."""
+    intent leading to the wrong-person ending), that the lead is away (`v5`: the first intent
+    leading to a call back) or the caller naming themselves (its `yes`)."""
     name = _lead_asked_for(playbook, current, slots)
     if name is None:
         return None
@@ -1040,10 +1058,37 @@ def _identity(
     if (words := says_wrong_person(utterance, v4=v4)) is not None:
         wrong = intent_ending_in(playbook, candidates, Outcome.WRONG_PERSON)
         return None if wrong is None else (wrong, words)
+    if v5 and (words := says_they_are_away(utterance)) is not None:
+        away = intent_ending_in(playbook, candidates, Outcome.CALL_BACK_LATER)
+        if away is not None and polarity(utterance, refined=True, v5=True) is None:
+            return away, words
     if current.yes is None or (words := names_themselves(utterance, name)) is None:
         return None
     index = next((i for i, c in enumerate(candidates) if c.name == current.yes), None)
     return None if index is None else (index, words)
+
+
+_YES_WORDS = frozenset({"yes", "yeah", "yep", "yup", "sure", "okay", "ok", "speaking", "mhm"})
+
+
+def fits_the_turn(current: State, utterance: str, example: str) -> bool:
+    """Whether an intent read from its nearest example (token match or classifier) can stand for
+    the caller's turn (patch understanding-v5). A question whose only yes or no is the
+    example's ("Who is this, please?" against "Yes, who's calling?") answers nothing; a yes that
+    asks nothing, where the state says what a yes means ("Sure, if it's free, why not."), is
+    that yes, not the example's question ("Is it really free?"). A no is left to the match: a
+    question heard without its mark ("No, what does it cost") must not end the call."""
+    said = polarity(utterance, refined=True, v5=True)
+    if "?" in utterance and said is None:
+        meant = polarity(example, refined=True, v5=True)
+        if meant is None:
+            return True
+        words = normalize(utterance)
+        if meant[0] == "no":
+            return is_negated(words)  # "Why would I want that? Not interested."
+        return bool(_YES_WORDS & set(words.split()))
+    yes = said is not None and said[0] == "yes" and current.yes is not None
+    return not (yes and "?" in example)
 
 
 def rule_phrase(text: str) -> str | None:
@@ -1097,8 +1142,8 @@ def respond_v1(
         if index is not None:
             return take(index, f"'{words}' asks for a call back")
 
-    v4 = context.state_answers_v4
-    if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4)):
+    v4, v5 = context.state_answers_v4, context.understanding_v5
+    if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4, v5=v5)):
         return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance) if context.refined else None
     index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
@@ -1127,9 +1172,11 @@ def respond_v1(
     scope = "" if match is None or match.index < len(current.intents) else "global "
     lead = _lead_asked_for(playbook, current, slots) if v4 else None
     said = without_echoed_name(utterance, lead) if lead else utterance
-    answered = answer_polarity(current.yes, current.no, said, refined=context.refined)
+    answered = answer_polarity(current.yes, current.no, said, refined=context.refined, v5=v5)
     if v4 and match is not None and scope and answered and only_yes_or_no(match.example):
         match = None  # a global intent's bare "No." gives way to what the state says a no means
+    if v5 and match is not None and not fits_the_turn(current, utterance, match.example):
+        match = None
     if match is not None and match.score >= confident_score:
         return _take_intent(
             playbook,

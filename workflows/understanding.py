@@ -35,6 +35,11 @@ _SCALES = {"hundred": 100, "thousand": 1000, "grand": 1000, "k": 1000}
 _NUMBER_WORDS = {**_UNITS, **_TEENS, **_TENS}
 _RANGE_WORDS = frozenset({"to", "or", "and"})
 _VAGUE = frozenset({"few", "several", "couple", "many", "some", "of"})
+_RESTATING = frozenset({
+    "um", "uh", "er", "erm", "ah", "oh", "hmm", "hm", "mm", "well", "so", "like", "actually",
+    "maybe", "probably", "i", "mean", "say",
+})  # fmt: skip
+"""Words between two numbers when the second restates the first ("sixty, maybe sixty-five")."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,19 @@ def _parse_run(tokens: list[str]) -> int | None:
     return total + current
 
 
-def _runs(words: list[str]) -> list[tuple[int, int]]:
-    """(start, end) of each maximal run of number tokens; "a" and "and" join inside a run."""
+def _restates(previous: str, word: str) -> bool:
+    """Two number tokens that cannot be one number: a tens word after a tens word, digits after
+    digits, a unit after a unit ("sixty, sixty-five", "60 65"): the caller said a second one."""
+    return (
+        (previous in _TENS and word in _TENS)
+        or (previous.isdigit() and word.isdigit())
+        or (previous in _UNITS and word in _UNITS)
+    )
+
+
+def _runs(words: list[str], *, v5: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of each maximal run of number tokens; "a" and "and" join inside a run.
+    `v5` (patch understanding-v5): a restated number starts a run of its own (`_restates`)."""
     runs: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
@@ -105,6 +121,8 @@ def _runs(words: list[str]) -> list[tuple[int, int]]:
         j = i + 1
         while j < len(words):
             nxt = words[j]
+            if v5 and _restates(words[j - 1], nxt):
+                break
             if _is_number_token(nxt):
                 j += 1
             elif (
@@ -127,14 +145,16 @@ def _digits_joined(text: str) -> str:
     return re.sub(r"(\d+)\.\d+", r"\1", text)
 
 
-def read_amounts(text: str) -> list[Amount]:
+def read_amounts(text: str, *, v5: bool = False) -> list[Amount]:
     """Every number in `text`, number words included; a range becomes its midpoint.
 
     "one eighty" -> 180, "a hundred and twenty" -> 120, "two fifty" -> 250, "between one and
-    two hundred" -> 150 (noted as a midpoint), "150 to 200" -> 175.
+    two hundred" -> 150 (noted as a midpoint), "150 to 200" -> 175. `v5` (patch
+    understanding-v5): a number said again at once, with nothing but fillers between, replaces
+    the one before ("Um, sixty? Sixty-five maybe." -> 65, not 125).
     """
     words = normalize(_digits_joined(text)).split()
-    runs = _runs(words)
+    runs = _runs(words, v5=v5)
     amounts: list[Amount] = []
     used: set[int] = set()
     for n, (start, end) in enumerate(runs):
@@ -163,7 +183,11 @@ def read_amounts(text: str) -> list[Amount]:
                         said = " ".join(words[start:nxt_end])
                         amounts.append(Amount(midpoint, said, f"midpoint of {low}-{high}"))
                         continue
-        amounts.append(Amount(value, " ".join(words[start:end])))
+        restated = (
+            v5 and n + 1 < len(runs) and all(w in _RESTATING for w in words[end : runs[n + 1][0]])
+        )
+        if not restated:
+            amounts.append(Amount(value, " ".join(words[start:end])))
     return amounts
 
 
@@ -178,12 +202,12 @@ def has_money_context(text: str) -> bool:
     return bool(_MONEY_CONTEXT.search(text.lower()))
 
 
-def read_money(text: str, *, asked: bool) -> Amount | None:
+def read_money(text: str, *, asked: bool, v5: bool = False) -> Amount | None:
     """An amount of money: a number with money words, or any number when the question asked for
     one (`asked`: the state collects it). "We bought it in twenty ten" is not a bill."""
     if not asked and not has_money_context(text):
         return None
-    amounts = [a for a in read_amounts(text) if a.value >= 10]
+    amounts = [a for a in read_amounts(text, v5=v5) if a.value >= 10]
     return amounts[0] if amounts else None
 
 
@@ -208,15 +232,36 @@ class Found:
     words: str
 
 
-def read_weekday(text: str, allowed: tuple[str, ...] = WEEKDAYS) -> Found | None:
+_SPAN_WORDS = frozenset({"to", "through", "thru", "till", "until"})
+
+
+def _day_of(word: str) -> str | None:
+    return next((d for d, forms in _DAY_FORMS.items() if word in forms), None)
+
+
+def _in_a_span(words: list[str], i: int) -> bool:
+    """A day that opens or closes a span of days ("I work Monday to Friday"), not a pick."""
+    after = words[i + 1 : i + 3]
+    before = words[max(0, i - 2) : i]
+    return (len(after) == 2 and after[0] in _SPAN_WORDS and _day_of(after[1]) is not None) or (
+        len(before) == 2 and before[1] in _SPAN_WORDS and _day_of(before[0]) is not None
+    )
+
+
+def read_weekday(
+    text: str, allowed: tuple[str, ...] = WEEKDAYS, *, v5: bool = False
+) -> Found | None:
     """The weekday a caller picks: "Wednesdays are best", "Weds"; a day said with "not" before it
     is ruled out ("not Monday, not Tuesday... Wednesday's fine" -> Wednesday). The last day said
-    wins when several are ("Tuesday, no, Thursday")."""
+    wins when several are ("Tuesday, no, Thursday"). `v5` (patch understanding-v5): the days
+    that bound a span ("I work Monday to Friday") are not picked."""
     words = normalize(text).split()
     picked: Found | None = None
     for i, word in enumerate(words):
-        day = next((d for d, forms in _DAY_FORMS.items() if word in forms), None)
+        day = _day_of(word)
         if day is None or day not in allowed:
+            continue
+        if v5 and _in_a_span(words, i):
             continue
         if word in ("sat", "sun", "wed", "mon") and len(words) > 1 and not _day_context(words, i):
             continue  # "sat down", "the sun", "wed" as a verb: only as a day near day words
@@ -287,17 +332,23 @@ def _hour_daypart(hour: int, preposition: str) -> str:
     return "evening"
 
 
-def read_daypart(text: str, allowed: tuple[str, ...] = DAYPARTS) -> Found | None:
+def read_daypart(
+    text: str, allowed: tuple[str, ...] = DAYPARTS, *, v5: bool = False
+) -> Found | None:
     """Morning, afternoon or evening from what a caller says: "mornings, ideally", "after lunch",
-    "first thing", "any time after two" (afternoon), "early, like eight or nine" (morning)."""
+    "first thing", "any time after two" (afternoon), "early, like eight or nine" (morning).
+
+    A daypart word beats an hour it qualifies ("around seven tonight"). Before `v5` (patch
+    understanding-v5) it beat any hour; with it, an hour said first stands when the daypart
+    word comes later in another clause ("After two, I've got a class in the morning")."""
     normalized = f" {normalize(text)} "
     best: tuple[int, Found] | None = None
-    said_a_daypart = False
+    first_daypart: int | None = None
     for phrase, value in _DAYPART_PHRASES:
         at = normalized.find(f" {phrase} ")
         if at < 0:
             continue
-        said_a_daypart = True
+        first_daypart = at if first_daypart is None else min(first_daypart, at)
         if value not in allowed:
             continue
         before = normalized[:at].split()[-2:]
@@ -305,15 +356,30 @@ def read_daypart(text: str, allowed: tuple[str, ...] = DAYPARTS) -> Found | None
             continue
         if best is None or at < best[0]:
             best = (at, Found(value, phrase))
-    if said_a_daypart:  # a daypart word beats an hour ("around seven tonight")
+    if first_daypart is not None:
+        hour = _hour_reading(normalized, allowed) if v5 else None
+        if hour is not None and hour[0] < first_daypart:
+            between = normalized[hour[1] : first_daypart].split()
+            if len(between) > 2:
+                return hour[2]
         return best[1] if best else None
+    hour = _hour_reading(normalized, allowed)
+    return hour[2] if hour else None
+
+
+def _hour_reading(normalized: str, allowed: tuple[str, ...]) -> tuple[int, int, Found] | None:
+    """(start, end, daypart) of the first hour said ("after two", "9 am", "eight or nine")."""
+    best: tuple[int, int, Found] | None = None
     for clock in _CLOCK.finditer(normalized):
         hour, suffix = int(clock.group(1)), clock.group(2).replace(" ", "")
         value = (
             "morning" if suffix == "am" else "afternoon" if hour < 6 or hour == 12 else "evening"
         )
         if value in allowed:
-            return Found(value, clock.group(0))
+            best = (clock.start(), clock.end(), Found(value, clock.group(0)))
+            break
+    if best is not None:
+        return best
     for found in _HOUR.finditer(normalized):
         word = found.group(2)
         hour = 12 if word == "noon" else int(word) if word.isdigit() else _NUMBER_WORDS[word]
@@ -329,11 +395,11 @@ def read_daypart(text: str, allowed: tuple[str, ...] = DAYPARTS) -> Found | None
         else:
             value = _hour_daypart(hour, found.group(1))
         if value in allowed and (best is None or found.start() < best[0]):
-            best = (found.start(), Found(value, found.group(0).strip()))
+            best = (found.start(), found.end(), Found(value, found.group(0).strip()))
     bare = _BARE_HOURS.search(normalized)
     if bare and "morning" in allowed and (best is None or bare.start() < best[0]):
-        best = (bare.start(), Found("morning", bare.group(0).strip()))
-    return best[1] if best else None
+        best = (bare.start(), bare.end(), Found("morning", bare.group(0).strip()))
+    return best
 
 
 # --- yes and no ------------------------------------------------------------------------------
@@ -382,7 +448,11 @@ _NOT_A_NO = frozenset({"idea", "clue"})
 """Words that make "no" part of another answer ("No idea, my wife pays it")."""
 
 
-def polarity(text: str, *, refined: bool = False) -> tuple[Polarity, str] | None:
+_SOUNDED_YES = ("mm hmm", "mm hm", "uh huh", "um hmm", "mm mm hmm")
+"""Yeses made of filler sounds, which filler stripping would otherwise eat ("Mm-hmm, we own")."""
+
+
+def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Polarity, str] | None:
     """Whether an answer opens (or closes) with yes or no, and the words that say it.
 
     "Yeah, we've owned the place for ten years" -> yes; "No, we rent" -> no; "Um, I've been
@@ -390,9 +460,15 @@ def polarity(text: str, *, refined: bool = False) -> tuple[Polarity, str] | None
     but call me tonight") or says both is not a plain yes or no: None.
 
     `refined` (patch understanding-v2): a no may follow "then", "and", "okay" ("Then no, I'll
-    pass"), and "no idea", "no clue" are not a no.
+    pass"), and "no idea", "no clue" are not a no. `v5` (patch understanding-v5): "mm-hmm" and
+    "uh-huh" are a yes, not fillers to skip.
     """
     words = normalize(text).split()
+    if v5 and (sounded := _starts_with(words, _SOUNDED_YES)) is not None:
+        rest = words[len(sounded.split()) :]
+        if any(w in _CONTRAST or w in ("not", "no", "never", "nope", "nah") for w in rest):
+            return None  # "Mm-hmm. Well, we don't own it": an acknowledgement, then the answer
+        return "yes", sounded
     while words and words[0] in _FILLERS:
         words = words[1:]
     if not words:
@@ -498,6 +574,25 @@ def says_wrong_person(text: str, *, v4: bool = False) -> str | None:
     """The words saying the caller is not the person asked for ("there's no Omar here", "I'm
     not him"), read by understanding-v2 where the state has an intent for it."""
     found = (_NOT_THEM_V4 if v4 else _NOT_THEM).search(normalize(text))
+    return found.group(0) if found else None
+
+
+_RELATIONS = (
+    r"(wife|husband|son|daughter|mother|mom|mum|father|dad|partner|brother|sister|roommate|"
+    r"flatmate|boyfriend|girlfriend|grandson|granddaughter|kid|boy|girl|neighbou?r)"
+)
+_AWAY = re.compile(
+    r"\b(he|she|they) (is|are) (not (here|home|in|around|available|back)|out\b|away|"
+    r"at (work|school|church|the )|asleep|sleeping|busy|working|on (holiday|vacation|a trip))"
+    rf"|\b(this is|it is|i am) (his|her|their) {_RELATIONS}\b"
+)
+
+
+def says_they_are_away(text: str) -> str | None:
+    """The words saying someone else answered for the person asked for ("He's at work till
+    six, this is his son"), read by understanding-v5 in a state asking for them by name: the
+    person exists but is not on the line."""
+    found = _AWAY.search(normalize(text))
     return found.group(0) if found else None
 
 

@@ -11,6 +11,7 @@ from evals.router_decisions import verdict
 from evals.router_labels import (
     BEFORE_PLAYBOOK,
     DEV_CALLERS,
+    DEV_CALLERS2,
     DEV_PLAYBOOK,
     HELDOUT_CALLERS,
     Case,
@@ -25,7 +26,7 @@ from workflows.script import DecisionTier, Playbook, ScriptStep
 PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
 
 
-@pytest.mark.parametrize("path", [DEV_PLAYBOOK, DEV_CALLERS, HELDOUT_CALLERS])
+@pytest.mark.parametrize("path", [DEV_PLAYBOOK, DEV_CALLERS, DEV_CALLERS2, HELDOUT_CALLERS])
 def test_every_label_maps_onto_the_playbook(path: Path) -> None:
     cases = load_cases(path)
     assert cases
@@ -63,3 +64,10 @@ def test_a_decision_is_judged_by_where_it_moves_the_script() -> None:
     assert verdict(question, step("qualify", "interested"), PLAYBOOK) == "wrong"
     owns = Case("homeowner", "Yeah", Expected("intent", "owns_home"), "homeowner")
     assert verdict(owns, step("homeowner"), PLAYBOOK) == "missed"
+
+
+def test_the_second_dev_round_shares_no_line_with_the_held_out_set() -> None:
+    """dev_callers2 was written without reading the held-out set and no line of it is one (the
+    first rounds share a few everyday lines with it, "No.", "Why do you need to know that?")."""
+    held = {c.text.lower() for c in load_cases(HELDOUT_CALLERS)}
+    assert not held & {c.text.lower() for c in load_cases(DEV_CALLERS2)}

@@ -12,7 +12,12 @@ from slot.playbooks import load_playbook
 from slot.replay_script import InProcessTools
 from slot.settings import REPO_ROOT
 from workflows.messages import CallInput, Lead, TranscriptEntry
-from workflows.router import GOODBYE_CHECK_PATCH, QUESTIONS_FIRST_PATCH, Router
+from workflows.router import (
+    GOODBYE_CHECK_PATCH,
+    QUESTIONS_FIRST_PATCH,
+    UNDERSTANDING_V5_PATCH,
+    Router,
+)
 from workflows.script import DecisionTier, Outcome, ScriptStep, render
 
 PLAYBOOK = load_playbook("solar_survey", REPO_ROOT / "playbooks")
@@ -48,7 +53,7 @@ QUESTION = "Who is Sunny Solar exactly? I haven't heard of you."
 async def test_a_question_read_as_a_goodbye_is_answered_from_the_knowledge_base(
     knowledge: KnowledgeBase,
 ) -> None:
-    older = frozenset({QUESTIONS_FIRST_PATCH, GOODBYE_CHECK_PATCH})
+    older = frozenset({QUESTIONS_FIRST_PATCH, GOODBYE_CHECK_PATCH, UNDERSTANDING_V5_PATCH})
     before = await decide(Tools(knowledge, older), "homeowner", QUESTION)
     assert before.end_call and before.outcome is Outcome.NOT_INTERESTED, before.reason
     now = await decide(Tools(knowledge), "homeowner", QUESTION)

@@ -1,0 +1,113 @@
+"""Patch understanding-v5: readings a second dev round of caller turns found missing
+(`evals/data/router/dev_callers2.yaml`). Each test shows the turn read wrongly without the patch
+and rightly with it, so deleting a reading fails its test."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from slot.playbooks import load_playbook_file
+from slot.settings import REPO_ROOT
+from workflows.script import DecisionTier, Playbook, ScriptStep, TurnContext, respond
+from workflows.understanding import polarity, read_amounts, read_daypart, read_weekday
+
+LEAD = {"lead_name": "Jordan"}
+V4 = TurnContext(refined=True, do_not_call_v3=True, state_answers_v4=True)
+V5 = replace(V4, understanding_v5=True)
+SURVEY_PARTS = ("morning", "afternoon")
+WORKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
+
+
+@pytest.fixture(scope="module")
+def solar() -> Playbook:
+    return load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
+
+
+def both(playbook: Playbook, state: str, utterance: str) -> tuple[ScriptStep, ScriptStep]:
+    """The decision without the patch, then with it."""
+    return (
+        respond(playbook, state, dict(LEAD), utterance, context=V4),
+        respond(playbook, state, dict(LEAD), utterance, context=V5),
+    )
+
+
+@pytest.mark.parametrize("text", ["Mm-hmm.", "Mm-hmm, we own, and honestly the bills are crazy."])
+def test_mm_hmm_is_a_yes(solar: Playbook, text: str) -> None:
+    before, after = both(solar, "homeowner", text)
+    assert before.intent != "owns_home"
+    assert (after.intent, after.state) == ("owns_home", "pitch"), after.reason
+
+
+@pytest.mark.parametrize(
+    "text", ["Mm-hmm. Well, we don't own it.", "Uh-huh, but I rent.", "Mm-hmm, no."]
+)
+def test_mm_hmm_before_a_no_is_an_acknowledgement(text: str) -> None:
+    said = polarity(text, refined=True, v5=True)
+    assert said is None or said[0] == "no"
+
+
+@pytest.mark.parametrize(
+    ("text", "old", "new"),
+    [("Um, sixty? Sixty-five maybe.", 125, 65), ("It's 60, 65 dollars.", 125, 65)],
+)
+def test_a_number_said_again_replaces_the_one_before(text: str, old: int, new: int) -> None:
+    assert [a.value for a in read_amounts(text)] == [old]
+    assert [a.value for a in read_amounts(text, v5=True)] == [new]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("one eighty", 180), ("two seventy-five", 275), ("a hundred and twenty", 120),
+     ("between one twenty and one fifty", 135), ("a hundred, maybe one ten", 110)],
+)  # fmt: skip
+def test_numbers_that_are_one_number_stay_one(text: str, value: int) -> None:
+    assert [a.value for a in read_amounts(text, v5=True)][-1] == value
+
+
+def test_a_span_of_days_is_no_pick() -> None:
+    text = "I work Monday to Friday, so none of those."
+    assert read_weekday(text, WORKDAYS) is not None
+    assert read_weekday(text, WORKDAYS, v5=True) is None
+    picked = read_weekday("Monday through Wednesday I'm away, Thursday works.", WORKDAYS, v5=True)
+    assert picked is not None and picked.value == "Thursday"
+
+
+def test_an_hour_said_first_stands_against_a_daypart_in_another_clause() -> None:
+    text = "After two, I've got a class in the morning."
+    old, new = read_daypart(text, SURVEY_PARTS), read_daypart(text, SURVEY_PARTS, v5=True)
+    assert old is not None and old.value == "morning"
+    assert new is not None and new.value == "afternoon"
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [("around seven tonight", "evening"), ("At nine in the morning.", "morning"),
+     ("Two in the afternoon, or after lunch", "afternoon")],
+)  # fmt: skip
+def test_a_daypart_word_still_beats_the_hour_it_qualifies(text: str, part: str) -> None:
+    found = read_daypart(text, v5=True)
+    assert found is not None and found.value == part
+
+
+def test_someone_answering_for_the_lead_means_the_lead_is_away(solar: Playbook) -> None:
+    before, after = both(solar, "greeting", "He's at work till six, this is his son.")
+    assert before.intent == "confirm_identity"
+    assert (after.intent, after.state) == ("not_available", "call_back_later"), after.reason
+    it_is_them = respond(solar, "greeting", dict(LEAD), "Yes, this is she.", context=V5)
+    assert it_is_them.intent == "confirm_identity"
+
+
+def test_a_question_is_not_the_yes_of_an_example(solar: Playbook) -> None:
+    before, after = both(solar, "greeting", "Who is this, please?")
+    assert before.intent == "confirm_identity"
+    assert (after.state, after.intent, after.tier) == ("greeting", None, DecisionTier.FALLBACK)
+
+
+def test_a_yes_that_asks_nothing_is_not_the_examples_question(solar: Playbook) -> None:
+    before, after = both(solar, "pitch", "Sure, if it's free, why not.")
+    assert before.intent == "asks_cost"
+    assert (after.intent, after.state) == ("interested", "qualify"), after.reason
+    asked = respond(solar, "pitch", dict(LEAD), "Sure, but is it really free?", context=V5)
+    assert asked.intent == "asks_cost"
