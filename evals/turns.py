@@ -669,12 +669,14 @@ def _choose_barge(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-def judge_by_script(expect: Any) -> TranscriptSink:
+def judge_by_script(expect: Any, short_answer_pause_ms: int | None = None) -> TranscriptSink:
     """Script-aware endpointing: the speculative transcript judged against the clip's question
     (`judge_answer`). With the edge's `ScriptAwarePolicy` the judgement goes to it through
     `Endpointer.set_answer`, as the edge's listener hands it over; before that policy is merged,
     the eval's own model of it: a complete answer ends the turn at once, as a turn-model
-    verdict of certainty would, anything else leaves the turn to Smart Turn."""
+    verdict of certainty would, anything else leaves the turn to Smart Turn. A one- or two-word
+    answer waits `short_answer_pause_ms`, as on the edge."""
+    from media_edge.listener import is_short_answer
     from workflows.expectations import judge_answer
 
     def hand_over(
@@ -684,8 +686,9 @@ def judge_by_script(expect: Any) -> TranscriptSink:
         complete = judgement.complete
         if SCRIPT_AWARE_POLICY is not None and isinstance(endpointer.policy, SCRIPT_AWARE_POLICY):
             set_answer: Any = getattr(endpointer, "set_answer")  # noqa: B009
+            short = short_answer_pause_ms if is_short_answer(text) else None
             events: list[TurnEvent] = set_answer(
-                pause, complete, now, speaking, unfinished=judgement.unfinished
+                pause, complete, now, speaking, short, unfinished=judgement.unfinished
             )
             return events
         if complete:
@@ -720,6 +723,7 @@ class _Runner:
         self.config = endpointer_config(settings)
         """The edge's own endpointer settings (speech threshold, hysteresis, minimum speech...)."""
         self.probabilities = {c.id: frame_probabilities(models.audio[c.id]) for c in clips}
+        self.short_answer_pause_ms = settings.script_short_answer_min_pause_ms
         self.barge_in = barge_in_classifier(settings)
         """Every endpointing policy gets the edge's barge-in rule (duration + first words)."""
         self.expects: dict[str, Any] = {}
@@ -768,7 +772,7 @@ class _Runner:
             MODEL_ANSWER_S,
             STT_ANSWER_S,
             self.models.transcript_for(clip.state or "") if expect is not None else None,
-            judge_by_script(expect) if expect is not None else None,
+            judge_by_script(expect, self.short_answer_pause_ms) if expect is not None else None,
         )
 
     def policy(
