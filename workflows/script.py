@@ -239,7 +239,9 @@ class TurnContext:
     a span of days is no pick; an hour said before a daypart word in another clause stands;
     someone answering for the person asked for ("this is his son") means they are away; a
     question matches no answer whose example rests on a yes or no the caller did not say, and
-    an answer that is no question is not taken for an example that is one."""
+    an answer that is no question is not taken for an example that is one; a goodbye check
+    (`check_goodbye`) never says the agent's last line again; "try me Thursday", "call Friday"
+    ask for a call back."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -1137,12 +1139,12 @@ def respond_v1(
             playbook, state, slots, filled or {}, index, DecisionTier.SCRIPT, reason, context
         )
 
-    if (words := asks_to_be_called_back(utterance)) is not None:
+    v4, v5 = context.state_answers_v4, context.understanding_v5
+    if (words := asks_to_be_called_back(utterance, v5=v5)) is not None:
         index = intent_ending_in(playbook, candidates, Outcome.CALL_BACK_LATER)
         if index is not None:
             return take(index, f"'{words}' asks for a call back")
 
-    v4, v5 = context.state_answers_v4, context.understanding_v5
     if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4, v5=v5)):
         return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance) if context.refined else None
@@ -1260,10 +1262,14 @@ def check_goodbye(
         or context.goodbye_checked
     ):
         return None
-    question = current.rephrase or current.reprompt or current.say
+    asks = [render(playbook, q, step.slots) for q in (current.rephrase, current.reprompt) if q]
+    asks.append(render(playbook, current.say, step.slots))
+    if context.understanding_v5:  # never the agent's last line again (a rephrase just said)
+        last = " ".join(context.last_line.split())
+        asks = [a for a in asks if " ".join(a.split()) != last] or asks
     return ScriptStep(
         state=state,
-        text=render(playbook, question, step.slots),
+        text=asks[0],
         tier=DecisionTier.FALLBACK,
         reason=f"{GOODBYE_CHECK_REASON} instead of {step.state}: {step.reason}",
         slots=step.slots,

@@ -527,11 +527,24 @@ _CALL_BACK = re.compile(
 )
 
 
-def asks_to_be_called_back(text: str) -> str | None:
+_DAY_WORDS = "|".join(form for forms in _DAY_FORMS.values() for form in forms if len(form) > 3)
+_CALL_BACK_V5 = re.compile(
+    r"\b(call|ring|phone|try|catch) (me |us )?(again |back )?(on |next |this )?"
+    rf"({_DAY_WORDS}|weekend|tomorrow|tonight|later|first thing|some ?time|another day)\b"
+    r"|\btry (me|us)\b"
+)
+"""understanding-v5: a day or a time right after "call" ("could you call Friday around noon"),
+and "try me" whatever follows ("try me Thursday after five", as BUSINESS.md says callers ask)."""
+
+
+def asks_to_be_called_back(text: str, *, v5: bool = False) -> str | None:
     """The words of a request to be called back ("ring back this evening", "try me tomorrow
     after four"), which outranks any day or time in the same breath: they are for the call
-    back, not the visit."""
-    found = _CALL_BACK.search(normalize(text))
+    back, not the visit. `v5`: also with a weekday ("try me Thursday after five")."""
+    normalized = normalize(text)
+    found = _CALL_BACK.search(normalized)
+    if found is None and v5:
+        found = _CALL_BACK_V5.search(normalized)
     return found.group(0) if found else None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from activities.knowledge_base import KnowledgeBase
 from workflows.messages import CallInput, Lead, TranscriptEntry
-from workflows.router import GOODBYE_CHECK_PATCH, Router, turn_context
+from workflows.router import GOODBYE_CHECK_PATCH, UNDERSTANDING_V5_PATCH, Router, turn_context
 from workflows.script import DecisionTier, Outcome, ScriptStep, render
 
 from .test_router_questions import PLAYBOOK, SLOTS, Tools
@@ -77,3 +77,20 @@ async def test_a_clear_refusal_and_a_renter_are_not_checked(knowledge: Knowledge
         assert refusal.end_call and refusal.outcome is Outcome.NOT_INTERESTED, refusal.reason
     renter = await decide(tools, "check_renting", "We're renters, sorry.")
     assert renter.end_call and renter.state == "renter", renter.reason
+
+
+async def test_the_check_never_says_the_agents_last_line_again(knowledge: KnowledgeBase) -> None:
+    """Right after the state's rephrase (a fallback), the check asks another way: held-out Ana
+    heard "is this Ana? A yes or no is fine." twice in a row before understanding-v5."""
+    homeowner = PLAYBOOK.states["homeowner"]
+    rephrased = [
+        agent("homeowner", render(PLAYBOOK, homeowner.say, SLOTS)),
+        TranscriptEntry(speaker="caller", text="Purple elephants.", seq=1),
+        agent("homeowner", homeowner.rephrase or "", "no intent; miss 1 in 'homeowner'"),
+    ]
+    older = Tools(knowledge, frozenset({UNDERSTANDING_V5_PATCH}))
+    before = await decide(older, "homeowner", UNMARKED, rephrased)
+    assert before.reason.startswith("goodbye check") and before.text == homeowner.rephrase
+    now = await decide(Tools(knowledge), "homeowner", UNMARKED, rephrased)
+    assert now.reason.startswith("goodbye check"), now.reason
+    assert now.text == homeowner.reprompt and not now.end_call

@@ -11,7 +11,13 @@ import pytest
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT
 from workflows.script import DecisionTier, Playbook, ScriptStep, TurnContext, respond
-from workflows.understanding import polarity, read_amounts, read_daypart, read_weekday
+from workflows.understanding import (
+    asks_to_be_called_back,
+    polarity,
+    read_amounts,
+    read_daypart,
+    read_weekday,
+)
 
 LEAD = {"lead_name": "Jordan"}
 V4 = TurnContext(refined=True, do_not_call_v3=True, state_answers_v4=True)
@@ -111,3 +117,21 @@ def test_a_yes_that_asks_nothing_is_not_the_examples_question(solar: Playbook) -
     assert (after.intent, after.state) == ("interested", "qualify"), after.reason
     asked = respond(solar, "pitch", dict(LEAD), "Sure, but is it really free?", context=V5)
     assert asked.intent == "asks_cost"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Yes, but can you try me first thing Thursday?", "Could you call Friday around noon?",
+     "Sorry, try me Monday."],
+)  # fmt: skip
+def test_a_weekday_or_try_me_asks_for_a_call_back(solar: Playbook, text: str) -> None:
+    before, after = both(solar, "greeting", text)
+    assert before.state != "call_back_later"
+    assert after.state == "call_back_later" and after.tier is DecisionTier.SCRIPT, after.reason
+
+
+@pytest.mark.parametrize(
+    "text", ["Will they call before they come?", "Let me try my calendar.", "Call me Jim."]
+)
+def test_other_calls_and_tries_are_no_call_back(text: str) -> None:
+    assert asks_to_be_called_back(text, v5=True) is None
