@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflows.intents import MATCH_THRESHOLD, best_guess, is_negated, match_intent, normalize
 from workflows.router_messages import LLMTurnRequest
+from workflows.sentences import SENTENCE_END, split_at
 from workflows.understanding import (
     DAYPARTS,
     WEEKDAYS,
@@ -241,7 +242,8 @@ class TurnContext:
     question matches no answer whose example rests on a yes or no the caller did not say, and
     an answer that is no question is not taken for an example that is one; a goodbye check
     (`check_goodbye`) never says the agent's last line again; "try me Thursday", "call Friday"
-    ask for a call back."""
+    ask for a call back, "transfer me" for a person; a turn not understood whole may be by one
+    of its sentences."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -1147,7 +1149,7 @@ def respond_v1(
 
     if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4, v5=v5)):
         return take(named[0], f"'{named[1]}' answers who is speaking")
-    person = asks_for_a_person(utterance) if context.refined else None
+    person = asks_for_a_person(utterance, v5=v5) if context.refined else None
     index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
     if person is not None and index is not None:
         return take(index, f"'{person}' asks for a person")
@@ -1204,6 +1206,11 @@ def respond_v1(
             f"'{words}' answers the question: intent '{meant}'",
             context,
         )
+    thresholds = (match_threshold, confident_score)
+    if v5 and (
+        sentence := _a_sentence_understood(playbook, state, slots, utterance, context, thresholds)
+    ):
+        return sentence
     if match is not None:
         return _take_intent(
             playbook,
@@ -1232,6 +1239,37 @@ def respond_v1(
     return recover(
         playbook, state, slots, filled_now, context, f"{what} intent ≥ {match_threshold:.2f}{hint}"
     )
+
+
+def _a_sentence_understood(
+    playbook: Playbook,
+    state: str,
+    slots: dict[str, str],
+    utterance: str,
+    context: TurnContext,
+    thresholds: tuple[float, float],
+) -> ScriptStep | None:
+    """The script's own reading of one sentence of a turn it did not understand whole, the last
+    such sentence first (patch understanding-v5): a question or a remark around the answer
+    dilutes it ("Is this about the roof? I just rent the downstairs unit.", "Well, I've been
+    thinking about solar. Sure, why not?"). Only a reading as sure as the script's own (a rule,
+    a slot, a confident match, a yes or no the state gives a meaning) stands for the turn."""
+    parts = [part for part in split_at(utterance, SENTENCE_END) if normalize(part)]
+    if len(parts) < 2:
+        return None
+    for part in reversed(parts):
+        step = respond_v1(
+            playbook,
+            state,
+            slots,
+            part,
+            context,
+            match_threshold=thresholds[0],
+            confident_score=thresholds[1],
+        )
+        if step.tier is DecisionTier.SCRIPT:
+            return step.model_copy(update={"reason": f"sentence '{part.strip()}': {step.reason}"})
+    return None
 
 
 GOODBYE_CHECK_REASON = "goodbye check"

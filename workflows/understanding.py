@@ -560,10 +560,18 @@ _A_PERSON = re.compile(
 )
 
 
-def asks_for_a_person(text: str) -> str | None:
+_TRANSFER_ME = re.compile(r"\b(transfer|connect) me\b|\bput me (through|over)\b")
+"""understanding-v5: asking to be passed on without naming a person ("Can you transfer me?")."""
+
+
+def asks_for_a_person(text: str, *, v5: bool = False) -> str | None:
     """The words of a request to speak to a person ("Can I get a manager on the phone?", "put
-    me through to a human"), which a playbook answers with its transfer (understanding-v2)."""
-    found = _A_PERSON.search(normalize(text))
+    me through to a human"), which a playbook answers with its transfer (understanding-v2);
+    `v5`: also "transfer me", "put me through" alone."""
+    normalized = normalize(text)
+    found = _A_PERSON.search(normalized)
+    if found is None and v5:
+        found = _TRANSFER_ME.search(normalized)
     return found.group(0) if found else None
 
 

@@ -135,3 +135,32 @@ def test_a_weekday_or_try_me_asks_for_a_call_back(solar: Playbook, text: str) ->
 )
 def test_other_calls_and_tries_are_no_call_back(text: str) -> None:
     assert asks_to_be_called_back(text, v5=True) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "text", "intent"),
+    [("homeowner", "Is this about the roof? Well, we rent, so no.", "rents"),
+     ("pitch", "Well, I've been thinking about solar roundabout. Sure, why not?", "interested")],
+)  # fmt: skip
+def test_one_sentence_can_answer_for_the_turn(
+    solar: Playbook, state: str, text: str, intent: str
+) -> None:
+    """Dev callers (Jamal, Frank): a question or a remark around the answer hid it (at best a
+    weak match the classifier must confirm)."""
+    before, after = both(solar, state, text)
+    assert before.tier is not DecisionTier.SCRIPT
+    assert after.intent == intent and after.tier is DecisionTier.SCRIPT, after.reason
+    assert after.reason.startswith("sentence '")
+
+
+def test_no_sentence_understood_leaves_the_turn_unread(solar: Playbook) -> None:
+    after = respond(solar, "homeowner", dict(LEAD), "Purple elephants. Blue sky?", context=V5)
+    assert (after.state, after.tier) == ("homeowner", DecisionTier.FALLBACK)
+
+
+def test_transfer_me_asks_for_a_person(solar: Playbook) -> None:
+    """Dev Devon: "I'd rather go over money with an actual burden. Can you transfer me?"."""
+    text = "I'd rather go over money with an actual burden. Can you transfer me?"
+    before, after = both(solar, "qualify", text)
+    assert before.state != "transfer"
+    assert after.state == "transfer", after.reason
