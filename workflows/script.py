@@ -1081,8 +1081,11 @@ def fits_the_turn(current: State, utterance: str, example: str) -> bool:
     example's ("Who is this, please?" against "Yes, who's calling?") answers nothing; a yes that
     asks nothing, where the state says what a yes means ("Sure, if it's free, why not."), is
     that yes, not the example's question ("Is it really free?"). A no is left to the match: a
-    question heard without its mark ("No, what does it cost") must not end the call."""
+    question heard without its mark ("No, what does it cost") must not end the call. An
+    example that is a bare no ("No.", "Nope.") stands only for a turn that says yes or no."""
     said = polarity(utterance, refined=True, v5=True)
+    if said is None and only_yes_or_no(example) and is_negated(normalize(example)):
+        return False  # "There is no catch." shares only "no" with the example "No."
     if "?" in utterance and said is None:
         meant = polarity(example, refined=True, v5=True)
         if meant is None:
@@ -1253,10 +1256,12 @@ def _a_sentence_understood(
     such sentence first (patch understanding-v5): a question or a remark around the answer
     dilutes it ("Is this about the roof? I just rent the downstairs unit.", "Well, I've been
     thinking about solar. Sure, why not?"). Only a reading as sure as the script's own (a rule,
-    a slot, a confident match, a yes or no the state gives a meaning) stands for the turn."""
+    a slot, a confident match, a yes or no the state gives a meaning) stands for the turn, and
+    only when the sentences so read agree on where the call goes."""
     parts = [part for part in split_at(utterance, SENTENCE_END) if normalize(part)]
     if len(parts) < 2:
         return None
+    read: list[tuple[str, ScriptStep]] = []
     for part in reversed(parts):
         step = respond_v1(
             playbook,
@@ -1268,8 +1273,11 @@ def _a_sentence_understood(
             confident_score=thresholds[1],
         )
         if step.tier is DecisionTier.SCRIPT:
-            return step.model_copy(update={"reason": f"sentence '{part.strip()}': {step.reason}"})
-    return None
+            read.append((part.strip(), step))
+    if not read or len({step.state for _, step in read}) > 1:
+        return None  # none, or "Is it really free? There is no catch." read two ways
+    part, step = read[0]
+    return step.model_copy(update={"reason": f"sentence '{part}': {step.reason}"})
 
 
 GOODBYE_CHECK_REASON = "goodbye check"

@@ -164,3 +164,30 @@ def test_transfer_me_asks_for_a_person(solar: Playbook) -> None:
     before, after = both(solar, "qualify", text)
     assert before.state != "transfer"
     assert after.state == "transfer", after.reason
+
+
+def test_sentences_read_two_ways_decide_nothing() -> None:
+    """A sentence reading stands only when the sentences the script reads agree."""
+    playbook = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
+    text = "Blue sky? Yes, we own it. Purple elephants? No, we rent."
+    whole = respond(playbook, "homeowner", dict(LEAD), text, context=V5)
+    assert (whole.state, whole.tier) == ("homeowner", DecisionTier.FALLBACK), whole.reason
+    one_way = "Blue sky? Yes, we own it. Purple elephants?"
+    read = respond(playbook, "homeowner", dict(LEAD), one_way, context=V5)
+    assert read.intent == "owns_home" and read.reason.startswith("sentence"), read.reason
+
+
+def test_dev_lindas_question_is_answered_not_taken_for_a_goodbye(solar: Playbook) -> None:
+    """Dev Linda: "Is it really free? There is no catch." ended her call as not interested."""
+    text = "Is it really free? There is no catch."
+    before, after = both(solar, "pitch", text)
+    assert before.intent == "not_interested"
+    assert (after.state, after.intent) == ("cost", "asks_cost"), after.reason
+
+
+def test_a_bare_no_example_stands_only_for_a_no(solar: Playbook) -> None:
+    before, after = both(solar, "pitch", "There is no catch.")
+    assert before.intent == "not_interested" and before.tier is DecisionTier.SCRIPT
+    assert after.intent != "not_interested", after.reason
+    nope = respond(solar, "pitch", dict(LEAD), "Nope.", context=V5)
+    assert nope.intent == "not_interested"
