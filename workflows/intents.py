@@ -115,6 +115,23 @@ def is_negated(normalized: str) -> bool:
     return any(word in _NEGATIONS for word in padded.split())
 
 
+_ENDINGS = ("ing", "ers", "er", "ed", "s")
+
+
+def stem(word: str) -> str:
+    """A word without the ending that only inflects it, so "renting", "renter", "rented" and
+    "rents" meet "rent" (patch understanding-v5); stopwords and short words stay as they are."""
+    if word in STOPWORDS or len(word) < 4:
+        return word
+    for ending in _ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            base = word[: -len(ending)]
+            if ending != "s" and len(base) > 3 and base[-1] == base[-2]:
+                base = base[:-1]  # "getting" -> "get"
+            return base
+    return word
+
+
 def _weight(word: str) -> float:
     return _STOPWORD_WEIGHT if word in STOPWORDS else 1.0
 
@@ -141,21 +158,29 @@ def _bigram_score(utterance: str, example: str) -> float:
     return 2 * sum((a & b).values()) / total if total else 0.0
 
 
-def similarity(utterance: str, example: str) -> float:
-    """Score in [0, 1] of how close two texts are; both are normalized first."""
+def similarity(utterance: str, example: str, *, stemmed: bool = False) -> float:
+    """Score in [0, 1] of how close two texts are; both are normalized first. `stemmed`: words
+    are compared without their inflections (`stem`)."""
     u, e = normalize(utterance), normalize(example)
     if not u or not e:
         return 0.0
     if u == e:
         return 1.0
-    score = 0.65 * _token_score(set(u.split()), set(e.split())) + 0.35 * _bigram_score(u, e)
+    words_u, words_e = set(u.split()), set(e.split())
+    if stemmed:
+        words_u, words_e = {stem(w) for w in words_u}, {stem(w) for w in words_e}
+    score = 0.65 * _token_score(words_u, words_e) + 0.35 * _bigram_score(u, e)
     if is_negated(u) != is_negated(e):
         score *= NEGATION_PENALTY
     return round(score, 4)
 
 
 def match_intent(
-    utterance: str, intents: Sequence[IntentLike], threshold: float = MATCH_THRESHOLD
+    utterance: str,
+    intents: Sequence[IntentLike],
+    threshold: float = MATCH_THRESHOLD,
+    *,
+    stemmed: bool = False,
 ) -> IntentMatch | None:
     """The intent whose closest example best matches `utterance`, if it scores >= `threshold`.
 
@@ -164,7 +189,7 @@ def match_intent(
     best: IntentMatch | None = None
     for index, intent in enumerate(intents):
         for example in intent.examples:
-            score = similarity(utterance, example)
+            score = similarity(utterance, example, stemmed=stemmed)
             if best is None or score > best.score:
                 best = IntentMatch(intent.name, score, example, index)
     if best is None or best.score < threshold:
@@ -172,6 +197,8 @@ def match_intent(
     return best
 
 
-def best_guess(utterance: str, intents: Sequence[IntentLike]) -> IntentMatch | None:
+def best_guess(
+    utterance: str, intents: Sequence[IntentLike], *, stemmed: bool = False
+) -> IntentMatch | None:
     """The best intent regardless of threshold: explains a fallback ("best was 'yes' 0.21")."""
-    return match_intent(utterance, intents, threshold=0.0)
+    return match_intent(utterance, intents, threshold=0.0, stemmed=stemmed)

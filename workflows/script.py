@@ -1175,7 +1175,7 @@ def respond_v1(
     if correction is not None:
         index, changed = correction
         return take(index, f"'{changed}' changes a detail given before", filled_now)
-    match = match_intent(utterance, candidates, match_threshold)
+    match = match_intent(utterance, candidates, match_threshold, stemmed=v5)
     scope = "" if match is None or match.index < len(current.intents) else "global "
     lead = _lead_asked_for(playbook, current, slots) if v4 else None
     said = without_echoed_name(utterance, lead) if lead else utterance
@@ -1236,7 +1236,7 @@ def respond_v1(
             DecisionTier.SCRIPT,
             f"slot '{current.collect}' = '{value}'",
         )
-    guess = best_guess(utterance, candidates)
+    guess = best_guess(utterance, candidates, stemmed=v5)
     hint = f" (best '{guess.name}' {guess.score:.2f})" if guess else ""
     what = f"no value for slot '{current.collect}' and no" if current.collect else "no"
     return recover(

@@ -10,6 +10,7 @@ import pytest
 
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT
+from workflows.intents import stem
 from workflows.script import DecisionTier, Playbook, ScriptStep, TurnContext, respond
 from workflows.understanding import (
     asks_to_be_called_back,
@@ -191,3 +192,24 @@ def test_a_bare_no_example_stands_only_for_a_no(solar: Playbook) -> None:
     assert after.intent != "not_interested", after.reason
     nope = respond(solar, "pitch", dict(LEAD), "Nope.", context=V5)
     assert nope.intent == "not_interested"
+
+
+@pytest.mark.parametrize(
+    ("word", "base"),
+    [("renting", "rent"), ("renter", "rent"), ("rented", "rent"), ("rents", "rent"),
+     ("owned", "own"), ("owner", "own"), ("getting", "get"), ("does", "does"), ("yes", "yes")],
+)  # fmt: skip
+def test_a_stem_drops_only_an_inflection(word: str, base: str) -> None:
+    assert stem(word) == base
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [("I just rent the downstairs unit.", "rents"), ("We have owned it for years.", "owns_home")],
+)  # fmt: skip
+def test_inflected_words_meet_the_examples(solar: Playbook, text: str, intent: str) -> None:
+    """ "rent" against "I'm renting.", "owned" against "Yeah, we own it.": a weak match the
+    classifier then confirms (tier 1), where there was none."""
+    before, after = both(solar, "homeowner", text)
+    assert before.intent is None
+    assert after.intent == intent and after.tier is DecisionTier.INTENT, after.reason
