@@ -161,6 +161,24 @@ class CampaignRig:
     line: TwilioLine
     settings: Settings
     task_queue: str
+    limiter: RecordingLimiter | None = None
+    """The rig's own limiter (None when the test shares Redis's)."""
+
+
+class RecordingLimiter(LocalDialLimiter):
+    """The in-process limiter, keeping every slot it handed out: a test checks the pace on
+    them and that no call was dialled ahead of its slot. The dials' own start times also carry
+    the worker's processing delay, which on a loaded machine can make two dials closer than
+    the pace (a late one, then one on time) without any dial being early."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[datetime] = []
+
+    def reserve(self, at: datetime, calls_per_second: float) -> datetime:
+        slot = super().reserve(at, calls_per_second)
+        self.slots.append(slot)
+        return slot
 
 
 def store_leads(settings: Settings, campaign_id: str, leads: list[CampaignLead]) -> None:
@@ -221,16 +239,17 @@ async def campaign_rig(
         serving = asyncio.create_task(server.serve(sockets=[listening]))
         try:
             with ThreadPoolExecutor(8) as executor:
+                limiter = None if settings.redis_url else RecordingLimiter()
                 worker = build_worker(
                     env.client,
                     settings,
                     executor,
                     task_queue="campaigns",
                     # Redis's pace when the test shares one, else one of this rig's own
-                    limiter=None if settings.redis_url else LocalDialLimiter(),
+                    limiter=limiter,
                 )
                 async with worker:
-                    yield CampaignRig(env, env.client, line, settings, "campaigns")
+                    yield CampaignRig(env, env.client, line, settings, "campaigns", limiter)
         finally:
             server.should_exit = True
             await serving
