@@ -239,11 +239,12 @@ class TurnContext:
     """Patch understanding-v5: "mm-hmm" is a yes; a number said again replaces the one before;
     a span of days is no pick; an hour said before a daypart word in another clause stands;
     someone answering for the person asked for ("this is his son") means they are away; a
-    question matches no answer whose example rests on a yes or no the caller did not say, and
-    an answer that is no question is not taken for an example that is one; a goodbye check
+    question matches no answer whose example rests on a yes or no the caller did not say, a
+    yes that asks nothing is not taken for an example that is a question, and a bare "No."
+    example stands only for a turn that says yes or no (`fits_the_turn`); a goodbye check
     (`check_goodbye`) never says the agent's last line again; "try me Thursday", "call Friday"
     ask for a call back, "transfer me" for a person; a turn not understood whole may be by one
-    of its sentences."""
+    of its sentences; the token match compares words without inflections (`intents.stem`)."""
 
 
 # --- validation ------------------------------------------------------------------------------
