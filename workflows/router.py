@@ -251,12 +251,14 @@ class Router:
                 if context is not None and not self._call.llm_enabled
                 else config.intent_confidence_threshold
             )
+            confident = found.intent is not None and found.confidence >= threshold
             fits = (
-                context is None
+                not confident
+                or context is None
                 or not context.understanding_v5
                 or script.fits_the_turn(playbook.state(state), utterance, found.example)
             )
-            if found.intent is not None and found.confidence >= threshold and fits:
+            if confident and fits:
                 step = script.take_intent(
                     playbook,
                     state,

@@ -1210,9 +1210,16 @@ def respond_v1(
             f"'{words}' answers the question: intent '{meant}'",
             context,
         )
-    thresholds = (match_threshold, confident_score)
     if v5 and (
-        sentence := _a_sentence_understood(playbook, state, slots, utterance, context, thresholds)
+        sentence := _a_sentence_understood(
+            playbook,
+            state,
+            slots,
+            utterance,
+            context,
+            match_threshold=match_threshold,
+            confident_score=confident_score,
+        )
     ):
         return sentence
     if match is not None:
@@ -1251,7 +1258,9 @@ def _a_sentence_understood(
     slots: dict[str, str],
     utterance: str,
     context: TurnContext,
-    thresholds: tuple[float, float],
+    *,
+    match_threshold: float,
+    confident_score: float,
 ) -> ScriptStep | None:
     """The script's own reading of one sentence of a turn it did not understand whole, the last
     such sentence first (patch understanding-v5): a question or a remark around the answer
@@ -1270,8 +1279,8 @@ def _a_sentence_understood(
             slots,
             part,
             context,
-            match_threshold=thresholds[0],
-            confident_score=thresholds[1],
+            match_threshold=match_threshold,
+            confident_score=confident_score,
         )
         if step.tier is DecisionTier.SCRIPT:
             read.append((part.strip(), step))

@@ -411,9 +411,9 @@ _FILLERS = frozenset(_FILLER_TEXT.split())
 _YES_PHRASES = (
     "yes", "yeah", "yea", "yep", "yup", "ya", "yah", "aye", "sure", "surely", "certainly",
     "absolutely", "definitely", "of course", "course", "correct", "that is right",
-    "that is correct", "indeed", "mhm", "mm hmm", "mm hm", "uh huh", "go ahead", "go on",
-    "sounds good", "sounds great", "that works", "works for me", "i do", "we do", "you bet",
-    "why not",
+    "that is correct", "indeed", "mhm", "mm hmm", "mm hm", "uh huh", "um hmm", "mm mm hmm",
+    "go ahead", "go on", "sounds good", "sounds great", "that works", "works for me", "i do",
+    "we do", "you bet", "why not",
 )  # fmt: skip
 _WEAK_YES = ("okay", "ok", "alright", "all right", "right", "fine", "great", "perfect", "cool")
 """Acknowledgements that are a yes only alone ("Okay, do it."), not before other content
@@ -448,8 +448,9 @@ _NOT_A_NO = frozenset({"idea", "clue"})
 """Words that make "no" part of another answer ("No idea, my wife pays it")."""
 
 
-_SOUNDED_YES = ("mm hmm", "mm hm", "uh huh", "um hmm", "mm mm hmm")
-"""Yeses made of filler sounds, which filler stripping would otherwise eat ("Mm-hmm, we own")."""
+_SOUNDED_YES = tuple(p for p in _YES_PHRASES if p.split()[0] in _FILLERS)
+"""The yes phrases that open with a filler sound ("mm hmm", "uh huh"), which filler stripping
+would otherwise eat ("Mm-hmm, we own")."""
 
 
 def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Polarity, str] | None:
