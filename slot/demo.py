@@ -106,12 +106,18 @@ class LiveView:
 def active_tiers(llm_settings: LLMSettings | None = None) -> str:
     """The router's tiers as configured for this run (the edge reads the same variables)."""
     from media_edge.llm import BamlLanguageModel
-    from workflows.router_messages import INTENT_CONFIDENCE_THRESHOLD
+    from workflows.router_messages import RouterConfig
 
     model = BamlLanguageModel.from_settings(llm_settings)
+    config = RouterConfig()
+    threshold = (
+        config.understanding_intent_threshold
+        if model is None
+        else config.intent_confidence_threshold
+    )
     head = (
         "tier 0 rules and script, tier 1 embedding classifier "
-        f"(confidence ≥ {INTENT_CONFIDENCE_THRESHOLD:.2f}) then token matcher"
+        f"(confidence ≥ {threshold:.2f}) then token matcher"
     )
     if model is None:
         return f"{head}; no LLM configured, so questions are answered from the knowledge base"
