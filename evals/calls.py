@@ -295,6 +295,15 @@ def set_summary(records: Sequence[CallRecord]) -> dict[str, Any]:
     return summary
 
 
+def _by_voice(records: Sequence[CallRecord]) -> dict[str, dict[str, Any]]:
+    """A set's figures per caller voice."""
+    voices = sorted({r.corpus.persona.voice for r in records})
+    return {
+        voice: set_summary([r for r in records if r.corpus.persona.voice == voice])
+        for voice in voices
+    }
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "–"
@@ -327,13 +336,23 @@ def markdown(report: dict[str, Any]) -> str:
     for key, title in ROWS:
         cells = [_cell(report["sets"][name].get(key)) for name in sets]
         lines.append("| " + " | ".join([title, *cells, _target(key)]) + " |")
-    lines += ["", "## By caller voice", "", "| voice | calls | reached | fallback lines |"]
-    lines.append("|---|---|---|---|")
-    for voice, row in report["voices"].items():
-        lines.append(
-            f"| {voice} | {row['calls']} | {_cell(row['outcome_pct'])} % | "
-            f"{_cell(row['fallback_pct'])} % |"
-        )
+    lines += [
+        "",
+        "## By caller voice",
+        "",
+        "Each set's figures per caller voice (word error rates per voice: `slot eval stt`).",
+        "",
+        "| set | voice | calls | reached | latency p50 / p90 | premature | fallback lines |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sets:
+        for voice, row in report["voices"].get(name, {}).items():
+            lines.append(
+                f"| {SET_TITLES[name]} | {voice} | {row['calls']} | "
+                f"{_cell(row['outcome_pct'])} % | {_cell(row['latency_p50_ms'])} / "
+                f"{_cell(row['latency_p90_ms'])} ms | {_cell(row['premature_cutoff_pct'])} % | "
+                f"{_cell(row['fallback_pct'])} % |"
+            )
     lines += [
         "",
         "## What ended the caller's turns",
@@ -431,8 +450,7 @@ def build_report(
         "targets": {key: {"op": op, "value": value} for key, (op, value) in TARGETS.items()},
         "sets": by_set,
         "voices": {
-            voice: set_summary([r for r in records if r.corpus.persona.voice == voice])
-            for voice in sorted({r.corpus.persona.voice for r in records})
+            name: _by_voice([r for r in records if r.corpus.set_name == name]) for name in by_set
         },
         "personas": [record.row() for record in records],
     }

@@ -74,6 +74,12 @@ def check_report(report: dict[str, Any], paths: list[Path], progress: str) -> No
     endings = summary["turn_endings"]
     assert set(endings) <= {"script", "question", "model", "max_silence", "silence"}, endings
     assert sum(row["turns"] for row in endings.values()) >= len(SMOKE), "each call's turns"
+    voices = report["voices"]["dev"]
+    assert sorted(voices) == sorted({row["voice"] for row in rows.values()})
+    assert sum(row["calls"] for row in voices.values()) == 3
+    assert sum(row["caller_turns"] for row in voices.values()) == summary["caller_turns"]
     markdown = paths[0].read_text()
     assert "| measure | dev |" in markdown and "pete_wants_real_person" in markdown
+    for voice, row in voices.items():
+        assert f"| dev | {voice} | {row['calls']} |" in markdown, voice
     assert "## What ended the caller's turns" in markdown
