@@ -76,6 +76,10 @@ question rephrased (before: the same reprompt twice, heard as a loop)."""
 GOODBYE_CHECK_PATCH = "goodbye-check-v1"
 """A not-interested goodbye read weakly (a token match of a global intent below the confident
 score) asks the state's question once more instead (`script.check_goodbye`)."""
+GOODBYE_CHECK_V2_PATCH = "goodbye-check-v2"
+"""On top of goodbye-check-v1: a goodbye the token match or the classifier read from a turn that
+only asks ("Will they call before they come?" as a call back) asks the state's question once
+more (`TurnContext.questions_v6`)."""
 ROUTER_TIMEOUT = timedelta(seconds=10)
 """Per local activity; the first call of a worker loads the embedding model (~3 s)."""
 ROUTER_RETRY = RetryPolicy(maximum_attempts=1)
@@ -202,6 +206,8 @@ class Router:
                 context = replace(context, state_answers_v4=True)
             if self._tools.patched(UNDERSTANDING_V5_PATCH):
                 context = replace(context, understanding_v5=True)
+            if self._tools.patched(GOODBYE_CHECK_V2_PATCH):
+                context = replace(context, questions_v6=True)
             step = script.respond(
                 self._playbook,
                 state,
@@ -218,7 +224,7 @@ class Router:
             step = await self._past_the_script(
                 state, dict(slots), utterance, step, transcript, context
             )
-            check = script.check_goodbye(self._playbook, state, step, context)
+            check = script.check_goodbye(self._playbook, state, step, context, utterance)
             if check is not None and self._tools.patched(GOODBYE_CHECK_PATCH):
                 return check
             return step

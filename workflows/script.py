@@ -245,6 +245,10 @@ class TurnContext:
     (`check_goodbye`) never says the agent's last line again; "try me Thursday", "call Friday"
     ask for a call back, "transfer me" for a person; a turn not understood whole may be by one
     of its sentences; the token match compares words without inflections (`intents.stem`)."""
+    questions_v6: bool = False
+    """Patch goodbye-check-v2: a goodbye read by the token match or the classifier from a turn
+    that only asks ("Will they call before they come?" as a call back) asks the state's
+    question once more (`check_goodbye`)."""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -1295,29 +1299,22 @@ GOODBYE_CHECK_REASON = "goodbye check"
 
 
 def check_goodbye(
-    playbook: Playbook, state: str, step: ScriptStep, context: TurnContext
+    playbook: Playbook, state: str, step: ScriptStep, context: TurnContext, utterance: str = ""
 ) -> ScriptStep | None:
     """The state's question again, yes-or-no form first, instead of `step` when it ends the call
     as not interested on a weak reading: a token match of a global intent below the confident
     score, which the classifier did not overrule ("Who is Sunny Solar exactly. I haven't heard
     of you." at 0.49). A sales team would rather ask once more than lose a lead to a misheard
     word; a refusal the script or the classifier reads for itself ("No, I'm not interested",
-    "We looked into it and decided against it") or a second weak one in the state ends it."""
-    current = playbook.state(state)
-    own = {i.name for i in current.intents}
-    global_intent = (
-        step.intent is not None
-        and step.intent not in own
-        and any(i.name == step.intent for i in playbook.global_intents)
-    )
-    if (
-        not step.end_call
-        or step.outcome is not Outcome.NOT_INTERESTED
-        or step.tier is not DecisionTier.INTENT
-        or not global_intent
-        or context.goodbye_checked
+    "We looked into it and decided against it") or a second weak one in the state ends it.
+    With `questions_v6`, also any goodbye a caller's question was read as (`only_asks`)."""
+    if context.goodbye_checked:
+        return None
+    if not (
+        _weak_refusal(playbook, state, step) or _question_read_as_goodbye(step, utterance, context)
     ):
         return None
+    current = playbook.state(state)
     asks = [render(playbook, q, step.slots) for q in (current.rephrase, current.reprompt) if q]
     asks.append(render(playbook, current.say, step.slots))
     if context.understanding_v5:  # never the agent's last line again (a rephrase just said)
@@ -1331,6 +1328,57 @@ def check_goodbye(
         slots=step.slots,
         latency_ms=step.latency_ms,
     )
+
+
+def _weak_refusal(playbook: Playbook, state: str, step: ScriptStep) -> bool:
+    """A not-interested goodbye from a token match of a global intent (the classifier did not
+    take the turn)."""
+    own = {i.name for i in playbook.state(state).intents}
+    global_intent = (
+        step.intent is not None
+        and step.intent not in own
+        and any(i.name == step.intent for i in playbook.global_intents)
+    )
+    return (
+        step.end_call
+        and step.outcome is Outcome.NOT_INTERESTED
+        and step.tier is DecisionTier.INTENT
+        and global_intent
+    )
+
+
+_UNDOABLE_GOODBYES = frozenset(
+    {Outcome.NOT_INTERESTED, Outcome.CALL_BACK_LATER, Outcome.WRONG_PERSON}
+)
+
+
+_PUTS_OFF = re.compile(
+    r"\b(later|(an)?other (time|day)|tomorrow|tonight|next (week|month)|some other)\b"
+)
+"""Words that put the call off ("can we do this another time?"): a question with them asks for a
+call back."""
+
+
+def _question_read_as_goodbye(step: ScriptStep, utterance: str, context: TurnContext) -> bool:
+    """A goodbye the token match or the classifier read from a turn that only asks: a caller
+    asking about the visit ("Will they call before they come?", read as a call back at 0.70)
+    is still in the call. Not when the question puts the call off ("Can we do this another
+    time?") or asks to be called back in so many words ("Can you try me Friday?")."""
+    return (
+        context.questions_v6
+        and step.end_call
+        and step.outcome in _UNDOABLE_GOODBYES
+        and step.tier in (DecisionTier.INTENT, DecisionTier.CLASSIFIER)
+        and only_asks(utterance)
+        and asks_to_be_called_back(utterance, v5=True) is None
+        and _PUTS_OFF.search(normalize(utterance)) is None
+    )
+
+
+def only_asks(text: str) -> bool:
+    """Every sentence of `text` is a question (closed by a question mark)."""
+    pieces = split_at(text, SENTENCE_END)
+    return bool(pieces) and all(piece.endswith("?") for piece in pieces)
 
 
 def _correction(

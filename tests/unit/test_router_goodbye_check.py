@@ -4,10 +4,18 @@
 
 from __future__ import annotations
 
+from qdrant_client import QdrantClient
+
 from activities.knowledge_base import KnowledgeBase
 from workflows.messages import CallInput, Lead, TranscriptEntry
-from workflows.router import GOODBYE_CHECK_PATCH, UNDERSTANDING_V5_PATCH, Router, turn_context
-from workflows.script import DecisionTier, Outcome, ScriptStep, render
+from workflows.router import (
+    GOODBYE_CHECK_PATCH,
+    GOODBYE_CHECK_V2_PATCH,
+    UNDERSTANDING_V5_PATCH,
+    Router,
+    turn_context,
+)
+from workflows.script import DecisionTier, Outcome, ScriptStep, only_asks, render
 
 from .test_router_questions import PLAYBOOK, SLOTS, Tools
 
@@ -94,3 +102,36 @@ async def test_the_check_never_says_the_agents_last_line_again(knowledge: Knowle
     now = await decide(Tools(knowledge), "homeowner", UNMARKED, rephrased)
     assert now.reason.startswith("goodbye check"), now.reason
     assert now.text == homeowner.reprompt and not now.end_call
+
+
+async def test_a_question_read_as_a_goodbye_asks_the_question_again() -> None:
+    """A dev caller's question about the visit was read as a call back (the classifier): with
+    no answer in the knowledge base (here an empty one) the call would have ended with the lead
+    ready to book (patch goodbye-check-v2)."""
+    question = "Will they call before they come?"
+    empty = KnowledgeBase(QdrantClient(":memory:"))
+    off = Tools(empty, frozenset({GOODBYE_CHECK_V2_PATCH}))
+    before = await decide(off, "pitch", question)
+    assert before.end_call and before.outcome is Outcome.CALL_BACK_LATER, before.reason
+    now = await decide(Tools(empty), "pitch", question)
+    assert (now.state, now.end_call, now.tier) == ("pitch", False, DecisionTier.FALLBACK)
+    assert now.reason.startswith("goodbye check instead of call_back_later"), now.reason
+
+
+async def test_a_question_that_puts_the_call_off_or_a_refusal_with_a_question_still_ends_it(
+    knowledge: KnowledgeBase,
+) -> None:
+    tools = Tools(knowledge)
+    for utterance in ("I'm at work, can we do this another time?", "Could you call me back later?"):
+        later = await decide(tools, "pitch", utterance)
+        assert later.end_call and later.outcome is Outcome.CALL_BACK_LATER, (utterance, later)
+    refusal = await decide(tools, "pitch", "I'm not interested. Why do you people keep calling?")
+    assert refusal.end_call and refusal.outcome is Outcome.NOT_INTERESTED, refusal.reason
+
+
+def test_only_a_turn_whose_every_sentence_asks_only_asks() -> None:
+    assert only_asks("Will they call before they come?")
+    assert only_asks("Who is this? What do you want?")
+    assert not only_asks("No. Why?")
+    assert not only_asks("I'm not interested")
+    assert not only_asks("")
