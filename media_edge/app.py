@@ -164,6 +164,7 @@ async def start_edge(
             inference,
             settings.inference_threads,
             settings.model_cache_path,
+            settings.stt_second_look and settings.stt_second_opinion,
         ),
         loop.run_in_executor(inference, make_tts, settings, inference),
     )

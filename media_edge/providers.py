@@ -71,6 +71,15 @@ class ReadingJudge(Protocol):
         """A reading that answers the question in the state's own terms."""
         ...
 
+    def asks_a_day_or_time(self) -> bool:
+        """The question collects a weekday or a time of day, which the agent reads back before
+        anything is booked: another model's reading may be taken for one not settled."""
+        ...
+
+    def gives_the_day_or_time(self, text: str) -> bool:
+        """A reading that gives the weekday or time of day the question collects."""
+        ...
+
 
 class SpeechToText(Protocol):
     async def transcribe(

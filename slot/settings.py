@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     (and does not trail off), take a nearly as likely reading that answers the question in the
     state's own terms (`media_edge.moonshine_stt`). On the dev replies, 16 misheard answers
     understood as said, 2 read as something else ("a hundred fifteen" as 15)."""
+    stt_second_opinion: bool = True
+    """With the second look, Moonshine base only: a reading of an answer to a day or time
+    question that is not understood is put to Whisper tiny.en too, whose reading is taken when it
+    gives the day or time (`media_edge.stt_models.SecondOpinionSTT`; the agent reads it back
+    before booking). On the dev replies: 7 of the 13 weekday answers left not understood, all
+    right. Costs Whisper's ~100 MB and 0.7 s of CPU at edge start."""
     barge_in_min_speech_ms: int = Field(default=500, ge=20)
     """Caller speech over the agent shorter than this never interrupts ("uh-huh", a cough)."""
     barge_in_confirm_words: bool = True

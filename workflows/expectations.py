@@ -243,3 +243,14 @@ class AnswerReadings:
 
     def answers(self, text: str) -> bool:
         return judge_answer(self.expect, text).answers_here
+
+    def asks_a_day_or_time(self) -> bool:
+        collect = self.expect.collect
+        spec = self.expect.slots.get(collect) if collect is not None else None
+        return spec is not None and spec.kind in ("weekday", "daypart")
+
+    def gives_the_day_or_time(self, text: str) -> bool:
+        if not self.asks_a_day_or_time():
+            return False
+        meaning = judge_answer(self.expect, text).meaning or ""
+        return meaning.startswith(f"slot:{self.expect.collect}=")
