@@ -19,7 +19,6 @@ turns that would otherwise be a fallback line.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from concurrent.futures import Executor
@@ -36,7 +35,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 from media_edge.audio import resample, to_float
 from media_edge.onnx_int8 import int8_matmuls
 from media_edge.ort_format import ort_to_onnx
-from media_edge.providers import PCM, SpeechContext, Transcript
+from media_edge.providers import PCM, SpeechContext, TranscribesOnExecutor, Transcript
 
 MOONSHINE_RATE = 16_000
 MODEL_DIR = "moonshine_cpp/models/base-en"
@@ -205,7 +204,7 @@ class Reading:
         return Reading((*self.tokens, token), (*self.log_probs, log_prob), score, open_)
 
 
-class MoonshineSTT:
+class MoonshineSTT(TranscribesOnExecutor):
     """Transcribes one caller segment at a time, off the event loop."""
 
     def __init__(
@@ -353,11 +352,3 @@ class MoonshineSTT:
             past = {name: value[parents] for name, value in past.items()}
         finished.extend(live)
         return sorted(finished, key=lambda reading: reading.score, reverse=True)
-
-    async def transcribe(
-        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
-    ) -> Transcript:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.transcribe_sync, audio, sample_rate, context
-        )

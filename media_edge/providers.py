@@ -12,7 +12,9 @@ sample rate stated where it can vary.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +90,26 @@ class SpeechToText(Protocol):
         """Final transcript of one caller segment; runs off the event loop. A provider that
         cannot use `context` ignores it."""
         ...
+
+
+class TranscribesOnExecutor:
+    """`transcribe` for an embedded model: its blocking `transcribe_sync` run on the model's
+    executor, off the event loop."""
+
+    _executor: Executor
+
+    def transcribe_sync(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
+        raise NotImplementedError
+
+    async def transcribe(
+        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
+    ) -> Transcript:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self.transcribe_sync, audio, sample_rate, context
+        )
 
 
 @dataclass(frozen=True)

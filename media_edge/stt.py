@@ -8,7 +8,6 @@ turns, and the rare short-window result that looks like a decoding loop, take th
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 from concurrent.futures import Executor
@@ -19,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media_edge.audio import resample, to_float
-from media_edge.providers import PCM, SpeechContext, Transcript
+from media_edge.providers import PCM, SpeechContext, TranscribesOnExecutor, Transcript
 
 WHISPER_RATE = 16000
 FULL_WINDOW_FRAMES = 3000
@@ -52,7 +51,7 @@ def looks_looped(text: str) -> bool:
     return len(set(pairs)) < len(pairs)
 
 
-class WhisperSTT:
+class WhisperSTT(TranscribesOnExecutor):
     """Transcribes one caller segment at a time, off the event loop."""
 
     def __init__(
@@ -152,11 +151,3 @@ class WhisperSTT:
         text = " ".join(s.text.strip() for s in parts).strip()
         confidence = float(np.exp(np.mean([s.avg_logprob for s in parts]))) if parts else None
         return Transcript(text=text, confidence=confidence, provider="whisper")
-
-    async def transcribe(
-        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
-    ) -> Transcript:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.transcribe_sync, audio, sample_rate, context
-        )

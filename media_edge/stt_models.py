@@ -6,13 +6,12 @@ one caller segment per call; `slot eval stt --model` compares them on the person
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, get_args
 
-from media_edge.providers import PCM, SpeechContext, SpeechToText, Transcript
+from media_edge.providers import PCM, SpeechContext, SpeechToText, TranscribesOnExecutor, Transcript
 from slot.settings import STTModel
 
 STT_MODELS: tuple[STTModel, ...] = get_args(STTModel)
@@ -52,7 +51,7 @@ def embedded_stt(
     return WhisperSTT(executor, cpu_threads)
 
 
-class SecondOpinionSTT:
+class SecondOpinionSTT(TranscribesOnExecutor):
     """A second model's reading of an answer that should name a day or a time, when the first
     model's reading (with its second look) is not understood.
 
@@ -81,11 +80,3 @@ class SecondOpinionSTT:
         if not judge.gives_the_day_or_time(other.text):
             return first
         return replace(other, first_reading=first.text)
-
-    async def transcribe(
-        self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
-    ) -> Transcript:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.transcribe_sync, audio, sample_rate, context
-        )
