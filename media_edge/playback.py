@@ -191,12 +191,27 @@ class Playback:
         return self.text_until(position), round(position)
 
     def pause(self, now: float) -> float:
-        """Freeze what was heard (the caller talks); the sender stops before its next frame."""
-        position = self.position_ms(now)
+        """Freeze what was heard (the caller talks); the sender stops before its next frame.
+        Never past the audio sent: under load the sender can fall behind the clock, and the
+        frames it has not sent yet were not heard (resuming past them skipped them)."""
+        position = min(self.position_ms(now), self._sent_ms())
         self.paused_at_ms = position
         self.playing.clear()
         self.changed.set()
         return position
+
+    def _sent_ms(self) -> float:
+        """How much of the utterance has been sent: the chunks whose frames all left, and the
+        frames sent of the next."""
+        sent_ms, start = 0.0, 0
+        for chunk in self.chunks:
+            count = len(chunk.frames)
+            if self.cursor >= start + count:
+                sent_ms += chunk.duration_ms
+            else:
+                return sent_ms + (self.cursor - start) * FRAME_MS
+            start += count
+        return sent_ms
 
     def resume(self) -> float:
         """Rewind the sending cursor to where the caller stopped hearing; returns that place."""

@@ -438,8 +438,8 @@ class Speaker:
             async with self._lock:
                 if playback.finished:
                     return False
-                if playback.paused:
-                    continue
+                if playback.paused or playback.cursor >= playback.frame_count:
+                    continue  # a resume may have moved the cursor while this sender waited
                 frame = playback.cursor
                 first = playback.first_frame_at is None
                 await self._send_text(tp.media_message(self.stream_sid, playback.frames[frame]))

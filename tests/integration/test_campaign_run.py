@@ -80,7 +80,7 @@ def test_campaign_run_ends_every_lead_and_its_summary_matches_the_records(
     assert _count(summary, "calls") == len(records) == 8, "three unanswered leads called twice"
     answered = [r for r in records if r.status != "no_answer"]
     assert _count(summary, "answered") == len(answered) == 2
-    assert {r.outcome for r in answered} == {"not_interested", "do_not_call"}
+    assert {r.outcome for r in answered} == {"not_interested", "do_not_call"}, output
     assert _count(summary, "do-not-call") == 1
     unanswered = sum(_count(summary, label) for label in ("no answer", "busy", "voicemail"))
     assert unanswered == len(records) - len(answered) == 6

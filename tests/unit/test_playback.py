@@ -124,3 +124,17 @@ def test_the_end_mark_echoed_on_clear_does_not_end_a_paused_utterance() -> None:
     call.pb.resume()
     call.tick(10)
     assert call.pb.end_echoed.is_set() and call.heard[-1] == 59
+
+
+def test_a_pause_while_the_sender_lags_the_clock_resumes_at_the_first_frame_not_sent() -> None:
+    """Under load the sender can fall behind the clock: the caller never heard the frames it had
+    not sent, so the resume sends them (it used to jump past them, and past the last frame
+    rendered, where the speaker's next send raised IndexError and dropped a campaign call)."""
+    pb = utterance()
+    for _ in range(5):
+        pb.frame_sent(0.0)
+    assert pb.position_ms(2.0) == 20 * FRAME_MS  # the clock says the whole first chunk played
+    assert pb.pause(2.0) == 5 * FRAME_MS
+    pb.resume()
+    assert pb.cursor == 5
+    assert pb.heard(2.0)[1] == 5 * FRAME_MS
