@@ -236,9 +236,15 @@ async def history(client: Client, call_id: str) -> list[HistoryEvent]:
 
 
 def task_worker(events: list[HistoryEvent]) -> str:
-    """The identity of the worker that took the call's latest workflow task."""
-    started = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED]
-    return started[-1].workflow_task_started_event_attributes.identity
+    """The identity of the worker that completed the call's latest workflow task. Not the
+    latest task *started*: one a worker has started and not yet completed (an Update's, say)
+    can show in the history with no identity (seen once in CI: '')."""
+    completed = [
+        e.workflow_task_completed_event_attributes.identity
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    return [identity for identity in completed if identity][-1]
 
 
 def first_task_after(events: list[HistoryEvent], moment: datetime) -> tuple[float, str, str]:
