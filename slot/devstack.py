@@ -468,6 +468,7 @@ async def run_dev(settings: Settings, *, headless: bool = False) -> int:
         try:
             await stack.start()
         except StackError as error:
+            await stack.stop()  # what it did start (Temporal, say) must not outlive it
             console.print(f"[red]error:[/] {error}")
             return 1
     for name in stack.reused:

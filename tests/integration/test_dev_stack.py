@@ -223,3 +223,44 @@ async def refuses_strangers(settings: Settings) -> None:
     assert public_say.status_code == 404
     assert no_bearer.status_code == 401
     assert bearer.status_code == 200
+
+
+async def test_slot_dev_that_cannot_start_stops_the_temporal_it_started(tmp_path: Path) -> None:
+    """Something answers on the edge's port (another stack's edge, say) and no secrets are set:
+    `slot dev` refuses to join it, and the Temporal it had started is stopped, not left behind
+    (seen in CI: a dev server outliving its `slot dev`)."""
+
+    async def healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    settings = Settings(
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=free_port(),
+        codec_port=free_port(),
+        edge_port=free_port(),
+        edge_internal_port=free_port(),
+        simulator_port=free_port(),
+        api_port=free_port(),
+        data_dir=tmp_path / "data",
+    ).model_copy(update={"twilio_auth_token": None, "internal_token": None})
+    env = {**os.environ, **settings_env(settings), "COLUMNS": "200"}
+    for secret in ("TWILIO_AUTH_TOKEN", "SLOT_INTERNAL_TOKEN"):
+        env.pop(secret)
+    squatter = await asyncio.start_server(healthz, settings.edge_host, settings.edge_port)
+    async with squatter:
+        assert await http_ok(f"http://{settings.edge_host}:{settings.edge_port}/healthz")
+        dev = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "slot.cli", "dev", "--headless"),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(dev.communicate(), 120)
+    assert dev.returncode == 1, out.decode()
+    assert "parts of a dev stack are running, but its secrets" in out.decode()
+    assert (settings.data_dir / "temporal.db").exists(), "it had started its own Temporal"
+    assert not await temporal_is_running(settings.temporal_address)
