@@ -30,7 +30,9 @@ from workflows.call import CallWorkflow
 from workflows.messages import CallInput
 
 
-async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
+def stack_without_secrets(tmp_path: Path) -> tuple[Settings, dict[str, str]]:
+    """A dev stack of its own (free ports, a fresh data folder), and the environment `slot dev`
+    runs with: no secrets in it, so the stack makes its own."""
     settings = Settings(
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
@@ -44,6 +46,11 @@ async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Pa
     env = {**os.environ, **settings_env(settings), "COLUMNS": "200"}
     for secret in ("TWILIO_AUTH_TOKEN", "SLOT_INTERNAL_TOKEN"):
         env.pop(secret)
+    return settings, env
+
+
+async def test_slot_dev_starts_every_part_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
+    settings, env = stack_without_secrets(tmp_path)
     dev = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -236,19 +243,7 @@ async def test_slot_dev_that_cannot_start_stops_the_temporal_it_started(tmp_path
         await writer.drain()
         writer.close()
 
-    settings = Settings(
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=free_port(),
-        codec_port=free_port(),
-        edge_port=free_port(),
-        edge_internal_port=free_port(),
-        simulator_port=free_port(),
-        api_port=free_port(),
-        data_dir=tmp_path / "data",
-    ).model_copy(update={"twilio_auth_token": None, "internal_token": None})
-    env = {**os.environ, **settings_env(settings), "COLUMNS": "200"}
-    for secret in ("TWILIO_AUTH_TOKEN", "SLOT_INTERNAL_TOKEN"):
-        env.pop(secret)
+    settings, env = stack_without_secrets(tmp_path)
     squatter = await asyncio.start_server(healthz, settings.edge_host, settings.edge_port)
     async with squatter:
         assert await http_ok(f"http://{settings.edge_host}:{settings.edge_port}/healthz")
