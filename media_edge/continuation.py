@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workflows.call_state import REVERSIBLE_ENDINGS
 from workflows.expectations import ExpectedAnswer
 from workflows.messages import Decision
+from workflows.script import REVERSIBLE_ENDINGS
 
 AFTER_REPLY_MS = 800
 """Speech starting this long into the agent's reply still continues the caller's turn.

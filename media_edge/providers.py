@@ -13,6 +13,7 @@ sample rate stated where it can vary.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -92,16 +93,17 @@ class SpeechToText(Protocol):
         ...
 
 
-class TranscribesOnExecutor:
+class TranscribesOnExecutor(ABC):
     """`transcribe` for an embedded model: its blocking `transcribe_sync` run on the model's
     executor, off the event loop."""
 
     _executor: Executor
 
+    @abstractmethod
     def transcribe_sync(
         self, audio: PCM, sample_rate: int, context: SpeechContext | None = None
     ) -> Transcript:
-        raise NotImplementedError
+        """The transcript of one segment, on the calling thread (evaluations, warm-up)."""
 
     async def transcribe(
         self, audio: PCM, sample_rate: int, context: SpeechContext | None = None

@@ -41,14 +41,14 @@ def embedded_stt(
     (`SecondOpinionSTT`)."""
     from media_edge.stt import WhisperSTT
 
-    if model == "moonshine-base":
-        from media_edge.moonshine_stt import MoonshineSTT
+    if model != "moonshine-base":
+        return WhisperSTT(executor, cpu_threads)
+    from media_edge.moonshine_stt import MoonshineSTT
 
-        moonshine = MoonshineSTT(executor, cpu_threads, cache=cache)
-        if not second_opinion:
-            return moonshine
-        return SecondOpinionSTT(moonshine, WhisperSTT(executor, cpu_threads), executor)
-    return WhisperSTT(executor, cpu_threads)
+    moonshine = MoonshineSTT(executor, cpu_threads, cache=cache)
+    if not second_opinion:
+        return moonshine
+    return SecondOpinionSTT(moonshine, WhisperSTT(executor, cpu_threads), executor)
 
 
 class SecondOpinionSTT(TranscribesOnExecutor):
@@ -72,9 +72,10 @@ class SecondOpinionSTT(TranscribesOnExecutor):
     ) -> Transcript:
         first = self._first.transcribe_sync(audio, sample_rate, context)
         judge = context.readings if context is not None else None
-        if judge is None or not judge.asks_a_day_or_time() or judge.settled(first.text):
+        if context is None or judge is None or not judge.asks_a_day_or_time():
             return first
-        assert context is not None
+        if judge.settled(first.text):
+            return first
         asked = SpeechContext(context.prompt, context.hotwords)
         other = self._second.transcribe_sync(audio, sample_rate, asked)
         if not judge.gives_the_day_or_time(other.text):

@@ -26,7 +26,7 @@ from workflows.messages import (
     Turn,
     UtterancePlayed,
 )
-from workflows.script import Outcome, ScriptStep, opening_state
+from workflows.script import REVERSIBLE_ENDINGS, Outcome, ScriptStep, opening_state
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,6 @@ class BeforeDecision:
     outcome: Outcome | None = None
     goodbye: bool = False
     """The decision was a goodbye (`REVERSIBLE_ENDINGS`): undoing it keeps the call going."""
-
-
-REVERSIBLE_ENDINGS = frozenset(
-    {Outcome.NOT_INTERESTED, Outcome.CALL_BACK_LATER, Outcome.WRONG_PERSON}
-)
-"""Goodbyes a caller's continuation may still take back before they are heard: "Not Monday...
-Tuesday, I guess" is not a request to be called back, nor "Well, I've been thinking about solar
-anyhow... sure, why not" a refusal. Never a do-not-call (the caller asked to be left alone), a
-transfer or a booking."""
 
 
 def undoable(step: ScriptStep, *, goodbyes: bool = False) -> bool:

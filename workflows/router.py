@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.intent_classifier import IntentClassifierActivities
     from activities.knowledge import KnowledgeActivities
     from workflows import script
-    from workflows.call_state import REVERSIBLE_ENDINGS
     from workflows.expectations import asks_something
     from workflows.intents import match_intent
     from workflows.llm_turn import (
@@ -44,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         RetrieveRequest,
         TranscriptLine,
     )
-    from workflows.script import DecisionTier, ScriptStep, TurnContext
+    from workflows.script import REVERSIBLE_ENDINGS, DecisionTier, ScriptStep, TurnContext
 
 ROUTER_PATCH = "router-v1"
 """Speech turns go through the router's local activities (classifier, knowledge base)."""

@@ -55,6 +55,15 @@ class Outcome(StrEnum):
     BUSY = "busy"
 
 
+REVERSIBLE_ENDINGS = frozenset(
+    {Outcome.NOT_INTERESTED, Outcome.CALL_BACK_LATER, Outcome.WRONG_PERSON}
+)
+"""Goodbyes a caller's continuation may still take back before they are heard: "Not Monday...
+Tuesday, I guess" is not a request to be called back, nor "Well, I've been thinking about solar
+anyhow... sure, why not" a refusal. Never a do-not-call (the caller asked to be left alone), a
+transfer or a booking. A caller's question read as one of them is asked again (`check_goodbye`)."""
+
+
 class DecisionTier(StrEnum):
     """Which part of the router decided a turn (tier 0 rules and script, 1 classifiers, 2 LLM)."""
 
@@ -1347,11 +1356,6 @@ def _weak_refusal(playbook: Playbook, state: str, step: ScriptStep) -> bool:
     )
 
 
-_UNDOABLE_GOODBYES = frozenset(
-    {Outcome.NOT_INTERESTED, Outcome.CALL_BACK_LATER, Outcome.WRONG_PERSON}
-)
-
-
 _PUTS_OFF = re.compile(
     r"\b(later|(an)?other (time|day)|tomorrow|tonight|next (week|month)|some other)\b"
 )
@@ -1367,7 +1371,7 @@ def _question_read_as_goodbye(step: ScriptStep, utterance: str, context: TurnCon
     return (
         context.questions_v6
         and step.end_call
-        and step.outcome in _UNDOABLE_GOODBYES
+        and step.outcome in REVERSIBLE_ENDINGS
         and step.tier in (DecisionTier.INTENT, DecisionTier.CLASSIFIER)
         and only_asks(utterance)
         and asks_to_be_called_back(utterance, v5=True) is None
