@@ -79,23 +79,31 @@ async def _double(module: str, *args: str) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-async def stt_standin(folder: Path, lines: list[tuple[str, bytes]]) -> SpeechStandins:
+def _key_option(key: str) -> str:
+    """`--key=K` in one word: a random key may begin with "-", which argparse would read as an
+    option of its own if the key came as the next word."""
+    return f"--key={key}"
+
+
+async def stt_standin(
+    folder: Path, lines: list[tuple[str, bytes]], key: str | None = None
+) -> SpeechStandins:
     """The Deepgram double in fast mode, in its own process, knowing the caller's clips."""
     known = folder / "known-lines.json"
     KnownLines().dump(known, lines)
-    key = secrets.token_urlsafe(24)
+    key = key or secrets.token_urlsafe(24)
     process, url = await _double(
-        "simulator.deepgram_double", "--key", key, "--known-lines", str(known)
+        "simulator.deepgram_double", _key_option(key), "--known-lines", str(known)
     )
     os.environ[DEEPGRAM_KEY_ENV] = key  # the edge inherits it; only ever the double's own key
     return SpeechStandins({"stt": "deepgram", "deepgram_url": url}, [process])
 
 
-async def tts_standin() -> SpeechStandins:
+async def tts_standin(key: str | None = None) -> SpeechStandins:
     """The Cartesia double in its fast mode (a tone burst per word, exactly timed, at once), in
     its own process: `SLOT_TTS=cartesia` against it."""
-    key = secrets.token_urlsafe(24)
-    process, url = await _double("simulator.cartesia_double", "--key", key, "--mode", "fast")
+    key = key or secrets.token_urlsafe(24)
+    process, url = await _double("simulator.cartesia_double", _key_option(key), "--mode", "fast")
     os.environ[CARTESIA_KEY_ENV] = key  # the edge inherits it; only ever the double's own key
     return SpeechStandins({"tts": "cartesia", "cartesia_url": url}, [process])
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from evals.bench_report import COLUMNS, STACK
-from slot.settings import REPO_ROOT
+from evals.bench_stack import stt_standin, tts_standin
+from media_edge import cartesia_tts, deepgram_stt
+from slot.settings import REPO_ROOT, Settings
 
 CALLS = 2
 BENCH_TIMEOUT_S = 270
@@ -87,3 +89,24 @@ def test_slot_bench_with_stand_ins_reports_every_figure(tmp_path: Path) -> None:
     assert "| N | turns | turn latency p50 |" in markdown
     assert f"\n| {CALLS} | {step['turns']} |" in markdown
     assert (out / "bench.png").stat().st_size > 10_000
+
+
+async def test_the_stand_ins_take_a_key_that_begins_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random key begins with "-" one time in 64; the doubles once read it as an option and
+    the bench (and this suite, once) failed with "did not start"."""
+    key = "-Zx_0a1b2c3d4e5f6g7h8i9j"
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)  # the stand-ins set them
+    monkeypatch.delenv("CARTESIA_API_KEY", raising=False)
+    standins = [await stt_standin(tmp_path, [], key), await tts_standin(key)]
+    try:
+        overrides = standins[0].overrides | standins[1].overrides
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        await deepgram_stt.check_key(deepgram_stt.DeepgramConfig(settings, key))
+        await cartesia_tts.check_key(cartesia_tts.CartesiaConfig(settings, key))
+        with pytest.raises(deepgram_stt.DeepgramConfigError):
+            await deepgram_stt.check_key(deepgram_stt.DeepgramConfig(settings, key[1:]))
+    finally:
+        for standin in standins:
+            await standin.stop()
