@@ -9,7 +9,7 @@ Wrong = the script moved the wrong way (worst); missed = it fell back when it sh
 understood.
 
 Honest: the router's thresholds are
-chosen on the DEV sets only (`dev_playbook.yaml`, `dev_callers.yaml`, `dev_callers2.yaml`; the
+chosen on the DEV sets only (`dev_playbook.yaml`, `dev_callers*.yaml`; the
 classifier's is
 `understanding_intent_threshold` on the new path): the most accurate pair
 whose precision (right among the turns it answered) is at least `--min-precision`. The held-out
@@ -35,6 +35,7 @@ from evals.router_labels import (
     BEFORE_PLAYBOOK,
     DEV_CALLERS,
     DEV_CALLERS2,
+    DEV_CALLERS3,
     DEV_PLAYBOOK,
     HELDOUT_CALLERS,
     Case,
@@ -57,6 +58,8 @@ INTENT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 TOKEN_THRESHOLDS = tuple(round(0.55 + 0.05 * i, 2) for i in range(8))
 LEAD = {"lead_name": "Jordan"}
 REPORTS = REPO_ROOT / "reports"
+DEV_SETS = ("dev_playbook", "dev_callers", "dev_callers2", "dev_callers3")
+"""The sets thresholds and rules may be chosen on; heldout_callers only reports."""
 
 
 class EvalTools:
@@ -241,9 +244,10 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         "dev_playbook": load_cases(DEV_PLAYBOOK),
         "dev_callers": load_cases(DEV_CALLERS),
         "dev_callers2": load_cases(DEV_CALLERS2),
+        "dev_callers3": load_cases(DEV_CALLERS3),
         "heldout_callers": load_cases(HELDOUT_CALLERS),
     }
-    dev = sets["dev_playbook"] + sets["dev_callers"] + sets["dev_callers2"]
+    dev = [case for name in DEV_SETS for case in sets[name]]
     before_tools = EvalTools(classifier, understanding=False)
     after_tools = EvalTools(classifier, understanding=True)
     legacy = load_playbook_file(BEFORE_PLAYBOOK)
@@ -269,7 +273,7 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         "fell back when it should have understood. Precision = right among the turns it "
         "answered. Caller utterances about `interest` count twice (states pitch and cost).",
         "",
-        f"Thresholds chosen on DEV only (dev_playbook + dev_callers + dev_callers2, "
+        f"Thresholds chosen on DEV only ({' + '.join(DEV_SETS)}, "
         f"{len(dev)} turns, "
         f"precision ≥ {min_precision:.0%}, most accurate): understanding_intent_threshold "
         f"{config.understanding_intent_threshold:.2f}, token_confident_score "
@@ -302,7 +306,7 @@ async def evaluate(min_precision: float) -> tuple[str, dict[str, object]]:
         "Dev turns the new router still gets wrong or misses (tuning may read these):",
         "",
     ]
-    for name in ("dev_playbook", "dev_callers", "dev_callers2"):
+    for name in DEV_SETS:
         for case, step, result in results[name]["after"]:
             if result != "right":
                 lines.append(

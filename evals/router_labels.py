@@ -21,6 +21,7 @@ DATA = Path(__file__).parent / "data" / "router"
 DEV_PLAYBOOK = DATA / "dev_playbook.yaml"
 DEV_CALLERS = DATA / "dev_callers.yaml"
 DEV_CALLERS2 = DATA / "dev_callers2.yaml"
+DEV_CALLERS3 = DATA / "dev_callers3.yaml"
 """A second dev round (session 11), longer and less direct; it found the readings of
 understanding-v5."""
 HELDOUT_CALLERS = DATA / "heldout_callers.yaml"

@@ -61,6 +61,9 @@ intent matched only on a bare "No." example, and "there's no NAME here" reads a 
 UNDERSTANDING_V5_PATCH = "understanding-v5"
 """On top of understanding-v4: the readings of `TurnContext.understanding_v5` (a second dev set
 of caller turns, `evals/data/router/dev_callers2.yaml`, showed them missing)."""
+UNDERSTANDING_V6_PATCH = "understanding-v6"
+"""On top of understanding-v5: the readings of `TurnContext.understanding_v6` (a third dev set
+of caller turns, `evals/data/router/dev_callers3.yaml`, showed them missing)."""
 QUESTIONS_FIRST_PATCH = "questions-first-v1"
 """A caller's question that the classifier or the token matcher reads as a goodbye ("Who is Sunny
 Solar exactly? I haven't heard of you." as not interested) is answered from the knowledge base
@@ -207,6 +210,8 @@ class Router:
                 context = replace(context, understanding_v5=True)
             if self._tools.patched(GOODBYE_CHECK_V2_PATCH):
                 context = replace(context, questions_v6=True)
+            if self._tools.patched(UNDERSTANDING_V6_PATCH):
+                context = replace(context, understanding_v6=True)
             step = script.respond(
                 self._playbook,
                 state,

@@ -34,6 +34,7 @@ from workflows.understanding import (
     read_daypart,
     read_money,
     read_weekday,
+    says_it_is_them,
     says_they_are_away,
     says_wrong_person,
     without_echoed_name,
@@ -254,6 +255,15 @@ class TurnContext:
     (`check_goodbye`) never says the agent's last line again; "try me Thursday", "call Friday"
     ask for a call back, "transfer me" for a person; a turn not understood whole may be by one
     of its sentences; the token match compares words without inflections (`intents.stem`)."""
+    understanding_v6: bool = False
+    """Patch understanding-v6 (a third dev set of caller turns, `dev_callers3.yaml`): "a hundred
+    and twenty, hundred and thirty" is two amounts; an hour alone ("three o'clock-ish") and a
+    daypart ruled out ("not the morning") answer a morning-or-afternoon question; more
+    acknowledgements and go-aheads are a yes ("Lovely.", "Sign me up.", "see you then");
+    "give me a ring next week" and a bad time with a later one ask for a call back; "she moved
+    out" is the wrong person and "you're talking to him" the right one; "no-call list", "stop
+    ringing" ask not to be called; a new day or time with a word of change ("make it the
+    afternoon instead", "can we move it to Friday?") at a read-back is a no that keeps it."""
     questions_v6: bool = False
     """Patch goodbye-check-v2: a goodbye read by the token match or the classifier from a turn
     that only asks ("Will they call before they come?" as a call back) asks the state's
@@ -631,15 +641,15 @@ def _negated_before(text: str, at: int) -> bool:
 
 
 def extract_slot(
-    spec: SlotSpec, utterance: str, *, asked: bool = True, v5: bool = False
+    spec: SlotSpec, utterance: str, *, asked: bool = True, v5: bool = False, v6: bool = False
 ) -> tuple[str, str] | None:
     """(value, the words it came from) for the slot, if the utterance has one.
 
     `asked`: the current question asks for this slot; a `money` slot takes a bare number only
-    then ("We bought it in twenty ten" is not a bill). `v5`: the readers of patch
-    understanding-v5."""
+    then ("We bought it in twenty ten" is not a bill). `v5`, `v6`: the readers of patches
+    understanding-v5 and -v6."""
     if spec.kind == "money":
-        amount = read_money(utterance, asked=asked, v5=v5)
+        amount = read_money(utterance, asked=asked, v5=v5, v6=v6)
         if amount is None:
             return None
         words = f"{amount.words} ({amount.note})" if amount.note else amount.words
@@ -647,7 +657,7 @@ def extract_slot(
     if spec.kind in ("weekday", "daypart"):
         reader = read_weekday if spec.kind == "weekday" else read_daypart
         known = WEEKDAYS if spec.kind == "weekday" else DAYPARTS
-        read = reader(utterance, tuple(spec.choices) or known, v5=v5)
+        read = reader(utterance, tuple(spec.choices) or known, v5=v5, v6=v6)
         if read is not None:
             return read.value, read.words
         text = f" {normalize(utterance)} "
@@ -722,7 +732,8 @@ def _slots_in(
             wanted = True
         if wanted:
             v5 = context is not None and context.understanding_v5
-            found = extract_slot(spec, utterance, asked=own, v5=v5)
+            v6 = context is not None and context.understanding_v6
+            found = extract_slot(spec, utterance, asked=own, v5=v5, v6=v6)
             if found is not None:
                 filled[name], evidence[name] = found
     return filled, evidence
@@ -1002,6 +1013,15 @@ def reprompt(
 # --- understanding-v1 ------------------------------------------------------------------------
 
 
+_DO_NOT_CALL_V6 = [
+    *_DO_NOT_CALL_V3,
+    r"\b(no|do not|don t) call (list|register|registry)\b",
+    r"\bstop (ringing|phoning|calling|contacting)\b",
+]
+"""understanding-v6: the list by its other name ("put me on your no-call list") and "stop
+ringing this number"."""
+
+
 def _builtin_rule(
     playbook: Playbook,
     state: str,
@@ -1011,6 +1031,8 @@ def _builtin_rule(
     context: TurnContext,
 ) -> ScriptStep | None:
     do_not_call = _DO_NOT_CALL_V3 if context.do_not_call_v3 else _DO_NOT_CALL_V1
+    if context.understanding_v6:
+        do_not_call = _DO_NOT_CALL_V6
     if (phrase := _first_rule(do_not_call, text)) is not None:
         return _end_with(playbook, Outcome.DO_NOT_CALL, slots, f"rule do_not_call: '{phrase}'")
     if (phrase := _first_rule(_HANG_UP, text)) is not None:
@@ -1023,12 +1045,18 @@ def _builtin_rule(
 
 
 def answer_polarity(
-    yes: str | None, no: str | None, utterance: str, *, refined: bool = False, v5: bool = False
+    yes: str | None,
+    no: str | None,
+    utterance: str,
+    *,
+    refined: bool = False,
+    v5: bool = False,
+    v6: bool = False,
 ) -> tuple[str, str] | None:
     """(intent, the words) when `utterance` is a plain yes or no and the state names the intent
-    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home. `refined`, `v5`:
-    the readings of patches understanding-v2 and -v5 (`polarity`)."""
-    said = polarity(utterance, refined=refined, v5=v5)
+    each means (`yes`, `no`): "Yeah, we've owned it ten years" -> owns_home. `refined`, `v5`,
+    `v6`: the readings of patches understanding-v2, -v5 and -v6 (`polarity`)."""
+    said = polarity(utterance, refined=refined, v5=v5, v6=v6)
     if said is None:
         return None
     meant = yes if said[0] == "yes" else no
@@ -1065,22 +1093,27 @@ def _identity(
     *,
     v4: bool = False,
     v5: bool = False,
+    v6: bool = False,
 ) -> tuple[int, str] | None:
     """(intent, the words) when a state asking for the lead by name hears "wrong number" (the
     intent leading to the wrong-person ending), that the lead is away (`v5`: the first intent
-    leading to a call back) or the caller naming themselves (its `yes`)."""
+    leading to a call back) or the caller naming themselves (its `yes`; `v6`: or saying "you're
+    talking to him")."""
     name = _lead_asked_for(playbook, current, slots)
     if name is None:
         return None
     candidates = current.intents + playbook.global_intents
-    if (words := says_wrong_person(utterance, v4=v4)) is not None:
+    if (words := says_wrong_person(utterance, v4=v4, v6=v6)) is not None:
         wrong = intent_ending_in(playbook, candidates, Outcome.WRONG_PERSON)
         return None if wrong is None else (wrong, words)
     if v5 and (words := says_they_are_away(utterance)) is not None:
         away = intent_ending_in(playbook, candidates, Outcome.CALL_BACK_LATER)
         if away is not None and polarity(utterance, refined=True, v5=True) is None:
             return away, words
-    if current.yes is None or (words := names_themselves(utterance, name)) is None:
+    words = names_themselves(utterance, name)
+    if words is None and v6:
+        words = says_it_is_them(utterance)
+    if current.yes is None or words is None:
         return None
     index = next((i for i, c in enumerate(candidates) if c.name == current.yes), None)
     return None if index is None else (index, words)
@@ -1158,13 +1191,15 @@ def respond_v1(
             playbook, state, slots, filled or {}, index, DecisionTier.SCRIPT, reason, context
         )
 
-    v4, v5 = context.state_answers_v4, context.understanding_v5
-    if (words := asks_to_be_called_back(utterance, v5=v5)) is not None:
+    v4, v5, v6 = context.state_answers_v4, context.understanding_v5, context.understanding_v6
+    if (words := asks_to_be_called_back(utterance, v5=v5, v6=v6)) is not None:
         index = intent_ending_in(playbook, candidates, Outcome.CALL_BACK_LATER)
         if index is not None:
             return take(index, f"'{words}' asks for a call back")
 
-    if context.refined and (named := _identity(playbook, current, slots, utterance, v4=v4, v5=v5)):
+    if context.refined and (
+        named := _identity(playbook, current, slots, utterance, v4=v4, v5=v5, v6=v6)
+    ):
         return take(named[0], f"'{named[1]}' answers who is speaking")
     person = asks_for_a_person(utterance, v5=v5) if context.refined else None
     index = intent_ending_in(playbook, candidates, Outcome.TRANSFER) if person is not None else None
@@ -1186,6 +1221,8 @@ def respond_v1(
         )
 
     correction = _correction(playbook, current, slots, filled_now) if context.refined else None
+    if correction is None and v6:
+        correction = _change_asked(current, utterance, filled_now)
     if correction is not None:
         index, changed = correction
         return take(index, f"'{changed}' changes a detail given before", filled_now)
@@ -1193,7 +1230,7 @@ def respond_v1(
     scope = "" if match is None or match.index < len(current.intents) else "global "
     lead = _lead_asked_for(playbook, current, slots) if v4 else None
     said = without_echoed_name(utterance, lead) if lead else utterance
-    answered = answer_polarity(current.yes, current.no, said, refined=context.refined, v5=v5)
+    answered = answer_polarity(current.yes, current.no, said, refined=context.refined, v5=v5, v6=v6)
     if v4 and match is not None and scope and answered and only_yes_or_no(match.example):
         match = None  # a global intent's bare "No." gives way to what the state says a no means
     if v5 and match is not None and not fits_the_turn(current, utterance, match.example):
@@ -1402,6 +1439,29 @@ def _correction(
         ),
         None,
     )
+    if changed is None:
+        return None
+    index = next((i for i, c in enumerate(current.intents) if c.name == current.no), None)
+    return None if index is None else (index, f"{changed} = {filled_now[changed]}")
+
+
+_CHANGE_WORDS_V6 = re.compile(
+    r"\b(instead|rather|change it|move it|switch it|make it|swap it|push it|different)\b"
+)
+
+
+def _change_asked(
+    current: State, utterance: str, filled_now: dict[str, str]
+) -> tuple[int, str] | None:
+    """(the state's `no` intent, the slot) when a state reading back a detail hears a value for
+    it with a word of change ("make it the afternoon instead", "can we move it to Friday?";
+    patch understanding-v6): a no that keeps the new value, whether or not it differs from the
+    one read back, since the caller asks to change something."""
+    if current.collect is not None or current.no is None:
+        return None
+    if _CHANGE_WORDS_V6.search(normalize(utterance)) is None:
+        return None
+    changed = next((n for n in filled_now if f"{{{n}}}" in current.say), None)
     if changed is None:
         return None
     index = next((i for i, c in enumerate(current.intents) if c.name == current.no), None)

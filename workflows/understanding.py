@@ -105,9 +105,11 @@ def _restates(previous: str, word: str) -> bool:
     )
 
 
-def _runs(words: list[str], *, v5: bool = False) -> list[tuple[int, int]]:
+def _runs(words: list[str], *, v5: bool = False, v6: bool = False) -> list[tuple[int, int]]:
     """(start, end) of each maximal run of number tokens; "a" and "and" join inside a run.
-    `v5` (patch understanding-v5): a restated number starts a run of its own (`_restates`)."""
+    `v5` (patch understanding-v5): a restated number starts a run of its own (`_restates`).
+    `v6` (understanding-v6): so does a second "hundred" ("a hundred and twenty, hundred and
+    thirty" is two amounts, not 12030)."""
     runs: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
@@ -122,6 +124,8 @@ def _runs(words: list[str], *, v5: bool = False) -> list[tuple[int, int]]:
         while j < len(words):
             nxt = words[j]
             if v5 and _restates(words[j - 1], nxt):
+                break
+            if v6 and nxt == "hundred" and "hundred" in words[i:j]:
                 break
             if _is_number_token(nxt):
                 j += 1
@@ -145,7 +149,7 @@ def _digits_joined(text: str) -> str:
     return re.sub(r"(\d+)\.\d+", r"\1", text)
 
 
-def read_amounts(text: str, *, v5: bool = False) -> list[Amount]:
+def read_amounts(text: str, *, v5: bool = False, v6: bool = False) -> list[Amount]:
     """Every number in `text`, number words included; a range becomes its midpoint.
 
     "one eighty" -> 180, "a hundred and twenty" -> 120, "two fifty" -> 250, "between one and
@@ -154,7 +158,8 @@ def read_amounts(text: str, *, v5: bool = False) -> list[Amount]:
     the one before ("Um, sixty? Sixty-five maybe." -> 65, not 125).
     """
     words = normalize(_digits_joined(text)).split()
-    runs = _runs(words, v5=v5)
+    v5 = v5 or v6
+    runs = _runs(words, v5=v5, v6=v6)
     amounts: list[Amount] = []
     used: set[int] = set()
     for n, (start, end) in enumerate(runs):
@@ -202,12 +207,12 @@ def has_money_context(text: str) -> bool:
     return bool(_MONEY_CONTEXT.search(text.lower()))
 
 
-def read_money(text: str, *, asked: bool, v5: bool = False) -> Amount | None:
+def read_money(text: str, *, asked: bool, v5: bool = False, v6: bool = False) -> Amount | None:
     """An amount of money: a number with money words, or any number when the question asked for
     one (`asked`: the state collects it). "We bought it in twenty ten" is not a bill."""
     if not asked and not has_money_context(text):
         return None
-    amounts = [a for a in read_amounts(text, v5=v5) if a.value >= 10]
+    amounts = [a for a in read_amounts(text, v5=v5, v6=v6) if a.value >= 10]
     return amounts[0] if amounts else None
 
 
@@ -249,12 +254,13 @@ def _in_a_span(words: list[str], i: int) -> bool:
 
 
 def read_weekday(
-    text: str, allowed: tuple[str, ...] = WEEKDAYS, *, v5: bool = False
+    text: str, allowed: tuple[str, ...] = WEEKDAYS, *, v5: bool = False, v6: bool = False
 ) -> Found | None:
     """The weekday a caller picks: "Wednesdays are best", "Weds"; a day said with "not" before it
     is ruled out ("not Monday, not Tuesday... Wednesday's fine" -> Wednesday). The last day said
     wins when several are ("Tuesday, no, Thursday"). `v5` (patch understanding-v5): the days
     that bound a span ("I work Monday to Friday") are not picked."""
+    v5 = v5 or v6
     words = normalize(text).split()
     picked: Found | None = None
     for i, word in enumerate(words):
@@ -315,6 +321,12 @@ _HOUR = re.compile(
 """An hour after a preposition ("after two", "around nine"), not a count ("for about ten
 years") or an amount ("around two hundred")."""
 _CLOCK = re.compile(r"\b(\d{1,2})\s?(am|pm|a m|p m)\b")
+_HOUR_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+_BARE_HOUR_V6 = re.compile(
+    rf"\b(\d{{1,2}}|{_HOUR_WORDS})\s?(oclock|o clock)( ish)?\b|\b(\d{{1,2}}|{_HOUR_WORDS})\s?ish\b"
+)
+"""understanding-v6: an hour said alone ("Three o'clock-ish", "ten-ish"), no preposition; the
+normalized text spells o'clock "oclock"."""
 _BARE_HOURS = re.compile(
     r"\b(eight|nine|ten|eleven|7|8|9|10|11)\s+or\s+(eight|nine|ten|eleven|8|9|10|11)\b"
 )
@@ -333,17 +345,22 @@ def _hour_daypart(hour: int, preposition: str) -> str:
 
 
 def read_daypart(
-    text: str, allowed: tuple[str, ...] = DAYPARTS, *, v5: bool = False
+    text: str, allowed: tuple[str, ...] = DAYPARTS, *, v5: bool = False, v6: bool = False
 ) -> Found | None:
     """Morning, afternoon or evening from what a caller says: "mornings, ideally", "after lunch",
     "first thing", "any time after two" (afternoon), "early, like eight or nine" (morning).
 
     A daypart word beats an hour it qualifies ("around seven tonight"). Before `v5` (patch
     understanding-v5) it beat any hour; with it, an hour said first stands when the daypart
-    word comes later in another clause ("After two, I've got a class in the morning")."""
+    word comes later in another clause ("After two, I've got a class in the morning").
+    `v6` (understanding-v6): an hour said alone ("three o'clock-ish") is read too, and where
+    the question offers two dayparts, ruling one out picks the other ("Not the morning, I do the
+    school run" -> afternoon)."""
+    v5 = v5 or v6
     normalized = f" {normalize(text)} "
     best: tuple[int, Found] | None = None
     first_daypart: int | None = None
+    ruled_out: set[str] = set()
     for phrase, value in _DAYPART_PHRASES:
         at = normalized.find(f" {phrase} ")
         if at < 0:
@@ -353,6 +370,7 @@ def read_daypart(
             continue
         before = normalized[:at].split()[-2:]
         if any(w in ("not", "no") for w in before):
+            ruled_out.add(value)
             continue
         if best is None or at < best[0]:
             best = (at, Found(value, phrase))
@@ -362,13 +380,26 @@ def read_daypart(
             between = normalized[hour[1] : first_daypart].split()
             if len(between) > 2:
                 return hour[2]
+        if best is None and v6:
+            return _the_other_daypart(ruled_out, allowed)
         return best[1] if best else None
-    hour = _hour_reading(normalized, allowed)
+    hour = _hour_reading(normalized, allowed, v6=v6)
     return hour[2] if hour else None
 
 
-def _hour_reading(normalized: str, allowed: tuple[str, ...]) -> tuple[int, int, Found] | None:
-    """(start, end, daypart) of the first hour said ("after two", "9 am", "eight or nine")."""
+def _the_other_daypart(ruled_out: set[str], allowed: tuple[str, ...]) -> Found | None:
+    """Of two dayparts offered, the one not ruled out ("not the morning" -> afternoon)."""
+    left = [d for d in allowed if d not in ruled_out]
+    if len(allowed) != 2 or len(left) != 1 or not ruled_out:
+        return None
+    return Found(left[0], f"not {next(iter(ruled_out))}")
+
+
+def _hour_reading(
+    normalized: str, allowed: tuple[str, ...], *, v6: bool = False
+) -> tuple[int, int, Found] | None:
+    """(start, end, daypart) of the first hour said ("after two", "9 am", "eight or nine");
+    `v6`: also an hour alone ("three o'clock", "ten-ish")."""
     best: tuple[int, int, Found] | None = None
     for clock in _CLOCK.finditer(normalized):
         hour, suffix = int(clock.group(1)), clock.group(2).replace(" ", "")
@@ -399,6 +430,13 @@ def _hour_reading(normalized: str, allowed: tuple[str, ...]) -> tuple[int, int, 
     bare = _BARE_HOURS.search(normalized)
     if bare and "morning" in allowed and (best is None or bare.start() < best[0]):
         best = (bare.start(), bare.end(), Found("morning", bare.group(0).strip()))
+    alone = _BARE_HOUR_V6.search(normalized) if v6 and best is None else None
+    if alone is not None:
+        word = alone.group(1) or alone.group(4)
+        hour = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+        value = _hour_daypart(hour, "")
+        if value in allowed:
+            best = (alone.start(), alone.end(), Found(value, alone.group(0).strip()))
     return best
 
 
@@ -448,12 +486,23 @@ _NOT_A_NO = frozenset({"idea", "clue"})
 """Words that make "no" part of another answer ("No idea, my wife pays it")."""
 
 
+_WEAK_YES_V6 = (*_WEAK_YES, "grand", "lovely", "brilliant", "excellent", "wonderful", "super")
+"""understanding-v6: more acknowledgements that are a yes alone ("Lovely.", "Grand.")."""
+_YES_PHRASES_V6 = (*_YES_PHRASES, "spot on", "might as well", "i suppose")
+_CLOSING_YES_V6 = (*_CLOSING_YES, "see you then", "see them then", "see him then", "see her then")
+"""understanding-v6: a turn that ends by expecting the visit ("Grand, see you then") says yes."""
+_GO_AHEAD_ALONE = ("sign me up", "count me in", "go for it", "book it", "put me down", "book me in")
+"""understanding-v6: go-aheads that are a yes without an "okay" before them ("Sign me up.")."""
+
+
 _SOUNDED_YES = tuple(p for p in _YES_PHRASES if p.split()[0] in _FILLERS)
 """The yes phrases that open with a filler sound ("mm hmm", "uh huh"), which filler stripping
 would otherwise eat ("Mm-hmm, we own")."""
 
 
-def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Polarity, str] | None:
+def polarity(
+    text: str, *, refined: bool = False, v5: bool = False, v6: bool = False
+) -> tuple[Polarity, str] | None:
     """Whether an answer opens (or closes) with yes or no, and the words that say it.
 
     "Yeah, we've owned the place for ten years" -> yes; "No, we rent" -> no; "Um, I've been
@@ -462,8 +511,14 @@ def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Pol
 
     `refined` (patch understanding-v2): a no may follow "then", "and", "okay" ("Then no, I'll
     pass"), and "no idea", "no clue" are not a no. `v5` (patch understanding-v5): "mm-hmm" and
-    "uh-huh" are a yes, not fillers to skip.
+    "uh-huh" are a yes, not fillers to skip. `v6` (understanding-v6): more acknowledgements and
+    go-aheads ("Lovely.", "Sign me up.", "Might as well"), and "see you then" at the end.
     """
+    if v6:
+        refined, v5 = True, True
+    yes_phrases = _YES_PHRASES_V6 if v6 else _YES_PHRASES
+    weak_yes = _WEAK_YES_V6 if v6 else _WEAK_YES
+    closing_yes = _CLOSING_YES_V6 if v6 else _CLOSING_YES
     words = normalize(text).split()
     if v5 and (sounded := _starts_with(words, _SOUNDED_YES)) is not None:
         rest = words[len(sounded.split()) :]
@@ -481,20 +536,22 @@ def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Pol
         while len(opened) > 1 and (opened[0] in _LEADING_V2 or opened[0] in _FILLERS):
             opened = opened[1:]
         if opened != words and (
-            _starts_with(opened, _NO_PHRASES) or _starts_with(opened, _YES_PHRASES)
+            _starts_with(opened, _NO_PHRASES) or _starts_with(opened, yes_phrases)
         ):
             words = opened
-        weak = _starts_with(words, _WEAK_YES)
+        weak = _starts_with(words, weak_yes)
         rest = words[len(weak.split()) :] if weak else []
         while rest and rest[0] in _FILLERS | {"then", "just"}:
             rest = rest[1:]
         if weak and rest and _starts_with(rest, _GO_AHEAD):
             return "yes", f"{weak} {_starts_with(rest, _GO_AHEAD)}"
-    yes, no = _starts_with(words, _YES_PHRASES), _starts_with(words, _NO_PHRASES)
+    yes, no = _starts_with(words, yes_phrases), _starts_with(words, _NO_PHRASES)
     if yes is None and no is None:
-        weak = _starts_with(words, _WEAK_YES)
+        weak = _starts_with(words, weak_yes)
         if weak is not None and len(words) - len(weak.split()) <= _WEAK_TAIL:
             yes = weak
+    if yes is None and no is None and v6:
+        yes = _starts_with(words, _GO_AHEAD_ALONE)
     if yes == "no":  # never: "no" is only a no
         yes = None
     if yes and no:
@@ -503,7 +560,7 @@ def polarity(text: str, *, refined: bool = False, v5: bool = False) -> tuple[Pol
         no, yes = None, "no problem"
     if yes is None and no is None:
         tail = " ".join(words[-3:])
-        closing = next((p for p in _CLOSING_YES if tail.endswith(p)), None)
+        closing = next((p for p in closing_yes if tail.endswith(p)), None)
         if closing is None:
             return None
         yes = closing
@@ -538,14 +595,31 @@ _CALL_BACK_V5 = re.compile(
 and "try me" whatever follows ("try me Thursday after five", as BUSINESS.md says callers ask)."""
 
 
-def asks_to_be_called_back(text: str, *, v5: bool = False) -> str | None:
+_LATER = (
+    r"(later|tomorrow|tonight|this (morning|afternoon|evening)|next week|in an hour|in a bit|"
+    r"another (time|day)|some other time|at the weekend|on the weekend)"
+)
+_CALL_BACK_V6 = re.compile(
+    r"\b(give|gimme) (me|us) a (bell|ring|call|buzz|shout)\b"
+    rf"|\b(bad|not a good|awkward|busy|terrible) (time|moment)\b.*\b{_LATER}\b"
+    r"|\b(do|finish|continue|talk about|discuss|have) this (another|some other) (time|day)\b"
+)
+"""understanding-v6: "give me a bell next week", a bad time with a later one named ("Sorry,
+bad time, I'm at the school gate. Later this afternoon?"), and "can we do this another time?"
+(before, the classifier alone read it, at 0.546-0.55 depending on the machine's arithmetic)."""
+
+
+def asks_to_be_called_back(text: str, *, v5: bool = False, v6: bool = False) -> str | None:
     """The words of a request to be called back ("ring back this evening", "try me tomorrow
     after four"), which outranks any day or time in the same breath: they are for the call
-    back, not the visit. `v5`: also with a weekday ("try me Thursday after five")."""
+    back, not the visit. `v5`: also with a weekday ("try me Thursday after five"); `v6`: "give
+    me a ring", a bad time with a later one."""
     normalized = normalize(text)
     found = _CALL_BACK.search(normalized)
-    if found is None and v5:
+    if found is None and (v5 or v6):
         found = _CALL_BACK_V5.search(normalized)
+    if found is None and v6:
+        found = _CALL_BACK_V6.search(normalized)
     return found.group(0) if found else None
 
 
@@ -592,10 +666,39 @@ _NOT_THEM_V4 = re.compile(
 Mar here", as "Omar" was heard)."""
 
 
-def says_wrong_person(text: str, *, v4: bool = False) -> str | None:
+_GONE_V6 = re.compile(
+    r"\b(he|she|they) (is |has |are |have )?moved (out|away|house|on)\b"
+    r"|\b(he|she|they) (is|has|are|have) moved\b(?! (in|here|the|it|my|our|his|her))"
+    r"|\b(he|she|they) (does not|do not|no longer) lives? here\b"
+)
+"""understanding-v6: the person asked for no longer lives here ("Oh, she moved out years ago")."""
+
+
+def says_wrong_person(text: str, *, v4: bool = False, v6: bool = False) -> str | None:
     """The words saying the caller is not the person asked for ("there's no Omar here", "I'm
-    not him"), read by understanding-v2 where the state has an intent for it."""
-    found = (_NOT_THEM_V4 if v4 else _NOT_THEM).search(normalize(text))
+    not him"), read by understanding-v2 where the state has an intent for it; `v6`: also that
+    they moved away."""
+    normalized = normalize(text)
+    found = (_NOT_THEM_V4 if v4 or v6 else _NOT_THEM).search(normalized)
+    if found is None and v6:
+        found = _GONE_V6.search(normalized)
+    return found.group(0) if found else None
+
+
+_SPEAKING_TO_THEM_V6 = re.compile(
+    r"\byou are (talking|speaking) (to|with) (him|her|them|me)\b"
+    r"|\byou (have )?(got|found) (him|her|them|me)\b"
+)
+"""understanding-v6: "You're talking to him.", "You've got her." answer who is speaking."""
+
+
+def says_it_is_them(text: str) -> str | None:
+    """The words saying the caller is the person asked for without a yes or their name ("You're
+    talking to him."), read by understanding-v6."""
+    normalized = normalize(text)
+    if any(w in ("no", "not", "never") for w in normalized.split()):
+        return None
+    found = _SPEAKING_TO_THEM_V6.search(normalized)
     return found.group(0) if found else None
 
 

@@ -12,6 +12,7 @@ from evals.router_labels import (
     BEFORE_PLAYBOOK,
     DEV_CALLERS,
     DEV_CALLERS2,
+    DEV_CALLERS3,
     DEV_PLAYBOOK,
     HELDOUT_CALLERS,
     Case,
@@ -26,7 +27,9 @@ from workflows.script import DecisionTier, Playbook, ScriptStep
 PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
 
 
-@pytest.mark.parametrize("path", [DEV_PLAYBOOK, DEV_CALLERS, DEV_CALLERS2, HELDOUT_CALLERS])
+@pytest.mark.parametrize(
+    "path", [DEV_PLAYBOOK, DEV_CALLERS, DEV_CALLERS2, DEV_CALLERS3, HELDOUT_CALLERS]
+)
 def test_every_label_maps_onto_the_playbook(path: Path) -> None:
     cases = load_cases(path)
     assert cases
@@ -66,8 +69,10 @@ def test_a_decision_is_judged_by_where_it_moves_the_script() -> None:
     assert verdict(owns, step("homeowner"), PLAYBOOK) == "missed"
 
 
-def test_the_second_dev_round_shares_no_line_with_the_held_out_set() -> None:
-    """dev_callers2 was written without reading the held-out set and no line of it is one (the
-    first rounds share a few everyday lines with it, "No.", "Why do you need to know that?")."""
+@pytest.mark.parametrize("dev_set", [DEV_CALLERS2, DEV_CALLERS3], ids=lambda p: p.stem)
+def test_the_later_dev_rounds_share_no_line_with_the_held_out_set(dev_set: Path) -> None:
+    """dev_callers2 and 3 were written without reading the held-out set and no line of them is
+    one (the first rounds share a few everyday lines with it, "No.")."""
     held = {c.text.lower() for c in load_cases(HELDOUT_CALLERS)}
-    assert not held & {c.text.lower() for c in load_cases(DEV_CALLERS2)}
+    shared = held & {c.text.lower() for c in load_cases(dev_set)}
+    assert not shared, shared  # only the shared lines: a failure must not print the held-out set

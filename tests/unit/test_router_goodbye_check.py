@@ -122,7 +122,10 @@ async def test_a_question_that_puts_the_call_off_or_a_refusal_with_a_question_st
     knowledge: KnowledgeBase,
 ) -> None:
     tools = Tools(knowledge)
-    for utterance in ("I'm at work, can we do this another time?", "Could you call me back later?"):
+    # The classifier reads the first as a call back (0.82 here): the put-off exception, not a
+    # rule, keeps it. "I'm at work, can we do this another time?" was here, at 0.546-0.55
+    # depending on the machine; understanding-v6 reads it by rule now.
+    for utterance in ("Can we talk about it tomorrow?", "Could you call me back later?"):
         later = await decide(tools, "pitch", utterance)
         assert later.end_call and later.outcome is Outcome.CALL_BACK_LATER, (utterance, later)
     refusal = await decide(tools, "pitch", "I'm not interested. Why do you people keep calling?")
