@@ -267,7 +267,11 @@ class CallState:
             self.pending_llm = PendingLLMTurn(
                 utterance_id=utterance_id, state=self.state, slots=dict(self.slots)
             )
-        expect = None if step.end_call else expected_answer(self.playbook, step.state, step.text)
+        expect = (
+            None
+            if step.end_call
+            else expected_answer(self.playbook, step.state, step.text, self.slots)
+        )
         return Decision.of(step, utterance_id, expect)
 
     def settle_llm(self, step: ScriptStep, latency_ms: dict[str, float]) -> Decision:

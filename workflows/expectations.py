@@ -9,6 +9,7 @@ around...") waits for the turn model. Pure, so the workflow, the edge and the ev
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -20,10 +21,19 @@ from workflows.script import (
     SlotSpec,
     answer_polarity,
     extract_slot,
+    lead_asked_for,
     rule_phrase,
 )
 from workflows.sentences import PAUSE, SENTENCE_END, split_at
-from workflows.understanding import asks_to_be_called_back
+from workflows.understanding import (
+    asks_for_a_person,
+    asks_to_be_called_back,
+    names_themselves,
+    says_it_is_them,
+    says_they_are_away,
+    says_wrong_person,
+    without_echoed_name,
+)
 
 CONFIDENT_MATCH = 0.65
 """A token-match score at which a short answer counts as complete (the router's confident score)."""
@@ -67,6 +77,9 @@ class ExpectedAnswer(BaseModel):
     """The intent a plain no answers here (the state's `no`), if any."""
     own_intents: int | None = None
     """How many of `intents` are the state's own (None: not said, as in an older decision)."""
+    lead_name: str | None = None
+    """The name the question asks for ("Am I speaking with Omar?"), so a pause's "Omar here" or
+    "there's no Omar here" is judged as the router reads it (None: it asks for nobody)."""
 
     def is_own_intent(self, name: str) -> bool:
         own = self.intents if self.own_intents is None else self.intents[: self.own_intents]
@@ -113,11 +126,18 @@ class AnswerJudgement(BaseModel):
     would they be here for?"): the caller has handed the turn over and waits for a reply."""
 
 
-def expected_answer(playbook: Playbook, state: str, question: str = "") -> ExpectedAnswer | None:
-    """What an answer to `state`'s question looks like; None for a terminal state."""
+def expected_answer(
+    playbook: Playbook,
+    state: str,
+    question: str = "",
+    call_slots: Mapping[str, str] | None = None,
+) -> ExpectedAnswer | None:
+    """What an answer to `state`'s question looks like; None for a terminal state.
+    `call_slots`: the call's, for the name a question asks for."""
     current = playbook.states.get(state)
     if current is None or current.terminal:
         return None
+    lead = lead_asked_for(playbook, current, dict(call_slots)) if call_slots else None
     slots = {
         name: spec
         for name, spec in playbook.slots.items()
@@ -132,6 +152,7 @@ def expected_answer(playbook: Playbook, state: str, question: str = "") -> Expec
         slots=slots,
         yes=current.yes,
         no=current.no,
+        lead_name=lead,
     )
 
 
@@ -194,7 +215,7 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     if (phrase := rule_phrase(normalized)) is not None:
         return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'", meaning=f"rule:{phrase}")
     if expect.collect is not None and expect.collect in expect.slots:
-        found = extract_slot(expect.slots[expect.collect], text)
+        found = extract_slot(expect.slots[expect.collect], text, v5=True, v6=True)
         if found is not None and expect.slots[expect.collect].kind != "text":
             return AnswerJudgement(
                 complete=True,
@@ -202,11 +223,19 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
                 meaning=f"slot:{expect.collect}={found[0]}",
                 answers_here=True,
             )
-    if (words := asks_to_be_called_back(text)) is not None:
+    if (words := asks_to_be_called_back(text, v5=True, v6=True)) is not None:
         return AnswerJudgement(
             complete=True, reason=f"asks for a call back: '{words}'", meaning="call back"
         )
-    match = match_intent(text, expect.intents, CONFIDENT_MATCH)
+    if (words := asks_for_a_person(text, v5=True)) is not None:
+        return AnswerJudgement(
+            complete=True, reason=f"asks for a person: '{words}'", meaning="a person"
+        )
+    if expect.lead_name is not None and (words := _who_answers(text, expect.lead_name)):
+        return AnswerJudgement(
+            complete=True, reason=f"says who is speaking: '{words}'", meaning="identity"
+        )
+    match = match_intent(text, expect.intents, CONFIDENT_MATCH, stemmed=True)
     if match is not None:
         return AnswerJudgement(
             complete=True,
@@ -214,7 +243,9 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
             meaning=f"intent:{match.name}",
             answers_here=expect.is_own_intent(match.name),
         )
-    if (answered := answer_polarity(expect.yes, expect.no, text)) is not None:
+    said = without_echoed_name(text, expect.lead_name) if expect.lead_name else text
+    answered = answer_polarity(expect.yes, expect.no, said, refined=True, v5=True, v6=True)
+    if answered is not None:
         return AnswerJudgement(
             complete=True,
             reason=f"'{answered[1]}' answers it: intent '{answered[0]}'",
@@ -226,6 +257,17 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     if asks_a_question(text):
         return AnswerJudgement(complete=False, reason="a question of the caller's", question=True)
     return AnswerJudgement(complete=False, reason="no confident intent or slot")
+
+
+def _who_answers(text: str, lead_name: str) -> str | None:
+    """The words saying who is on the line, as the router's identity readings take them: the
+    wrong person, the lead away, the lead naming themselves or "you're talking to him"."""
+    return (
+        says_wrong_person(text, v4=True, v6=True)
+        or says_they_are_away(text)
+        or names_themselves(text, lead_name)
+        or says_it_is_them(text)
+    )
 
 
 @dataclass(frozen=True)

@@ -1076,7 +1076,7 @@ def intent_ending_in(playbook: Playbook, intents: list[Intent], outcome: Outcome
     )
 
 
-def _lead_asked_for(playbook: Playbook, current: State, slots: dict[str, str]) -> str | None:
+def lead_asked_for(playbook: Playbook, current: State, slots: dict[str, str]) -> str | None:
     """The lead's name when the state's line asks for them by it (not the slot's default, such
     as "the homeowner", which is nobody's name)."""
     name, spec = slots.get("lead_name"), playbook.slots.get("lead_name")
@@ -1099,7 +1099,7 @@ def _identity(
     intent leading to the wrong-person ending), that the lead is away (`v5`: the first intent
     leading to a call back) or the caller naming themselves (its `yes`; `v6`: or saying "you're
     talking to him")."""
-    name = _lead_asked_for(playbook, current, slots)
+    name = lead_asked_for(playbook, current, slots)
     if name is None:
         return None
     candidates = current.intents + playbook.global_intents
@@ -1146,8 +1146,9 @@ def fits_the_turn(current: State, utterance: str, example: str) -> bool:
 
 
 def rule_phrase(text: str) -> str | None:
-    """The words of a built-in rule (do not call, hang up, repeat) in a normalized utterance."""
-    for patterns in (_DO_NOT_CALL_V3, _HANG_UP, _REPEAT):
+    """The words of a built-in rule (do not call, hang up, repeat) in a normalized utterance, as
+    the newest script reads them (the edge's judgement of a pause)."""
+    for patterns in (_DO_NOT_CALL_V6, _HANG_UP, _REPEAT):
         if (phrase := _first_rule(patterns, text)) is not None:
             return phrase
     return None
@@ -1228,7 +1229,7 @@ def respond_v1(
         return take(index, f"'{changed}' changes a detail given before", filled_now)
     match = match_intent(utterance, candidates, match_threshold, stemmed=v5)
     scope = "" if match is None or match.index < len(current.intents) else "global "
-    lead = _lead_asked_for(playbook, current, slots) if v4 else None
+    lead = lead_asked_for(playbook, current, slots) if v4 else None
     said = without_echoed_name(utterance, lead) if lead else utterance
     answered = answer_polarity(current.yes, current.no, said, refined=context.refined, v5=v5, v6=v6)
     if v4 and match is not None and scope and answered and only_yes_or_no(match.example):

@@ -554,7 +554,7 @@ async def test_classifier_decides_what_the_token_matcher_cannot(env: Env) -> Non
     call = call_input(env.settings)
     handle = await start_call_workflow(env.client, call, env.settings)
     await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
-    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="You've got him."))
+    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="That'd be me."))
     assert decision.state == "homeowner"
     assert decision.tier is DecisionTier.CLASSIFIER
     assert "classifier intent 'confirm_identity' confidence" in decision.reason
@@ -820,7 +820,7 @@ async def test_a_call_replays_after_the_router_is_retuned(env: Env) -> None:
     call = call_input(env.settings)
     handle = await start_call_workflow(env.client, call, env.settings)
     await take_turn(handle, Turn(seq=0, kind="start", edge_url=env.edge.url))
-    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="You've got him."))
+    decision = await take_turn(handle, Turn(seq=1, kind="speech", text="That'd be me."))
     assert decision.tier is DecisionTier.CLASSIFIER and decision.state == "homeowner"
     await handle.signal(CallWorkflow.hang_up, HangUp())
     await handle.result()

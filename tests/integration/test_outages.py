@@ -154,7 +154,7 @@ async def test_a_turn_in_flight_when_the_worker_is_killed_is_answered_once(
     handle = await start_call_workflow(client, call, settings)
     link = link_for(client, call.call_id, Retry(update_rpc_timeout_s=2.0))
     await link.turn(Turn(seq=0, kind="start"))
-    turn = asyncio.create_task(link.turn(Turn(seq=1, kind="speech", text="You've got him.")))
+    turn = asyncio.create_task(link.turn(Turn(seq=1, kind="speech", text="That'd be me.")))
     await until(held_worker.marker.exists, "the worker to start classifying turn 1")
     await held_worker.kill()
     await asyncio.to_thread(warm_up_router, settings)
@@ -168,7 +168,7 @@ async def test_a_turn_in_flight_when_the_worker_is_killed_is_answered_once(
             await link.hang_up("caller hung up")
             result = await asyncio.wait_for(handle.result(), WAIT_S)
 
-    assert caller_turns(result) == [(1, "You've got him."), (2, "Yes, I own my home.")]
+    assert caller_turns(result) == [(1, "That'd be me."), (2, "Yes, I own my home.")]
     accepted = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
     ids = [
         e.workflow_execution_update_accepted_event_attributes.accepted_request.meta.update_id

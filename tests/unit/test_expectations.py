@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from evals.router_labels import DEV_CALLERS, DEV_CALLERS2, DEV_CALLERS3, DEV_PLAYBOOK, load_cases
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT
 from workflows.expectations import AnswerReadings, expected_answer, judge_answer
+from workflows.script import DecisionTier, TurnContext, respond
 
 PLAYBOOK = load_playbook_file(REPO_ROOT / "playbooks" / "solar_survey.yaml")
+LEAD = {"lead_name": "Frank"}
 
 
 def assert_held(state: str, held: tuple[str, ...], not_held: tuple[str, ...]) -> None:
@@ -164,3 +167,48 @@ def test_a_caller_asking_for_a_moment_holds_the_turn() -> None:
     assert qualify is not None
     answered = judge_answer(qualify, "Hang on about 190.")  # a dev caller, heard so
     assert answered.complete and not answered.unfinished, answered.reason
+
+
+def test_a_pause_is_judged_with_the_routers_newest_readings() -> None:
+    """Turns the router's tier 0 reads that the edge once judged unfinished business, so they
+    waited the whole maximum silence: names (the question asks for Frank), a transfer, an
+    opener before a yes, a word's inflection, an hour alone."""
+    greeting = expected_answer(PLAYBOOK, "greeting", "Am I speaking with Frank?", LEAD)
+    nobody = expected_answer(PLAYBOOK, "greeting", "Am I speaking with the homeowner?")
+    homeowner = expected_answer(PLAYBOOK, "homeowner")
+    pitch = expected_answer(PLAYBOOK, "pitch")
+    ask_time = expected_answer(PLAYBOOK, "ask_time")
+    assert greeting and nobody and homeowner and pitch and ask_time
+    assert greeting.lead_name == "Frank" and nobody.lead_name is None
+    for text in ("Frank here.", "There's no Frank here.", "You're talking to him."):
+        judged = judge_answer(greeting, text)
+        assert judged.complete and judged.meaning == "identity", text
+    assert not judge_answer(nobody, "Frank here.").complete
+    assert judge_answer(greeting, "Can you transfer me?").meaning == "a person"
+    assert judge_answer(homeowner, "Ok, yeah, I own my place.").complete
+    assert judge_answer(pitch, "Solar's a scam if you ask me, no thanks.").complete
+    assert judge_answer(ask_time, "Three o'clock-ish.").complete
+
+
+def test_no_dev_turn_is_judged_complete_that_the_routers_tier_0_does_not_read() -> None:
+    """A pause judged complete ends the turn at once: if the router then did not understand
+    it, the caller was cut off for a fallback line."""
+    context = TurnContext(
+        refined=True,
+        do_not_call_v3=True,
+        state_answers_v4=True,
+        understanding_v5=True,
+        understanding_v6=True,
+        questions_v6=True,
+    )
+    lead = {"lead_name": "Jordan"}
+    judged_only = []
+    for path in (DEV_PLAYBOOK, DEV_CALLERS, DEV_CALLERS2, DEV_CALLERS3):
+        for case in load_cases(path):
+            expect = expected_answer(PLAYBOOK, case.state, "", lead)
+            assert expect is not None
+            step = respond(PLAYBOOK, case.state, dict(lead), case.text, context=context)
+            read = step.tier in (DecisionTier.RULE, DecisionTier.SCRIPT)
+            if judge_answer(expect, case.text).complete and not read:
+                judged_only.append(case.text)
+    assert judged_only == []
