@@ -69,3 +69,11 @@ async def test_a_goodbye_that_is_no_question_or_that_asks_for_no_answer_stands(
     assert plain.outcome is Outcome.NOT_INTERESTED
     unanswerable = await decide(tools, "pitch", "Why would I want that? Not interested.")
     assert unanswerable.outcome is Outcome.NOT_INTERESTED, unanswerable.reason
+
+
+async def test_who_is_calling_is_answered_from_the_knowledge_base(knowledge: KnowledgeBase) -> None:
+    """The commonest question of a cold call; before the company page said who calls and why,
+    "Who's calling?" got "Sorry, could you say that again?"."""
+    step = await decide(Tools(knowledge), "greeting", "Who's calling?")
+    assert (step.tier, step.state, step.end_call) == (DecisionTier.KNOWLEDGE, "greeting", False)
+    assert "Sunny Solar" in step.text and "survey" in step.text, step.text
