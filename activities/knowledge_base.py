@@ -26,7 +26,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.embeddings import DIMENSIONS, Embedder, keep_vectors, kept_vectors, shared_embedder
 from slot.settings import Settings, get_settings
-from workflows.router_messages import Passage
+from workflows.intents import STOPWORDS, stem, tokens
+from workflows.router_messages import KNOWLEDGE_MIN_SCORE, Passage
 from workflows.sentences import sentences
 
 if TYPE_CHECKING:
@@ -44,8 +45,38 @@ class KBSettings(BaseSettings):
     """A Qdrant server (e.g. http://qdrant:6333); unset means local mode under the data folder."""
     qdrant_api_key: str | None = None
     kb_collection: str = "knowledge"
-    kb_answer_min_score: float = 0.84
-    """Without an LLM, a passage answers a question only this close (cosine, e5 scale)."""
+    kb_answer_min_score: float = KNOWLEDGE_MIN_SCORE
+    """Without an LLM, a passage answers a question only with this score (inbound calls; the
+    router's default for the others)."""
+
+
+LEXICAL_WEIGHT = 0.04
+"""How much a heading's share of the question's words adds to a passage's score (`search`);
+chosen with the router's `KNOWLEDGE_MIN_SCORE` by `slot eval kb` on the dev questions."""
+RERANK_POOL = 8
+"""Passages the vectors bring up for the lexical re-rank to order."""
+
+
+def _content_words(text: str) -> set[str]:
+    return {stem(w) for w in tokens(text) if w not in STOPWORDS and w not in _QUESTION_WORDS}
+
+
+_QUESTION_TEXT = (
+    "how what who where when why which will would can could should there any have has get"
+)
+_QUESTION_WORDS = frozenset(_QUESTION_TEXT.split())
+
+
+def heading_overlap(query: str, heading: str) -> float:
+    """The share of the question's content words (stemmed, without stopwords and question
+    words) that the section's own question (the heading's last part) has: "Is there a down
+    payment?" shares "payment" with nothing, "Do you charge for the survey?" "survey" with
+    "Is the survey really free?"."""
+    asked = _content_words(query)
+    if not asked:
+        return 0.0
+    own = heading.rsplit(" > ", 1)[-1]
+    return len(asked & _content_words(own)) / len(asked)
 
 
 # --- chunking --------------------------------------------------------------------------------
@@ -319,16 +350,28 @@ class KnowledgeBase:
                 return 0
             return self.client.count(self.collection).count
 
-    def search(self, query: str, k: int = 3) -> list[Passage]:
-        """The `k` passages closest to `query`, best first; empty if nothing was ingested."""
+    def search(
+        self, query: str, k: int = 3, *, lexical_weight: float | None = None
+    ) -> list[Passage]:
+        """The `k` passages closest to `query`, best first; empty if nothing was ingested.
+
+        Each passage's score is its cosine similarity plus `lexical_weight` (default
+        `LEXICAL_WEIGHT`) times the share of the question's words its heading has
+        (`heading_overlap`): e5-small's similarities sit in a narrow band (0.78-0.92 for any
+        question against any passage), so the words a caller shares with a section's question
+        ("warranty", "interest", "deposit") separate sections the vectors barely do."""
         if not query.strip() or k <= 0:
             return []
+        weight = LEXICAL_WEIGHT if lexical_weight is None else lexical_weight
         vector = self.embedder.query(query)
         with self._lock:
             if not self.client.collection_exists(self.collection):
                 return []
             hits = self.client.query_points(
-                self.collection, query=vector.tolist(), limit=k, with_payload=True
+                self.collection,
+                query=vector.tolist(),
+                limit=max(k, RERANK_POOL) if weight else k,
+                with_payload=True,
             ).points
         passages = []
         for hit in hits:
@@ -342,7 +385,15 @@ class KnowledgeBase:
                     score=round(float(hit.score), 4),
                 )
             )
-        return passages
+        if weight:
+            passages = [
+                p.model_copy(
+                    update={"score": round(p.score + weight * heading_overlap(query, p.heading), 4)}
+                )
+                for p in passages
+            ]
+            passages.sort(key=lambda p: -p.score)
+        return passages[:k]
 
     def close(self) -> None:
         with self._lock:

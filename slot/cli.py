@@ -68,6 +68,12 @@ def _cmd_eval_router(args: argparse.Namespace) -> int:
     return main(["--min-precision", str(args.min_precision)])
 
 
+def _cmd_eval_kb(args: argparse.Namespace) -> int:
+    from evals.kb import main
+
+    return main(["--reports", str(args.reports)] if args.reports else [])
+
+
 def _cmd_eval_stt(args: argparse.Namespace) -> int:
     from evals.stt import main
 
@@ -307,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     router.add_argument("--min-precision", type=float, default=0.95)
     router.set_defaults(func=_cmd_eval_router)
+    kb_eval = evals.add_parser(
+        "kb", help="the knowledge-base section each labelled question gets (dev and held-out)"
+    )
+    kb_eval.add_argument("--reports", type=Path, default=None, help="where the table goes")
+    kb_eval.set_defaults(func=_cmd_eval_kb)
     stt = evals.add_parser(
         "stt",
         help="word error rate of the embedded STT on the persona corpus, with and without "

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from activities.embeddings import DIMENSIONS
-from activities.knowledge_base import KnowledgeBase, chunk_text, documents, open_knowledge_base
+from activities.knowledge_base import (
+    KnowledgeBase,
+    chunk_text,
+    documents,
+    heading_overlap,
+    open_knowledge_base,
+)
+from evals.kb import SETS, Question, load_questions, verdict
 from slot.playbooks import load_playbook
 from slot.settings import REPO_ROOT, get_settings
 from workflows.llm_turn import knowledge_answer
@@ -121,3 +128,50 @@ def test_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
     with open_knowledge_base(path=tmp_path) as empty:
         assert empty.search("how long is the warranty") == []
         assert empty.count() == 0
+
+
+def test_a_headings_share_of_the_questions_words_counts_only_the_sections_own_question() -> None:
+    assert (
+        heading_overlap("Do you charge for the survey?", "Survey > Is the survey really free?")
+        == 0.5
+    )
+    assert (
+        heading_overlap("What about the warranty?", "Warranty > What happens if a panel breaks?")
+        == 0
+    )
+    assert heading_overlap("How long would it be?", "Warranty > How long is the warranty?") == 1.0
+    assert heading_overlap("Um, what?", "Anything") == 0
+
+
+def test_a_lexical_weight_adds_the_headings_share_and_reorders(kb: KnowledgeBase) -> None:
+    question = "Is there a deposit to pay?"
+    plain = {p.id: p for p in kb.search(question, 8, lexical_weight=0)}
+    weighted = kb.search(question, 8, lexical_weight=0.5)
+    assert [p.score for p in weighted] == sorted((p.score for p in weighted), reverse=True)
+    for passage in weighted:
+        expected = plain[passage.id].score + 0.5 * heading_overlap(question, passage.heading)
+        assert passage.score == pytest.approx(expected, abs=1e-3)
+    assert weighted[0].heading.endswith("Is there a deposit?")
+
+
+def test_the_kb_eval_counts_a_wrong_section_apart_from_none() -> None:
+    covered = Question("How long is the warranty?", ("How long is the warranty?",))
+    uncovered = Question("Do you sell heat pumps?", ())
+    assert verdict(covered, "Warranty > How long is the warranty?") == "right"
+    assert verdict(covered, "Warranty > What does the warranty cover?") == "wrong"
+    assert verdict(covered, None) == "missed"
+    assert verdict(uncovered, None) == "right"
+    assert verdict(uncovered, "Pricing > Are there any hidden costs?") == "wrong"
+
+
+def test_every_labelled_answer_names_a_section_of_the_shipped_documents() -> None:
+    """The kb eval's labels must follow the documents: a renamed heading fails here, not as a
+    silent drop in the eval's figures."""
+    headings = {
+        chunk.heading.rsplit(" > ", 1)[-1]
+        for file, source in documents(SHIPPED)
+        for chunk in chunk_text(file.read_text(encoding="utf-8"), source)
+    }
+    for path in SETS.values():
+        for question in load_questions(path):
+            assert set(question.answers) <= headings, question
