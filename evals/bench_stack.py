@@ -139,7 +139,8 @@ async def bench_stack(
         try:
             if speech == "standin":
                 lines = await asyncio.to_thread(clips, persona, audio)
-                standins = [await stt_standin(folder, lines), await tts_standin()]
+                standins.append(await stt_standin(folder, lines))
+                standins.append(await tts_standin())  # the first is stopped if this fails
                 for standin in standins:
                     overrides |= standin.overrides
             settings = Settings(**overrides)  # type: ignore[arg-type]

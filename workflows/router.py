@@ -299,7 +299,7 @@ class Router:
             notes.append(f"token match '{script_step.intent}' without the classifier's support")
             filled_now = {k: v for k, v in script_step.slots.items() if slots.get(k) != v}
             script_step = script.recover(
-                playbook, state, slots, filled_now, context, script_step.reason
+                playbook, state, slots, filled_now, context, script_step.reason, utterance
             )
         elif script_step.tier is DecisionTier.INTENT:
             current = playbook.state(state)

@@ -175,6 +175,10 @@ class Playbook(BaseModel):
     goodbye); without it the fallback line and the rephrased question alternate."""
     acknowledge: str = "Got it."
     """Said before the question again when a turn gave details for later but did not answer."""
+    unanswered: str = "Good question. I'm afraid I don't have that detail to hand."
+    """Said before the state's question again when the caller asked something that neither the
+    script nor the knowledge base answers (patch understanding-v6): "Sorry, could you say that
+    again?" to a question heard well asks the caller to repeat what was understood."""
     voicemail: VoicemailPolicy | None = None
     """An answering machine on an outbound call; without it the call hangs up on the machine."""
 
@@ -263,7 +267,9 @@ class TurnContext:
     "give me a ring next week" and a bad time with a later one ask for a call back; "she moved
     out" is the wrong person and "you're talking to him" the right one; "no-call list", "stop
     ringing" ask not to be called; a new day or time with a word of change ("make it the
-    afternoon instead", "can we move it to Friday?") at a read-back is a no that keeps it."""
+    afternoon instead", "can we move it to Friday?") at a read-back is a no that keeps it; a
+    question nothing answers gets `Playbook.unanswered` and the question, not "Sorry, could you
+    say that again?" (`recover`)."""
     questions_v6: bool = False
     """Patch goodbye-check-v2: a goodbye read by the token match or the classifier from a turn
     that only asks ("Will they call before they come?" as a call back) asks the state's
@@ -324,7 +330,7 @@ def playbook_problems(playbook: Playbook) -> list[str]:
     check_target(playbook.start, None, "start")
     check_target(playbook.follow_up_start, None, "follow_up_start")
     check_target(playbook.on_confusion, None, "on_confusion")
-    for field in ("fallback_line", "no_input_goodbye", "acknowledge"):
+    for field in ("fallback_line", "no_input_goodbye", "acknowledge", "unanswered"):
         check_template(getattr(playbook, field), None, field)
     problems += voicemail_problems(playbook.voicemail)
     if playbook.voicemail is not None:
@@ -1299,7 +1305,13 @@ def respond_v1(
     hint = f" (best '{guess.name}' {guess.score:.2f})" if guess else ""
     what = f"no value for slot '{current.collect}' and no" if current.collect else "no"
     return recover(
-        playbook, state, slots, filled_now, context, f"{what} intent ≥ {match_threshold:.2f}{hint}"
+        playbook,
+        state,
+        slots,
+        filled_now,
+        context,
+        f"{what} intent ≥ {match_threshold:.2f}{hint}",
+        utterance,
     )
 
 
@@ -1476,6 +1488,7 @@ def recover(
     filled_now: dict[str, str],
     context: TurnContext,
     why: str,
+    utterance: str = "",
 ) -> ScriptStep:
     """A turn the script did not understand, without ever looping on one line.
 
@@ -1483,7 +1496,9 @@ def recover(
     reprompt); the second asks the question differently (`rephrase`); the third goes to the
     state's `on_confusion`, else the playbook's, and a miss there ends the call politely.
     Never the agent's last line again. Details the turn gave for later are kept and
-    acknowledged. Tier FALLBACK, so the router's tiers 1 and 2 may still answer the turn instead.
+    acknowledged; a question of the caller's (`utterance` only asks; understanding-v6) is
+    acknowledged as one (`Playbook.unanswered`) before the state's question. Tier FALLBACK, so
+    the router's tiers 1 and 2 may still answer the turn instead.
     """
     current = playbook.state(state)
     new_slots = _with_slots(slots, filled_now)
@@ -1504,7 +1519,10 @@ def recover(
         return ended.model_copy(
             update={"tier": DecisionTier.FALLBACK, "reason": "; ".join(reasons)}
         )
-    if noted and misses == 0:
+    if context.understanding_v6 and misses == 0 and only_asks(utterance):
+        reasons.append("a question not answered")
+        options = [f"{playbook.unanswered} {question}", second, playbook.fallback_line]
+    elif noted and misses == 0:
         options = [f"{playbook.acknowledge} {question}", second, playbook.fallback_line]
     elif misses == 0:
         first = question if current.collect is not None else playbook.fallback_line

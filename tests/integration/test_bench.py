@@ -99,8 +99,10 @@ async def test_the_stand_ins_take_a_key_that_begins_with_a_dash(
     key = "-Zx_0a1b2c3d4e5f6g7h8i9j"
     monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)  # the stand-ins set them
     monkeypatch.delenv("CARTESIA_API_KEY", raising=False)
-    standins = [await stt_standin(tmp_path, [], key), await tts_standin(key)]
+    standins = []
     try:
+        standins.append(await stt_standin(tmp_path, [], key))
+        standins.append(await tts_standin(key))
         overrides = standins[0].overrides | standins[1].overrides
         settings = Settings(**overrides)  # type: ignore[arg-type]
         await deepgram_stt.check_key(deepgram_stt.DeepgramConfig(settings, key))

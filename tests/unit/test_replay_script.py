@@ -216,9 +216,13 @@ def test_an_added_example_turns_a_fallback_into_an_intent_and_changes_the_outcom
     assert call["outcome"] == {"was": "hung_up", "now": "not_interested"}
     assert call["ended_now"] == "agent ended the call"
 
-    before = {c["source"]: c["changed"] for c in baseline["calls"]}
-    newly_changed = [c["source"] for c in result["calls"] if c["changed"] > before[c["source"]]]
-    assert newly_changed == [flipped]
+    def said(turn: dict[str, Any]) -> tuple[str, str] | None:
+        now = turn["now"]
+        return None if now is None else (now["state"], now["text"])
+
+    before, after = turns(baseline), turns(result)
+    moved = {source for (source, n), t in after.items() if said(before[(source, n)]) != said(t)}
+    assert moved == {flipped}, "the added example moves that call's turn and no other"
     assert result["summary"]["outcomes_changed"] == 1
     assert "call token_match_then_nothing_answers (token_match_then_nothing_answers.json)" in text
     assert '  turn 3: caller said "What\'s your favourite colour?":' in text

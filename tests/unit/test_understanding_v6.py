@@ -11,7 +11,7 @@ import pytest
 
 from slot.playbooks import load_playbook_file
 from slot.settings import REPO_ROOT
-from workflows.script import Outcome, Playbook, ScriptStep, TurnContext, respond
+from workflows.script import DecisionTier, Outcome, Playbook, ScriptStep, TurnContext, respond
 from workflows.understanding import (
     asks_to_be_called_back,
     polarity,
@@ -153,3 +153,16 @@ def test_a_day_repeated_at_the_read_back_without_a_change_word_is_not_a_change(
 ) -> None:
     _, after = both(solar, "confirm", "Friday afternoon, yes.", {"survey_day": "Friday"})
     assert after.intent == "confirmed", after.reason
+
+
+def test_a_question_nothing_answers_is_acknowledged_before_the_question_again(
+    solar: Playbook,
+) -> None:
+    """ "Sorry, could you say that again?" to a question heard well asks the caller to repeat
+    what was understood; the script says it has no answer and asks its question again."""
+    before, after = both(solar, "pitch", "How long would they be here for?")
+    assert before.text == solar.fallback_line
+    assert after.text == f"{solar.unanswered} {solar.state('pitch').reprompt}", after.reason
+    assert after.tier is DecisionTier.FALLBACK and after.state == "pitch"
+    _, unclear = both(solar, "pitch", "Purple elephants.")
+    assert unclear.text == solar.fallback_line
