@@ -57,14 +57,14 @@ RERANK_POOL = 8
 """Passages the vectors bring up for the lexical re-rank to order."""
 
 
-def _content_words(text: str) -> set[str]:
-    return {stem(w) for w in tokens(text) if w not in STOPWORDS and w not in _QUESTION_WORDS}
-
-
 _QUESTION_TEXT = (
     "how what who where when why which will would can could should there any have has get"
 )
 _QUESTION_WORDS = frozenset(_QUESTION_TEXT.split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {stem(w) for w in tokens(text) if w not in STOPWORDS and w not in _QUESTION_WORDS}
 
 
 def heading_overlap(query: str, heading: str) -> float:

@@ -1227,9 +1227,11 @@ def respond_v1(
             "; ".join(reasons),
         )
 
-    correction = _correction(playbook, current, slots, filled_now) if context.refined else None
-    if correction is None and v6:
-        correction = _change_asked(current, utterance, filled_now)
+    correction = (
+        _correction(playbook, current, slots, filled_now, utterance, v6=v6)
+        if context.refined
+        else None
+    )
     if correction is not None:
         index, changed = correction
         return take(index, f"'{changed}' changes a detail given before", filled_now)
@@ -1435,46 +1437,32 @@ def only_asks(text: str) -> bool:
     return bool(pieces) and all(piece.endswith("?") for piece in pieces)
 
 
-def _correction(
-    playbook: Playbook, current: State, slots: dict[str, str], filled_now: dict[str, str]
-) -> tuple[int, str] | None:
-    """(the state's `no` intent, the slot) when a state reading back a detail (its line names
-    the slot) and asking a yes/no question hears a new value for it ("Actually Thursday's
-    better" when Monday was read back): the answer is a no, and the new value is kept, so the
-    script skips re-asking it."""
-    if current.collect is not None or current.no is None:
-        return None
-    changed = next(
-        (
-            n
-            for n, v in filled_now.items()
-            if slots.get(n) and slots[n] != v and f"{{{n}}}" in current.say
-        ),
-        None,
-    )
-    if changed is None:
-        return None
-    index = next((i for i, c in enumerate(current.intents) if c.name == current.no), None)
-    return None if index is None else (index, f"{changed} = {filled_now[changed]}")
-
-
 _CHANGE_WORDS_V6 = re.compile(
     r"\b(instead|rather|change it|move it|switch it|make it|swap it|push it|different)\b"
 )
 
 
-def _change_asked(
-    current: State, utterance: str, filled_now: dict[str, str]
+def _correction(
+    playbook: Playbook,
+    current: State,
+    slots: dict[str, str],
+    filled_now: dict[str, str],
+    utterance: str = "",
+    *,
+    v6: bool = False,
 ) -> tuple[int, str] | None:
-    """(the state's `no` intent, the slot) when a state reading back a detail hears a value for
-    it with a word of change ("make it the afternoon instead", "can we move it to Friday?";
-    patch understanding-v6): a no that keeps the new value, whether or not it differs from the
-    one read back, since the caller asks to change something."""
+    """(the state's `no` intent, the slot) when a state reading back a detail (its line names
+    the slot) and asking a yes/no question hears a new value for it ("Actually Thursday's
+    better" when Monday was read back): the answer is a no, and the new value is kept, so the
+    script skips re-asking it. `v6` (understanding-v6): a value said with a word of change
+    ("make it the afternoon instead", "can we move it to Friday?") is one too, whether or not
+    it differs from the one read back, since the caller asks to change something."""
     if current.collect is not None or current.no is None:
         return None
-    if _CHANGE_WORDS_V6.search(normalize(utterance)) is None:
-        return None
-    changed = next((n for n in filled_now if f"{{{n}}}" in current.say), None)
+    read_back = [n for n in filled_now if f"{{{n}}}" in current.say]
+    changed = next((n for n in read_back if slots.get(n) and slots[n] != filled_now[n]), None)
+    if changed is None and v6 and _CHANGE_WORDS_V6.search(normalize(utterance)) is not None:
+        changed = next(iter(read_back), None)
     if changed is None:
         return None
     index = next((i for i, c in enumerate(current.intents) if c.name == current.no), None)
