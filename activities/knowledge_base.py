@@ -22,9 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from activities.embeddings import DIMENSIONS, Embedder, keep_vectors, kept_vectors, shared_embedder
+from activities.embeddings import (
+    DIMENSIONS,
+    Embedder,
+    Vector,
+    keep_vectors,
+    kept_vectors,
+    shared_embedder,
+)
 from slot.settings import Settings, get_settings
 from workflows.intents import STOPWORDS, stem, tokens
 from workflows.router_messages import KNOWLEDGE_MIN_SCORE, Passage
@@ -50,11 +58,19 @@ class KBSettings(BaseSettings):
     router's default for the others)."""
 
 
-LEXICAL_WEIGHT = 0.04
+QUESTION_WEIGHT = 0.3
+"""The share of a passage's score that is the caller's question's similarity to the section's
+own question (its heading, both embedded as queries), the rest its similarity to the passage
+(`search`): a question is closer to the question it asks than to an answer's wording. Chosen
+with `LEXICAL_WEIGHT` and the router's `KNOWLEDGE_MIN_SCORE` by `slot eval kb` on the dev
+questions."""
+LEXICAL_WEIGHT = 0.0
 """How much a heading's share of the question's words adds to a passage's score (`search`);
-chosen with the router's `KNOWLEDGE_MIN_SCORE` by `slot eval kb` on the dev questions."""
+0.04 until the section's question was compared too, which made it redundant on dev."""
 RERANK_POOL = 8
-"""Passages the vectors bring up for the lexical re-rank to order."""
+"""Passages the vectors bring up for the re-rank to order."""
+QUESTION_VECTORS_KEPT = 4096
+"""Section headings whose question vectors a knowledge base keeps (it starts again past that)."""
 
 
 _QUESTION_TEXT = (
@@ -65,6 +81,13 @@ _QUESTION_WORDS = frozenset(_QUESTION_TEXT.split())
 
 def _content_words(text: str) -> set[str]:
     return {stem(w) for w in tokens(text) if w not in STOPWORDS and w not in _QUESTION_WORDS}
+
+
+def section_questions(heading: str) -> list[str]:
+    """The questions a section's own heading asks ("How long does the survey take? How long
+    will the surveyor be at my home?" is two); none for a heading that asks nothing."""
+    own = heading.rsplit(" > ", 1)[-1]
+    return [q.strip() for q in re.split(r"(?<=\?)\s+", own) if q.strip().endswith("?")]
 
 
 def heading_overlap(query: str, heading: str) -> float:
@@ -263,6 +286,7 @@ class KnowledgeBase:
         self.collection = collection
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._question_vectors: dict[str, Vector | None] = {}
 
     @property
     def embedder(self) -> Embedder:
@@ -332,6 +356,7 @@ class KnowledgeBase:
                         for chunk, vector in zip(chunks, vectors, strict=True)
                     ],
                 )
+        self._embed_section_questions({c.heading for c in chunks})
         return len(chunks)
 
     def ingest(self, paths: Iterable[Path | str], vector_cache: Path | None = None) -> IngestReport:
@@ -350,19 +375,51 @@ class KnowledgeBase:
                 return 0
             return self.client.count(self.collection).count
 
+    def _embed_section_questions(self, headings: Iterable[str]) -> None:
+        """The sections' questions embedded at once, so no caller's first question waits."""
+        asked = {h: section_questions(h) for h in headings if h not in self._question_vectors}
+        flat = [q for questions in asked.values() for q in questions]
+        vectors = self.embedder.queries(flat)
+        start = 0
+        with self._lock:
+            for heading, questions in asked.items():
+                end = start + len(questions)
+                self._question_vectors[heading] = vectors[start:end] if questions else None
+                start = end
+
+    def _section_question_vectors(self, heading: str) -> Vector | None:
+        """The section's own questions as query vectors, embedded once per heading."""
+        with self._lock:
+            if heading in self._question_vectors:
+                return self._question_vectors[heading]
+        questions = section_questions(heading)
+        vectors = self.embedder.queries(questions) if questions else None
+        with self._lock:
+            if len(self._question_vectors) >= QUESTION_VECTORS_KEPT:
+                self._question_vectors.clear()
+            self._question_vectors[heading] = vectors
+        return vectors
+
     def search(
-        self, query: str, k: int = 3, *, lexical_weight: float | None = None
+        self,
+        query: str,
+        k: int = 3,
+        *,
+        lexical_weight: float | None = None,
+        question_weight: float | None = None,
     ) -> list[Passage]:
         """The `k` passages closest to `query`, best first; empty if nothing was ingested.
 
-        Each passage's score is its cosine similarity plus `lexical_weight` (default
-        `LEXICAL_WEIGHT`) times the share of the question's words its heading has
-        (`heading_overlap`): e5-small's similarities sit in a narrow band (0.78-0.92 for any
-        question against any passage), so the words a caller shares with a section's question
-        ("warranty", "interest", "deposit") separate sections the vectors barely do."""
+        e5-small's similarities sit in a narrow band (0.78-0.92 for any question against any
+        passage), so the vectors bring up `RERANK_POOL` passages and each is scored again:
+        `question_weight` (default `QUESTION_WEIGHT`) of its score is the question's
+        similarity to the closest of its section's own questions, the rest its cosine with
+        the passage; plus `lexical_weight` (default `LEXICAL_WEIGHT`) times the share of the
+        question's words its heading has (`heading_overlap`)."""
         if not query.strip() or k <= 0:
             return []
         weight = LEXICAL_WEIGHT if lexical_weight is None else lexical_weight
+        asked = QUESTION_WEIGHT if question_weight is None else question_weight
         vector = self.embedder.query(query)
         with self._lock:
             if not self.client.collection_exists(self.collection):
@@ -370,7 +427,7 @@ class KnowledgeBase:
             hits = self.client.query_points(
                 self.collection,
                 query=vector.tolist(),
-                limit=max(k, RERANK_POOL) if weight else k,
+                limit=max(k, RERANK_POOL) if weight or asked else k,
                 with_payload=True,
             ).points
         passages = []
@@ -385,15 +442,23 @@ class KnowledgeBase:
                     score=round(float(hit.score), 4),
                 )
             )
-        if weight:
+        if weight or asked:
             passages = [
-                p.model_copy(
-                    update={"score": round(p.score + weight * heading_overlap(query, p.heading), 4)}
-                )
+                p.model_copy(update={"score": self._rescore(query, vector, p, weight, asked)})
                 for p in passages
             ]
             passages.sort(key=lambda p: -p.score)
         return passages[:k]
+
+    def _rescore(
+        self, query: str, vector: Vector, passage: Passage, weight: float, asked: float
+    ) -> float:
+        score = passage.score
+        questions = self._section_question_vectors(passage.heading) if asked else None
+        if questions is not None:
+            closest = float(np.max(questions @ vector))
+            score = (1.0 - asked) * score + asked * closest
+        return round(score + weight * heading_overlap(query, passage.heading), 4)
 
     def close(self) -> None:
         with self._lock:
@@ -411,6 +476,7 @@ def open_knowledge_base(
     kb_settings: KBSettings | None = None,
     *,
     path: Path | None = None,
+    embedder: Embedder | None = None,
 ) -> KnowledgeBase:
     """Qdrant server if `SLOT_QDRANT_URL` is set, else local mode at `path` or data_dir/qdrant.
 
@@ -426,7 +492,7 @@ def open_knowledge_base(
         folder = path or (settings or get_settings()).data_dir / "qdrant"
         folder.mkdir(parents=True, exist_ok=True)
         client = QdrantClient(path=str(folder))
-    return KnowledgeBase(client, kb_settings.kb_collection)
+    return KnowledgeBase(client, kb_settings.kb_collection, embedder)
 
 
 def ingest_main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from activities.knowledge_base import (
     documents,
     heading_overlap,
     open_knowledge_base,
+    section_questions,
 )
 from evals.kb import SETS, Question, load_questions, verdict
 from slot.playbooks import load_playbook
@@ -145,13 +146,42 @@ def test_a_headings_share_of_the_questions_words_counts_only_the_sections_own_qu
 
 def test_a_lexical_weight_adds_the_headings_share_and_reorders(kb: KnowledgeBase) -> None:
     question = "Is there a deposit to pay?"
-    plain = {p.id: p for p in kb.search(question, 8, lexical_weight=0)}
-    weighted = kb.search(question, 8, lexical_weight=0.5)
+    plain = {p.id: p for p in kb.search(question, 8, lexical_weight=0, question_weight=0)}
+    weighted = kb.search(question, 8, lexical_weight=0.5, question_weight=0)
     assert [p.score for p in weighted] == sorted((p.score for p in weighted), reverse=True)
     for passage in weighted:
         expected = plain[passage.id].score + 0.5 * heading_overlap(question, passage.heading)
         assert passage.score == pytest.approx(expected, abs=1e-3)
     assert weighted[0].heading.endswith("Is there a deposit?")
+
+
+def test_a_sections_questions_are_the_ones_its_own_heading_asks() -> None:
+    assert section_questions(
+        "The free home solar survey > How long does the survey take? How long will the "
+        "surveyor be at my home?"
+    ) == ["How long does the survey take?", "How long will the surveyor be at my home?"]
+    assert section_questions("Warranty > What does the warranty cover?") == [
+        "What does the warranty cover?"
+    ]
+    assert section_questions("Financing") == []
+
+
+def test_the_sections_own_question_takes_its_share_of_the_score_and_reorders(
+    kb: KnowledgeBase,
+) -> None:
+    question = "Do I need to be there?"
+    plain = {p.id: p for p in kb.search(question, 8, lexical_weight=0, question_weight=0)}
+    mixed = kb.search(question, 8, lexical_weight=0, question_weight=0.3)
+    asked = kb.embedder.query(question)
+    for passage in mixed:
+        closest = max(
+            float(v @ asked) for v in kb.embedder.queries(section_questions(passage.heading))
+        )
+        expected = 0.7 * plain[passage.id].score + 0.3 * closest
+        assert passage.score == pytest.approx(expected, abs=1e-3)
+    assert max(plain.values(), key=lambda p: p.score).heading.endswith("planning permission?")
+    assert mixed[0].heading.endswith("Do I need to be home for the survey?")
+    assert kb.search(question, 1)[0].heading == mixed[0].heading  # the shipped default
 
 
 def test_the_kb_eval_counts_a_wrong_section_apart_from_none() -> None:
