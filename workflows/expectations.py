@@ -199,16 +199,32 @@ def asks_something(text: str) -> bool:
     return "?" in text
 
 
+def _closed_where_a_comma_is(text: str) -> str | None:
+    """The words closed with a full stop where the recognizer put a comma or dash after them,
+    when that mark is all that sounds unfinished; None otherwise."""
+    words = text.rstrip()
+    bare = words.rstrip(",-\u2014").rstrip()
+    if not bare or bare == words or sounds_unfinished(bare + "."):
+        return None
+    return bare + "."
+
+
 def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     """Is `text` a complete answer to the question? Only one the router's tier 0 understands
     at once is (the same functions): a built-in rule, a request to be called back, the slot the
     state collects (number words, weekdays, times of day), a confident intent match, or a
     plain yes/no where the state says what it means; and no unfinished ending. With no
-    question (`expect` None) it only says whether the words trail off."""
+    question (`expect` None) it only says whether the words trail off. An answer that only a
+    comma after it makes sound unfinished ("Early morning,", "Friday, like I said,": Moonshine
+    closes some whole replies so) is not complete, but not held as trailing off either: Smart
+    Turn or the maximum silence ends it, not the 2.5 s a caller looking for a word gets."""
     normalized = normalize(text)
     if not normalized:
         return AnswerJudgement(complete=False, reason="no words")
     if sounds_unfinished(text):
+        closed = _closed_where_a_comma_is(text)
+        if closed is not None and expect is not None and judge_answer(expect, closed).complete:
+            return AnswerJudgement(complete=False, reason="an answer, closed with a comma")
         return AnswerJudgement(complete=False, reason="sounds unfinished", unfinished=True)
     if expect is None:
         return AnswerJudgement(complete=False, reason="no question")

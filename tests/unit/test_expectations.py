@@ -94,6 +94,16 @@ def test_words_that_trail_off_are_unfinished_and_say_so() -> None:
     assert not judge_answer(None, "Is it really free?").unfinished
 
 
+def test_an_answer_the_recognizer_closed_with_a_comma_is_not_held_as_trailing_off() -> None:
+    ask_time = expected_answer(PLAYBOOK, "ask_time")
+    assert ask_time is not None
+    for text in ("Early morning,", "Afternoon, like I said,", "Mornings -"):
+        judged = judge_answer(ask_time, text)
+        assert not judged.complete and not judged.unfinished, text
+    for text in ("Morning, and", "Um,", "Well, let me think,", "O,,"):
+        assert judge_answer(ask_time, text).unfinished, text
+
+
 def test_a_contracted_verb_never_ends_an_answer_whatever_the_punctuation() -> None:
     """ "it's", "I'm", "we'd" cannot close an English sentence; "it is" can."""
     assert_held(
