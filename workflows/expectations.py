@@ -231,7 +231,7 @@ def judge_answer(expect: ExpectedAnswer | None, text: str) -> AnswerJudgement:
     if (phrase := rule_phrase(normalized)) is not None:
         return AnswerJudgement(complete=True, reason=f"rule: '{phrase}'", meaning=f"rule:{phrase}")
     if expect.collect is not None and expect.collect in expect.slots:
-        found = extract_slot(expect.slots[expect.collect], text, v5=True, v6=True)
+        found = extract_slot(expect.slots[expect.collect], text, v5=True, v6=True, v7=True)
         if found is not None and expect.slots[expect.collect].kind != "text":
             return AnswerJudgement(
                 complete=True,

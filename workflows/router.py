@@ -64,6 +64,9 @@ of caller turns, `evals/data/router/dev_callers2.yaml`, showed them missing)."""
 UNDERSTANDING_V6_PATCH = "understanding-v6"
 """On top of understanding-v5: the readings of `TurnContext.understanding_v6` (a third dev set
 of caller turns, `evals/data/router/dev_callers3.yaml`, showed them missing)."""
+UNDERSTANDING_V7_PATCH = "understanding-v7"
+"""On top of understanding-v6: the readings of `TurnContext.understanding_v7` (a misheard "two"
+in an amount, from the dev calls' replies)."""
 QUESTIONS_FIRST_PATCH = "questions-first-v1"
 """A caller's question that the classifier or the token matcher reads as a goodbye ("Who is Sunny
 Solar exactly? I haven't heard of you." as not interested) is answered from the knowledge base
@@ -212,6 +215,8 @@ class Router:
                 context = replace(context, questions_v6=True)
             if self._tools.patched(UNDERSTANDING_V6_PATCH):
                 context = replace(context, understanding_v6=True)
+            if self._tools.patched(UNDERSTANDING_V7_PATCH):
+                context = replace(context, understanding_v7=True)
             step = script.respond(
                 self._playbook,
                 state,

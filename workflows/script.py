@@ -270,6 +270,9 @@ class TurnContext:
     afternoon instead", "can we move it to Friday?") at a read-back is a no that keeps it; a
     question nothing answers gets `Playbook.unanswered` and the question, not "Sorry, could you
     say that again?" (`recover`)."""
+    understanding_v7: bool = False
+    """Patch understanding-v7: "to" or "too" before a tens word or "hundred", after nothing but
+    fillers, is a misheard "two" ("About to fifty a month." is 250, not 50)."""
     questions_v6: bool = False
     """Patch goodbye-check-v2: a goodbye read by the token match or the classifier from a turn
     that only asks ("Will they call before they come?" as a call back) asks the state's
@@ -647,15 +650,21 @@ def _negated_before(text: str, at: int) -> bool:
 
 
 def extract_slot(
-    spec: SlotSpec, utterance: str, *, asked: bool = True, v5: bool = False, v6: bool = False
+    spec: SlotSpec,
+    utterance: str,
+    *,
+    asked: bool = True,
+    v5: bool = False,
+    v6: bool = False,
+    v7: bool = False,
 ) -> tuple[str, str] | None:
     """(value, the words it came from) for the slot, if the utterance has one.
 
     `asked`: the current question asks for this slot; a `money` slot takes a bare number only
-    then ("We bought it in twenty ten" is not a bill). `v5`, `v6`: the readers of patches
-    understanding-v5 and -v6."""
+    then ("We bought it in twenty ten" is not a bill). `v5`, `v6`, `v7`: the readers of
+    patches understanding-v5 to -v7."""
     if spec.kind == "money":
-        amount = read_money(utterance, asked=asked, v5=v5, v6=v6)
+        amount = read_money(utterance, asked=asked, v5=v5, v6=v6, v7=v7)
         if amount is None:
             return None
         words = f"{amount.words} ({amount.note})" if amount.note else amount.words
@@ -739,7 +748,8 @@ def _slots_in(
         if wanted:
             v5 = context is not None and context.understanding_v5
             v6 = context is not None and context.understanding_v6
-            found = extract_slot(spec, utterance, asked=own, v5=v5, v6=v6)
+            v7 = context is not None and context.understanding_v7
+            found = extract_slot(spec, utterance, asked=own, v5=v5, v6=v6, v7=v7)
             if found is not None:
                 filled[name], evidence[name] = found
     return filled, evidence

@@ -143,21 +143,46 @@ def _runs(words: list[str], *, v5: bool = False, v6: bool = False) -> list[tuple
     return runs
 
 
+_TWO_HEARD_BEFORE_V7 = frozenset(_TENS) | {"hundred"}
+_LEAD_INS_V7 = _RESTATING | {
+    "about", "around", "roughly", "approximately", "like", "maybe", "probably", "its", "is",
+    "was", "pay", "paying", "just", "over", "under", "almost", "nearly", "usually", "normally",
+}  # fmt: skip
+
+
+def _two_for_to(words: list[str]) -> list[str]:
+    """understanding-v7: "to" or "too" right before a tens word or "hundred", with nothing but
+    fillers and approximations before it, is a misheard "two": "About to fifty a month." is
+    250 (Moonshine wrote "two fifty" so in four dev replies), where "up to fifty", "drops to
+    fifty" and "one fifty to two hundred" keep their "to"."""
+    read = list(words)
+    for i, word in enumerate(words[:-1]):
+        lead_in = i == 0 or words[i - 1] in _LEAD_INS_V7
+        if word in ("to", "too") and words[i + 1] in _TWO_HEARD_BEFORE_V7 and lead_in:
+            read[i] = "two"
+    return read
+
+
 def _digits_joined(text: str) -> str:
     """ "$1,200.50" -> "1200"; keeps the rest of the text for the word reader."""
     text = re.sub(r"(\d),(\d{3})", r"\1\2", text)
     return re.sub(r"(\d+)\.\d+", r"\1", text)
 
 
-def read_amounts(text: str, *, v5: bool = False, v6: bool = False) -> list[Amount]:
+def read_amounts(
+    text: str, *, v5: bool = False, v6: bool = False, v7: bool = False
+) -> list[Amount]:
     """Every number in `text`, number words included; a range becomes its midpoint.
 
     "one eighty" -> 180, "a hundred and twenty" -> 120, "two fifty" -> 250, "between one and
     two hundred" -> 150 (noted as a midpoint), "150 to 200" -> 175. `v5` (patch
     understanding-v5): a number said again at once, with nothing but fillers between, replaces
-    the one before ("Um, sixty? Sixty-five maybe." -> 65, not 125).
+    the one before ("Um, sixty? Sixty-five maybe." -> 65, not 125). `v7`: a "to" heard for
+    "two" (`_two_for_to`).
     """
     words = normalize(_digits_joined(text)).split()
+    if v7:
+        words = _two_for_to(words)
     v5 = v5 or v6
     runs = _runs(words, v5=v5, v6=v6)
     amounts: list[Amount] = []
@@ -207,12 +232,14 @@ def has_money_context(text: str) -> bool:
     return bool(_MONEY_CONTEXT.search(text.lower()))
 
 
-def read_money(text: str, *, asked: bool, v5: bool = False, v6: bool = False) -> Amount | None:
+def read_money(
+    text: str, *, asked: bool, v5: bool = False, v6: bool = False, v7: bool = False
+) -> Amount | None:
     """An amount of money: a number with money words, or any number when the question asked for
     one (`asked`: the state collects it). "We bought it in twenty ten" is not a bill."""
     if not asked and not has_money_context(text):
         return None
-    amounts = [a for a in read_amounts(text, v5=v5, v6=v6) if a.value >= 10]
+    amounts = [a for a in read_amounts(text, v5=v5, v6=v6, v7=v7) if a.value >= 10]
     return amounts[0] if amounts else None
 
 
