@@ -97,7 +97,7 @@ def warm_up_router(settings: Settings) -> None:
     try:
         playbook = load_playbook(settings.default_script, settings.playbooks_dir)
         shared_classifier().prepare(playbook, settings.model_cache_path / "embeddings")
-        shared_knowledge_base(settings).count()
+        shared_knowledge_base(settings).prepare(settings.model_cache_path)
     except Exception as error:
         log.warning("router warm-up failed (the first turns will pay for it): %s", error)
 

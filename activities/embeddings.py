@@ -60,8 +60,9 @@ def shared_embedder() -> Embedder:
     return Embedder()
 
 
-VectorKind = Literal["examples", "passages"]
-"""Playbook examples are embedded as queries, knowledge passages as passages."""
+VectorKind = Literal["examples", "passages", "questions"]
+"""Playbook examples and the knowledge sections' own questions are embedded as queries,
+knowledge passages as passages."""
 
 
 def _kept_path(cache: Path, kind: VectorKind, texts: Sequence[str]) -> Path:

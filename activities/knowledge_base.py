@@ -356,7 +356,7 @@ class KnowledgeBase:
                         for chunk, vector in zip(chunks, vectors, strict=True)
                     ],
                 )
-        self._embed_section_questions({c.heading for c in chunks})
+        self._embed_section_questions({c.heading for c in chunks}, vector_cache)
         return len(chunks)
 
     def ingest(self, paths: Iterable[Path | str], vector_cache: Path | None = None) -> IngestReport:
@@ -375,11 +375,47 @@ class KnowledgeBase:
                 return 0
             return self.client.count(self.collection).count
 
-    def _embed_section_questions(self, headings: Iterable[str]) -> None:
-        """The sections' questions embedded at once, so no caller's first question waits."""
-        asked = {h: section_questions(h) for h in headings if h not in self._question_vectors}
+    def prepare(self, vector_cache: Path | None = None) -> int:
+        """Embed the questions of the sections already stored (a worker opens a knowledge base
+        another process ingested), so no caller's first question waits for them; with a
+        `vector_cache` folder they are read back from there. The number of passages."""
+        self._embed_section_questions(self._stored_headings(), vector_cache)
+        return self.count()
+
+    def _stored_headings(self) -> set[str]:
+        headings: set[str] = set()
+        with self._lock:
+            if not self.client.collection_exists(self.collection):
+                return headings
+            offset = None
+            while len(headings) < QUESTION_VECTORS_KEPT:
+                points, offset = self.client.scroll(
+                    self.collection,
+                    limit=256,
+                    offset=offset,
+                    with_payload=["heading"],
+                    with_vectors=False,
+                )
+                headings.update(str((p.payload or {}).get("heading", "")) for p in points)
+                if offset is None:
+                    break
+        return headings
+
+    def _embed_section_questions(
+        self, headings: Iterable[str], vector_cache: Path | None = None
+    ) -> None:
+        """The sections' questions embedded at once (or read from `vector_cache`)."""
+        asked = {
+            h: section_questions(h) for h in sorted(headings) if h not in self._question_vectors
+        }
         flat = [q for questions in asked.values() for q in questions]
-        vectors = self.embedder.queries(flat)
+        if not flat:
+            return
+        vectors = kept_vectors(vector_cache, "questions", flat) if vector_cache else None
+        if vectors is None:
+            vectors = self.embedder.queries(flat)
+            if vector_cache:
+                keep_vectors(vector_cache, "questions", flat, vectors)
         start = 0
         with self._lock:
             for heading, questions in asked.items():

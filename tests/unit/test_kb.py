@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from activities.embeddings import DIMENSIONS
+from activities.embeddings import DIMENSIONS, Embedder, Vector
 from activities.knowledge_base import (
     KnowledgeBase,
     chunk_text,
@@ -182,6 +182,38 @@ def test_the_sections_own_question_takes_its_share_of_the_score_and_reorders(
     assert max(plain.values(), key=lambda p: p.score).heading.endswith("planning permission?")
     assert mixed[0].heading.endswith("Do I need to be home for the survey?")
     assert kb.search(question, 1)[0].heading == mixed[0].heading  # the shipped default
+
+
+class CountingEmbedder(Embedder):
+    """Counts the query texts it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queried: list[str] = []
+
+    def queries(self, texts: Sequence[str]) -> Vector:
+        self.queried.extend(texts)
+        return super().queries(texts)
+
+
+def test_a_knowledge_base_another_process_ingested_is_prepared_before_the_first_question(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "models"
+    with open_knowledge_base(path=tmp_path / "qdrant") as seeding:
+        seeding.ingest([SHIPPED], cache)
+    first = CountingEmbedder()
+    with open_knowledge_base(path=tmp_path / "qdrant", embedder=first) as worker:
+        assert worker.prepare() == worker.count() > 0
+        asked = len(first.queried)
+        assert "Is the survey really free?" in first.queried
+        worker.search("Do I need to be there?", 3)
+        assert first.queried[asked:] == ["Do I need to be there?"], "no section question waits"
+    again = CountingEmbedder()
+    with open_knowledge_base(path=tmp_path / "qdrant", embedder=again) as restarted:
+        restarted.prepare(cache)  # the seeding ingest kept the questions' vectors
+        restarted.search("Do I need to be there?", 3)
+        assert again.queried == ["Do I need to be there?"]
 
 
 def test_the_kb_eval_counts_a_wrong_section_apart_from_none() -> None:
