@@ -83,10 +83,15 @@ def _content_words(text: str) -> set[str]:
     return {stem(w) for w in tokens(text) if w not in STOPWORDS and w not in _QUESTION_WORDS}
 
 
+def _own_part(heading: str) -> str:
+    """A heading's last part, the section's own ("Warranty > How long is the warranty?")."""
+    return heading.rsplit(" > ", 1)[-1]
+
+
 def section_questions(heading: str) -> list[str]:
     """The questions a section's own heading asks ("How long does the survey take? How long
     will the surveyor be at my home?" is two); none for a heading that asks nothing."""
-    own = heading.rsplit(" > ", 1)[-1]
+    own = _own_part(heading)
     return [q.strip() for q in re.split(r"(?<=\?)\s+", own) if q.strip().endswith("?")]
 
 
@@ -98,8 +103,7 @@ def heading_overlap(query: str, heading: str) -> float:
     asked = _content_words(query)
     if not asked:
         return 0.0
-    own = heading.rsplit(" > ", 1)[-1]
-    return len(asked & _content_words(own)) / len(asked)
+    return len(asked & _content_words(_own_part(heading))) / len(asked)
 
 
 # --- chunking --------------------------------------------------------------------------------
@@ -403,38 +407,36 @@ class KnowledgeBase:
 
     def _embed_section_questions(
         self, headings: Iterable[str], vector_cache: Path | None = None
-    ) -> None:
-        """The sections' questions embedded at once (or read from `vector_cache`)."""
+    ) -> dict[str, Vector | None]:
+        """The questions of the sections not embedded yet, at once (or read from
+        `vector_cache`), kept; their vectors by heading."""
         asked = {
             h: section_questions(h) for h in sorted(headings) if h not in self._question_vectors
         }
         flat = [q for questions in asked.values() for q in questions]
-        if not flat:
-            return
-        vectors = kept_vectors(vector_cache, "questions", flat) if vector_cache else None
+        vectors = kept_vectors(vector_cache, "questions", flat) if vector_cache and flat else None
         if vectors is None:
             vectors = self.embedder.queries(flat)
-            if vector_cache:
+            if vector_cache and flat:
                 keep_vectors(vector_cache, "questions", flat, vectors)
+        embedded: dict[str, Vector | None] = {}
         start = 0
+        for heading, questions in asked.items():
+            end = start + len(questions)
+            embedded[heading] = vectors[start:end] if questions else None
+            start = end
         with self._lock:
-            for heading, questions in asked.items():
-                end = start + len(questions)
-                self._question_vectors[heading] = vectors[start:end] if questions else None
-                start = end
+            if len(self._question_vectors) + len(embedded) > QUESTION_VECTORS_KEPT:
+                self._question_vectors.clear()
+            self._question_vectors.update(embedded)
+        return embedded
 
     def _section_question_vectors(self, heading: str) -> Vector | None:
         """The section's own questions as query vectors, embedded once per heading."""
         with self._lock:
             if heading in self._question_vectors:
                 return self._question_vectors[heading]
-        questions = section_questions(heading)
-        vectors = self.embedder.queries(questions) if questions else None
-        with self._lock:
-            if len(self._question_vectors) >= QUESTION_VECTORS_KEPT:
-                self._question_vectors.clear()
-            self._question_vectors[heading] = vectors
-        return vectors
+        return self._embed_section_questions([heading]).get(heading)
 
     def search(
         self,
