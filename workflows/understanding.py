@@ -183,6 +183,7 @@ def read_amounts(
     words = normalize(_digits_joined(text)).split()
     if v7:
         words = _two_for_to(words)
+    v6 = v6 or v7
     v5 = v5 or v6
     runs = _runs(words, v5=v5, v6=v6)
     amounts: list[Amount] = []

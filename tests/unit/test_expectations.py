@@ -209,6 +209,7 @@ def test_no_dev_turn_is_judged_complete_that_the_routers_tier_0_does_not_read() 
         state_answers_v4=True,
         understanding_v5=True,
         understanding_v6=True,
+        understanding_v7=True,
         questions_v6=True,
     )
     lead = {"lead_name": "Jordan"}
