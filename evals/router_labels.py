@@ -21,9 +21,11 @@ DATA = Path(__file__).parent / "data" / "router"
 DEV_PLAYBOOK = DATA / "dev_playbook.yaml"
 DEV_CALLERS = DATA / "dev_callers.yaml"
 DEV_CALLERS2 = DATA / "dev_callers2.yaml"
-DEV_CALLERS3 = DATA / "dev_callers3.yaml"
 """A second dev round (session 11), longer and less direct; it found the readings of
 understanding-v5."""
+DEV_CALLERS3 = DATA / "dev_callers3.yaml"
+"""A third dev round (session 13), written blind from BUSINESS.md; it found the readings of
+understanding-v6."""
 HELDOUT_CALLERS = DATA / "heldout_callers.yaml"
 BEFORE_PLAYBOOK = DATA / "solar_survey_before.yaml"
 """The sample playbook before issue 8: the "before" figures run the old router on it."""
